@@ -1,0 +1,1 @@
+"""Voxel grids: exact sparse 3D aggregation of process signals."""
