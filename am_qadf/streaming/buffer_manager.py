@@ -1,0 +1,249 @@
+"""Ring buffer of timestamped data points for sliding and time windows."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from .timestamps import epoch_us_array, from_epoch_us, to_epoch_us
+
+__all__ = ["BufferManager"]
+
+Window = tuple[np.ndarray, list[datetime], list[dict[str, Any]]]
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+class BufferManager:
+    """Keep the newest ``buffer_size`` data points with their UTC timestamps and metadata.
+
+    Storage is a preallocated numpy ring, so adding costs O(1) per point and a window
+    costs O(window). Data points keep their shape: scalars give 1-D windows, arrays of
+    shape ``s`` give windows of shape ``(n, *s)``. Naive timestamps are taken as UTC.
+
+    >>> from datetime import UTC, datetime
+    >>> buffer = BufferManager(window_size=2, buffer_size=3)
+    >>> for i in range(4):
+    ...     buffer.add_data(np.array([float(i)]), datetime(2026, 1, 1, 0, 0, i))
+    >>> window, times, meta = buffer.get_sliding_window()
+    >>> window.ravel().tolist(), times[-1].isoformat()
+    ([2.0, 3.0], '2026-01-01T00:00:03+00:00')
+    """
+
+    def __init__(self, window_size: int = 100, buffer_size: int = 1000) -> None:
+        self.window_size = _positive_int(window_size, "window_size")
+        self.buffer_size = _positive_int(buffer_size, "buffer_size")
+        self._lock = threading.RLock()
+        self._point_shape: tuple[int, ...] | None = None
+        self._data: np.ndarray | None = None
+        self._times = np.zeros(self.buffer_size, dtype=np.int64)
+        self._meta: list[dict[str, Any] | None] = [None] * self.buffer_size
+        # Aware datetimes per slot, made once (at add or at first read) so windows are cheap.
+        self._dts: list[datetime | None] = [None] * self.buffer_size
+        self._head = 0  # next slot to write
+        self._size = 0
+        self._in_order = True  # timestamps never decreased: windows can bisect
+        self.total_added = 0
+        self.total_evicted = 0
+
+    # -- adding -------------------------------------------------------------------------
+    def _ensure_storage(self, point_shape: tuple[int, ...]) -> None:
+        if self._data is None:
+            self._point_shape = point_shape
+            self._data = np.zeros((self.buffer_size, *point_shape), dtype=np.float64)
+        elif point_shape != self._point_shape:
+            raise ValueError(
+                f"data: every point must have shape {self._point_shape}, got {point_shape}"
+            )
+
+    def add_data(
+        self, data: np.ndarray, timestamp: datetime, metadata: dict[str, Any] | None = None
+    ) -> None:
+        """Append one data point (a number or array) with its timestamp and metadata."""
+        arr = data if type(data) is np.ndarray else np.asarray(data)
+        if arr.dtype.kind not in "fiub":
+            raise TypeError(f"data must be numeric, got dtype {arr.dtype}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
+        t = to_epoch_us(timestamp)
+        dt = timestamp if type(timestamp) is datetime and timestamp.tzinfo is UTC else None
+        with self._lock:
+            self._ensure_storage(arr.shape)
+            h = self._head
+            if self._size and t < self._times[h - 1]:
+                self._in_order = False
+            self._data[h] = arr
+            self._times[h] = t
+            self._meta[h] = metadata
+            self._dts[h] = dt
+            self._head = (h + 1) % self.buffer_size
+            if self._size < self.buffer_size:
+                self._size += 1
+            else:
+                self.total_evicted += 1
+            self.total_added += 1
+
+    def add_batch(
+        self,
+        data: np.ndarray,
+        timestamps: Any,
+        metadata: list[dict[str, Any] | None] | None = None,
+    ) -> None:
+        """Append many points at once: ``data`` has one row per point.
+
+        ``timestamps`` may be a ``datetime64`` array, float epoch seconds, or a sequence
+        of datetimes/ISO strings, one per row.
+
+        >>> b = BufferManager(buffer_size=10)
+        >>> b.add_batch(np.arange(3.0), np.array([1.0, 2.0, 3.0]))
+        >>> b.get_buffer_statistics()["current_size"]
+        3
+        """
+        arr = np.asarray(data)
+        if arr.ndim == 0:
+            raise ValueError("data: add_batch needs one row per point, got a scalar")
+        if arr.dtype.kind not in "fiub":
+            raise TypeError(f"data must be numeric, got dtype {arr.dtype}")
+        n = arr.shape[0]
+        times = epoch_us_array(timestamps)
+        if times.shape != (n,):
+            raise ValueError(f"timestamps: expected {n} timestamps, got shape {times.shape}")
+        if metadata is not None and len(metadata) != n:
+            raise ValueError(f"metadata: expected {n} entries, got {len(metadata)}")
+        if n == 0:
+            return
+        with self._lock:
+            self._ensure_storage(arr.shape[1:])
+            if n > self.buffer_size:  # only the newest rows can survive
+                skipped = n - self.buffer_size
+                arr, times = arr[skipped:], times[skipped:]
+                metadata = metadata[skipped:] if metadata is not None else None
+                self.total_added += skipped
+                self.total_evicted += skipped
+                n = self.buffer_size
+            if (self._size and times[0] < self._times[self._head - 1]) or np.any(
+                times[1:] < times[:-1]
+            ):
+                self._in_order = False
+            idx = (self._head + np.arange(n)) % self.buffer_size
+            self._data[idx] = arr
+            self._times[idx] = times
+            first = self._head
+            end = first + n
+            meta = metadata if metadata is not None else [None] * n
+            self._put_ring(self._meta, first, meta)
+            self._put_ring(self._dts, first, [None] * n)
+            evicted = max(0, self._size + n - self.buffer_size)
+            self.total_evicted += evicted
+            self._size = min(self.buffer_size, self._size + n)
+            self._head = end % self.buffer_size
+            self.total_added += n
+
+    def _put_ring(self, ring: list[Any], first: int, items: list[Any]) -> None:
+        end = first + len(items)
+        if end <= self.buffer_size:
+            ring[first:end] = items
+        else:
+            k = self.buffer_size - first
+            ring[first:] = items[:k]
+            ring[: end - self.buffer_size] = items[k:]
+
+    def _timestamps(self, slots: np.ndarray) -> list[datetime]:
+        ring = self._dts
+        idx = slots.tolist()
+        out = [ring[i] for i in idx]
+        missing = [j for j, d in enumerate(out) if d is None]
+        if missing:
+            made = from_epoch_us(self._times[slots[missing]])
+            for j, d in zip(missing, made, strict=True):
+                out[j] = ring[idx[j]] = d
+        return out
+
+    # -- reading ------------------------------------------------------------------------
+    def _last(self, count: int) -> np.ndarray:
+        """Ring slots of the newest ``count`` points, oldest first."""
+        return (self._head - count + np.arange(count)) % self.buffer_size
+
+    def _window(self, slots: np.ndarray) -> Window:
+        if self._data is None or slots.size == 0:
+            shape = (0, *(self._point_shape or ()))
+            return np.empty(shape, dtype=np.float64), [], []
+        meta = self._meta
+        return (
+            self._data[slots],
+            self._timestamps(slots),
+            [meta[i] if meta[i] is not None else {} for i in slots.tolist()],
+        )
+
+    def get_sliding_window(self, size: int | None = None) -> Window:
+        """Return the newest ``size`` points (default ``window_size``) as
+        ``(data_array, timestamps, metadata_list)``, oldest first."""
+        size = self.window_size if size is None else _positive_int(size, "size")
+        with self._lock:
+            return self._window(self._last(min(size, self._size)))
+
+    def get_time_window(self, duration_seconds: float) -> Window:
+        """Return the points no older than ``duration_seconds`` before the newest timestamp
+        in the buffer (so replayed data works like live data)."""
+        if not isinstance(duration_seconds, int | float | np.number) or isinstance(
+            duration_seconds, bool
+        ):
+            raise TypeError(
+                f"duration_seconds must be a number, got {type(duration_seconds).__name__}"
+            )
+        if not np.isfinite(duration_seconds) or duration_seconds < 0:
+            raise ValueError(f"duration_seconds must be finite and >= 0, got {duration_seconds}")
+        with self._lock:
+            if self._size == 0:
+                return self._window(np.empty(0, dtype=np.int64))
+            slots = self._last(self._size)
+            times = self._times[slots]
+            if self._in_order:
+                cutoff = times[-1] - int(round(duration_seconds * 1e6))
+                return self._window(slots[np.searchsorted(times, cutoff, side="left") :])
+            cutoff = times.max() - int(round(duration_seconds * 1e6))
+            return self._window(slots[times >= cutoff])
+
+    def flush_buffer(self) -> Window:
+        """Return every buffered point (oldest first) and empty the buffer."""
+        with self._lock:
+            window = self._window(self._last(self._size))
+            self.clear()
+            return window
+
+    def clear(self) -> None:
+        """Drop every buffered point (statistics of totals are kept)."""
+        with self._lock:
+            self._meta = [None] * self.buffer_size
+            self._dts = [None] * self.buffer_size
+            self._head = 0
+            self._size = 0
+            self._in_order = True
+
+    def get_buffer_statistics(self) -> dict[str, Any]:
+        """Return ``current_size, max_size, utilization_percent, oldest_timestamp,
+        newest_timestamp`` (timestamps of what is in the buffer now, or None)."""
+        with self._lock:
+            oldest = newest = None
+            if self._size:
+                times = self._times[self._last(self._size)]
+                oldest, newest = from_epoch_us(int(times.min())), from_epoch_us(int(times.max()))
+            return {
+                "current_size": self._size,
+                "max_size": self.buffer_size,
+                "utilization_percent": 100.0 * self._size / self.buffer_size,
+                "oldest_timestamp": oldest,
+                "newest_timestamp": newest,
+                "window_size": self.window_size,
+                "total_added": self.total_added,
+                "total_evicted": self.total_evicted,
+            }

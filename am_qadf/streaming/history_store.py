@@ -1,0 +1,294 @@
+"""Where stream history lives: MongoDB (pymongo) or an embedded SQLite file.
+
+Both stores take prepared documents (see :func:`prepare_documents`), ignore
+documents whose ``_id`` is already stored (so a replay stores nothing twice),
+and return query results in ascending timestamp order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import cache_codec
+from .history_filters import matches
+from .timestamps import now_utc, to_epoch_us, to_utc
+
+__all__ = [
+    "HistoryStore",
+    "SqliteHistory",
+    "MongoHistory",
+    "prepare_documents",
+    "default_data_dir",
+    "INDEXED_FIELDS",
+]
+
+log = logging.getLogger(__name__)
+
+#: Metadata fields the simulator emits that history queries filter on.
+INDEXED_FIELDS = ("build_id", "layer")
+
+
+def default_data_dir() -> Path:
+    """Folder of the embedded history file: ``$AMQADF_DATA_DIR`` or ``~/.local/share/am_qadf``."""
+    env = os.environ.get("AMQADF_DATA_DIR")
+    return Path(env) if env else Path.home() / ".local" / "share" / "am_qadf"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, datetime):
+        return to_utc(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def prepare_documents(batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copy ``batch`` into storable documents, or raise before anything is stored.
+
+    numpy values become Python values, datetimes become aware UTC (naive ones are UTC),
+    a missing ``timestamp`` becomes the ingest time, and a message that carries Kafka
+    coordinates gets the deterministic ``_id`` ``"topic:partition:offset"``.
+
+    >>> prepare_documents([{"topic": "t", "partition": 0, "offset": 7, "value": 1}])[0]["_id"]
+    't:0:7'
+    """
+    if not isinstance(batch, list | tuple):
+        raise TypeError(f"batch_data must be a list of dicts, got {type(batch).__name__}")
+    docs: list[dict[str, Any]] = []
+    ingest = now_utc()
+    for i, item in enumerate(batch):
+        if not isinstance(item, dict):
+            raise TypeError(f"batch_data[{i}] must be a dict, got {type(item).__name__}")
+        doc = {str(k): _plain(v) for k, v in item.items()}
+        try:
+            doc["timestamp"] = to_utc(doc["timestamp"]) if "timestamp" in doc else ingest
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"batch_data[{i}].timestamp: {exc}") from None
+        if "_id" not in doc and all(k in doc for k in ("topic", "partition", "offset")):
+            doc["_id"] = f"{doc['topic']}:{doc['partition']}:{doc['offset']}"
+        docs.append(doc)
+    return docs
+
+
+class HistoryStore(Protocol):
+    """What :class:`StreamStorage` needs from a history backend."""
+
+    name: str
+
+    def insert(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
+        """Store ``docs``; return ``(inserted, duplicates)``; ``ConnectionError`` on outage."""
+
+    def query(
+        self, start: datetime, end: datetime, filters: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Documents with ``start <= timestamp <= end`` matching ``filters``, oldest first."""
+
+    def create_indexes(self) -> list[str]:
+        """Create the time-series indexes; return their names."""
+
+    def delete_before(self, before: datetime) -> int:
+        """Delete documents older than ``before``; return how many."""
+
+    def count(self) -> int:
+        """Number of stored documents."""
+
+    def ping(self) -> bool:
+        """True when the backend answers."""
+
+
+class SqliteHistory:
+    """History in one SQLite file: survives restarts, needs no server.
+
+    >>> import tempfile
+    >>> h = SqliteHistory(Path(tempfile.mkdtemp()) / "h.sqlite3")
+    >>> h.insert(prepare_documents([{"value": 1.0}]))
+    (1, 0)
+    """
+
+    name = "sqlite"
+
+    def __init__(self, path: str | Path, table: str = "stream_data") -> None:
+        if not table.replace("_", "").isalnum():
+            raise ValueError(f"collection_name must be letters, digits and '_', got {table!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.table = table
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            f'CREATE TABLE IF NOT EXISTS "{table}" '
+            "(id TEXT PRIMARY KEY, ts INTEGER NOT NULL, doc BLOB NOT NULL)"
+        )
+        self._db.execute(f'CREATE INDEX IF NOT EXISTS "{table}_ts" ON "{table}" (ts)')
+
+    def insert(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
+        rows = []
+        for d in docs:
+            doc_id = str(d.get("_id") or uuid.uuid4().hex)
+            body = {k: v for k, v in d.items() if k != "_id"}
+            rows.append((doc_id, to_epoch_us(d["timestamp"]), cache_codec.encode(body)))
+        with self._lock:
+            before = self._db.total_changes
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                f'INSERT OR IGNORE INTO "{self.table}" (id, ts, doc) VALUES (?, ?, ?)', rows
+            )
+            self._db.execute("COMMIT")
+            inserted = self._db.total_changes - before
+        return inserted, len(rows) - inserted
+
+    def query(
+        self, start: datetime, end: datetime, filters: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._db.execute(
+                f'SELECT id, doc FROM "{self.table}" WHERE ts >= ? AND ts <= ? ORDER BY ts, rowid',
+                (to_epoch_us(start), to_epoch_us(end)),
+            )
+            rows = cur.fetchall()
+        out = []
+        for doc_id, blob in rows:
+            doc = cache_codec.decode(blob)
+            if not filters or matches(doc, filters):
+                doc["_id"] = doc_id
+                out.append(doc)
+        return out
+
+    def create_indexes(self) -> list[str]:
+        names = [f"{self.table}_ts"]
+        with self._lock:
+            for field in INDEXED_FIELDS:
+                name = f"{self.table}_{field}_ts"
+                self._db.execute(
+                    f'CREATE INDEX IF NOT EXISTS "{name}" ON "{self.table}" '
+                    f"(json_extract(doc, '$.{field}'), ts)"
+                )
+                names.append(name)
+        return names
+
+    def delete_before(self, before: datetime) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                f'DELETE FROM "{self.table}" WHERE ts < ?', (to_epoch_us(before),)
+            )
+            return cur.rowcount
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute(f'SELECT COUNT(*) FROM "{self.table}"').fetchone()[0]
+
+    def ping(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class MongoHistory:
+    """History in a MongoDB (or MongoDB-wire) collection through pymongo."""
+
+    name = "mongodb"
+
+    def __init__(self, mongo_client: Any, collection_name: str = "stream_data") -> None:
+        from pymongo import MongoClient
+        from pymongo.collection import Collection
+        from pymongo.database import Database
+
+        if isinstance(mongo_client, str):
+            mongo_client = MongoClient(mongo_client, serverSelectionTimeoutMS=3000, tz_aware=True)
+        if isinstance(mongo_client, Collection):
+            self.collection = mongo_client
+        elif isinstance(mongo_client, Database):
+            self.collection = mongo_client[collection_name]
+        elif isinstance(mongo_client, MongoClient):
+            db = mongo_client.get_default_database(default="am_qadf")
+            self.collection = db[collection_name]
+        else:
+            raise TypeError(
+                "mongo_client must be a pymongo MongoClient, Database, Collection or URI string, "
+                f"got {type(mongo_client).__name__}"
+            )
+
+    def insert(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
+        from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure
+
+        if not docs:
+            return 0, 0
+        try:
+            result = self.collection.insert_many([dict(d) for d in docs], ordered=False)
+            return len(result.inserted_ids), 0
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            others = [e for e in errors if e.get("code") != 11000]
+            if others:
+                raise RuntimeError(
+                    f"MongoDB rejected documents: {others[0].get('errmsg')}"
+                ) from exc
+            return exc.details.get("nInserted", 0), len(errors)
+        except (ConnectionFailure, AutoReconnect) as exc:
+            raise ConnectionError(f"MongoDB unreachable: {exc}") from exc
+
+    def query(
+        self, start: datetime, end: datetime, filters: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        from pymongo.errors import AutoReconnect, ConnectionFailure
+
+        time_range = {"timestamp": {"$gte": to_utc(start), "$lte": to_utc(end)}}
+        query = {"$and": [time_range, filters]} if filters else time_range
+        try:
+            docs = list(self.collection.find(query).sort([("timestamp", 1), ("_id", 1)]))
+        except (ConnectionFailure, AutoReconnect) as exc:
+            raise ConnectionError(f"MongoDB unreachable: {exc}") from exc
+        for d in docs:
+            d["_id"] = str(d["_id"])
+            if isinstance(d.get("timestamp"), datetime):
+                d["timestamp"] = to_utc(d["timestamp"])
+        return docs
+
+    def create_indexes(self) -> list[str]:
+        names = [self.collection.create_index([("timestamp", 1)], name="timestamp_1")]
+        for field in INDEXED_FIELDS:
+            names.append(
+                self.collection.create_index(
+                    [(field, 1), ("timestamp", 1)], name=f"{field}_1_timestamp_1"
+                )
+            )
+        names.append(
+            self.collection.create_index(
+                [("build_id", 1), ("layer", 1), ("timestamp", 1)],
+                name="build_id_1_layer_1_timestamp_1",
+            )
+        )
+        return names
+
+    def delete_before(self, before: datetime) -> int:
+        return self.collection.delete_many({"timestamp": {"$lt": to_utc(before)}}).deleted_count
+
+    def count(self) -> int:
+        return self.collection.count_documents({})
+
+    def ping(self) -> bool:
+        try:
+            self.collection.database.command("ping")
+            return True
+        except Exception:
+            return False

@@ -1,0 +1,158 @@
+"""Publish JSON messages to a Kafka topic (confluent-kafka) or the in-process broker."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from .memory_broker import get_broker, is_memory_address
+from .serialization import dumps
+
+__all__ = ["KafkaProducer", "normalize_servers"]
+
+log = logging.getLogger(__name__)
+
+
+def normalize_servers(bootstrap_servers: list[str] | str) -> list[str]:
+    """Validate bootstrap servers and return them as a list.
+
+    >>> normalize_servers("a:1,b:2")
+    ['a:1', 'b:2']
+    """
+    if isinstance(bootstrap_servers, str):
+        servers = [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
+    elif isinstance(bootstrap_servers, list | tuple):
+        servers = [str(s).strip() for s in bootstrap_servers]
+    else:
+        raise TypeError(
+            "bootstrap_servers must be a list of 'host:port' strings, "
+            f"got {type(bootstrap_servers).__name__}"
+        )
+    if not servers or any(not s for s in servers):
+        raise ValueError(f"bootstrap_servers must not be empty, got {bootstrap_servers!r}")
+    return servers
+
+
+def _encode_key(key: str | bytes | None) -> bytes | None:
+    if key is None or isinstance(key, bytes):
+        return key
+    if isinstance(key, str):
+        return key.encode()
+    raise TypeError(f"key must be str, bytes or None, got {type(key).__name__}")
+
+
+class KafkaProducer:
+    """Produce dict messages (JSON-encoded) to ``topic``.
+
+    ``memory://`` addresses use the in-process broker; anything else is a Kafka cluster.
+    Extra librdkafka settings (SASL/SSL, acks, ...) go in ``config``.
+
+    >>> producer = KafkaProducer(["memory://doc-producer"], "demo")
+    >>> producer.produce({"sensor_id": "sensor1", "value": 100.0}, key="sensor1")
+    >>> producer.flush()
+    >>> producer.close()
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: list[str],
+        topic: str,
+        *,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap_servers = normalize_servers(bootstrap_servers)
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"topic must be a non-empty string, got {topic!r}")
+        self.topic = topic
+        self._lock = threading.Lock()
+        self._closed = False
+        self.delivered = 0
+        self.failed = 0
+        self._last_error: str | None = None
+        if is_memory_address(self.bootstrap_servers):
+            self._broker = get_broker(self.bootstrap_servers)
+            self._producer = None
+        else:
+            from confluent_kafka import Producer
+
+            self._broker = None
+            conf = {
+                "bootstrap.servers": ",".join(self.bootstrap_servers),
+                "linger.ms": 5,
+                "enable.idempotence": True,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 500_000,
+            }
+            conf.update(config or {})
+            self._producer = Producer(conf)
+
+    def _on_delivery(self, err: Any, _msg: Any) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self.failed += 1
+            if self._last_error is None:
+                log.error("Kafka delivery failed: %s", err)
+            self._last_error = str(err)
+
+    def produce_raw(
+        self,
+        value: bytes | None,
+        key: str | bytes | None = None,
+        *,
+        topic: str | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Produce already-encoded bytes (used for dead-letter messages and replays)."""
+        if self._closed:
+            raise RuntimeError("producer is closed")
+        topic = topic or self.topic
+        k = _encode_key(key)
+        if self._producer is None:
+            self._broker.produce(topic, value, key=k, headers=headers)
+            self.delivered += 1
+            return
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=k, headers=headers, on_delivery=self._on_delivery
+                )
+                break
+            except BufferError:  # local queue full: let librdkafka send, then retry
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def produce(self, value: dict[str, Any], key: str | None = None, **kwargs: Any) -> None:
+        """Produce one message; ``value`` is JSON-encoded (numpy values and datetimes too).
+
+        Keyword ``topic=`` sends to another topic, ``headers=`` adds headers.
+        """
+        if not isinstance(value, dict):
+            raise TypeError(f"value must be a dict, got {type(value).__name__}")
+        self.produce_raw(dumps(value), key, **kwargs)
+
+    def produce_batch(self, values: Iterable[dict[str, Any]], key: str | None = None) -> int:
+        """Produce many messages with the same key; return how many were queued."""
+        n = 0
+        for v in values:
+            self.produce(v, key)
+            n += 1
+        return n
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every queued message is delivered (or ``timeout`` seconds pass)."""
+        if self._producer is not None:
+            remaining = self._producer.flush(timeout)
+            if remaining:
+                raise TimeoutError(f"{remaining} messages still undelivered after {timeout} s")
+
+    def close(self) -> None:
+        """Flush and release the producer."""
+        if not self._closed:
+            try:
+                self.flush()
+            finally:
+                self._closed = True
+                self._producer = None

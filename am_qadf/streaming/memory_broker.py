@@ -1,0 +1,238 @@
+"""An in-process Kafka-like broker, selected by the bootstrap server ``memory://[name]``.
+
+It keeps Kafka's semantics that the pipeline relies on: topics with partitions and
+offsets, consumer groups with committed offsets and partition assignment, seek, pause.
+Values are stored as bytes so encoding and decoding behave exactly as with Kafka.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["MemoryBroker", "Record", "get_broker", "is_memory_address", "DEFAULT_PARTITIONS"]
+
+DEFAULT_PARTITIONS = 3
+DEFAULT_RETENTION = 2_000_000  # records kept per partition before the oldest are dropped
+
+_brokers: dict[str, MemoryBroker] = {}
+_brokers_lock = threading.Lock()
+
+
+def is_memory_address(bootstrap_servers: list[str] | str) -> bool:
+    """True when the bootstrap servers select the in-process broker.
+
+    >>> is_memory_address(["memory://"]), is_memory_address("localhost:9092")
+    (True, False)
+    """
+    servers = [bootstrap_servers] if isinstance(bootstrap_servers, str) else bootstrap_servers
+    return any(str(s).startswith("memory://") for s in servers)
+
+
+def get_broker(bootstrap_servers: list[str] | str = "memory://") -> MemoryBroker:
+    """Return the process-wide broker named by a ``memory://name`` address.
+
+    >>> get_broker("memory://doc") is get_broker(["memory://doc"])
+    True
+    """
+    servers = [bootstrap_servers] if isinstance(bootstrap_servers, str) else bootstrap_servers
+    address = next(s for s in servers if str(s).startswith("memory://"))
+    name = str(address)[len("memory://") :].strip("/")
+    with _brokers_lock:
+        if name not in _brokers:
+            _brokers[name] = MemoryBroker(name)
+        return _brokers[name]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored message."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass
+class _Partition:
+    base_offset: int = 0
+    records: list[Record] = field(default_factory=list)
+
+    @property
+    def end_offset(self) -> int:
+        return self.base_offset + len(self.records)
+
+
+@dataclass
+class _Group:
+    members: dict[str, set[str]] = field(default_factory=dict)  # member id -> topics
+    generation: int = 0
+
+
+class MemoryBroker:
+    """Topics, partitions, offsets and consumer groups held in this process.
+
+    >>> b = MemoryBroker("doc")
+    >>> b.produce("t", b"1", key=b"k")[1]
+    0
+    >>> b.fetch("t", b.partition_for("t", b"k"), 0, 10)[0].value
+    b'1'
+    """
+
+    def __init__(
+        self,
+        name: str = "",
+        partitions: int = DEFAULT_PARTITIONS,
+        retention: int = DEFAULT_RETENTION,
+    ) -> None:
+        self.name = name
+        self.default_partitions = partitions
+        self.retention = retention
+        self._topics: dict[str, list[_Partition]] = {}
+        self._committed: dict[tuple[str, str, int], int] = {}
+        self._groups: dict[str, _Group] = {}
+        self._round_robin: dict[str, int] = {}
+        self._cond = threading.Condition()
+
+    # -- topics -------------------------------------------------------------------------
+    def create_topic(self, topic: str, partitions: int | None = None) -> None:
+        """Create ``topic`` if it does not exist (topics are also auto-created on use)."""
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"topic must be a non-empty string, got {topic!r}")
+        n = self.default_partitions if partitions is None else int(partitions)
+        if n < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        with self._cond:
+            if topic not in self._topics:
+                self._topics[topic] = [_Partition() for _ in range(n)]
+                for group in self._groups.values():
+                    if any(topic in t for t in group.members.values()):
+                        group.generation += 1
+
+    def topics(self) -> list[str]:
+        """Names of existing topics."""
+        with self._cond:
+            return sorted(self._topics)
+
+    def partitions(self, topic: str) -> int:
+        """Number of partitions of ``topic`` (created on first use)."""
+        self.create_topic(topic)
+        with self._cond:
+            return len(self._topics[topic])
+
+    def partition_for(self, topic: str, key: bytes | None) -> int:
+        """Partition a message goes to: by key hash, else round robin."""
+        n = self.partitions(topic)
+        if key is not None:
+            return zlib.crc32(key) % n
+        with self._cond:
+            p = self._round_robin.get(topic, 0)
+            self._round_robin[topic] = (p + 1) % n
+            return p
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> tuple[int, int]:
+        """Append one message; return ``(partition, offset)``."""
+        p = self.partition_for(topic, key) if partition is None else int(partition)
+        ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
+        with self._cond:
+            parts = self._topics[topic]
+            if not 0 <= p < len(parts):
+                raise ValueError(f"partition {p} does not exist in topic {topic!r}")
+            part = parts[p]
+            rec = Record(topic, p, part.end_offset, ts, key, value, tuple(headers or ()))
+            part.records.append(rec)
+            if len(part.records) > self.retention * 5 // 4:
+                drop = len(part.records) - self.retention
+                del part.records[:drop]
+                part.base_offset += drop
+            self._cond.notify_all()
+            return p, rec.offset
+
+    def fetch(self, topic: str, partition: int, offset: int, max_records: int) -> list[Record]:
+        """Records of one partition from ``offset`` on (at most ``max_records``)."""
+        with self._cond:
+            part = self._topics[topic][partition]
+            start = max(offset, part.base_offset) - part.base_offset
+            return part.records[start : start + max_records]
+
+    def offsets(self, topic: str, partition: int) -> tuple[int, int]:
+        """``(earliest, end)`` offsets of a partition (end = next offset to be written)."""
+        self.create_topic(topic)
+        with self._cond:
+            part = self._topics[topic][partition]
+            return part.base_offset, part.end_offset
+
+    def wait_for_data(self, timeout_s: float) -> None:
+        """Block until something is produced or ``timeout_s`` passes."""
+        with self._cond:
+            self._cond.wait(timeout=max(0.0, timeout_s))
+
+    # -- groups -------------------------------------------------------------------------
+    def join(self, group: str, member: str, topics: list[str]) -> None:
+        """Add a member to a group; the group rebalances."""
+        for t in topics:
+            self.create_topic(t)
+        with self._cond:
+            g = self._groups.setdefault(group, _Group())
+            g.members[member] = set(topics)
+            g.generation += 1
+
+    def leave(self, group: str, member: str) -> None:
+        """Remove a member; its partitions go to the others."""
+        with self._cond:
+            g = self._groups.get(group)
+            if g and g.members.pop(member, None) is not None:
+                g.generation += 1
+
+    def assignment(self, group: str, member: str) -> tuple[int, list[tuple[str, int]]]:
+        """``(generation, [(topic, partition), ...])`` assigned to ``member``.
+
+        Partitions of each topic are dealt round robin over the sorted members that
+        subscribe to it, so the assignment is deterministic.
+        """
+        with self._cond:
+            g = self._groups[group]
+            mine: list[tuple[str, int]] = []
+            for topic in sorted(g.members.get(member, ())):
+                subs = sorted(m for m, ts in g.members.items() if topic in ts)
+                idx = subs.index(member)
+                n = len(self._topics[topic])
+                mine.extend((topic, p) for p in range(idx, n, len(subs)))
+            return g.generation, mine
+
+    def commit(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        """Store committed offsets (next offset to read) for a group."""
+        with self._cond:
+            for (topic, p), off in offsets.items():
+                self._committed[(group, topic, p)] = int(off)
+
+    def committed(self, group: str, topic: str, partition: int) -> int | None:
+        """Committed offset of a group on a partition, or None."""
+        with self._cond:
+            return self._committed.get((group, topic, partition))
+
+    def describe(self) -> dict[str, Any]:
+        """Topic sizes and groups, for health views and tests."""
+        with self._cond:
+            return {
+                "topics": {
+                    t: [(p.base_offset, p.end_offset) for p in parts]
+                    for t, parts in self._topics.items()
+                },
+                "groups": {name: sorted(g.members) for name, g in self._groups.items()},
+            }

@@ -1,0 +1,49 @@
+"""JSON encoding of messages (orjson): numpy values and datetimes encode faithfully."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+__all__ = ["dumps", "loads", "to_jsonable"]
+
+_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    raise TypeError(f"cannot JSON-encode a value of type {type(obj).__name__}")
+
+
+def dumps(value: Any) -> bytes:
+    """Encode ``value`` as JSON bytes; datetimes become ISO 8601 UTC strings.
+
+    >>> dumps({"v": np.float32(1.5), "a": np.arange(2)})
+    b'{"v":1.5,"a":[0,1]}'
+    """
+    return orjson.dumps(value, default=_default, option=_OPTS)
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON bytes or text.
+
+    >>> loads(b'{"a": 1}')
+    {'a': 1}
+    """
+    return orjson.loads(data)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Return ``value`` as plain JSON types (one encode/decode round trip).
+
+    >>> to_jsonable({"x": np.int64(3)})
+    {'x': 3}
+    """
+    return orjson.loads(dumps(value))

@@ -1,0 +1,255 @@
+"""Stream data storage: Redis (or an in-process cache) for recent state, MongoDB (or an
+embedded SQLite file) for history, with a bounded spool that rides out storage outages."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import cache_codec
+from .history_filters import validate_filters
+from .history_store import (
+    HistoryStore,
+    MongoHistory,
+    SqliteHistory,
+    default_data_dir,
+    prepare_documents,
+)
+from .timestamps import to_utc
+from .ttl_cache import TTLCache
+
+__all__ = ["StreamStorage", "SpoolFullError"]
+
+log = logging.getLogger(__name__)
+
+
+class SpoolFullError(RuntimeError):
+    """History storage is unreachable and the spool is full: slow down and retry."""
+
+
+class StreamStorage:
+    """Cache recent data and keep the stream's history.
+
+    With no clients it runs embedded: an in-process TTL cache and a SQLite history file
+    (``path``, default under :func:`default_data_dir`) that survives restarts.
+    ``mongo_client`` may be a pymongo ``MongoClient`` (database from its URI, default
+    ``am_qadf``), ``Database``, ``Collection`` or a URI string; ``redis_client`` a
+    ``redis.Redis``. When MongoDB is unreachable, batches wait in a spool of at most
+    ``spool_limit`` documents and are written, in order, when it is back.
+
+    >>> import tempfile
+    >>> from datetime import datetime, timedelta
+    >>> storage = StreamStorage(path=tempfile.mkdtemp() + "/history.sqlite3")
+    >>> storage.store_batch([{"value": 1.0, "timestamp": datetime.now()}])
+    1
+    >>> len(storage.query_stream_history(datetime.now() - timedelta(hours=1), datetime.now()))
+    1
+    """
+
+    def __init__(
+        self,
+        redis_client: Any | None = None,
+        mongo_client: Any | None = None,
+        collection_name: str = "stream_data",
+        *,
+        path: str | Path | None = None,
+        spool_limit: int = 200_000,
+        key_prefix: str = "",
+    ) -> None:
+        if not isinstance(collection_name, str) or not collection_name:
+            raise ValueError(f"collection_name must be a non-empty string, got {collection_name!r}")
+        if spool_limit < 0:
+            raise ValueError(f"spool_limit must be >= 0, got {spool_limit}")
+        self.collection_name = collection_name
+        self.key_prefix = key_prefix
+        self.redis = redis_client
+        self._cache: Any = redis_client if redis_client is not None else TTLCache()
+        self.history: HistoryStore
+        if mongo_client is not None:
+            self.history = MongoHistory(mongo_client, collection_name)
+        else:
+            self.history = SqliteHistory(
+                Path(path) if path else default_data_dir() / "history.sqlite3", collection_name
+            )
+        self.spool_limit = int(spool_limit)
+        self._spool: deque[list[dict[str, Any]]] = deque()
+        self._spooled = 0
+        self._lock = threading.RLock()
+        self._cache_ok = True
+        self._history_ok = True
+        self._retry_at = 0.0
+        self.retry_interval_s = 1.0
+        self.stats = {
+            "documents_inserted": 0,
+            "duplicates_ignored": 0,
+            "cache_writes": 0,
+            "cache_failures": 0,
+            "spooled_total": 0,
+        }
+
+    # -- cache --------------------------------------------------------------------------
+    def _cache_failed(self, exc: Exception) -> None:
+        self.stats["cache_failures"] += 1
+        if self._cache_ok:  # log once per outage, not once per call
+            log.warning("Redis cache unavailable, caching is degraded: %s", type(exc).__name__)
+        self._cache_ok = False
+
+    def cache_recent_data(self, key: str, data: dict[str, Any], ttl_seconds: int = 3600) -> bool:
+        """Cache ``data`` under ``key`` for ``ttl_seconds``; False when the cache is down."""
+        return self.cache_many({key: data}, ttl_seconds) == 1
+
+    def cache_many(self, items: dict[str, dict[str, Any]], ttl_seconds: int = 3600) -> int:
+        """Cache several entries in one round trip (a Redis pipeline); return how many."""
+        if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
+            raise ValueError(f"ttl_seconds must be a positive int, got {ttl_seconds!r}")
+        encoded = {}
+        for key, data in items.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"key must be a non-empty string, got {key!r}")
+            if not isinstance(data, dict):
+                raise TypeError(f"data for key {key!r} must be a dict, got {type(data).__name__}")
+            encoded[self.key_prefix + key] = cache_codec.encode(data)
+        try:
+            if self.redis is not None:
+                pipe = self.redis.pipeline(transaction=False)
+                for k, v in encoded.items():
+                    pipe.setex(k, ttl_seconds, v)
+                pipe.execute()
+            else:
+                for k, v in encoded.items():
+                    self._cache.setex(k, ttl_seconds, v)
+        except Exception as exc:  # redis-py raises ConnectionError/TimeoutError/RedisError
+            self._cache_failed(exc)
+            return 0
+        if not self._cache_ok:
+            log.info("Redis cache reachable again")
+        self._cache_ok = True
+        self.stats["cache_writes"] += len(encoded)
+        return len(encoded)
+
+    def get_cached_data(self, key: str) -> dict[str, Any] | None:
+        """Return what :meth:`cache_recent_data` stored under ``key`` (None if absent/expired
+        or the cache is down)."""
+        try:
+            raw = self._cache.get(self.key_prefix + key)
+        except Exception as exc:
+            self._cache_failed(exc)
+            return None
+        return None if raw is None else cache_codec.decode(raw)
+
+    # -- history ------------------------------------------------------------------------
+    def store_batch(self, batch_data: list[dict[str, Any]]) -> int:
+        """Store documents; return how many were inserted now.
+
+        Documents already stored (same ``_id``) are skipped, not errors. While the
+        history backend is unreachable the batch is spooled (0 returned) and written
+        first on a later call; a full spool raises :class:`SpoolFullError` with
+        nothing taken.
+        """
+        docs = prepare_documents(batch_data)
+        with self._lock:
+            if docs and self._spooled + len(docs) > self.spool_limit and not self._drain():
+                raise SpoolFullError(
+                    f"history storage unreachable and spool full ({self._spooled} documents)"
+                )
+            if not self._drain():
+                self._spool_docs(docs)
+                return 0
+            try:
+                return self._insert(docs)
+            except ConnectionError as exc:
+                self._history_down(exc)
+                self._spool_docs(docs)
+                return 0
+
+    def _spool_docs(self, docs: list[dict[str, Any]]) -> None:
+        if docs:
+            self._spool.append(docs)
+            self._spooled += len(docs)
+            self.stats["spooled_total"] += len(docs)
+
+    def _insert(self, docs: list[dict[str, Any]]) -> int:
+        inserted, dups = self.history.insert(docs)
+        self.stats["documents_inserted"] += inserted
+        self.stats["duplicates_ignored"] += dups
+        if not self._history_ok:
+            log.info("History storage reachable again")
+        self._history_ok = True
+        return inserted
+
+    def _history_down(self, exc: Exception) -> None:
+        if self._history_ok:
+            log.warning("History storage unreachable, spooling: %s", exc)
+        self._history_ok = False
+        # While down, retry at most once per interval so the stream is not stalled
+        # by a server-selection timeout on every batch.
+        self._retry_at = time.monotonic() + self.retry_interval_s
+
+    def _drain(self) -> bool:
+        """Write spooled batches in order; True when the spool is empty."""
+        if self._spool and not self._history_ok and time.monotonic() < self._retry_at:
+            return False
+        while self._spool:
+            try:
+                self._insert(self._spool[0])
+            except ConnectionError as exc:
+                self._history_down(exc)
+                return False
+            self._spooled -= len(self._spool.popleft())
+        return True
+
+    def flush_spool(self) -> bool:
+        """Try to write spooled documents now; True when nothing is left waiting."""
+        with self._lock:
+            return self._drain()
+
+    @property
+    def spooled(self) -> int:
+        """Documents waiting for the history backend."""
+        return self._spooled
+
+    def query_stream_history(
+        self,
+        start_time: datetime,
+        end_time: datetime,
+        filters: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Documents with ``start_time <= timestamp <= end_time`` that match ``filters``,
+        oldest first. The time range always applies; ``$where``, ``$function`` and
+        ``$accumulator`` are refused."""
+        start, end = to_utc(start_time, name="start_time"), to_utc(end_time, name="end_time")
+        if end < start:
+            raise ValueError(f"end_time {end.isoformat()} is before start_time {start.isoformat()}")
+        checked = validate_filters(filters)
+        return self.history.query(start, end, checked)
+
+    def create_time_series_index(self) -> None:
+        """Index ``timestamp`` and the (build_id | layer, timestamp) pairs queries use."""
+        self.history.create_indexes()
+
+    def delete_old_data(self, before_time: datetime) -> int:
+        """Delete documents older than ``before_time``; return how many."""
+        return self.history.delete_before(to_utc(before_time, name="before_time"))
+
+    def health(self) -> dict[str, Any]:
+        """Backends, their reachability, spool use and counters, for health views."""
+        cache_backend = "redis" if self.redis is not None else "memory"
+        if self.redis is not None:
+            try:
+                self._cache_ok = bool(self.redis.ping())
+            except Exception:
+                self._cache_ok = False
+        return {
+            "cache_backend": cache_backend,
+            "cache_ok": self._cache_ok,
+            "history_backend": self.history.name,
+            "history_ok": self._history_ok and self.history.ping(),
+            "spooled": self._spooled,
+            "spool_limit": self.spool_limit,
+            **self.stats,
+        }

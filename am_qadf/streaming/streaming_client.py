@@ -1,0 +1,480 @@
+"""The streaming client: consume, validate, process, buffer, store, commit.
+
+One background thread owns the consumer. For each polled batch it dead-letters
+messages that cannot be decoded or validated, runs the registered processors,
+feeds the per-signal buffers, stores the batch, calls the user's callback, and only
+then marks the offsets processed (at-least-once delivery).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .buffer_manager import BufferManager
+from .kafka_consumer import KafkaConsumer
+from .kafka_producer import KafkaProducer
+from .latency_stats import LatencyStats
+from .message_columns import column
+from .message_validation import MessageValidator
+from .stream_storage import SpoolFullError, StreamStorage
+from .streaming_config import StreamingConfig
+from .streaming_result import StreamingResult
+from .timestamps import now_utc, to_epoch_us
+
+__all__ = ["StreamingClient", "StreamingConfig", "StreamingResult", "RESULT_FIELDS"]
+
+log = logging.getLogger(__name__)
+
+#: Processors whose results have their own field in :class:`StreamingResult`.
+RESULT_FIELDS = {
+    "voxel_processor": "voxel_updates",
+    "quality_processor": "quality_metrics",
+    "spc_processor": "spc_results",
+    "alert_processor": "alerts_generated",
+}
+#: Message fields that are never buffered as signals.
+_NOT_SIGNALS = frozenset({"timestamp", "_id", "topic", "partition", "offset"})
+_CALLBACK_ATTEMPTS = 3
+
+
+def _build_storage(config: StreamingConfig) -> StreamStorage | None:
+    """Storage described by ``config`` (None when both cache and history are off)."""
+    if not (config.enable_redis_cache or config.enable_mongodb_storage):
+        return None
+    redis_client = None
+    if config.enable_redis_cache:
+        import redis
+
+        redis_client = redis.Redis(
+            host=config.redis_host,
+            port=config.redis_port,
+            db=config.redis_db,
+            password=config.redis_password,
+            ssl=config.redis_ssl,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+            health_check_interval=15,
+        )
+    mongo = config.mongodb_uri if config.enable_mongodb_storage else None
+    path = None
+    if config.storage_path:
+        from pathlib import Path
+
+        path = Path(config.storage_path) / "history.sqlite3"
+    return StreamStorage(redis_client, mongo, path=path, spool_limit=config.spool_limit)
+
+
+class StreamingClient:
+    """Run the streaming pipeline: processors, buffers, storage and a background consumer.
+
+    >>> client = StreamingClient(StreamingConfig.embedded())
+    >>> client.register_processor("count", lambda batch: {"n": len(batch)})
+    >>> result = client.process_stream_batch([{"value": 1.0}, {"value": 2.0}])
+    >>> result.processed_count, result.metadata["processors"]["count"]
+    (2, {'n': 2})
+    """
+
+    def __init__(
+        self,
+        config: StreamingConfig | None = None,
+        *,
+        storage: StreamStorage | None = None,
+        validator: MessageValidator | None = None,
+    ) -> None:
+        if config is not None and not isinstance(config, StreamingConfig):
+            raise TypeError(f"config must be a StreamingConfig, got {type(config).__name__}")
+        self.config = config or StreamingConfig()
+        self.validator = validator or MessageValidator()
+        self._storage = storage
+        self._processors: dict[str, Callable[[list[dict[str, Any]]], Any]] = {}
+        self._buffers: dict[str, BufferManager] = {}
+        self._lock = threading.RLock()
+        self._latency = LatencyStats()
+        self._errors = 0
+        self._dead_lettered = 0
+        self._last_error: str | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._dlq: KafkaProducer | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._backpressure = False
+        self._consumer_state = "stopped"
+
+    # -- processors ---------------------------------------------------------------------
+    def register_processor(self, name: str, processor: Callable) -> None:
+        """Register ``processor(data_batch) -> dict`` under ``name`` (replaces that name)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if not callable(processor):
+            raise TypeError(f"processor must be callable, got {type(processor).__name__}")
+        with self._lock:
+            self._processors[name] = processor
+
+    def unregister_processor(self, name: str) -> None:
+        """Remove the processor registered under ``name``."""
+        with self._lock:
+            if self._processors.pop(name, None) is None:
+                raise KeyError(f"no processor named {name!r}; have {sorted(self._processors)}")
+
+    @property
+    def processors(self) -> dict[str, Callable]:
+        """Registered processors by name (a copy)."""
+        with self._lock:
+            return dict(self._processors)
+
+    # -- buffers and storage --------------------------------------------------------------
+    @property
+    def buffers(self) -> dict[str, BufferManager]:
+        """One :class:`BufferManager` per numeric signal seen so far (a copy of the mapping)."""
+        with self._lock:
+            return dict(self._buffers)
+
+    def get_buffer(self, signal: str) -> BufferManager:
+        """The buffer of ``signal`` (KeyError naming the known signals if none)."""
+        with self._lock:
+            try:
+                return self._buffers[signal]
+            except KeyError:
+                raise KeyError(
+                    f"no buffer for signal {signal!r}; have {sorted(self._buffers)}"
+                ) from None
+
+    @property
+    def storage(self) -> StreamStorage | None:
+        """The storage this client writes to, built from the config on first use."""
+        with self._lock:
+            if self._storage is None:
+                self._storage = _build_storage(self.config)
+            return self._storage
+
+    def _feed_buffers(self, batch: list[dict[str, Any]]) -> None:
+        first = batch[0]
+        signals = [
+            k
+            for k, v in first.items()
+            if k not in _NOT_SIGNALS and isinstance(v, int | float) and not isinstance(v, bool)
+        ]
+        if not signals:
+            return
+        now = to_epoch_us(now_utc())
+        times = np.fromiter(
+            (to_epoch_us(t) if (t := m.get("timestamp")) is not None else now for m in batch),
+            np.int64,
+            count=len(batch),
+        )
+        stamps = times.astype("datetime64[us]")
+        for name in signals:
+            buf = self._buffers.get(name)
+            if buf is None:
+                buf = self._buffers[name] = BufferManager(
+                    window_size=self.config.processing_batch_size,
+                    buffer_size=self.config.buffer_size,
+                )
+            buf.add_batch(column(batch, name), stamps)
+
+    # -- batch processing ---------------------------------------------------------------
+    def process_stream_batch(self, data_batch: list[dict[str, Any]]) -> StreamingResult:
+        """Run ``data_batch`` through every registered processor and the signal buffers.
+
+        A processor that raises is counted once in ``errors`` and the others still run.
+        """
+        if not isinstance(data_batch, list | tuple):
+            raise TypeError(f"data_batch must be a list of dicts, got {type(data_batch).__name__}")
+        for i, item in enumerate(data_batch):
+            if not isinstance(item, dict):
+                raise TypeError(f"data_batch[{i}] must be a dict, got {type(item).__name__}")
+        batch = list(data_batch)
+        start = time.perf_counter()
+        result = StreamingResult(
+            timestamp=now_utc(),
+            data_batch=column(batch, "value"),
+            processed_count=len(batch),
+            processing_time_ms=0.0,
+        )
+        errors: dict[str, str] = {}
+        others: dict[str, Any] = {}
+        with self._lock:
+            processors = list(self._processors.items())
+        for name, proc in processors:
+            try:
+                out = proc(batch)
+            except Exception as exc:
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                log.exception("processor %r failed", name)
+                continue
+            target = RESULT_FIELDS.get(name)
+            if target == "alerts_generated":
+                ids = out.get("alert_ids", []) if isinstance(out, dict) else out
+                result.alerts_generated = [str(i) for i in (ids or [])]
+                others[name] = out
+            elif target is not None:
+                setattr(result, target, out)
+            else:
+                others[name] = out
+        if batch:
+            with self._lock:
+                self._feed_buffers(batch)
+        elapsed = (time.perf_counter() - start) * 1000.0
+        result.processing_time_ms = elapsed
+        result.metadata["processors"] = others
+        if errors:
+            result.metadata["errors"] = errors
+        with self._lock:
+            self._latency.add(elapsed, len(batch))
+            self._errors += len(errors)
+            if errors:
+                self._last_error = next(iter(errors.values()))
+        return result
+
+    # -- statistics ---------------------------------------------------------------------
+    def get_stream_statistics(self) -> dict[str, Any]:
+        """Counters since start or reset: ``messages_processed``, ``batches_processed``,
+        ``average_latency_ms`` (mean batch time), ``throughput_messages_per_sec``
+        (messages / wall time), ``errors``, plus dead-letter, lag and state figures."""
+        with self._lock:
+            s = self._latency.summary()
+            consumer = self._consumer
+            stats = {
+                "messages_processed": s["items_processed"],
+                "batches_processed": s["calls"],
+                "average_latency_ms": s["average_latency_ms"],
+                "max_latency_ms": s["max_latency_ms"],
+                "last_latency_ms": s["last_latency_ms"],
+                "throughput_messages_per_sec": s["items_processed"] / s["elapsed_seconds"],
+                "errors": self._errors,
+                "dead_lettered": self._dead_lettered,
+                "last_error": self._last_error,
+                "consumer_state": self._consumer_state,
+                "backpressure": self._backpressure,
+            }
+        stats["consumer_lag"] = consumer.lag() if consumer is not None else 0
+        return stats
+
+    def reset_statistics(self) -> None:
+        """Zero every counter and restart the throughput clock."""
+        with self._lock:
+            self._latency.reset()
+            self._errors = 0
+            self._dead_lettered = 0
+            self._last_error = None
+
+    def health(self) -> dict[str, Any]:
+        """Connection state of the broker and storage, for health views."""
+        storage = self._storage
+        return {
+            "broker": "memory"
+            if self._consumer is not None and self._consumer.is_memory
+            else "kafka",
+            "bootstrap_servers": list(self.config.kafka_bootstrap_servers),
+            "consumer_state": self._consumer_state,
+            "storage": storage.health() if storage is not None else None,
+        }
+
+    # -- background consumer -------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        """True while the background consumer thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start_consumer(self, topics: list[str], callback: Callable) -> None:
+        """Consume ``topics`` in a background thread; ``callback(messages)`` gets each
+        batch of message dicts (``topic, partition, offset, timestamp, key, value``)
+        after it was processed and stored."""
+        if isinstance(topics, str) or not isinstance(topics, list | tuple) or not topics:
+            raise ValueError(f"topics must be a non-empty list of topic names, got {topics!r}")
+        if any(not isinstance(t, str) or not t for t in topics):
+            raise ValueError(f"topics must be non-empty strings, got {topics!r}")
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        with self._lock:
+            if self.is_running:
+                raise RuntimeError("consumer already running; call stop_consumer() first")
+            cfg = self.config
+            self._consumer = KafkaConsumer(
+                cfg.kafka_bootstrap_servers,
+                list(topics),
+                group_id=cfg.consumer_group_id,
+                auto_commit=cfg.enable_auto_commit,
+                max_poll_records=cfg.max_poll_records,
+                auto_offset_reset=cfg.auto_offset_reset,
+                auto_commit_interval_ms=cfg.auto_commit_interval_ms,
+                session_timeout_ms=cfg.session_timeout_ms,
+                store_on_poll=False,
+                config=cfg.kafka_config,
+            )
+            self._stop.clear()
+            self._consumer_state = "running"
+            self._thread = threading.Thread(
+                target=self._run,
+                args=(self._consumer, callback),
+                name="amqadf-consumer",
+                daemon=True,
+            )
+            self._thread.start()
+
+    def stop_consumer(self) -> None:
+        """Stop the background thread, commit processed offsets and close the consumer."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=30)
+        with self._lock:
+            consumer, self._consumer, self._thread = self._consumer, None, None
+            dlq, self._dlq = self._dlq, None
+            self._consumer_state = "stopped"
+        if consumer is not None:
+            consumer.close()
+        if dlq is not None:
+            dlq.close()
+
+    def pause(self) -> None:
+        """Pause consumption (the consumer stays in its group)."""
+        if self._consumer is None:
+            raise RuntimeError("no consumer running; call start_consumer() first")
+        self._consumer.pause()
+        self._consumer_state = "paused"
+
+    def resume(self) -> None:
+        """Resume consumption after :meth:`pause`."""
+        if self._consumer is None:
+            raise RuntimeError("no consumer running; call start_consumer() first")
+        self._consumer.resume()
+        self._consumer_state = "running"
+
+    def seek_to_beginning(self) -> None:
+        """Replay the subscribed topics from their earliest offsets."""
+        if self._consumer is None:
+            raise RuntimeError("no consumer running; call start_consumer() first")
+        self._consumer.seek_to_beginning()
+
+    def _dead_letter(self, msgs: list[dict[str, Any]], reasons: list[str]) -> None:
+        from .serialization import dumps
+
+        if self._dlq is None:
+            self._dlq = KafkaProducer(
+                self.config.kafka_bootstrap_servers,
+                self.config.kafka_topic + self.config.dead_letter_suffix,
+                config=self.config.kafka_config,
+            )
+        for m, reason in zip(msgs, reasons, strict=True):
+            raw = m.get("raw")
+            if raw is None:
+                raw = dumps(m.get("value"))
+            headers = [
+                ("error", reason.encode()[:1000]),
+                ("source_topic", str(m["topic"]).encode()),
+                ("source_partition", str(m["partition"]).encode()),
+                ("source_offset", str(m["offset"]).encode()),
+            ]
+            self._dlq.produce_raw(
+                raw,
+                m.get("key"),
+                topic=m["topic"] + self.config.dead_letter_suffix,
+                headers=headers,
+            )
+        with self._lock:
+            self._dead_lettered += len(msgs)
+
+    def _store(self, consumer: KafkaConsumer, docs: list[dict[str, Any]]) -> bool:
+        """Store docs, pausing the consumer while the spool is full; False if stopped."""
+        storage = self.storage
+        if storage is None or not self.config.enable_mongodb_storage:
+            return True
+        while not self._stop.is_set():
+            try:
+                storage.store_batch(docs)
+                break
+            except SpoolFullError:
+                if not self._backpressure:
+                    log.warning("history spool full: pausing consumption until storage is back")
+                    consumer.pause()
+                    self._backpressure = True
+                self._stop.wait(0.5)
+        else:
+            return False
+        if self._backpressure and storage.spooled < storage.spool_limit // 2:
+            self._backpressure = False
+            if self._consumer_state == "running":
+                consumer.resume()
+        return True
+
+    def _run(self, consumer: KafkaConsumer, callback: Callable) -> None:
+        pending: list[dict[str, Any]] = []  # processed, offsets not yet stored (spooling)
+        while not self._stop.is_set():
+            try:
+                msgs = consumer.poll(timeout_ms=100)
+            except Exception as exc:
+                with self._lock:
+                    self._errors += 1
+                    self._last_error = f"poll failed: {exc}"
+                log.exception("consumer poll failed")
+                self._stop.wait(1.0)
+                continue
+            storage = self._storage
+            if not msgs:
+                if storage is not None and storage.spooled and storage.flush_spool() and pending:
+                    consumer.store_offsets(pending)
+                    pending = []
+                continue
+            good, bad, reasons = [], [], []
+            for m in msgs:
+                reason = m.get("error") or self.validator.check(m["value"])
+                if reason:
+                    bad.append(m)
+                    reasons.append(reason)
+                else:
+                    good.append(m)
+            try:
+                if bad:
+                    self._dead_letter(bad, reasons)
+                if good:
+                    values = [m["value"] for m in good]
+                    self.process_stream_batch(values)
+                    docs = [
+                        {**m["value"], "_id": f"{m['topic']}:{m['partition']}:{m['offset']}"}
+                        for m in good
+                    ]
+                    if not self._store(consumer, docs):
+                        return  # stopped while waiting for storage: offsets stay uncommitted
+                    self._deliver(callback, good)
+                    if storage is None:
+                        storage = self._storage
+                    if storage is not None:
+                        storage.cache_recent_data(
+                            f"latest:{good[-1]['topic']}",
+                            {"message": good[-1]["value"], "offset": good[-1]["offset"]},
+                        )
+            except Exception as exc:
+                with self._lock:
+                    self._errors += 1
+                    self._last_error = f"batch failed: {exc}"
+                log.exception("batch handling failed; offsets not stored")
+                continue
+            pending.extend(msgs)
+            if storage is None or storage.spooled == 0:
+                consumer.store_offsets(pending)
+                pending = []
+                if not self.config.enable_auto_commit:
+                    consumer.commit()
+
+    def _deliver(self, callback: Callable, messages: list[dict[str, Any]]) -> None:
+        """Call the user's callback; after repeated failure dead-letter the batch."""
+        error = ""
+        for attempt in range(_CALLBACK_ATTEMPTS):
+            try:
+                callback(messages)
+                break
+            except Exception as exc:
+                error = f"callback failed: {type(exc).__name__}: {exc}"
+                log.exception("callback failed (attempt %d)", attempt + 1)
+        else:
+            with self._lock:
+                self._errors += 1
+                self._last_error = error
+            self._dead_letter(messages, [error] * len(messages))

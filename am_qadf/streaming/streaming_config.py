@@ -1,0 +1,188 @@
+"""Configuration of the streaming pipeline (spec fields plus a few deployment extras)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import urlparse
+
+__all__ = ["StreamingConfig"]
+
+_POSITIVE_INTS = (
+    "auto_commit_interval_ms",
+    "max_poll_records",
+    "session_timeout_ms",
+    "buffer_size",
+    "processing_batch_size",
+    "storage_batch_size",
+    "spool_limit",
+)
+
+
+@dataclass
+class StreamingConfig:
+    """Settings for :class:`StreamingClient` and friends.
+
+    The first fields are the spec's, with its defaults. The extras: ``mongodb_uri``
+    (None: embedded history file under ``storage_path``), ``auto_offset_reset``
+    (where a new consumer group starts), ``kafka_config`` (extra librdkafka settings
+    such as SASL/SSL), ``redis_password``/``redis_ssl``, ``dead_letter_suffix`` and
+    ``spool_limit`` (documents held while MongoDB is unreachable).
+
+    >>> StreamingConfig().kafka_topic
+    'am_qadf_monitoring'
+    >>> StreamingConfig(buffer_size=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: StreamingConfig.buffer_size must be a positive int, got 0
+    """
+
+    kafka_bootstrap_servers: list[str] = field(default_factory=lambda: ["localhost:9092"])
+    kafka_topic: str = "am_qadf_monitoring"
+    consumer_group_id: str = "am_qadf_consumers"
+    enable_auto_commit: bool = True
+    auto_commit_interval_ms: int = 5000
+    max_poll_records: int = 100
+    session_timeout_ms: int = 30000
+    buffer_size: int = 1000
+    processing_batch_size: int = 100
+    enable_redis_cache: bool = True
+    redis_host: str = "localhost"
+    redis_port: int = 6379
+    redis_db: int = 0
+    enable_mongodb_storage: bool = True
+    storage_batch_size: int = 1000
+    # -- extras beyond the spec ---------------------------------------------------------
+    mongodb_uri: str | None = None
+    storage_path: str | None = None
+    auto_offset_reset: str = "earliest"
+    kafka_config: dict[str, Any] = field(default_factory=dict)
+    redis_password: str | None = field(default=None, repr=False)
+    redis_ssl: bool = False
+    dead_letter_suffix: str = ".dlq"
+    spool_limit: int = 200_000
+
+    def __post_init__(self) -> None:
+        if isinstance(self.kafka_bootstrap_servers, str):
+            self.kafka_bootstrap_servers = [
+                s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()
+            ]
+        if not self.kafka_bootstrap_servers:
+            raise ValueError("StreamingConfig.kafka_bootstrap_servers must not be empty")
+        for name in ("kafka_topic", "consumer_group_id", "redis_host"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(
+                    f"StreamingConfig.{name} must be a non-empty string, got {value!r}"
+                )
+        for name in _POSITIVE_INTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"StreamingConfig.{name} must be a positive int, got {value!r}")
+        if not (isinstance(self.redis_port, int) and 0 < self.redis_port < 65536):
+            raise ValueError(
+                f"StreamingConfig.redis_port must be 1..65535, got {self.redis_port!r}"
+            )
+        if not isinstance(self.redis_db, int) or self.redis_db < 0:
+            raise ValueError(f"StreamingConfig.redis_db must be an int >= 0, got {self.redis_db!r}")
+        if self.auto_offset_reset not in ("earliest", "latest"):
+            raise ValueError(
+                "StreamingConfig.auto_offset_reset must be 'earliest' or 'latest', "
+                f"got {self.auto_offset_reset!r}"
+            )
+
+    @classmethod
+    def embedded(cls, **overrides: Any) -> StreamingConfig:
+        """A configuration that needs no server: in-process broker, in-process cache,
+        embedded history file.
+
+        >>> StreamingConfig.embedded().kafka_bootstrap_servers
+        ['memory://']
+        """
+        base: dict[str, Any] = {
+            "kafka_bootstrap_servers": ["memory://"],
+            "enable_redis_cache": False,
+        }
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def from_env(
+        cls, base: StreamingConfig | None = None, env: dict[str, str] | None = None
+    ) -> StreamingConfig:
+        """Read ``AMQADF_*`` variables over ``base`` (default: the spec defaults).
+
+        ``AMQADF_KAFKA`` (comma-separated servers or ``memory://``), ``AMQADF_TOPIC``,
+        ``AMQADF_GROUP``, ``AMQADF_REDIS_URL`` (``redis://[:password@]host:port/db``;
+        ``none`` disables Redis), ``AMQADF_MONGO_URI`` (``none`` uses the embedded file),
+        ``AMQADF_DATA_DIR``, ``AMQADF_KAFKA_SECURITY_PROTOCOL``, ``AMQADF_KAFKA_SASL_MECHANISM``,
+        ``AMQADF_KAFKA_USERNAME``, ``AMQADF_KAFKA_PASSWORD``.
+
+        >>> StreamingConfig.from_env(env={"AMQADF_REDIS_URL": "redis://h:1234/2"}).redis_port
+        1234
+        """
+        env = dict(os.environ) if env is None else env
+        cfg = base or cls()
+        changes: dict[str, Any] = {}
+        if env.get("AMQADF_KAFKA"):
+            changes["kafka_bootstrap_servers"] = env["AMQADF_KAFKA"]
+        if env.get("AMQADF_TOPIC"):
+            changes["kafka_topic"] = env["AMQADF_TOPIC"]
+        if env.get("AMQADF_GROUP"):
+            changes["consumer_group_id"] = env["AMQADF_GROUP"]
+        redis_url = env.get("AMQADF_REDIS_URL")
+        if redis_url and redis_url.lower() == "none":
+            changes["enable_redis_cache"] = False
+        elif redis_url:
+            u = urlparse(redis_url)
+            if u.scheme not in ("redis", "rediss"):
+                raise ValueError(
+                    f"AMQADF_REDIS_URL must start with redis:// or rediss://, got {u.scheme!r}"
+                )
+            changes.update(
+                enable_redis_cache=True,
+                redis_host=u.hostname or "localhost",
+                redis_port=u.port or 6379,
+                redis_db=int(u.path.strip("/") or 0),
+                redis_password=u.password,
+                redis_ssl=u.scheme == "rediss",
+            )
+        mongo = env.get("AMQADF_MONGO_URI")
+        if mongo and mongo.lower() == "none":
+            changes["mongodb_uri"] = None
+        elif mongo:
+            changes["mongodb_uri"] = mongo
+        if env.get("AMQADF_DATA_DIR"):
+            changes["storage_path"] = env["AMQADF_DATA_DIR"]
+        kafka_extra = dict(cfg.kafka_config)
+        for var, key in (
+            ("AMQADF_KAFKA_SECURITY_PROTOCOL", "security.protocol"),
+            ("AMQADF_KAFKA_SASL_MECHANISM", "sasl.mechanism"),
+            ("AMQADF_KAFKA_USERNAME", "sasl.username"),
+            ("AMQADF_KAFKA_PASSWORD", "sasl.password"),
+            ("AMQADF_KAFKA_CA", "ssl.ca.location"),
+        ):
+            if env.get(var):
+                kafka_extra[key] = env[var]
+        if kafka_extra != cfg.kafka_config:
+            changes["kafka_config"] = kafka_extra
+        return replace(cfg, **changes)
+
+    def describe(self) -> dict[str, Any]:
+        """Settings safe to show or log: passwords and SASL secrets are masked."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "redis_password":
+                value = "***" if value else None
+            elif f.name == "kafka_config":
+                value = {
+                    k: ("***" if "password" in k or "secret" in k else v) for k, v in value.items()
+                }
+            elif f.name == "mongodb_uri" and value:
+                u = urlparse(value)
+                if u.password:
+                    value = value.replace(f":{u.password}@", ":***@")
+            out[f.name] = value
+        return out
