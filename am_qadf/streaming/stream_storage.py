@@ -118,7 +118,7 @@ class StreamStorage:
             if self.redis is not None:
                 pipe = self.redis.pipeline(transaction=False)
                 for k, v in encoded.items():
-                    pipe.setex(k, ttl_seconds, v)
+                    pipe.execute_command("SETEX", k, ttl_seconds, v)
                 pipe.execute()
             else:
                 for k, v in encoded.items():

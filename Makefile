@@ -1,0 +1,52 @@
+# AM-QADF Live. `make demo` runs the dashboard on its embedded default; `make test` runs
+# every test (starting local Kafka, Redis and a MongoDB-wire server first).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PORT   ?= 5006
+
+.PHONY: demo dashboard test unit integration browser bench lint format services-start services-stop clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python venv module missing: installing python3-venv"; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dashboard,replay,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/am-qadf dashboard --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration -q
+
+browser: $(STAMP)
+	$(BIN)/python -m pytest tests/browser -q
+
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+services-start:
+	services/run start
+
+services-stop:
+	services/run stop
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,154 @@
+"""StreamStorage against real Redis and a MongoDB-wire server."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pymongo
+import pytest
+import redis
+
+from am_qadf.streaming import StreamStorage
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def mongo_db(mongo_uri):
+    client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+    yield client.get_default_database()
+    client.close()
+
+
+def test_redis_round_trip_with_ttl(redis_client):
+    storage = StreamStorage(
+        redis_client=redis_client, mongo_client=None, key_prefix=f"it:{uuid.uuid4().hex}:"
+    )
+    data = {
+        "ints": [1, 2, 3],
+        "array": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "nested": {"a": {"b": None}},
+    }
+    assert storage.cache_recent_data("state", data, ttl_seconds=120) is True
+    back = storage.get_cached_data("state")
+    assert back["ints"] == [1, 2, 3] and back["nested"] == {"a": {"b": None}}
+    assert back["array"].dtype == np.float32 and back["array"].shape == (2, 3)
+    assert np.array_equal(back["array"], data["array"])
+    assert back["when"] == data["when"]
+    ttl = redis_client.ttl(storage.key_prefix + "state")
+    assert 100 < ttl <= 120
+    assert storage.cache_recent_data("short", {"v": 1}, ttl_seconds=1)
+    time.sleep(2.2)
+    assert storage.get_cached_data("short") is None
+
+
+def test_cache_many_is_pipelined(redis_client):
+    storage = StreamStorage(redis_client=redis_client, key_prefix=f"it:{uuid.uuid4().hex}:")
+    items = {f"k{i}": {"i": i} for i in range(50)}
+    assert storage.cache_many(items, ttl_seconds=60) == 50
+    assert storage.get_cached_data("k42") == {"i": 42}
+
+
+@pytest.mark.parametrize("kind", ["client", "database", "collection"])
+def test_mongo_client_forms_and_dedup(mongo_uri, mongo_db, kind):
+    name = f"it_{uuid.uuid4().hex[:10]}"
+    client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000)
+    target = {
+        "client": client,
+        "database": client.get_default_database(),
+        "collection": mongo_db[name],
+    }[kind]
+    storage = StreamStorage(mongo_client=target, collection_name=name)
+    t0 = datetime(2026, 3, 1)  # naive: taken as UTC
+    batch = [
+        {
+            "topic": "t",
+            "partition": 0,
+            "offset": i,
+            "timestamp": t0 + timedelta(seconds=10 - i),
+            "value": np.float64(i),
+            "layer": np.int64(i % 3),
+            "build_id": "B1",
+        }
+        for i in range(10)
+    ]
+    assert storage.store_batch(batch) == 10
+    assert storage.store_batch(batch) == 0  # replay after a crash stores nothing twice
+    assert mongo_db[name].count_documents({}) == 10
+    docs = storage.query_stream_history(t0, t0 + timedelta(seconds=60))
+    assert [d["offset"] for d in docs] == list(range(9, -1, -1))  # ascending timestamp
+    assert docs[0]["_id"] == "t:0:9" and docs[0]["timestamp"].tzinfo is not None
+    only = storage.query_stream_history(t0, t0 + timedelta(seconds=60), {"layer": 1})
+    assert sorted(d["offset"] for d in only) == [1, 4, 7]
+    # a filter cannot widen the time range
+    narrow = storage.query_stream_history(
+        t0 + timedelta(seconds=5), t0 + timedelta(seconds=6), {"timestamp": {"$gte": t0}}
+    )
+    assert sorted(d["offset"] for d in narrow) == [4, 5]
+    with pytest.raises(ValueError, match=r"\$where"):
+        storage.query_stream_history(t0, t0 + timedelta(seconds=60), {"$where": "true"})
+    storage.create_time_series_index()
+    names = {ix["name"] for ix in mongo_db[name].list_indexes()}
+    assert {"timestamp_1", "build_id_1_timestamp_1", "layer_1_timestamp_1"} <= names
+    assert storage.delete_old_data(t0 + timedelta(seconds=5)) == 4
+    mongo_db[name].drop()
+    client.close()
+
+
+def test_store_batch_rate_is_measurable(mongo_db):
+    name = f"it_{uuid.uuid4().hex[:10]}"
+    storage = StreamStorage(mongo_client=mongo_db[name])
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    batch = [{"timestamp": t0 + timedelta(milliseconds=i), "value": float(i)} for i in range(5000)]
+    assert storage.store_batch(batch) == 5000
+    assert mongo_db[name].count_documents({}) == 5000
+    mongo_db[name].drop()
+
+
+def test_mongo_outage_spools_and_drains(mongo_uri, service_control):
+    name = f"it_{uuid.uuid4().hex[:10]}"
+    client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=1000, connectTimeoutMS=1000)
+    storage = StreamStorage(mongo_client=client.get_default_database()[name], spool_limit=10_000)
+    storage.retry_interval_s = 0.2
+    t0 = datetime(2026, 4, 1, tzinfo=UTC)
+
+    def batch(start: int) -> list[dict]:
+        return [
+            {
+                "topic": "s",
+                "partition": 0,
+                "offset": i,
+                "timestamp": t0 + timedelta(seconds=i),
+                "v": i,
+            }
+            for i in range(start, start + 100)
+        ]
+
+    assert storage.store_batch(batch(0)) == 100
+    service_control.stop("mongo")
+    try:
+        assert storage.store_batch(batch(100)) == 0
+        time.sleep(0.3)
+        assert storage.store_batch(batch(200)) == 0
+        assert storage.spooled == 200
+        assert storage.health()["history_ok"] is False
+    finally:
+        service_control.start("mongo")
+    deadline = time.monotonic() + 60
+    while not storage.flush_spool() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert storage.spooled == 0
+    assert storage.store_batch(batch(300)) == 100
+    docs = storage.query_stream_history(t0, t0 + timedelta(hours=1))
+    assert [d["v"] for d in docs] == list(range(400))
+    client.get_default_database()[name].drop()
+    client.close()
