@@ -20,11 +20,17 @@ _ND = "__ndarray__"
 _DT = "__datetime__"
 
 
+_SCALARS = frozenset({float, int, str, bool, type(None)})
+
+
 def _tag(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {str(k): _tag(v) for k, v in obj.items()}
+        return {
+            (k if type(k) is str else str(k)): (v if type(v) in _SCALARS else _tag(v))
+            for k, v in obj.items()
+        }
     if isinstance(obj, list | tuple):
-        return [_tag(v) for v in obj]
+        return [v if type(v) in _SCALARS else _tag(v) for v in obj]
     if isinstance(obj, np.ndarray):
         if obj.dtype.kind not in "biufc" and obj.dtype.kind != "U":
             raise TypeError(f"cannot cache numpy arrays of dtype {obj.dtype}")

@@ -44,7 +44,12 @@ def default_data_dir() -> Path:
     return Path(env) if env else Path.home() / ".local" / "share" / "am_qadf"
 
 
+_SCALARS = frozenset({float, int, str, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -75,7 +80,10 @@ def prepare_documents(batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, item in enumerate(batch):
         if not isinstance(item, dict):
             raise TypeError(f"batch_data[{i}] must be a dict, got {type(item).__name__}")
-        doc = {str(k): _plain(v) for k, v in item.items()}
+        doc = {
+            (k if type(k) is str else str(k)): (v if type(v) in _SCALARS else _plain(v))
+            for k, v in item.items()
+        }
         try:
             doc["timestamp"] = to_utc(doc["timestamp"]) if "timestamp" in doc else ingest
         except (TypeError, ValueError) as exc:

@@ -59,18 +59,20 @@ class MessageValidator:
                 value["timestamp"] = to_utc(value["timestamp"])
             except (TypeError, ValueError, OverflowError) as exc:
                 return f"bad timestamp: {exc}"
+        get, bounds = value.get, self.bounds
         for name in self.numeric_fields:
-            v = value.get(name)
+            v = get(name)
             if v is None:
                 continue
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                return f"field {name!r} must be a number, got {type(v).__name__}"
+            t = type(v)
+            if t is not float and t is not int and (t is bool or not isinstance(v, int | float)):
+                return f"field {name!r} must be a number, got {t.__name__}"
             if not math.isfinite(v):
                 return f"field {name!r} is not finite"
-            lo_hi = self.bounds.get(name)
-            if lo_hi is not None and not lo_hi[0] <= v <= lo_hi[1]:
+            if bounds and (lo_hi := bounds.get(name)) and not lo_hi[0] <= v <= lo_hi[1]:
                 return f"{name}={v} outside [{lo_hi[0]}, {lo_hi[1]}]"
-        if _depth(value, self.max_depth) > self.max_depth:
+        nested = any(type(v) is dict or type(v) is list for v in value.values())
+        if nested and _depth(value, self.max_depth) > self.max_depth:
             return f"message nested deeper than {self.max_depth} levels"
         return None
 
