@@ -5,13 +5,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 5006
+ADDRESS ?= 127.0.0.1
 
 .PHONY: demo dashboard test unit integration browser bench lint format services-start services-stop clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 	  echo "python venv module missing: installing python3-venv"; \
-	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	  rm -rf $(VENV); apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dashboard,replay,dev]'
 	@touch $(STAMP)
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/am-qadf dashboard --port $(PORT)
+	$(BIN)/panel serve dashboard/app.py --address $(ADDRESS) --port $(PORT) $(PANEL_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider

@@ -42,8 +42,9 @@ class _VoxelSet:
         if missing.any():
             new = _sorted_unique(chunk[missing])
             first = self._n_chunks
-            if (first + new.size) * 64 > self._bits.size:
-                cap = max(first + new.size, (first * 3) // 2, 64)
+            have = self._bits.size // 64
+            if first + new.size > have:
+                cap = max(first + new.size, have + have // 2, 64)
                 bits = np.zeros(cap * 64, dtype=np.uint8)
                 bits[: self._bits.size] = self._bits
                 self._bits = bits

@@ -9,9 +9,11 @@ then marks the offsets processed (at-least-once delivery).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -105,6 +107,8 @@ class StreamingClient:
         self._stop = threading.Event()
         self._backpressure = False
         self._consumer_state = "stopped"
+        self._listeners: list[Callable[[list[dict[str, Any]], StreamingResult], None]] = []
+        self._control: queue.SimpleQueue[tuple[Callable[[], Any], Future]] = queue.SimpleQueue()
 
     # -- processors ---------------------------------------------------------------------
     def register_processor(self, name: str, processor: Callable) -> None:
@@ -121,6 +125,38 @@ class StreamingClient:
         with self._lock:
             if self._processors.pop(name, None) is None:
                 raise KeyError(f"no processor named {name!r}; have {sorted(self._processors)}")
+
+    def add_result_listener(
+        self, listener: Callable[[list[dict[str, Any]], StreamingResult], None]
+    ) -> None:
+        """Call ``listener(batch, result)`` after each batch the background consumer
+        processed (in the consumer thread: keep it short, never touch UI objects)."""
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {type(listener).__name__}")
+        with self._lock:
+            self._listeners.append(listener)
+
+    def run_between_batches(self, action: Callable[[], Any]) -> Future:
+        """Run ``action`` in the consumer thread between two batches (now, when no
+        consumer runs); the returned future holds its result.
+
+        Use it for changes that must not interleave with a batch, e.g. clearing
+        state together with a seek.
+        """
+        future: Future = Future()
+        if not self.is_running or threading.current_thread() is self._thread:
+            _run_action(action, future)
+        else:
+            self._control.put((action, future))
+        return future
+
+    def _run_control(self) -> None:
+        while True:
+            try:
+                action, future = self._control.get_nowait()
+            except queue.Empty:
+                return
+            _run_action(action, future)
 
     @property
     def processors(self) -> dict[str, Callable]:
@@ -324,6 +360,7 @@ class StreamingClient:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=30)
+        self._run_control()  # anything queued after the last batch still runs
         with self._lock:
             consumer, self._consumer, self._thread = self._consumer, None, None
             dlq, self._dlq = self._dlq, None
@@ -407,6 +444,7 @@ class StreamingClient:
     def _run(self, consumer: KafkaConsumer, callback: Callable) -> None:
         pending: list[dict[str, Any]] = []  # processed, offsets not yet stored (spooling)
         while not self._stop.is_set():
+            self._run_control()
             try:
                 msgs = consumer.poll(timeout_ms=100)
             except Exception as exc:
@@ -435,7 +473,9 @@ class StreamingClient:
                     self._dead_letter(bad, reasons)
                 if good:
                     values = [m["value"] for m in good]
-                    self.process_stream_batch(values)
+                    result = self.process_stream_batch(values)
+                    for listener in list(self._listeners):
+                        listener(values, result)
                     docs = [
                         {**m["value"], "_id": f"{m['topic']}:{m['partition']}:{m['offset']}"}
                         for m in good
@@ -478,3 +518,10 @@ class StreamingClient:
                 self._errors += 1
                 self._last_error = error
             self._dead_letter(messages, [error] * len(messages))
+
+
+def _run_action(action: Callable[[], Any], future: Future) -> None:
+    try:
+        future.set_result(action())
+    except Exception as exc:
+        future.set_exception(exc)

@@ -1,0 +1,244 @@
+"""One live monitoring pipeline, ready for a dashboard or a notebook.
+
+A :class:`LiveMonitor` wires a :class:`~am_qadf.streaming.StreamingClient` with the
+built-in processors (voxel, quality, SPC, alerts) to a voxel grid of the build plate,
+and, in the embedded default, a simulated build published to the in-process broker.
+
+>>> from am_qadf.live_monitor import LiveMonitor, MonitorConfig
+>>> mon = LiveMonitor(MonitorConfig(simulate=False))
+>>> mon.snapshot()["state"]
+'stopped'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from am_qadf.monitoring.processors import default_processors
+from am_qadf.streaming import IncrementalProcessor, StreamingClient, StreamingConfig
+from am_qadf.streaming.brick_changes import BrickChangeLog
+from am_qadf.streaming.streaming_result import StreamingResult
+from am_qadf.streaming.voxel_processor import VoxelProcessor
+from am_qadf.voxelization.voxel_grid import VoxelGrid
+
+__all__ = ["LiveMonitor", "MonitorConfig"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MonitorConfig:
+    """What to monitor and how.
+
+    ``streaming`` says where messages come from and where they are stored (default:
+    everything embedded). ``simulate`` publishes a simulated build at ``rate``
+    messages per second into the topic. The voxel grid covers ``bbox_min``..``bbox_max``
+    (mm) at ``resolution`` mm.
+    """
+
+    streaming: StreamingConfig = field(
+        default_factory=lambda: StreamingConfig.embedded(max_poll_records=1000)
+    )
+    simulate: bool = True
+    rate: float = 5000.0
+    seed: int = 7
+    publish_batch: int = 250
+    bbox_min: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    bbox_max: tuple[float, float, float] = (250.0, 250.0, 30.0)
+    resolution: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.rate) or self.rate <= 0:
+            raise ValueError(f"rate must be a positive number of messages/s, got {self.rate}")
+        if self.publish_batch < 1:
+            raise ValueError(f"publish_batch must be >= 1, got {self.publish_batch}")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> MonitorConfig:
+        """Read ``AMQADF_*`` variables (see :meth:`StreamingConfig.from_env`) plus
+        ``AMQADF_SIMULATE`` (1/0; default 1 on the in-process broker, else 0),
+        ``AMQADF_RATE`` and ``AMQADF_SEED``.
+
+        >>> MonitorConfig.from_env({"AMQADF_RATE": "2000"}).rate
+        2000.0
+        """
+        env = dict(os.environ) if env is None else env
+        streaming = StreamingConfig.from_env(
+            base=StreamingConfig.embedded(max_poll_records=1000), env=env
+        )
+        embedded = streaming.kafka_bootstrap_servers[0].startswith("memory://")
+        simulate = env.get("AMQADF_SIMULATE", "1" if embedded else "0") not in ("0", "false", "no")
+        return cls(
+            streaming=streaming,
+            simulate=simulate,
+            rate=float(env.get("AMQADF_RATE", 5000.0)),
+            seed=int(env.get("AMQADF_SEED", 7)),
+        )
+
+
+class LiveMonitor:
+    """A running pipeline: source, client, processors, grid, alerts, storage.
+
+    Everything here is safe to call from a UI thread while the consumer thread works.
+    """
+
+    def __init__(self, config: MonitorConfig | None = None) -> None:
+        self.config = config or MonitorConfig()
+        cfg = self.config
+        self.grid = VoxelGrid(cfg.bbox_min, cfg.bbox_max, cfg.resolution, aggregation="mean")
+        self.incremental = IncrementalProcessor(self.grid)
+        self.changes = BrickChangeLog(self.grid.brick_dims)
+        self.client = StreamingClient(cfg.streaming)
+        self._lock = threading.Lock()
+        self._publisher: Any = None
+        self._last: dict[str, Any] = {"layer": None, "build_id": None, "timestamp": None}
+        self._spc: dict[str, Any] = {}
+        self._install_processors()
+        self.client.add_result_listener(self._on_result)
+
+    # -- wiring -------------------------------------------------------------------------
+    def _install_processors(self) -> None:
+        procs = default_processors()
+        self.alerts = procs["alert_processor"].alert_manager
+        self.client.register_processor("voxel_processor", VoxelProcessor(self.incremental))
+        for name, proc in procs.items():
+            self.client.register_processor(name, proc)
+
+    def _on_result(self, batch: list[dict[str, Any]], result: StreamingResult) -> None:
+        if result.voxel_updates:
+            self.changes.mark(result.voxel_updates["bricks"])
+        last = batch[-1]
+        with self._lock:
+            self._last = {
+                "layer": last.get("layer", self._last["layer"]),
+                "build_id": last.get("build_id", self._last["build_id"]),
+                "timestamp": last.get("timestamp", self._last["timestamp"]),
+            }
+            if result.spc_results:
+                self._spc = result.spc_results
+
+    @property
+    def storage(self):  # noqa: ANN201 - StreamStorage | None
+        """The client's :class:`~am_qadf.streaming.StreamStorage`."""
+        return self.client.storage
+
+    # -- control ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start consuming (and publishing the simulated build, if configured)."""
+        topic = self.config.streaming.kafka_topic
+        if not self.client.is_running:
+            self.client.start_consumer([topic], lambda _msgs: None)
+        if self.config.simulate and self._publisher is None:
+            from am_qadf.simulation.publisher import SimulationPublisher
+
+            self._publisher = SimulationPublisher(
+                self.config.streaming.kafka_bootstrap_servers,
+                topic,
+                rate=self.config.rate,
+                seed=self.config.seed,
+                batch_size=self.config.publish_batch,
+                kafka_config=self.config.streaming.kafka_config,
+            )
+            self._publisher.start()
+
+    def stop(self) -> None:
+        """Stop publishing and consuming (offsets of processed messages are committed)."""
+        if self._publisher is not None:
+            self._publisher.stop()
+            self._publisher = None
+        self.client.stop_consumer()
+
+    def pause(self) -> None:
+        """Pause consumption (the source keeps producing; nothing is lost)."""
+        self.client.pause()
+
+    def resume(self) -> None:
+        """Resume consumption."""
+        self.client.resume()
+
+    def seek_to_beginning(self, timeout: float = 30.0) -> None:
+        """Replay from the first message with clean state: grid, SPC, alerts and
+        buffers are reset between two batches, then the consumer seeks."""
+
+        def reset_and_seek() -> None:
+            self.grid.clear()
+            self.incremental.reset_updated_regions()
+            self.changes.reset()
+            for buf in self.client.buffers.values():
+                buf.clear()
+            self.alerts.reset()
+            self._install_processors()
+            with self._lock:
+                self._spc = {}
+            self.client.seek_to_beginning()
+
+        self.client.run_between_batches(reset_and_seek).result(timeout=timeout)
+
+    def acknowledge(self, alert_id: str, by: str | None = None) -> dict[str, Any]:
+        """Acknowledge an alert by id; returns it as a dict."""
+        return self.alerts.acknowledge(alert_id, by=by).to_dict()
+
+    # -- reading ------------------------------------------------------------------------
+    def take_updated_bricks(self, viewer: str) -> tuple[np.ndarray, bool]:
+        """Bricks ((n, 3) brick coordinates) changed since ``viewer`` last asked, and
+        whether the viewer must redraw everything (first call or after a replay)."""
+        return self.changes.take(viewer)
+
+    def take_updated_voxels(self, viewer: str) -> tuple[np.ndarray, bool]:
+        """Occupied voxels ((n, 3) indices) inside the bricks changed since ``viewer``
+        last asked, and the redraw-everything flag of :meth:`take_updated_bricks`."""
+        bricks, full = self.take_updated_bricks(viewer)
+        ijk = self.grid.occupied_indices()
+        if full or ijk.size == 0:
+            return ijk, full
+        bflat = np.ravel_multi_index(tuple(bricks.T), self.grid.brick_dims)
+        vflat = np.ravel_multi_index(tuple(self.grid.brick_of(ijk).T), self.grid.brick_dims)
+        return ijk[np.isin(vflat, bflat)], False
+
+    def forget_viewer(self, viewer: str) -> None:
+        """Forget a viewer's change cursor (call when its session ends)."""
+        self.changes.forget(viewer)
+
+    def spc_state(self) -> dict[str, Any]:
+        """Latest SPC results per signal (center line, limits, violations)."""
+        with self._lock:
+            return dict(self._spc)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Figures for status and health views, cheap enough for every UI tick."""
+        stats = self.client.get_stream_statistics()
+        with self._lock:
+            last = dict(self._last)
+        publisher = self._publisher
+        return {
+            "state": stats["consumer_state"],
+            "stats": stats,
+            "health": self.client.health(),
+            "current_layer": last["layer"],
+            "build_id": last["build_id"],
+            "newest_timestamp": last["timestamp"],
+            "occupied_voxels": self.grid.get_statistics()["occupied_voxels"],
+            "alerts_active": len(self.alerts.active_alerts()),
+            "published": publisher.published if publisher is not None else None,
+        }
+
+    def query_history(
+        self,
+        start: datetime,
+        end: datetime,
+        filters: dict[str, Any] | None = None,
+        limit: int = 50_000,
+    ) -> list[dict[str, Any]]:
+        """Stored messages between ``start`` and ``end`` matching ``filters`` (oldest
+        first, at most ``limit``)."""
+        storage = self.storage
+        if storage is None:
+            raise RuntimeError("history storage is disabled in this configuration")
+        return storage.query_stream_history(start, end, filters)[:limit]

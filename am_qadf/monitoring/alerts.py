@@ -1,0 +1,382 @@
+"""Alerts: raised by threshold and SPC rules, acknowledged and cleared by operators.
+
+:class:`AlertManager` is shared between the consumer thread (which raises)
+and UI threads (which acknowledge and read), so every method takes one lock
+and returns copies. Cooldown is kept per ``(metric, rule)``: a burst of
+temperature alerts never silences an intensity alert.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+__all__ = ["SEVERITIES", "STATES", "Alert", "AlertManager"]
+
+_log = logging.getLogger(__name__)
+
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+STATES: tuple[str, ...] = ("active", "acknowledged", "cleared")
+
+
+def _check_severity(severity: str) -> str:
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
+    return severity
+
+
+@dataclass
+class Alert:
+    """One alert. ``rule`` names the threshold or SPC rule, ``metric`` the signal.
+
+    Text taken from messages (``message``, ``build_id``, ``details``) is stored
+    exactly as given; escaping for HTML is the UI's job.
+
+    >>> a = Alert(id="a1", severity="warning", rule="threshold_high", metric="temperature",
+    ...           value=2400.0, message="temperature above 2200")
+    >>> a.state, a.to_dict()["location"]
+    ('active', {'x': None, 'y': None, 'z': None, 'layer': None})
+    """
+
+    id: str
+    severity: str
+    rule: str
+    metric: str
+    value: float
+    message: str = ""
+    time: datetime | None = None
+    index: int | None = None
+    x: float | None = None
+    y: float | None = None
+    z: float | None = None
+    layer: int | None = None
+    build_id: str | None = None
+    state: str = "active"
+    raised_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    cleared_at: datetime | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def location(self) -> dict[str, Any]:
+        return {"x": self.x, "y": self.y, "z": self.z, "layer": self.layer}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (datetimes as ISO strings, non-finite floats as None)."""
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, datetime):
+                d[k] = v.isoformat()
+            elif isinstance(v, float) and not math.isfinite(v):
+                d[k] = None
+        d["location"] = self.location
+        return d
+
+
+def _as_utc(t: Any) -> datetime | None:
+    if t is None:
+        return None
+    if not isinstance(t, datetime):
+        raise TypeError(f"time must be a datetime or None, got {type(t).__name__}")
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+class AlertManager:
+    """Raise, cool down, acknowledge, clear and list alerts; thread-safe.
+
+    ``cooldown_points``: after an alert for ``(metric, rule)`` at point index
+    ``i``, the same pair is suppressed until index ``i + cooldown_points``.
+    ``cooldown_seconds`` does the same on alert times. Either or both may be
+    set; an alert is suppressed while any applicable cooldown runs.
+    ``history_size`` bounds how many alerts are kept (oldest dropped first).
+
+    >>> m = AlertManager(cooldown_points=100)
+    >>> a = m.raise_alert("temperature", "threshold_high", 2500.0, index=10)
+    >>> m.raise_alert("temperature", "threshold_high", 2600.0, index=50) is None  # cooling down
+    True
+    >>> m.raise_alert("intensity", "threshold_high", 9e3, index=50) is not None  # other metric
+    True
+    >>> m.acknowledge(a.id).state
+    'acknowledged'
+    """
+
+    def __init__(
+        self,
+        *,
+        cooldown_points: int | None = 1000,
+        cooldown_seconds: float | None = None,
+        history_size: int = 10_000,
+        id_prefix: str = "alert",
+    ) -> None:
+        if cooldown_points is not None and (
+            isinstance(cooldown_points, bool)
+            or not isinstance(cooldown_points, int)
+            or cooldown_points < 0
+        ):
+            raise ValueError(
+                f"cooldown_points must be an int >= 0 or None, got {cooldown_points!r}"
+            )
+        if cooldown_seconds is not None and not (
+            isinstance(cooldown_seconds, int | float)
+            and math.isfinite(cooldown_seconds)
+            and cooldown_seconds >= 0
+        ):
+            raise ValueError(
+                f"cooldown_seconds must be a number >= 0 or None, got {cooldown_seconds!r}"
+            )
+        if isinstance(history_size, bool) or not isinstance(history_size, int) or history_size < 1:
+            raise ValueError(f"history_size must be an int >= 1, got {history_size!r}")
+        self.cooldown_points = cooldown_points
+        self.cooldown_seconds = cooldown_seconds
+        self.history_size = history_size
+        self.id_prefix = str(id_prefix)
+        self._lock = threading.RLock()
+        self._alerts: deque[Alert] = deque()
+        self._by_id: dict[str, Alert] = {}
+        self._last: dict[tuple[str, str], tuple[int | None, datetime | None]] = {}
+        self._overrides: dict[tuple[str, str], tuple[int | None, float | None]] = {}
+        self._seq = itertools.count(1)
+        self._session = uuid.uuid4().hex[:8]
+        self._listeners: list[Callable[[Alert], None]] = []
+        self.raised_count = 0
+        self.suppressed_count = 0
+
+    # cooldown
+    def set_cooldown(
+        self, metric: str, rule: str, *, points: int | None = None, seconds: float | None = None
+    ) -> None:
+        """Override the cooldown for one ``(metric, rule)`` pair."""
+        with self._lock:
+            self._overrides[(metric, rule)] = (points, seconds)
+
+    def _cooldowns(self, key: tuple[str, str]) -> tuple[int | None, float | None]:
+        return self._overrides.get(key, (self.cooldown_points, self.cooldown_seconds))
+
+    def suppressed_until(self, metric: str, rule: str) -> tuple[int | None, datetime | None]:
+        """First point index and time at which ``(metric, rule)`` may alert again (None: now)."""
+        key = (metric, rule)
+        with self._lock:
+            last = self._last.get(key)
+            if last is None:
+                return None, None
+            pts, secs = self._cooldowns(key)
+            li, lt = last
+            return (
+                li + pts if pts is not None and li is not None else None,
+                lt + timedelta(seconds=secs) if secs is not None and lt is not None else None,
+            )
+
+    def _cooling(self, key: tuple[str, str], index: int | None, time: datetime | None) -> bool:
+        last = self._last.get(key)
+        if last is None:
+            return False
+        pts, secs = self._cooldowns(key)
+        li, lt = last
+        if pts is not None and index is not None and li is not None and 0 <= index - li < pts:
+            return True
+        return (
+            secs is not None
+            and time is not None
+            and lt is not None
+            and timedelta(0) <= time - lt < timedelta(seconds=secs)
+        )
+
+    # raising
+    def raise_alert(
+        self,
+        metric: str,
+        rule: str,
+        value: float,
+        *,
+        severity: str = "warning",
+        message: str | None = None,
+        time: datetime | None = None,
+        index: int | None = None,
+        x: float | None = None,
+        y: float | None = None,
+        z: float | None = None,
+        layer: int | None = None,
+        build_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> Alert | None:
+        """Raise an alert unless ``(metric, rule)`` is cooling down; return it (a copy) or None."""
+        _check_severity(severity)
+        if not isinstance(metric, str) or not metric:
+            raise ValueError(f"metric must be a non-empty str, got {metric!r}")
+        if not isinstance(rule, str) or not rule:
+            raise ValueError(f"rule must be a non-empty str, got {rule!r}")
+        time = _as_utc(time)
+        key = (metric, rule)
+        with self._lock:
+            if self._cooling(key, index, time):
+                self.suppressed_count += 1
+                return None
+            seq = next(self._seq)
+            alert = Alert(
+                id=f"{self.id_prefix}-{self._session}-{seq:06d}",
+                severity=severity,
+                rule=rule,
+                metric=metric,
+                value=float(value),
+                message=message if message is not None else f"{metric} {rule}: {float(value):.6g}",
+                time=time,
+                index=None if index is None else int(index),
+                x=x,
+                y=y,
+                z=z,
+                layer=layer,
+                build_id=build_id,
+                details=dict(details or {}),
+            )
+            if len(self._alerts) >= self.history_size:
+                old = self._alerts.popleft()
+                self._by_id.pop(old.id, None)
+            self._alerts.append(alert)
+            self._by_id[alert.id] = alert
+            self._last[key] = (alert.index, time)
+            self.raised_count += 1
+            listeners = list(self._listeners)
+            snapshot = replace(alert, details=dict(alert.details))
+        for cb in listeners:
+            try:
+                cb(replace(snapshot))
+            except Exception:  # a broken UI callback must not stop the consumer
+                _log.exception("alert listener %r failed", cb)
+        return snapshot
+
+    def add_listener(self, callback: Callable[[Alert], None]) -> None:
+        """Call ``callback(alert)`` (outside the lock) for every newly raised alert."""
+        with self._lock:
+            self._listeners.append(callback)
+
+    # operator actions
+    def _get(self, alert_id: str) -> Alert:
+        try:
+            return self._by_id[alert_id]
+        except (KeyError, TypeError):
+            raise KeyError(
+                f"unknown alert id {alert_id!r} (never raised or dropped from history)"
+            ) from None
+
+    def acknowledge(self, alert_id: str, by: str | None = None) -> Alert:
+        """Mark an active alert acknowledged; ``KeyError`` naming the id if unknown."""
+        with self._lock:
+            a = self._get(alert_id)
+            if a.state == "active":
+                a.state = "acknowledged"
+                a.acknowledged_at = datetime.now(UTC)
+                a.acknowledged_by = by
+            return replace(a)
+
+    def clear(
+        self, alert_id: str | None = None, *, metric: str | None = None, rule: str | None = None
+    ) -> list[Alert]:
+        """Clear one alert by id, or every non-cleared alert matching ``metric``/``rule``
+        (all of them when neither is given). Returns the alerts cleared now."""
+        now = datetime.now(UTC)
+        with self._lock:
+            if alert_id is not None:
+                targets = [self._get(alert_id)]
+            else:
+                targets = [
+                    a
+                    for a in self._alerts
+                    if (metric is None or a.metric == metric) and (rule is None or a.rule == rule)
+                ]
+            out = []
+            for a in targets:
+                if a.state != "cleared":
+                    a.state = "cleared"
+                    a.cleared_at = now
+                    out.append(replace(a))
+            return out
+
+    def get(self, alert_id: str) -> Alert:
+        """The alert with this id (copy); ``KeyError`` if unknown."""
+        with self._lock:
+            return replace(self._get(alert_id))
+
+    # reading
+    def active_alerts(
+        self,
+        *,
+        include_acknowledged: bool = True,
+        severity: str | None = None,
+        metric: str | None = None,
+    ) -> list[Alert]:
+        """Alerts not cleared yet (optionally only unacknowledged ones), oldest first."""
+        ok_states = ("active", "acknowledged") if include_acknowledged else ("active",)
+        if severity is not None:
+            _check_severity(severity)
+        with self._lock:
+            return [
+                replace(a)
+                for a in self._alerts
+                if a.state in ok_states
+                and (severity is None or a.severity == severity)
+                and (metric is None or a.metric == metric)
+            ]
+
+    def history(
+        self,
+        limit: int | None = None,
+        *,
+        metric: str | None = None,
+        severity: str | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+    ) -> list[Alert]:
+        """Kept alerts, oldest first, filtered; ``limit`` keeps the newest ``limit``."""
+        if state is not None and state not in STATES:
+            raise ValueError(f"state must be one of {STATES}, got {state!r}")
+        if severity is not None:
+            _check_severity(severity)
+        since = _as_utc(since)
+        with self._lock:
+            rows = [
+                a
+                for a in self._alerts
+                if (metric is None or a.metric == metric)
+                and (severity is None or a.severity == severity)
+                and (state is None or a.state == state)
+                and (since is None or (a.time or a.raised_at) >= since)
+            ]
+            if limit is not None:
+                rows = rows[-limit:] if limit > 0 else []
+            return [replace(a) for a in rows]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._alerts)
+
+    def statistics(self) -> dict[str, int]:
+        """Counts: raised, suppressed by cooldown, kept, and per state."""
+        with self._lock:
+            out = {
+                "raised": self.raised_count,
+                "suppressed": self.suppressed_count,
+                "kept": len(self._alerts),
+            }
+            for s in STATES:
+                out[s] = sum(1 for a in self._alerts if a.state == s)
+            return out
+
+    def reset(self) -> None:
+        """Forget every alert and cooldown (e.g. for a new build)."""
+        with self._lock:
+            self._alerts.clear()
+            self._by_id.clear()
+            self._last.clear()
+
+    @staticmethod
+    def ids(alerts: Iterable[Alert]) -> list[str]:
+        return [a.id for a in alerts]

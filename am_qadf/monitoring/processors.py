@@ -1,0 +1,685 @@
+"""Batch processors for the streaming client: quality, SPC and alerts.
+
+A processor is a callable ``processor(data_batch: List[Dict]) -> Dict[str, Any]``
+registered on :class:`am_qadf.streaming.StreamingClient` under a fixed name.
+These are stateful callable objects; each turns the batch into numpy columns
+once (:class:`~am_qadf.monitoring.batch_view.ColumnCache`, shared by the
+processors that :func:`default_processors` builds) and never loops over
+points in Python. Messages that lack fields or carry None/strings/NaN are
+counted, never fatal. ``process_arrays`` is the same work on ready-made
+numpy columns (the simulator's fast path).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from am_qadf.monitoring.alerts import Alert, AlertManager
+from am_qadf.monitoring.batch_view import (
+    ArrayBatchView,
+    BatchView,
+    ColumnCache,
+    MessageBatchView,
+)
+from am_qadf.monitoring.control_charts import CHART_KINDS, ControlChart, make_chart
+from am_qadf.monitoring.quality import _check_ranges, quality_metrics
+from am_qadf.monitoring.rules import RULE_DESCRIPTIONS, RULE_NAMES
+from am_qadf.monitoring.thresholds import (
+    AlertRule,
+    Candidate,
+    GapRule,
+    MissingDataRule,
+    RateOfChangeRule,
+    ThresholdRule,
+)
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_RANGES",
+    "DEFAULT_SIGNALS",
+    "SPC_SIGNALS",
+    "AlertProcessor",
+    "QualityProcessor",
+    "SPCProcessor",
+    "default_processors",
+    "default_threshold_rules",
+]
+
+DEFAULT_SIGNALS: tuple[str, ...] = (
+    "temperature",
+    "melt_pool_area",
+    "power",
+    "scan_speed",
+    "intensity",
+)
+"""Signals of :class:`am_qadf.simulation.BuildSimulator` messages."""
+
+SPC_SIGNALS: tuple[str, ...] = ("temperature", "melt_pool_area", "intensity")
+"""Process responses watched by SPC; power and speed are set-points and get thresholds."""
+
+DEFAULT_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (300.0, 4000.0),
+    "melt_pool_area": (0.0, 1.0),
+    "power": (0.0, 1000.0),
+    "scan_speed": (0.0, 5000.0),
+    "intensity": (0.0, 1.0e5),
+}
+"""Physically plausible ranges, for the quality processor's out-of-range rate."""
+
+DEFAULT_LIMITS: dict[str, dict[str, float]] = {
+    # About 7 sigma of the simulator's in-control noise around its nominal values
+    # (1900 K, 0.015 mm², 1000 counts; 280/210 W and 1000/750 mm/s hatch/contour).
+    "temperature": {"low": 1650.0, "high": 2150.0, "max_change": 400.0},
+    "melt_pool_area": {"low": 0.0085, "high": 0.0215},
+    "intensity": {"low": 500.0, "high": 1500.0},
+    "power": {"low": 150.0, "high": 320.0},
+    "scan_speed": {"low": 600.0, "high": 1150.0},
+}
+"""Alert thresholds matching the simulator's defaults; adapt them for a real machine."""
+
+
+def _f(v: Any) -> float | None:
+    """JSON-friendly float: None for None/NaN/inf."""
+    if v is None:
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def _iso(t: Any) -> str | None:
+    return t.isoformat() if t is not None and hasattr(t, "isoformat") else None
+
+
+def _batch_key(obj: Any) -> tuple[int, int, int, int]:
+    n = len(obj)
+    if isinstance(obj, Mapping):
+        return (id(obj), n, 0, 0)
+    return (id(obj), n, id(obj[0]) if n else 0, id(obj[-1]) if n else 0)
+
+
+class _Processor:
+    """Shared plumbing: views, running point count, memo of the last batch."""
+
+    def __init__(self, column_cache: ColumnCache | None) -> None:
+        self.column_cache = column_cache if column_cache is not None else ColumnCache()
+        self.points_seen = 0
+        self.batches_seen = 0
+        self.last_result: dict[str, Any] | None = None
+        self._last_obj: Any = None
+        self._last_key: tuple[int, int, int, int] | None = None
+
+    def _seen_before(self, obj: Any) -> bool:
+        return self._last_obj is obj and self._last_key == _batch_key(obj)
+
+    def _remember(self, obj: Any, result: dict[str, Any]) -> dict[str, Any]:
+        self._last_obj, self._last_key, self.last_result = obj, _batch_key(obj), result
+        return result
+
+    def _begin(self, view: BatchView) -> int:
+        start = self.points_seen
+        self.points_seen += view.n
+        self.batches_seen += 1
+        return start
+
+    def __call__(self, data_batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        if data_batch is None:
+            data_batch = []
+        if self._seen_before(data_batch) and self.last_result is not None:
+            return self.last_result
+        return self._remember(
+            data_batch, self._process(MessageBatchView(data_batch, self.column_cache))
+        )
+
+    def process_arrays(self, columns: Mapping[str, Any]) -> dict[str, Any]:
+        """Process one batch given as ``{field: 1-D array}`` (``timestamp`` in epoch seconds)."""
+        if self._seen_before(columns) and self.last_result is not None:
+            return self.last_result
+        return self._remember(columns, self._process(ArrayBatchView(columns)))
+
+    def _process(self, view: BatchView) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class QualityProcessor(_Processor):
+    """Data-quality metrics per batch, as a flat ``Dict[str, float]``.
+
+    Keys: ``n_messages``, ``completeness``, ``nan_rate``, ``missing_rate``,
+    ``out_of_range_rate``, ``invalid_count``, ``out_of_range_count`` and
+    ``<signal>_mean``/``<signal>_std``; see
+    :func:`~am_qadf.monitoring.quality.quality_metrics`. Running totals are in
+    :attr:`totals`.
+
+    >>> qp = QualityProcessor(signals=["temperature"], ranges={"temperature": (300, 4000)})
+    >>> q = qp([{"temperature": 1900.0}, {"temperature": "n/a"}, {"temperature": 9000.0}])
+    >>> round(q["completeness"], 3), round(q["nan_rate"], 3), q["out_of_range_rate"]
+    (0.667, 0.333, 0.5)
+    """
+
+    def __init__(
+        self,
+        signals: Sequence[str] = DEFAULT_SIGNALS,
+        ranges: Mapping[str, tuple[float, float]] | None = None,
+        *,
+        required_fields: Sequence[str] | None = None,
+        column_cache: ColumnCache | None = None,
+    ) -> None:
+        super().__init__(column_cache)
+        self.signals = _signal_list(signals)
+        self.ranges = _check_ranges(ranges)
+        self.required_fields = list(required_fields) if required_fields is not None else None
+        self.totals: dict[str, float] = {"messages": 0.0, "invalid": 0.0, "out_of_range": 0.0}
+
+    def _process(self, view: BatchView) -> dict[str, Any]:
+        self._begin(view)
+        q = quality_metrics(view, self.signals, self.ranges, self.required_fields)
+        self.totals["messages"] += q["n_messages"]
+        self.totals["invalid"] += q["invalid_count"]
+        self.totals["out_of_range"] += q["out_of_range_count"]
+        return q
+
+
+def _signal_list(signals: Any) -> list[str]:
+    if isinstance(signals, str):
+        return [signals]
+    try:
+        out = list(signals)
+    except TypeError:
+        raise TypeError(f"signals must be a list of names, got {type(signals).__name__}") from None
+    if not out or not all(isinstance(s, str) and s for s in out):
+        raise ValueError(f"signals must be a non-empty list of non-empty str, got {signals!r}")
+    return list(dict.fromkeys(out))
+
+
+@dataclass
+class SPCViolations:
+    """Violations of one (signal, statistic, rule) in the last batch, as arrays."""
+
+    signal: str
+    statistic: str
+    rule: int
+    positions: np.ndarray  # into the batch
+    index: np.ndarray  # global point index
+    values: np.ndarray
+
+    @property
+    def key(self) -> str:
+        return f"spc:{self.statistic}:rule_{self.rule}"
+
+
+class SPCProcessor(_Processor):
+    """Control charts per signal, with Nelson rules, on every batch.
+
+    ``chart`` is ``"imr"``, ``"xbar_r"``, ``"xbar_s"``, ``"ewma"`` or ``"cusum"``;
+    ``chart_options`` go to the chart (``L``, ``lam``, ``k``, ``h``,
+    ``subgroup_size``, ``check_dispersion``, ...). ``rules`` (Nelson 1-8) apply to
+    the Shewhart charts (default all eight); EWMA and CUSUM only have rule 1
+    (beyond the limits). Each chart learns its baseline from its first
+    ``baseline_points`` finite values, or from :meth:`load_baselines`.
+    ``per_layer=True`` keeps a chart per (signal, layer) whose limits come from
+    the first baseline learned for the signal, so run rules restart each layer.
+
+    The result is JSON-friendly::
+
+        {"signals": {name: {"chart", "status", "baseline_progress", "center",
+                            "ucl", "lcl", "sigma", ..., "n_valid", "n_invalid",
+                            "latest": {"index": [...], "value": [...]},
+                            "n_violations", "violations": [...], "cp", "cpk"}},
+         "violations": [...], "n_violations": int, "points_seen": int}
+
+    >>> spc = SPCProcessor(signals=["temperature"], chart="imr", baseline_points=5, rules=[1])
+    >>> r = spc([{"temperature": t} for t in (1900, 1910, 1895, 1905, 1900, 2300)])
+    >>> v = r["violations"][0]
+    >>> r["signals"]["temperature"]["status"], v["rule"], v["statistic"], v["index"]
+    ('monitoring', 1, 'individual', 5)
+    """
+
+    def __init__(
+        self,
+        signals: Sequence[str] = SPC_SIGNALS,
+        chart: str = "imr",
+        baseline_points: int = 1000,
+        rules: Iterable[int] | None = None,
+        *,
+        spec_limits: Mapping[str, tuple[float | None, float | None]] | None = None,
+        per_layer: bool = False,
+        max_layers: int = 8,
+        n_latest: int = 20,
+        max_reported: int = 100,
+        column_cache: ColumnCache | None = None,
+        **chart_options: Any,
+    ) -> None:
+        super().__init__(column_cache)
+        if chart not in CHART_KINDS:
+            raise ValueError(f"chart must be one of {sorted(CHART_KINDS)}, got {chart!r}")
+        self.signals = _signal_list(signals)
+        self.chart_kind = chart
+        self.baseline_points = baseline_points
+        opts = dict(chart_options)
+        if chart in ("ewma", "cusum"):
+            if rules is not None and set(rules) != {1}:
+                raise ValueError(
+                    f"rules: a {chart} chart only has rule 1 (beyond limits), got {rules!r}"
+                )
+        else:
+            opts["rules"] = None if rules is None else list(rules)
+        self.chart_options = opts
+        make_chart(chart, baseline_points, **opts)  # fail fast on bad options
+        self.spec_limits: dict[str, tuple[float | None, float | None]] = {}
+        for s, lim in (spec_limits or {}).items():
+            try:
+                lsl, usl = lim
+            except (TypeError, ValueError):
+                raise ValueError(f"spec_limits[{s!r}] must be (lsl, usl), got {lim!r}") from None
+            self.spec_limits[s] = (
+                None if lsl is None else float(lsl),
+                None if usl is None else float(usl),
+            )
+        self.per_layer = bool(per_layer)
+        self.max_layers = int(max_layers)
+        self.n_latest = int(n_latest)
+        self.max_reported = int(max_reported)
+        self.charts: dict[Any, ControlChart] = {}
+        self._templates: dict[str, dict[str, Any]] = {}
+        if not self.per_layer:
+            for s in self.signals:
+                self.charts[s] = make_chart(chart, baseline_points, name=s, **opts)
+        self.last_violations: list[SPCViolations] = []
+        self.total_violations = 0
+
+    # baselines
+    def baselines(self) -> dict[str, dict[str, Any]]:
+        """``{signal: chart.to_dict()}`` for every signal with an established baseline."""
+        if self.per_layer:
+            return {s: dict(d) for s, d in self._templates.items()}
+        return {s: c.to_dict() for s, c in self.charts.items() if c.is_ready}
+
+    def load_baselines(self, baselines: Mapping[str, Mapping[str, Any]]) -> None:
+        """Fix limits from stored ``to_dict()`` output (e.g. a previous build's baseline)."""
+        for s, d in baselines.items():
+            if s not in self.signals:
+                raise ValueError(f"baseline for unknown signal {s!r}; signals are {self.signals}")
+            chart = ControlChart.from_dict(d)
+            if self.per_layer:
+                self._templates[s] = chart.to_dict()
+                for key in [k for k in self.charts if k[0] == s]:
+                    del self.charts[key]
+            else:
+                self.charts[s] = chart
+
+    def recompute_limits(self, signal: str | None = None, values: Any = None) -> None:
+        """Re-estimate limits from ``values`` or each chart's most recent points."""
+        for key, chart in self.charts.items():
+            s = key[0] if isinstance(key, tuple) else key
+            if signal is None or s == signal:
+                chart.recompute_limits(values)
+                if self.per_layer:
+                    self._templates[s] = chart.to_dict()
+
+    def _chart_for(self, signal: str, layer: int) -> ControlChart:
+        key = (signal, layer)
+        chart = self.charts.get(key)
+        if chart is None:
+            tpl = self._templates.get(signal)
+            if tpl is not None:
+                chart = ControlChart.from_dict(tpl)
+            else:
+                chart = make_chart(
+                    self.chart_kind, self.baseline_points, name=signal, **self.chart_options
+                )
+            self.charts[key] = chart
+            layers = [k for k in self.charts if k[0] == signal]
+            for old in layers[: max(0, len(layers) - self.max_layers)]:
+                del self.charts[old]
+        return chart
+
+    # processing
+    def _process(self, view: BatchView) -> dict[str, Any]:
+        start = self._begin(view)
+        n = view.n
+        idx = np.arange(start, start + n, dtype=np.int64)
+        found: list[SPCViolations] = []
+        signals_out: dict[str, Any] = {}
+        if self.per_layer:
+            lay = view.column("layer")
+            layers = np.unique(lay[np.isfinite(lay)]).astype(np.int64).tolist()
+        for s in self.signals:
+            col = view.column(s)
+            if self.per_layer:
+                upd = None
+                chart = None
+                for L in layers:
+                    m = lay == L
+                    chart = self._chart_for(s, L)
+                    upd = chart.update(col[m], idx[m])
+                    self._collect(s, upd, start, found)
+                    if chart.is_ready and s not in self._templates:
+                        self._templates[s] = chart.to_dict()
+                if chart is None:  # no usable layer numbers in this batch
+                    continue
+                signals_out[s] = self._summary(s, chart, upd, layers[-1])
+                signals_out[s]["n_invalid"] = int(np.count_nonzero(~np.isfinite(col)))
+                signals_out[s]["n_valid"] = n - signals_out[s]["n_invalid"]
+            else:
+                chart = self.charts[s]
+                upd = chart.update(col, idx)
+                self._collect(s, upd, start, found)
+                signals_out[s] = self._summary(s, chart, upd, None)
+        self.last_violations = found
+        n_viol = int(sum(v.positions.size for v in found))
+        self.total_violations += n_viol
+        reported = self._violation_dicts(view, found)
+        for s, d in signals_out.items():
+            d["violations"] = [v for v in reported if v["signal"] == s]
+        return {
+            "chart": self.chart_kind,
+            "signals": signals_out,
+            "violations": reported,
+            "n_violations": n_viol,
+            "points_seen": self.points_seen,
+            "batch_size": n,
+        }
+
+    @staticmethod
+    def _collect(signal: str, upd: Any, start: int, found: list[SPCViolations]) -> None:
+        for g in upd.groups:
+            for r in np.unique(g.rule).tolist():
+                sel = g.rule == r
+                gi = g.index[sel]
+                found.append(
+                    SPCViolations(signal, g.statistic, int(r), gi - start, gi, g.value[sel])
+                )
+
+    def _summary(self, s: str, chart: ControlChart, upd: Any, layer: int | None) -> dict[str, Any]:
+        lim = chart.limits()
+        out: dict[str, Any] = {
+            "chart": chart.kind,
+            "status": "monitoring" if chart.is_ready else "baseline",
+            "baseline_progress": float(chart.baseline_progress),
+        }
+        out.update({k: _f(v) for k, v in lim.items()})
+        out["n_valid"] = int(upd.n_valid)
+        out["n_invalid"] = int(upd.n_invalid)
+        k = self.n_latest
+        out["latest"] = {
+            "index": upd.index[-k:].tolist() if k else [],
+            "value": [_f(v) for v in upd.statistic[-k:].tolist()] if k else [],
+        }
+        out["n_violations"] = int(upd.n_violations)
+        if layer is not None:
+            out["layer"] = layer
+        if s in self.spec_limits:
+            lsl, usl = self.spec_limits[s]
+            out.update({k2: _f(v) for k2, v in chart.capability(lsl, usl).items()})
+        return out
+
+    def _violation_dicts(self, view: BatchView, found: list[SPCViolations]) -> list[dict[str, Any]]:
+        rows = [(int(p), v, j) for v in found for j, p in enumerate(v.positions.tolist())]
+        rows.sort(key=lambda r: (r[0], r[1].rule))
+        out = []
+        info_cache: dict[int, dict[str, Any]] = {}
+        for p, v, j in rows[: self.max_reported]:
+            info = info_cache.get(p)
+            if info is None:
+                info = info_cache[p] = view.point_info(p)
+            out.append(
+                {
+                    "signal": v.signal,
+                    "statistic": v.statistic,
+                    "rule": v.rule,
+                    "rule_name": RULE_NAMES.get(v.rule, f"rule_{v.rule}"),
+                    "description": RULE_DESCRIPTIONS.get(v.rule, ""),
+                    "key": v.key,
+                    "index": int(v.index[j]),
+                    "value": _f(v.values[j]),
+                    "time": _iso(info["time"]),
+                    "x": info["x"],
+                    "y": info["y"],
+                    "z": info["z"],
+                    "layer": info["layer"],
+                }
+            )
+        return out
+
+
+_DEFAULT_SPC_SEVERITY: dict[int, str] = {1: "warning", **{r: "info" for r in range(2, 9)}}
+
+
+class AlertProcessor(_Processor):
+    """Raise alerts from threshold rules and (optionally) an :class:`SPCProcessor`.
+
+    Cooldown is the :class:`AlertManager`'s, per (metric, rule). If ``spc`` is
+    given and has not seen this batch yet, it is run here; if it already has
+    (registered before this processor), its result is reused, so the order of
+    registration does not matter and no batch is charted twice.
+
+    Returns ``{"alert_ids": [...], "alerts": [alert dicts], "n_candidates",
+    "n_suppressed"}`` for this batch.
+
+    >>> ap = AlertProcessor(threshold_rules=[ThresholdRule("temperature", high=2200.0)])
+    >>> r = ap([{"temperature": 1900.0}, {"temperature": 2500.0, "layer": 3}])
+    >>> len(r["alert_ids"]), r["alerts"][0]["rule"], r["alerts"][0]["layer"]
+    (1, 'threshold_high', 3)
+    >>> ap.alert_manager.acknowledge(r["alert_ids"][0]).state
+    'acknowledged'
+    """
+
+    def __init__(
+        self,
+        alert_manager: AlertManager | None = None,
+        threshold_rules: Iterable[AlertRule] = (),
+        spc: SPCProcessor | None = None,
+        *,
+        spc_severity: Mapping[int, str] | None = None,
+        column_cache: ColumnCache | None = None,
+    ) -> None:
+        super().__init__(
+            column_cache if column_cache is not None else (spc.column_cache if spc else None)
+        )
+        self.alert_manager = alert_manager if alert_manager is not None else AlertManager()
+        self.threshold_rules: list[AlertRule] = list(threshold_rules)
+        for r in self.threshold_rules:
+            if not callable(getattr(r, "evaluate", None)):
+                raise TypeError(f"threshold_rules entries need an evaluate(view) method, got {r!r}")
+        if spc is not None and not isinstance(spc, SPCProcessor):
+            raise TypeError(f"spc must be an SPCProcessor or None, got {type(spc).__name__}")
+        self.spc = spc
+        sev = dict(_DEFAULT_SPC_SEVERITY)
+        sev.update(spc_severity or {})
+        self.spc_severity = sev
+        self.total_candidates = 0
+
+    @property
+    def manager(self) -> AlertManager:
+        return self.alert_manager
+
+    def __call__(self, data_batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        if data_batch is None:
+            data_batch = []
+        if self._seen_before(data_batch) and self.last_result is not None:
+            return self.last_result
+        if self.spc is not None:
+            self.spc(data_batch)
+        return self._remember(
+            data_batch, self._process(MessageBatchView(data_batch, self.column_cache))
+        )
+
+    def process_arrays(self, columns: Mapping[str, Any]) -> dict[str, Any]:
+        if self._seen_before(columns) and self.last_result is not None:
+            return self.last_result
+        if self.spc is not None:
+            self.spc.process_arrays(columns)
+        return self._remember(columns, self._process(ArrayBatchView(columns)))
+
+    def _candidates(self, view: BatchView) -> list[Candidate]:
+        out: list[Candidate] = []
+        for rule in self.threshold_rules:
+            out.extend(rule.evaluate(view))
+        if self.spc is not None:
+            for v in self.spc.last_violations:
+                main = v.statistic in ("individual", "xbar", "ewma", "cusum_upper", "cusum_lower")
+                sev = self.spc_severity.get(v.rule, "info") if main else "info"
+                desc = (
+                    RULE_DESCRIPTIONS.get(v.rule, "")
+                    if v.statistic in ("individual", "xbar")
+                    else (f"{v.statistic} beyond its control limit")
+                )
+                out.append(Candidate(v.signal, v.key, sev, v.positions, v.values, desc))
+        return out
+
+    def _process(self, view: BatchView) -> dict[str, Any]:
+        start = self._begin(view)
+        raised: list[Alert] = []
+        n_cand = 0
+        for c in self._candidates(view):
+            n_cand += int(c.positions.size)
+            raised.extend(self._raise(c, view, start))
+        raised.sort(key=lambda a: a.index if a.index is not None else -1)
+        self.total_candidates += n_cand
+        return {
+            "alert_ids": [a.id for a in raised],
+            "alerts": [a.to_dict() for a in raised],
+            "n_candidates": n_cand,
+            "n_suppressed": n_cand - len(raised),
+        }
+
+    def _raise(self, c: Candidate, view: BatchView, start: int) -> list[Alert]:
+        mgr = self.alert_manager
+        gidx = c.positions.astype(np.int64) + start
+        n = gidx.size
+        out: list[Alert] = []
+        next_i, next_t = mgr.suppressed_until(c.metric, c.rule)
+        j = int(np.searchsorted(gidx, next_i)) if next_i is not None else 0
+        while j < n:
+            pos = int(c.positions[j])
+            info = view.point_info(pos)
+            t = info["time"]
+            if next_t is not None and t is not None and t < next_t:
+                j = self._first_time_at_or_after(view, c.positions, j, next_t.timestamp())
+                continue
+            value = float(c.values[j])
+            x, y, z = info["x"], info["y"], info["z"]
+            where = f" at layer {info['layer']}" if info["layer"] is not None else ""
+            if x is not None and y is not None and z is not None:
+                where += f" (x={x:.3f}, y={y:.3f}, z={z:.3f})"
+            build = f" [build {info['build_id']}]" if info["build_id"] is not None else ""
+            a = mgr.raise_alert(
+                c.metric,
+                c.rule,
+                value,
+                severity=c.severity,
+                message=f"{c.metric} {c.rule}: {value:.6g} ({c.description}){where}{build}",
+                time=t,
+                index=int(gidx[j]),
+                x=info["x"],
+                y=info["y"],
+                z=info["z"],
+                layer=info["layer"],
+                build_id=info["build_id"],
+                details={"description": c.description, **c.details},
+            )
+            if a is not None:
+                out.append(a)
+            next_i, next_t = mgr.suppressed_until(c.metric, c.rule)
+            nj = int(np.searchsorted(gidx, next_i)) if next_i is not None else j + 1
+            j = max(j + 1, nj)
+        return out
+
+    @staticmethod
+    def _first_time_at_or_after(view: BatchView, positions: np.ndarray, j: int, t: float) -> int:
+        """Binary search over candidates j.. for the first with time >= t (times ascend)."""
+        lo, hi = j, positions.size
+        while lo < hi:
+            mid = (lo + hi) // 2
+            tm = view.epoch_at(int(positions[mid]))
+            if math.isfinite(tm) and tm < t:
+                lo = mid + 1
+            else:
+                hi = mid
+        return max(lo, j + 1)
+
+
+def default_threshold_rules(
+    limits: Mapping[str, Mapping[str, float]] | None = None,
+    *,
+    sample_rate_hz: float = 20_000.0,
+    max_missing: int = 20,
+) -> list[AlertRule]:
+    """Threshold, rate-of-change, missing-data and time-gap rules for the simulator's signals.
+
+    >>> [type(r).__name__ for r in default_threshold_rules()][:3]
+    ['ThresholdRule', 'ThresholdRule', 'RateOfChangeRule']
+    """
+    lim = {k: dict(v) for k, v in (limits or DEFAULT_LIMITS).items()}
+    rules: list[AlertRule] = []
+    for metric, d in lim.items():
+        if "high" in d:
+            # Too hot / too big / too bright means keyholing or spatter: critical.
+            sev = "critical" if metric in SPC_SIGNALS else "warning"
+            rules.append(ThresholdRule(metric, high=d["high"], severity=sev))
+        if "low" in d:
+            rules.append(ThresholdRule(metric, low=d["low"], severity="warning"))
+        if "max_change" in d:
+            rules.append(RateOfChangeRule(metric, max_change=d["max_change"], severity="info"))
+    for metric in SPC_SIGNALS:
+        rules.append(MissingDataRule(metric, max_consecutive=max_missing, severity="warning"))
+    rules.append(
+        GapRule(sample_rate_hz=sample_rate_hz, max_missing=max_missing, severity="warning")
+    )
+    return rules
+
+
+def default_processors(
+    *,
+    alert_manager: AlertManager | None = None,
+    limits: Mapping[str, Mapping[str, float]] | None = None,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    sample_rate_hz: float = 20_000.0,
+    baseline_points: int = 5000,
+    ewma_lambda: float = 0.01,
+    ewma_L: float = 4.0,
+    cooldown_points: int = 1000,
+) -> dict[str, Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]]]:
+    """The quality, SPC and alert processors, configured for the simulator's signals.
+
+    SPC runs an EWMA chart (small λ: it catches slow drifts; the wide ``ewma_L``
+    keeps false alarms well below one per 100 k in-control points at 20 kHz) on
+    temperature, melt-pool area and intensity; the alert processor adds
+    absolute thresholds, a temperature rate-of-change rule, missing-data and
+    time-gap rules. The three share one column cache; the alert processor
+    exposes the shared :class:`AlertManager` as ``.alert_manager``.
+
+    >>> procs = default_processors()
+    >>> sorted(procs)
+    ['alert_processor', 'quality_processor', 'spc_processor']
+    >>> procs["alert_processor"].alert_manager.cooldown_points
+    1000
+    """
+    cache = ColumnCache()
+    manager = (
+        alert_manager
+        if alert_manager is not None
+        else AlertManager(cooldown_points=cooldown_points)
+    )
+    quality = QualityProcessor(
+        DEFAULT_SIGNALS, ranges if ranges is not None else DEFAULT_RANGES, column_cache=cache
+    )
+    spc = SPCProcessor(
+        SPC_SIGNALS,
+        chart="ewma",
+        baseline_points=baseline_points,
+        lam=ewma_lambda,
+        L=ewma_L,
+        column_cache=cache,
+    )
+    alert = AlertProcessor(
+        manager,
+        default_threshold_rules(limits, sample_rate_hz=sample_rate_hz),
+        spc=spc,
+        column_cache=cache,
+    )
+    return {"quality_processor": quality, "spc_processor": spc, "alert_processor": alert}

@@ -1,0 +1,208 @@
+"""Injected defects with ground truth, planned once per seed and applied per chunk.
+
+Every event covers the simulator point indices ``[start_index, end_index)``.
+Lack of fusion changes the commanded power or speed (so the melt-pool
+physics responds); overheating multiplies the melt-pool heat; spatter spikes
+the intensity; sensor drift adds a growing offset to the measured
+temperature; a sensor dropout blanks the melt-pool signals (NaN, None, a
+missing key) or drops whole messages.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DEFECT_TYPES", "DROPOUT_MODES", "DefectEvent", "plan_defects"]
+
+DEFECT_TYPES: tuple[str, ...] = (
+    "overheating",
+    "lack_of_fusion",
+    "spatter",
+    "sensor_drift",
+    "sensor_dropout",
+)
+DROPOUT_MODES: tuple[str, ...] = ("nan", "none", "missing", "dropped")
+SENSOR_SIGNALS: tuple[str, ...] = ("temperature", "melt_pool_area", "intensity", "value")
+
+# kind: (min length, max length) in points
+_LENGTHS: dict[str, tuple[int, int]] = {
+    "overheating": (30, 150),
+    "lack_of_fusion": (300, 1500),
+    "spatter": (100, 400),
+    "sensor_drift": (3000, 6000),
+    "sensor_dropout": (100, 800),
+}
+
+
+@dataclass(frozen=True)
+class DefectEvent:
+    """Ground truth of one event.
+
+    ``kind`` is one of :data:`DEFECT_TYPES` (or ``"overhang_heat"`` for the
+    expected, not injected, hot zones: ``injected=False``). ``mode`` refines it
+    (``power_drop``/``speed_rise``, dropout ``nan``/``none``/``missing``/
+    ``dropped``). ``magnitude``: overheating heat factor, lack-of-fusion
+    power/speed factor, spatter peak intensity factor, drift slope (K per 1000
+    points), dropout length. Location and times are those of the first point.
+    """
+
+    id: int
+    kind: str
+    start_index: int
+    end_index: int
+    signals: tuple[str, ...]
+    magnitude: float
+    mode: str = ""
+    layer: int = -1
+    x: float = math.nan
+    y: float = math.nan
+    z: float = math.nan
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    injected: bool = True
+
+    @property
+    def n_points(self) -> int:
+        return self.end_index - self.start_index
+
+    def overlaps(self, lo: int, hi: int) -> bool:
+        return self.start_index < hi and self.end_index > lo
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["signals"] = list(self.signals)
+        for k in ("start_time", "end_time"):
+            d[k] = d[k].isoformat() if d[k] is not None else None
+        return d
+
+    def located(self, **kw: Any) -> DefectEvent:
+        return replace(self, **kw)
+
+
+def plan_defects(
+    rng: np.random.Generator,
+    n_defects: int,
+    first: int,
+    last: int,
+    kinds: tuple[str, ...] = DEFECT_TYPES,
+    min_gap: int = 3000,
+) -> list[DefectEvent]:
+    """Place ``n_defects`` non-overlapping events in ``[first, last)``, kinds in turn
+    (shuffled), at least ``min_gap`` points apart.
+
+    >>> ev = plan_defects(np.random.default_rng(1), 5, 10_000, 200_000)
+    >>> sorted(e.kind for e in ev) == sorted(DEFECT_TYPES)
+    True
+    """
+    if n_defects < 0:
+        raise ValueError(f"n_defects must be >= 0, got {n_defects}")
+    bad = [k for k in kinds if k not in DEFECT_TYPES]
+    if bad or not kinds:
+        raise ValueError(
+            f"defect kinds must be a non-empty subset of {DEFECT_TYPES}, got {kinds!r}"
+        )
+    if n_defects == 0:
+        return []
+    seq = [kinds[i % len(kinds)] for i in range(n_defects)]
+    order = rng.permutation(n_defects)
+    seq = [seq[i] for i in order]
+    lengths = np.array([int(rng.integers(*_LENGTHS[k], endpoint=True)) for k in seq])
+    span = last - first
+    free = span - int(lengths.sum()) - min_gap * n_defects
+    if free < 0:
+        raise ValueError(
+            f"{n_defects} defects need about {span - free} points but only {span} are available "
+            f"after the warm-up; lower n_defects or raise n_points"
+        )
+    # Stars and bars: random free space before each event, events keep their order.
+    offsets = np.sort(rng.integers(0, free, size=n_defects, endpoint=True))
+    starts = first + offsets + np.concatenate(([0], np.cumsum(lengths + min_gap)[:-1]))
+    events = []
+    for i, (k, s, ln) in enumerate(zip(seq, starts.tolist(), lengths.tolist(), strict=True)):
+        if k == "overheating":
+            mode, mag, sig = "keyhole", float(rng.uniform(1.15, 1.30)), SENSOR_SIGNALS
+        elif k == "lack_of_fusion":
+            if rng.random() < 0.5:
+                mode, mag, sig = (
+                    "power_drop",
+                    float(rng.uniform(0.55, 0.75)),
+                    ("power",) + SENSOR_SIGNALS,
+                )
+            else:
+                mode, mag, sig = (
+                    "speed_rise",
+                    float(rng.uniform(1.35, 1.7)),
+                    ("scan_speed",) + SENSOR_SIGNALS,
+                )
+        elif k == "spatter":
+            mode, mag, sig = "burst", float(rng.uniform(3.0, 6.0)), ("intensity",)
+        elif k == "sensor_drift":
+            mode, mag, sig = "ramp", float(rng.uniform(40.0, 80.0)), ("temperature", "value")
+        else:
+            mode = DROPOUT_MODES[int(rng.integers(len(DROPOUT_MODES)))]
+            mag, sig = float(ln), SENSOR_SIGNALS
+        events.append(DefectEvent(i, k, s, s + ln, sig, mag, mode))
+    return events
+
+
+def _slices(ev: DefectEvent, lo: int, hi: int) -> tuple[slice, int]:
+    """Slice of the chunk ``[lo, hi)`` covered by ``ev`` and the offset into the event."""
+    a, b = max(ev.start_index, lo), min(ev.end_index, hi)
+    return slice(a - lo, b - lo), a - ev.start_index
+
+
+def apply_commanded(
+    events: list[DefectEvent], lo: int, hi: int, power: np.ndarray, speed: np.ndarray
+) -> None:
+    """Lack of fusion: scale the commanded power or speed in place."""
+    for ev in events:
+        if ev.kind == "lack_of_fusion" and ev.overlaps(lo, hi):
+            sl, _ = _slices(ev, lo, hi)
+            (power if ev.mode == "power_drop" else speed)[sl] *= ev.magnitude
+
+
+def heat_factor(events: list[DefectEvent], lo: int, hi: int, heat: np.ndarray) -> None:
+    """Overheating: multiply the heat factor (3-point ramps at both ends) in place."""
+    for ev in events:
+        if ev.kind == "overheating" and ev.overlaps(lo, hi):
+            sl, off = _slices(ev, lo, hi)
+            k = np.arange(off, off + (sl.stop - sl.start))
+            ramp = np.minimum(1.0, np.minimum(k + 1, ev.n_points - k) / 3.0)
+            heat[sl] *= 1.0 + (ev.magnitude - 1.0) * ramp
+
+
+def apply_measured(
+    events: list[DefectEvent], lo: int, hi: int, sig: dict[str, np.ndarray], seed: int
+) -> np.ndarray:
+    """Spatter, drift and dropouts on the measured signals, in place.
+
+    Returns a boolean mask of points whose messages are dropped.
+    """
+    drop = np.zeros(hi - lo, dtype=bool)
+    for ev in events:
+        if not ev.overlaps(lo, hi):
+            continue
+        sl, off = _slices(ev, lo, hi)
+        m = sl.stop - sl.start
+        if ev.kind == "spatter":
+            # Spikes drawn for the whole event from its own stream, so chunking cannot change them.
+            r = np.random.default_rng([seed, 3, ev.id])
+            spikes = r.random(ev.n_points) < 0.25
+            spikes[0] = True
+            factor = np.where(spikes, r.uniform(2.5, ev.magnitude, ev.n_points), 1.0)
+            sig["intensity"][sl] *= factor[off : off + m]
+        elif ev.kind == "sensor_drift":
+            k = np.arange(off + 1, off + m + 1, dtype=np.float64)
+            sig["temperature"][sl] += ev.magnitude * k / 1000.0
+        elif ev.kind == "sensor_dropout":
+            if ev.mode == "dropped":
+                drop[sl] = True
+            else:
+                for s in ("temperature", "melt_pool_area", "intensity"):
+                    sig[s][sl] = np.nan
+    return drop

@@ -1,0 +1,99 @@
+"""Publish simulated builds to a topic at a steady rate, one build after another."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from am_qadf.streaming.kafka_producer import KafkaProducer
+from am_qadf.streaming.timestamps import now_utc
+
+from .build_simulator import BuildSimulator
+
+__all__ = ["SimulationPublisher"]
+
+log = logging.getLogger(__name__)
+
+
+class SimulationPublisher:
+    """Stream simulated L-PBF builds into ``topic`` at ``rate`` messages per second.
+
+    The sensor rate of the simulation equals ``rate``, so message timestamps advance
+    in step with the wall clock and start at the moment a build starts. When a build
+    is complete the next one starts (seed + 1, a new build id); ``builds`` limits how
+    many (None: until stopped).
+
+    >>> pub = SimulationPublisher(
+    ...     ["memory://doc-pub"], "sim", rate=50_000, builds=1, n_points=2000, n_defects=0
+    ... )
+    >>> pub.run()  # in the calling thread; start() runs it in the background
+    >>> pub.published
+    2000
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: list[str],
+        topic: str,
+        *,
+        rate: float = 5000.0,
+        seed: int = 7,
+        batch_size: int = 250,
+        builds: int | None = None,
+        n_points: int | None = None,
+        n_defects: int = 24,
+        kafka_config: dict[str, Any] | None = None,
+    ) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be positive messages per second, got {rate!r}")
+        self.producer = KafkaProducer(bootstrap_servers, topic, config=kafka_config)
+        self.rate = float(rate)
+        self.seed = int(seed)
+        self.batch_size = int(batch_size)
+        self.builds = builds
+        self.n_points = n_points
+        self.n_defects = n_defects
+        self.published = 0
+        self.build_id: str | None = None
+        self.layer: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        """Publish until the requested builds are done or :meth:`stop` is called."""
+        k = 0
+        while not self._stop.is_set() and (self.builds is None or k < self.builds):
+            sim = BuildSimulator(
+                self.seed + k,
+                n_points=self.n_points,
+                n_defects=self.n_defects,
+                sensor_rate_hz=self.rate,
+                start_time=now_utc(),
+            )
+            self.build_id = sim.build_id
+            log.info("publishing simulated build %s", sim.build_id)
+            for batch in sim.iter_batches(self.batch_size, real_time=True, rate=self.rate):
+                if self._stop.is_set():
+                    break
+                for msg in batch:
+                    self.producer.produce(msg, key=sim.build_id)
+                self.published += len(batch)
+                self.layer = batch[-1].get("layer")
+            k += 1
+        self.producer.flush()
+
+    def start(self) -> None:
+        """Publish in a background thread."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="amqadf-simulator", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop publishing and wait for the thread to finish."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
