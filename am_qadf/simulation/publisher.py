@@ -83,6 +83,11 @@ class SimulationPublisher:
             k += 1
         self.producer.flush()
 
+    @property
+    def is_alive(self) -> bool:
+        """True while the background thread publishes."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         """Publish in a background thread."""
         if self._thread is not None and self._thread.is_alive():

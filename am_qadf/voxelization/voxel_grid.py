@@ -81,9 +81,9 @@ class AddResult:
         self.accepted = accepted
         self.dropped = dropped
         self.values_dropped = values_dropped
-        # Pool positions are translated only if someone asks. The grid never writes to an
+        # The touched set is only worked out if someone asks. The grid never rewrites an
         # existing slot_base entry (growth reallocates), so holding the reference is safe.
-        self._pool = pool
+        self._pool = pool  # pool position of every accepted point
         self._base = slot_base
         self._local = local_off
         self._flat: np.ndarray | None = None
@@ -94,8 +94,9 @@ class AddResult:
             if self._pool is None or self._base is None or self._local is None:
                 self._flat = np.empty(0, dtype=np.int64)
             else:
-                p = self._pool
+                p = _unique_ints(self._pool, self._base.size * _BRICK_VOXELS)
                 self._flat = self._base[p >> (3 * _BITS)] + self._local[p & _LOCAL_MASK]
+                self._pool = None
         return self._flat
 
     def __repr__(self) -> str:
@@ -596,11 +597,9 @@ class VoxelGrid:
         pidx <<= 3 * _BITS
         ijk &= _EDGE - 1
         pidx |= ijk @ _LOCAL_WEIGHTS
-        touched_pool, values_dropped = self._accumulate(pidx, sigs)
+        values_dropped = self._accumulate(pidx, sigs)
         self._points_added += n_ok
-        return AddResult(
-            n_ok, n - n_ok, values_dropped, touched_pool, self._slot_base, self._local_off
-        )
+        return AddResult(n_ok, n - n_ok, values_dropped, pidx, self._slot_base, self._local_off)
 
     def _local_index(self, ijk: np.ndarray) -> np.ndarray:
         return (ijk & (_EDGE - 1)) @ _LOCAL_WEIGHTS
@@ -653,10 +652,9 @@ class VoxelGrid:
             self._signals[name] = sig
         return sig
 
-    def _accumulate(self, pidx: np.ndarray, sigs: dict[str, np.ndarray]) -> tuple[np.ndarray, int]:
-        """Fold a batch into the pools; return (unique pool indices touched, values dropped)."""
+    def _accumulate(self, pidx: np.ndarray, sigs: dict[str, np.ndarray]) -> int:
+        """Fold a batch into the pools; return the number of non-finite values skipped."""
         n = pidx.size
-        n_used = self._n_slots * _BRICK_VOXELS
         finite = {}
         for name, v in sigs.items():
             fin = np.isfinite(v)
@@ -669,13 +667,6 @@ class VoxelGrid:
             self._ensure_signal(name, finite[name] is None)
 
         np.add.at(self._hits, pidx, 1)
-        if n * 8 >= n_used:  # big batch: a mark over the pool beats sorting the batch
-            mark = np.zeros(n_used, dtype=bool)
-            mark[pidx] = True
-            touched = np.flatnonzero(mark)
-        else:
-            s = np.sort(pidx)
-            touched = s[np.concatenate(([True], s[1:] != s[:-1]))]
 
         dropped = 0
         agg = self._agg
@@ -702,7 +693,7 @@ class VoxelGrid:
             if sig.count is not None:
                 np.add.at(sig.count, p, 1)
         self._values_dropped += dropped
-        return touched, dropped
+        return dropped
 
     def _signal(self, name: str) -> _Signal:
         try:
@@ -750,6 +741,17 @@ class VoxelGrid:
         for sig in self._signals.values():
             total += sig.values.nbytes + (0 if sig.count is None else sig.count.nbytes)
         return int(total)
+
+
+def _unique_ints(a: np.ndarray, bound: int) -> np.ndarray:
+    """Unique values of non-negative ints ``a`` (all < ``bound``), in no particular order."""
+    if a.size * 8 >= bound:  # big batch: marking beats sorting
+        mark = np.zeros(bound, dtype=bool)
+        mark[a] = True
+        return np.flatnonzero(mark)
+    # np.unique hashes large int arrays in numpy >= 2.3, slower than sorting them
+    s = np.sort(a)
+    return s[np.concatenate(([True], s[1:] != s[:-1]))]
 
 
 def _grown(a: np.ndarray, size: int, fill: float) -> np.ndarray:
