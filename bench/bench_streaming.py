@@ -111,6 +111,7 @@ def main() -> int:
                 rng.uniform(80, 170, 100_000),
                 rng.uniform(80, 170, 100_000),
                 rng.normal(1900, 30, 100_000),
+                strict=True,
             )
         )
     ]
