@@ -195,12 +195,9 @@ class LiveMonitor:
         """Occupied voxels ((n, 3) indices) inside the bricks changed since ``viewer``
         last asked, and the redraw-everything flag of :meth:`take_updated_bricks`."""
         bricks, full = self.take_updated_bricks(viewer)
-        ijk = self.grid.occupied_indices()
-        if full or ijk.size == 0:
-            return ijk, full
-        bflat = np.ravel_multi_index(tuple(bricks.T), self.grid.brick_dims)
-        vflat = np.ravel_multi_index(tuple(self.grid.brick_of(ijk).T), self.grid.brick_dims)
-        return ijk[np.isin(vflat, bflat)], False
+        if full:
+            return self.grid.occupied_indices(), True
+        return self.grid.occupied_indices(bricks=bricks), False
 
     def forget_viewer(self, viewer: str) -> None:
         """Forget a viewer's change cursor (call when its session ends)."""
@@ -224,7 +221,7 @@ class LiveMonitor:
             "current_layer": last["layer"],
             "build_id": last["build_id"],
             "newest_timestamp": last["timestamp"],
-            "occupied_voxels": self.grid.get_statistics()["occupied_voxels"],
+            "occupied_voxels": self.grid.occupied_count,
             "alerts_active": len(self.alerts.active_alerts()),
             "published": publisher.published if publisher is not None else None,
         }

@@ -637,6 +637,7 @@ class EWMAChart(ControlChart):
         )
         self._z = float("nan")
         self._t = 0
+        self._pw: tuple[np.ndarray, np.ndarray] | None = None
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "lam": self.lam, "exact_limits": self.exact_limits}
@@ -652,9 +653,20 @@ class EWMAChart(ControlChart):
         b = self.baseline
         assert b is not None
         f = self.lam / (2.0 - self.lam)
-        if self.exact_limits:
-            f = f * (1.0 - (1.0 - self.lam) ** (2.0 * np.asarray(t, dtype=np.float64)))
-        return self.L * b["sigma"] * np.sqrt(f)
+        steady = self.L * b["sigma"] * math.sqrt(f)
+        if not self.exact_limits or self.lam >= 1.0:
+            return steady if np.ndim(t) == 0 else np.full(np.shape(t), steady)
+        # Past t_max the exact limit equals the steady one to 1e-16; capping t also keeps
+        # the power out of subnormal floats, which are very slow.
+        t_max = math.log(1e-16) / (2.0 * math.log(1.0 - self.lam))
+        ta = np.asarray(t, dtype=np.float64)
+        if np.ndim(ta) == 0:
+            if ta >= t_max:
+                return steady
+        elif ta.size and ta[0] >= t_max:
+            return np.full(ta.shape, steady)
+        ta = np.minimum(ta, t_max)
+        return steady * np.sqrt(1.0 - (1.0 - self.lam) ** (2.0 * ta))
 
     def limits(self) -> dict[str, float | None]:
         b = self.baseline
@@ -681,11 +693,14 @@ class EWMAChart(ControlChart):
             out[:] = dev
             self._z = float(x[-1])
             return out
+        if self._pw is None:
+            k = np.arange(1, self._block + 1, dtype=np.float64)
+            self._pw = (a**k, a**-k)
+        down, up = self._pw
         for s in range(0, dev.size, self._block):
             d = dev[s : s + self._block]
-            k = np.arange(1, d.size + 1, dtype=np.float64)
-            up = a**-k
-            seg = a**k * (z + lam * np.cumsum(d * up))
+            m = d.size
+            seg = down[:m] * (z + lam * np.cumsum(d * up[:m]))
             out[s : s + d.size] = seg
             z = seg[-1]
         self._z = float(z + b["mean"])

@@ -606,7 +606,7 @@ class AlertProcessor(_Processor):
 def default_threshold_rules(
     limits: Mapping[str, Mapping[str, float]] | None = None,
     *,
-    sample_rate_hz: float = 20_000.0,
+    sample_rate_hz: float | None = None,
     max_missing: int = 20,
 ) -> list[AlertRule]:
     """Threshold, rate-of-change, missing-data and time-gap rules for the simulator's signals.
@@ -638,10 +638,10 @@ def default_processors(
     alert_manager: AlertManager | None = None,
     limits: Mapping[str, Mapping[str, float]] | None = None,
     ranges: Mapping[str, tuple[float, float]] | None = None,
-    sample_rate_hz: float = 20_000.0,
+    sample_rate_hz: float | None = None,
     baseline_points: int = 5000,
     ewma_lambda: float = 0.01,
-    ewma_L: float = 4.0,
+    ewma_L: float = 6.0,
     cooldown_points: int = 1000,
 ) -> dict[str, Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]]]:
     """The quality, SPC and alert processors, configured for the simulator's signals.

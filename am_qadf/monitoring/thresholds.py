@@ -281,8 +281,9 @@ class GapRule:
     """Fires on a message that follows the previous one by more than ``max_missing``
     sample periods (messages lost), from the message ``timestamp``.
 
-    Cheap when nothing is lost: only the batch's first and last times are read
-    unless the batch spans more time than its message count allows.
+    ``sample_rate_hz=None`` learns the period from the first batch (median
+    spacing). Cheap when nothing is lost: only the batch's first and last times
+    are read unless the batch spans more time than its message count allows.
 
     >>> from am_qadf.monitoring.batch_view import ArrayBatchView
     >>> r = GapRule(sample_rate_hz=10.0, max_missing=2)
@@ -295,18 +296,20 @@ class GapRule:
     def __init__(
         self,
         *,
-        sample_rate_hz: float,
+        sample_rate_hz: float | None = None,
         max_missing: int = 10,
         severity: str = "warning",
         name: str = "time_gap",
         metric: str = "timestamp",
     ) -> None:
-        r = _finite_or_none("sample_rate_hz", sample_rate_hz)
-        if r is None or r <= 0 or math.isinf(r):
-            raise ValueError(
-                f"sample_rate_hz must be a finite positive number, got {sample_rate_hz!r}"
-            )
-        self.sample_rate_hz = r
+        if sample_rate_hz is not None:
+            r = _finite_or_none("sample_rate_hz", sample_rate_hz)
+            if r is None or r <= 0 or math.isinf(r):
+                raise ValueError(
+                    f"sample_rate_hz must be a positive number or None, got {sample_rate_hz!r}"
+                )
+        self.sample_rate_hz = None if sample_rate_hz is None else float(sample_rate_hz)
+        self._learn = sample_rate_hz is None
         if isinstance(max_missing, bool) or not isinstance(max_missing, int) or max_missing < 0:
             raise ValueError(f"max_missing must be an int >= 0, got {max_missing!r}")
         self.max_missing = max_missing
@@ -315,10 +318,24 @@ class GapRule:
         self.metric = _metric(metric)
         self._last_t = math.nan
 
+    def _learn_rate(self, view: BatchView) -> bool:
+        t = view.epochs()
+        d = np.diff(t[np.isfinite(t)])
+        d = d[d > 0]
+        if d.size < 2:
+            if t.size and np.isfinite(t).any():
+                self._last_t = float(t[np.isfinite(t)][-1])
+            return False
+        self.sample_rate_hz = 1.0 / float(np.median(d))
+        return True
+
     def evaluate(self, view: BatchView) -> list[Candidate]:
         n = view.n
         if n == 0:
             return []
+        if self.sample_rate_hz is None and not self._learn_rate(view):
+            return []
+        assert self.sample_rate_hz is not None
         period = 1.0 / self.sample_rate_hz
         limit = (self.max_missing + 1.5) * period  # +0.5 period of slack for clock jitter
         t0, t1 = view.epoch_at(0), view.epoch_at(n - 1)
@@ -356,3 +373,5 @@ class GapRule:
 
     def reset(self) -> None:
         self._last_t = math.nan
+        if self._learn:
+            self.sample_rate_hz = None

@@ -262,7 +262,7 @@ class BuildSimulator:
                 over = (pts["part"] == pi) & (pts["x"] > part.overhang_edge)
                 heat[over] *= 1.0 + m.overhang_factor(layer - first)
         heat_factor(self._events, base, base + n, heat)
-        sig = m.respond(power, speed, pts["j"].astype(np.float64), heat, rng)
+        sig = m.respond(power, speed, pts["path_j"].astype(np.float64), heat, rng)
         sig["power"] = power + rng.normal(0.0, m.power_noise, n)
         sig["scan_speed"] = speed + rng.normal(0.0, m.speed_noise, n)
         drop = apply_measured(self._events, base, base + n, sig, self.seed)

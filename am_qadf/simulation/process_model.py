@@ -40,8 +40,8 @@ class ProcessModel:
     intensity_noise: float = 0.04  # relative
     power_noise: float = 0.8  # W
     speed_noise: float = 1.5  # mm/s
-    transient_amplitude: float = 0.04  # relative overshoot at a vector start
-    transient_points: float = 2.0  # decay constant, in samples
+    transient_amplitude: float = 0.02  # relative overshoot when the laser switches on
+    transient_points: float = 1.5  # decay constant, in samples
     overhang_boost: float = 0.03  # relative extra temperature over powder
     overhang_decay_layers: float = 2.0
 
@@ -76,7 +76,7 @@ class ProcessModel:
         noise: bool = True,
     ) -> dict[str, np.ndarray]:
         """Measured temperature, area and intensity for commanded ``power``/``speed``;
-        ``j`` is each sample's position along its vector, ``heat`` a multiplier."""
+        ``j`` counts samples since the laser switched on, ``heat`` a multiplier."""
         n = power.shape[0]
         e = (power / np.maximum(speed, 1e-9)) / self.nominal_energy
         transient = 1.0 + self.transient_amplitude * np.exp(-j / self.transient_points)

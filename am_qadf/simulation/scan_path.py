@@ -122,6 +122,7 @@ class LayerVectors:
     part: np.ndarray  # index into the parts tuple
     count: np.ndarray  # sample points per vector
     step: np.ndarray  # mm between samples
+    path_offset: np.ndarray  # samples since laser-on at the vector start (contours run on)
 
     @property
     def n_points(self) -> int:
@@ -211,7 +212,7 @@ def layer_vectors(parts: tuple[Part, ...], layer: int, strategy: ScanStrategy) -
     if not starts:
         e2, e1 = np.empty((0, 2)), np.empty(0)
         i8, i16, i64 = np.empty(0, np.int8), np.empty(0, np.int16), np.empty(0, np.int64)
-        return LayerVectors(layer, z, e2, e2, e1, e1, e1, i8, i16, i64, e1)
+        return LayerVectors(layer, z, e2, e2, e1, e1, e1, i8, i16, i64, e1, i64)
     start = np.concatenate(starts)
     end = np.concatenate(ends)
     kind = np.concatenate(kinds)
@@ -224,12 +225,22 @@ def layer_vectors(parts: tuple[Part, ...], layer: int, strategy: ScanStrategy) -
     speed = np.where(hatch, st.hatch_speed, st.contour_speed)
     step = speed / st.sensor_rate_hz
     count = np.maximum(1, np.floor(length / step)).astype(np.int64)
-    return LayerVectors(layer, z, start, direction, length, power, speed, kind, part, count, step)
+    # A contour polygon is one continuous exposure: only its first segment starts
+    # the melt pool afresh; every hatch line does.
+    new_path = (kind == HATCH) | np.concatenate(
+        ([True], (part[1:] != part[:-1]) | (kind[:-1] != CONTOUR))
+    )
+    before = np.concatenate(([0], np.cumsum(count)[:-1]))
+    path_start = np.maximum.accumulate(np.where(new_path, np.arange(kind.size), 0))
+    path_offset = before - before[path_start]
+    return LayerVectors(
+        layer, z, start, direction, length, power, speed, kind, part, count, step, path_offset
+    )
 
 
 def expand_points(lv: LayerVectors, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
     """Sample points ``lo:hi`` of a layer: x, y, vector id, position along the vector
-    (``j``), part, kind, and nominal power and speed.
+    (``j``) and since laser-on (``path_j``), part, kind, and nominal power and speed.
 
     >>> lv = layer_vectors(DEFAULT_PARTS, 0, ScanStrategy())
     >>> p = expand_points(lv, 0, 3)
@@ -244,6 +255,7 @@ def expand_points(lv: LayerVectors, lo: int = 0, hi: int | None = None) -> dict[
     k = np.arange(lo, lo + n, dtype=np.int64)
     vec = np.searchsorted(offsets, k, side="right") - 1
     j = k - offsets[vec]
+    jp = j + lv.path_offset[vec]
     d = j * lv.step[vec]
     x = lv.start[vec, 0] + lv.direction[vec, 0] * d
     y = lv.start[vec, 1] + lv.direction[vec, 1] * d
@@ -252,6 +264,7 @@ def expand_points(lv: LayerVectors, lo: int = 0, hi: int | None = None) -> dict[
         "y": y,
         "vector": vec,
         "j": j,
+        "path_j": jp,
         "part": lv.part[vec],
         "kind": lv.kind[vec],
         "power": lv.power[vec],

@@ -51,9 +51,8 @@ class _VoxelSet:
             self._table[new] = np.arange(first, first + new.size, dtype=np.int32)
             self._n_chunks = first + new.size
             slots = self._table[chunk]
-        offset = flat & ((1 << _CHUNK_BITS) - 1)
-        byte = (slots.astype(np.int64) << (_CHUNK_BITS - 3)) | (offset >> 3)
-        mask = np.left_shift(1, offset & 7).astype(np.uint8)
+        byte = self._byte_of(flat, slots)
+        mask = np.left_shift(1, flat & 7).astype(np.uint8)
         fresh = (self._bits[byte] & mask) == 0
         if not fresh.all():
             flat, byte, mask = flat[fresh], byte[fresh], mask[fresh]
@@ -64,6 +63,11 @@ class _VoxelSet:
             self.count += flat.size
             if len(self._pending) > _MAX_PENDING_ARRAYS:
                 self._pending = [np.concatenate(self._pending)]
+
+    @staticmethod
+    def _byte_of(flat: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        offset = flat & ((1 << _CHUNK_BITS) - 1)
+        return (slots.astype(np.int64) << (_CHUNK_BITS - 3)) | (offset >> 3)
 
     def sorted(self) -> np.ndarray:
         """All members, ascending."""
@@ -76,7 +80,14 @@ class _VoxelSet:
         return self._sorted
 
     def clear(self) -> None:
-        self._bits.fill(0)  # keep the chunk slots: the same regions are usually hit again
+        # Keep the chunk slots (the same regions are usually hit again). Callers that reset
+        # after every batch have few members: zero just their bytes, not the whole bitset.
+        if self.count * 8 < self._bits.size:
+            for members in (self._sorted, *self._pending):
+                if members.size:
+                    self._bits[self._byte_of(members, self._table[members >> _CHUNK_BITS])] = 0
+        else:
+            self._bits.fill(0)
         self._sorted = np.empty(0, dtype=np.int64)
         self._pending = []
         self.count = 0

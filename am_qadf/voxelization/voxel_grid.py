@@ -65,6 +65,13 @@ class AddResult:
         values_dropped: non-finite signal values skipped (their points still count).
         touched: unique C-order flat indices (into ``dims``) of the voxels that accepted
             at least one point, in no particular order; computed on first access.
+
+    >>> g = VoxelGrid((0, 0, 0), (10, 10, 10), 1.0)
+    >>> r = g.add_points([[1, 2, 3], [1.5, 2.5, 3.5], [np.inf, 0, 0]], {"t": [1.0, np.nan, 2.0]})
+    >>> r
+    AddResult(accepted=2, dropped=1, values_dropped=1)
+    >>> r.touched.tolist()
+    [123]
     """
 
     __slots__ = ("accepted", "dropped", "values_dropped", "_pool", "_base", "_local", "_flat")
@@ -384,25 +391,46 @@ class VoxelGrid:
                 out[self._pool_to_flat_all()[occ]] = hits[occ]
             return out.reshape(self._dims_t)
 
-    def occupied_indices(self) -> np.ndarray:
+    @property
+    def occupied_count(self) -> int:
+        """Number of voxels holding at least one point (cheap: no per-signal work).
+
+        >>> g = VoxelGrid((0, 0, 0), (4, 4, 4), 1.0)
+        >>> _ = g.add_points([[0.5, 0.5, 0.5], [0.6, 0.6, 0.6]], {"t": [1.0, 2.0]})
+        >>> g.occupied_count
+        1
+        """
+        with self._lock:
+            return int(np.count_nonzero(self._hits[: self._n_slots * _BRICK_VOXELS]))
+
+    def occupied_indices(self, bricks: np.ndarray | None = None) -> np.ndarray:
         """(n, 3) int64 ``(i, j, k)`` of every voxel that accepted a point.
 
         Ordered brick by brick (bricks in C order, voxels in C order inside a brick), so
         the same data gives the same order whatever the arrival order.
 
-        >>> g = VoxelGrid((0, 0, 0), (10, 10, 10), 1.0)
-        >>> _ = g.add_points([[9.5, 0.5, 3.5]])
+        Args:
+            bricks: optional (m, 3) brick coordinates (see :meth:`brick_of`); only voxels
+                inside these bricks are returned, at a cost proportional to ``m``, which
+                suits redrawing just the bricks that changed.
+
+        >>> g = VoxelGrid((0, 0, 0), (20, 20, 20), 1.0)
+        >>> _ = g.add_points([[9.5, 0.5, 3.5], [1, 1, 1]])
         >>> g.occupied_indices().tolist()
+        [[1, 1, 1], [9, 0, 3]]
+        >>> g.occupied_indices(bricks=[[1, 0, 0]]).tolist()
         [[9, 0, 3]]
         """
         with self._lock:
-            p = self._pool_in_brick_order()
+            p = self._pool_positions(bricks)
             return self._pool_to_ijk(p[self._hits[p] > 0])
 
-    def get_occupied(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def get_occupied(
+        self, name: str, bricks: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(ijk, values)`` of the voxels holding a value of ``name`` (sparse read).
 
-        Same order as :meth:`occupied_indices`.
+        Same order and ``bricks`` filter as :meth:`occupied_indices`.
 
         >>> g = VoxelGrid((0, 0, 0), (10, 10, 10), 1.0, aggregation="min")
         >>> _ = g.add_points([[1, 2, 3], [1.5, 2.5, 3.5]], {"t": [5.0, 4.0]})
@@ -412,7 +440,7 @@ class VoxelGrid:
         """
         with self._lock:
             sig = self._signal(name)
-            p = self._pool_in_brick_order()
+            p = self._pool_positions(bricks)
             values, occ = self._voxel_values(sig, p)
             return self._pool_to_ijk(p[occ]), values[occ]
 
@@ -714,9 +742,23 @@ class VoxelGrid:
                 return raw / count, occ
         return raw, occ
 
-    def _pool_in_brick_order(self) -> np.ndarray:
-        """Every used pool position, bricks sorted by brick index (not by slot)."""
-        slots = np.argsort(self._slot_brick[: self._n_slots]).astype(np.int64)
+    def _pool_positions(self, bricks: np.ndarray | None) -> np.ndarray:
+        """Pool positions of all (or of the given) allocated bricks, in brick-index order."""
+        if bricks is None:
+            slots = np.argsort(self._slot_brick[: self._n_slots]).astype(np.int64)
+        else:
+            b = np.asarray(bricks)
+            if b.dtype.kind not in "iu" or b.ndim != 2 or b.shape[1] != 3:
+                raise ValueError(
+                    f"bricks must be an (m, 3) integer array of brick coordinates, "
+                    f"got {b.dtype} {b.shape}"
+                )
+            b = b.astype(np.int64, copy=False)
+            if ((b < 0) | (b >= self._bdims)).any():
+                raise ValueError(f"bricks has coordinates outside [0, {self.brick_dims})")
+            flat = _unique_ints(b @ self._bstride, self._table.size)  # repeats would repeat voxels
+            slots = self._table[np.sort(flat)].astype(np.int64)
+            slots = slots[slots >= 0]
         local = np.arange(_BRICK_VOXELS, dtype=np.int64)
         return ((slots[:, None] << (3 * _BITS)) | local[None, :]).ravel()
 
@@ -745,6 +787,8 @@ class VoxelGrid:
 
 def _unique_ints(a: np.ndarray, bound: int) -> np.ndarray:
     """Unique values of non-negative ints ``a`` (all < ``bound``), in no particular order."""
+    if a.size == 0:
+        return a
     if a.size * 8 >= bound:  # big batch: marking beats sorting
         mark = np.zeros(bound, dtype=bool)
         mark[a] = True

@@ -96,7 +96,9 @@ def test_add_batch_across_the_wrap_point() -> None:
     for i in range(3):
         buf.add_data(np.array([float(i), -float(i)]), ts(i), {"src": "single"})
     rows = np.array([[float(i), -float(i)] for i in range(3, 7)])
-    buf.add_batch(rows, [ts(i) for i in range(3, 7)], [{"src": "batch", "i": i} for i in range(3, 7)])
+    buf.add_batch(
+        rows, [ts(i) for i in range(3, 7)], [{"src": "batch", "i": i} for i in range(3, 7)]
+    )
     data, times, meta = buf.get_sliding_window(5)
     assert data.tolist() == [[float(i), -float(i)] for i in range(2, 7)]
     assert times == [ts(i) for i in range(2, 7)]
@@ -124,7 +126,9 @@ def test_add_batch_larger_than_buffer_keeps_newest_rows() -> None:
 
 def test_add_batch_timestamp_formats() -> None:
     buf = BufferManager(buffer_size=10)
-    buf.add_batch([1.0, 2.0], np.array(["2026-01-01T00:00:01", "2026-01-01T00:00:02"], dtype="datetime64[us]"))
+    buf.add_batch(
+        [1.0, 2.0], np.array(["2026-01-01T00:00:01", "2026-01-01T00:00:02"], dtype="datetime64[us]")
+    )
     buf.add_batch([3.0], ["2026-01-01T01:00:03+01:00"])  # ISO string with offset
     buf.add_batch([4.0], [datetime(2026, 1, 1, 0, 0, 4)])  # naive is UTC
     buf.add_batch([5.0], np.array([T0.timestamp() + 5.25]))  # epoch seconds
@@ -184,7 +188,14 @@ def test_out_of_order_inside_a_batch() -> None:
 
 @pytest.mark.parametrize(
     ("duration", "exc"),
-    [(-1.0, ValueError), (float("nan"), ValueError), (float("inf"), ValueError), ("5", TypeError), (True, TypeError), (None, TypeError)],
+    [
+        (-1.0, ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        ("5", TypeError),
+        (True, TypeError),
+        (None, TypeError),
+    ],
 )
 def test_time_window_duration_validation(duration, exc) -> None:
     buf = BufferManager()

@@ -280,3 +280,17 @@ def test_many_tiny_batches_between_reads():
     want = sorted({tuple(r) for r in np.floor(pts).astype(int).tolist()})
     assert p.get_statistics()["updated_regions_count"] == len(want)
     assert p.get_updated_regions() == want
+
+
+def test_reset_after_every_batch_reports_each_batch_alone():
+    p = make(res=0.5, side=64)
+    rng = np.random.default_rng(13)
+    for i in range(300):
+        n = 2_000 if i % 50 == 0 else 20  # some resets clear many bits, most clear few
+        pts = rng.uniform(0, 64, size=(n, 3))
+        p.update_voxel_grid(np.ones(n), pts)
+        want = sorted({tuple(r) for r in np.floor(pts / 0.5).astype(int).tolist()})
+        assert p.get_statistics()["updated_regions_count"] == len(want)
+        assert p.get_updated_regions() == want
+        p.reset_updated_regions()
+    assert p.get_updated_regions() == []

@@ -394,7 +394,9 @@ def test_undecodable_values_give_error_and_raw(addr: str) -> None:
     producer.produce_raw(None, key="a")
     producer.produce_raw(b"[1, 2]", key="a")
     producer.produce({"ok": True}, key="a")
-    msgs = sorted(consume_all(KafkaConsumer([addr], "t", group_id="g"), 4), key=lambda m: m["offset"])
+    msgs = sorted(
+        consume_all(KafkaConsumer([addr], "t", group_id="g"), 4), key=lambda m: m["offset"]
+    )
     assert [m["offset"] for m in msgs] == [0, 1, 2, 3]
     bad, empty, array, good = msgs
     assert bad["error"].startswith("invalid JSON") and bad["raw"] == b"not json {"

@@ -137,7 +137,10 @@ def test_raising_pipeline_counts_an_error_and_propagates(processor) -> None:
 def test_checkpoint_pass_fail_counts(processor) -> None:
     processor.add_quality_checkpoint("non_empty", lambda x: len(x) > 0)
     processor.add_quality_checkpoint("all_positive", lambda x: all(v > 0 for v in x))
-    assert processor.validate_all_checkpoints([1, 2, 3]) == {"non_empty": True, "all_positive": True}
+    assert processor.validate_all_checkpoints([1, 2, 3]) == {
+        "non_empty": True,
+        "all_positive": True,
+    }
     assert processor.validate_all_checkpoints([1, -2]) == {"non_empty": True, "all_positive": False}
     assert processor.validate_all_checkpoints([]) == {"non_empty": False, "all_positive": True}
     assert processor.get_statistics()["checkpoints"] == {
@@ -248,7 +251,8 @@ def test_enable_disable_parallel(processor) -> None:
 
 
 @pytest.mark.parametrize(
-    ("workers", "exc"), [(0, ValueError), (-1, ValueError), ("4", TypeError), (True, TypeError), (2.0, TypeError)]
+    ("workers", "exc"),
+    [(0, ValueError), (-1, ValueError), ("4", TypeError), (True, TypeError), (2.0, TypeError)],
 )
 def test_enable_parallel_validates_workers(processor, workers, exc) -> None:
     with pytest.raises(exc, match="num_workers"):

@@ -367,7 +367,11 @@ def test_duplicate_within_one_batch_counted_once(storage) -> None:
         ([{"value": 1.0}, "oops"], TypeError, r"batch_data\[1\]"),
         ([{"value": 1.0}, None], TypeError, r"batch_data\[1\]"),
         ({"value": 1.0}, TypeError, "batch_data must be a list"),
-        ([{"value": 1.0}, {"timestamp": "last tuesday"}], ValueError, r"batch_data\[1\]\.timestamp"),
+        (
+            [{"value": 1.0}, {"timestamp": "last tuesday"}],
+            ValueError,
+            r"batch_data\[1\]\.timestamp",
+        ),
         ([{"timestamp": None}], ValueError, r"batch_data\[0\]\.timestamp"),
     ],
 )
@@ -493,7 +497,11 @@ def test_filters(storage, filters, expected) -> None:
     ("filters", "exc", "match"),
     [
         ({"$where": "sleep(1000)"}, ValueError, r"\$where"),
-        ({"$and": [{"layer": 1}, {"$function": {"body": "x", "args": [], "lang": "js"}}]}, ValueError, r"\$function"),
+        (
+            {"$and": [{"layer": 1}, {"$function": {"body": "x", "args": [], "lang": "js"}}]},
+            ValueError,
+            r"\$function",
+        ),
         ({"layer": {"$accumulator": {}}}, ValueError, r"\$accumulator"),
         ({"$or": [{"$where": "1"}]}, ValueError, r"\$where"),
         ({"layer": {"$regex": ".*"}}, ValueError, "not supported"),
@@ -509,11 +517,16 @@ def test_dangerous_or_malformed_filters_refused(storage, filters, exc, match) ->
         storage.query_stream_history(*WIDE, filters)
 
 
-# -- history: persistence, deletion, indexes ---------------------------------------------------------
+# -- history: persistence, deletion, indexes ------------------------------------------
 def test_history_survives_reopening(tmp_path) -> None:
     path = tmp_path / "nested" / "history.sqlite3"
     first = StreamStorage(path=path)
-    first.store_batch([{"topic": "t", "partition": 0, "offset": i, "seq": i, "timestamp": ts(i)} for i in range(4)])
+    first.store_batch(
+        [
+            {"topic": "t", "partition": 0, "offset": i, "seq": i, "timestamp": ts(i)}
+            for i in range(4)
+        ]
+    )
     first.history.close()
     second = StreamStorage(path=path)
     got = second.query_stream_history(*WIDE)
@@ -544,7 +557,10 @@ def test_create_time_series_index(storage) -> None:
     storage.store_batch(docs(3))
     assert storage.create_time_series_index() is None
     storage.create_time_series_index()  # idempotent
-    names = {r[0] for r in storage.history._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    names = {
+        r[0]
+        for r in storage.history._db.execute("SELECT name FROM sqlite_master WHERE type='index'")
+    }
     assert {"stream_data_ts", "stream_data_build_id_ts", "stream_data_layer_ts"} <= names
     assert len(storage.query_stream_history(*WIDE, {"layer": {"$exists": False}})) == 3
 
@@ -634,7 +650,9 @@ def test_retry_waits_for_the_interval(spooling, monkeypatch) -> None:
 
 def test_spool_dedupes_replayed_coordinates_on_drain(spooling) -> None:
     fake = spooling.history
-    batch = [{"topic": "t", "partition": 0, "offset": i, "seq": i, "timestamp": ts(i)} for i in range(3)]
+    batch = [
+        {"topic": "t", "partition": 0, "offset": i, "seq": i, "timestamp": ts(i)} for i in range(3)
+    ]
     fake.down = True
     spooling.store_batch(batch)
     spooling.store_batch(batch[1:])  # a replay of part of it while down

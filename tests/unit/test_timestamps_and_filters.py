@@ -236,7 +236,9 @@ def test_allowed_fields_limit_queries() -> None:
         "layer": 1,
         "$or": [{"build_id": "b"}],
     }
-    with pytest.raises(ValueError, match=r"field 'power' is not queryable; use one of \['build_id', 'layer'\]"):
+    with pytest.raises(
+        ValueError, match=r"field 'power' is not queryable; use one of \['build_id', 'layer'\]"
+    ):
         validate_filters({"power": 1}, allowed)
     with pytest.raises(ValueError, match="'secret' is not queryable"):
         validate_filters({"$and": [{"layer": 1}, {"secret": 1}]}, allowed)
@@ -276,7 +278,6 @@ DOC = {
         ({"layer": 4}, True),
         ({"layer": 5}, False),
         ({"layer": 4.0}, True),
-        ({"missing": None}, False),
         ({"none": None}, True),
         ({"layer": {"$eq": 4}}, True),
         ({"layer": {"$ne": 4}}, False),
@@ -291,7 +292,6 @@ DOC = {
         ({"name": {"$gte": "part"}}, True),
         ({"layer": {"$in": [1, 4]}}, True),
         ({"layer": {"$in": []}}, False),
-        ({"missing": {"$in": [None]}}, False),
         ({"layer": {"$nin": [1, 4]}}, False),
         ({"missing": {"$nin": [1]}}, True),
         ({"missing": {"$exists": False}}, True),
@@ -324,3 +324,24 @@ def test_matches_naive_document_datetime_against_aware_filter() -> None:
     doc = {"t": datetime(2026, 1, 1, 12)}
     assert matches(doc, {"t": {"$gte": datetime(2026, 1, 1, 12, tzinfo=UTC)}}) is True
     assert matches(doc, {"t": {"$gt": datetime(2026, 1, 1, 12, tzinfo=UTC)}}) is False
+
+
+@pytest.mark.xfail(
+    reason="BUG: matches() differs from MongoDB (used by the Mongo backend) for null and arrays: "
+    "{f: None} / {f: {$in: [None]}} must match a missing field, {f: {$ne: None}} must not, and "
+    "{tags: 2} must match tags=[1, 2]; the SQLite and MongoDB backends give different results",
+    strict=True,
+)
+@pytest.mark.parametrize(
+    ("doc", "filters", "expected"),
+    [
+        ({"a": 1}, {"missing": None}, True),
+        ({"a": 1}, {"missing": {"$in": [None]}}, True),
+        ({"a": 1}, {"missing": {"$ne": None}}, False),
+        ({"tags": [1, 2]}, {"tags": 2}, True),
+        ({"tags": [1, 2]}, {"tags": {"$in": [2, 5]}}, True),
+    ],
+    ids=["eq_null_missing", "in_null_missing", "ne_null_missing", "array_eq", "array_in"],
+)
+def test_matches_follows_mongodb_for_null_and_arrays(doc, filters, expected) -> None:
+    assert matches(doc, validate_filters(filters)) is expected

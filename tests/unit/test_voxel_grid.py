@@ -536,3 +536,18 @@ def test_writer_and_reader_threads():
     ref.add_points(all_pts, {"v": all_pts[:, 0], "w": all_pts[:, 1]})
     np.testing.assert_allclose(grid.get_signal_array("w"), ref.get_signal_array("w"))
     assert grid.get_statistics()["points_added"] == 30_000
+
+
+def test_reads_restricted_to_bricks():
+    grid = VoxelGrid((0, 0, 0), (40, 40, 40), 1.0)
+    pts = np.array([[1, 1, 1], [9, 2, 3], [10, 3, 4], [33, 33, 33]]) + 0.5
+    grid.add_points(pts, {"v": [1.0, 2.0, 3.0, 4.0]})
+    bricks = np.array([[1, 0, 0], [3, 3, 3], [1, 0, 0], [2, 2, 2]])  # repeat + unallocated
+    assert grid.occupied_indices(bricks=bricks).tolist() == [[9, 2, 3], [10, 3, 4]]
+    ijk, v = grid.get_occupied("v", bricks=[[4, 4, 4]])
+    assert ijk.tolist() == [[33, 33, 33]] and v.tolist() == [4.0]
+    assert grid.occupied_indices(bricks=np.empty((0, 3), dtype=int)).shape == (0, 3)
+    with pytest.raises(ValueError, match="bricks"):
+        grid.occupied_indices(bricks=[[5, 0, 0]])
+    with pytest.raises(ValueError, match="bricks"):
+        grid.occupied_indices(bricks=[[0.0, 0.0, 0.0]])
