@@ -38,8 +38,8 @@ def decode_record(
 
     >>> decode_record("t", 0, 5, 0, b"k", b'{"v": 1}')["value"]
     {'v': 1}
-    >>> decode_record("t", 0, 6, 0, None, b"not json")["error"][:15]
-    'invalid JSON: u'
+    >>> decode_record("t", 0, 6, 0, None, b"not json")["error"][:12]
+    'invalid JSON'
     """
     msg: dict[str, Any] = {
         "topic": topic,
