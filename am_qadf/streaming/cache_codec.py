@@ -1,12 +1,15 @@
 """Faithful JSON for cached state and stored documents.
 
-Plain JSON loses types; this codec tags numpy arrays and datetimes so that dicts,
-lists, arrays (dtype and shape) and aware datetimes come back exactly as they went in.
+Plain JSON loses types; this codec tags numpy arrays, datetimes, non-finite floats and
+complex numbers so that dicts, lists, arrays (dtype, shape and every value) and aware
+datetimes come back exactly as they went in.
 """
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
+from math import isfinite
 from typing import Any
 
 import numpy as np
@@ -18,30 +21,38 @@ __all__ = ["encode", "decode"]
 
 _ND = "__ndarray__"
 _DT = "__datetime__"
+_FL = "__float__"
+_CX = "__complex__"
+_PLAIN = frozenset({int, str, bool, type(None)})
 
 
-_SCALARS = frozenset({float, int, str, bool, type(None)})
+def _keep(v: Any) -> bool:
+    t = type(v)
+    return t in _PLAIN or (t is float and isfinite(v))
 
 
 def _tag(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {
-            (k if type(k) is str else str(k)): (v if type(v) in _SCALARS else _tag(v))
-            for k, v in obj.items()
+            (k if type(k) is str else str(k)): (v if _keep(v) else _tag(v)) for k, v in obj.items()
         }
     if isinstance(obj, list | tuple):
-        return [v if type(v) in _SCALARS else _tag(v) for v in obj]
+        return [v if _keep(v) else _tag(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        if obj.dtype.kind not in "biufc" and obj.dtype.kind != "U":
-            raise TypeError(f"cannot cache numpy arrays of dtype {obj.dtype}")
-        return {
-            _ND: {"dtype": obj.dtype.str, "shape": list(obj.shape), "data": obj.ravel().tolist()}
-        }
+        if obj.dtype.kind not in "biufcU":
+            raise TypeError(f"cannot encode numpy arrays of dtype {obj.dtype}")
+        # raw bytes keep every value exactly, NaN and inf included
+        data = base64.b64encode(np.ascontiguousarray(obj).tobytes()).decode()
+        return {_ND: {"dtype": obj.dtype.str, "shape": list(obj.shape), "b64": data}}
     if isinstance(obj, datetime):
         return {_DT: to_utc(obj).isoformat()}
     if isinstance(obj, np.generic):
-        return obj.item()
-    if obj is None or isinstance(obj, bool | int | float | str):
+        return _tag(obj.item())
+    if isinstance(obj, float):  # NaN and inf: JSON has no literal for them
+        return obj if isfinite(obj) else {_FL: repr(obj)}
+    if isinstance(obj, complex):
+        return {_CX: [_tag(obj.real), _tag(obj.imag)]}
+    if obj is None or isinstance(obj, bool | int | str):
         return obj
     raise TypeError(f"cannot encode a value of type {type(obj).__name__}")
 
@@ -51,9 +62,16 @@ def _untag(obj: Any) -> Any:
         if len(obj) == 1:
             if _ND in obj:
                 spec = obj[_ND]
-                return np.array(spec["data"], dtype=np.dtype(spec["dtype"])).reshape(spec["shape"])
+                raw = base64.b64decode(spec["b64"])
+                arr = np.frombuffer(raw, dtype=np.dtype(spec["dtype"]))
+                return arr.reshape(spec["shape"]).copy()
             if _DT in obj:
                 return datetime.fromisoformat(obj[_DT])
+            if _FL in obj:
+                return float(obj[_FL])
+            if _CX in obj:
+                re, im = (_untag(v) for v in obj[_CX])
+                return complex(re, im)
         return {k: _untag(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_untag(v) for v in obj]
@@ -65,6 +83,8 @@ def encode(value: Any) -> bytes:
 
     >>> decode(encode({"a": np.arange(3, dtype=np.int16)}))["a"].dtype
     dtype('int16')
+    >>> decode(encode({"x": float("nan"), "y": np.array([np.inf])}))["y"].tolist()
+    [inf]
     """
     return orjson.dumps(_tag(value), option=orjson.OPT_NON_STR_KEYS)
 

@@ -44,40 +44,49 @@ def validate_filters(
     return dict(filters)
 
 
-def _check(node: Any, allowed: set[str] | None, where: str) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if not isinstance(key, str):
-                raise ValueError(f"{where}: keys must be strings, got {key!r}")
-            if key in FORBIDDEN_OPERATORS:
-                raise ValueError(f"{where}: operator {key!r} is not allowed (server-side code)")
-            if key.startswith("$"):
-                if key in _LOGICAL:
-                    if not isinstance(value, list) or not value:
-                        raise ValueError(f"{where}: {key} needs a non-empty list of filters")
-                    for i, sub in enumerate(value):
-                        if not isinstance(sub, dict):
-                            raise ValueError(f"{where}.{key}[{i}]: must be a dict")
-                        _check(sub, allowed, f"{where}.{key}[{i}]")
-                elif key not in _COMPARISON:
-                    raise ValueError(f"{where}: operator {key!r} is not supported")
-                elif key in ("$in", "$nin") and not isinstance(value, list):
-                    raise ValueError(f"{where}: {key} needs a list")
-                else:
-                    _check_value(value, where)
-                continue
-            if not _FIELD.match(key):
-                raise ValueError(f"{where}: {key!r} is not a valid field name")
-            if allowed is not None and key not in allowed:
-                raise ValueError(
-                    f"{where}: field {key!r} is not queryable; use one of {sorted(allowed)}"
-                )
-            if isinstance(value, dict):
-                if not value or not all(isinstance(k, str) and k.startswith("$") for k in value):
-                    raise ValueError(f"{where}.{key}: give a value or a dict of operators")
-                _check(value, allowed, f"{where}.{key}")
-            else:
-                _check_value(value, f"{where}.{key}")
+def _check(node: dict[str, Any], allowed: set[str] | None, where: str) -> None:
+    """Check a document-level filter: field names and logical operators only."""
+    for key, value in node.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{where}: keys must be strings, got {key!r}")
+        if key in FORBIDDEN_OPERATORS:
+            raise ValueError(f"{where}: operator {key!r} is not allowed (server-side code)")
+        if key.startswith("$"):
+            if key not in _LOGICAL:
+                raise ValueError(f"{where}: operator {key!r} is not supported at document level")
+            if not isinstance(value, list) or not value:
+                raise ValueError(f"{where}: {key} needs a non-empty list of filters")
+            for i, sub in enumerate(value):
+                if not isinstance(sub, dict):
+                    raise ValueError(f"{where}.{key}[{i}]: must be a dict")
+                _check(sub, allowed, f"{where}.{key}[{i}]")
+            continue
+        if not _FIELD.match(key):
+            raise ValueError(f"{where}: {key!r} is not a valid field name")
+        if allowed is not None and key not in allowed:
+            raise ValueError(
+                f"{where}: field {key!r} is not queryable; use one of {sorted(allowed)}"
+            )
+        if isinstance(value, dict):
+            _check_operators(value, f"{where}.{key}")
+        else:
+            _check_value(value, f"{where}.{key}")
+
+
+def _check_operators(ops: dict[str, Any], where: str) -> None:
+    """Check a field-level filter: comparison operators only."""
+    if not ops:
+        raise ValueError(f"{where}: give a value or a dict of operators")
+    for op, arg in ops.items():
+        if op in FORBIDDEN_OPERATORS:
+            raise ValueError(f"{where}: operator {op!r} is not allowed (server-side code)")
+        if not isinstance(op, str) or not op.startswith("$"):
+            raise ValueError(f"{where}: give a value or a dict of operators, got key {op!r}")
+        if op not in _COMPARISON:
+            raise ValueError(f"{where}: operator {op!r} is not supported")
+        if op in ("$in", "$nin") and not isinstance(arg, list):
+            raise ValueError(f"{where}: {op} needs a list")
+        _check_value(arg, where)
 
 
 def _check_value(value: Any, where: str) -> None:
@@ -101,19 +110,12 @@ def _norm(v: Any) -> Any:
     return to_utc(v) if isinstance(v, datetime) else v
 
 
-def _compare(op: str, have: bool, value: Any, arg: Any) -> bool:
-    value, arg = _norm(value), _norm(arg) if not isinstance(arg, list) else [_norm(a) for a in arg]
-    if op == "$exists":
-        return have == bool(arg)
+def _scalar(op: str, value: Any, arg: Any) -> bool:
     if op == "$eq":
-        return have and value == arg
-    if op == "$ne":
-        return not have or value != arg
+        return value == arg
     if op == "$in":
-        return have and value in arg
-    if op == "$nin":
-        return not have or value not in arg
-    if not have or value is None:
+        return any(value == a for a in arg)
+    if value is None or arg is None:
         return False
     try:
         if op == "$gt":
@@ -125,6 +127,23 @@ def _compare(op: str, have: bool, value: Any, arg: Any) -> bool:
         return value <= arg  # $lte
     except TypeError:
         return False
+
+
+def _compare(op: str, have: bool, value: Any, arg: Any) -> bool:
+    """MongoDB semantics: a missing field equals null; an array field matches when
+    any element (or the array itself) does; $ne/$nin are the negations."""
+    value = _norm(value)
+    arg = [_norm(a) for a in arg] if isinstance(arg, list) and op in ("$in", "$nin") else _norm(arg)
+    if op == "$exists":
+        return have == bool(arg)
+    if op in ("$ne", "$nin"):
+        return not _compare("$eq" if op == "$ne" else "$in", have, value, arg)
+    if not have:
+        value = None
+    if op in ("$eq", "$in") and value is None:
+        return (arg is None) if op == "$eq" else any(a is None for a in arg)
+    candidates = [value, *value] if isinstance(value, list) else [value]
+    return any(_scalar(op, v, arg) for v in candidates)
 
 
 def matches(doc: dict[str, Any], filters: dict[str, Any]) -> bool:

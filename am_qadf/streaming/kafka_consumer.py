@@ -48,6 +48,7 @@ def decode_record(
         "timestamp": from_epoch_us(int(timestamp_ms) * 1000),
         "key": key.decode("utf-8", "replace") if key is not None else None,
         "value": None,
+        "size": len(value) if value is not None else 0,
     }
     if headers:
         msg["headers"] = {k: v for k, v in headers}
@@ -74,6 +75,7 @@ class _MemoryBackend:
         self.generation = -1
         self.paused = False
         self.seek_pending = False
+        self._start = 0
         self.broker.join(group, self.member, topics)
 
     def _refresh(self) -> None:
@@ -102,8 +104,11 @@ class _MemoryBackend:
         while True:
             self._refresh()
             out: list[Record] = []
-            if not self.paused:
-                for tp, pos in self.positions.items():
+            if not self.paused and self.positions:
+                # start at a different partition each call so none is starved
+                tps = list(self.positions.items())
+                self._start = (self._start + 1) % len(tps)
+                for tp, pos in tps[self._start :] + tps[: self._start]:
                     if len(out) >= max_records:
                         break
                     recs = self.broker.fetch(tp[0], tp[1], pos, max_records - len(out))
@@ -338,8 +343,9 @@ class KafkaConsumer:
     def poll(self, timeout_ms: int = 1000) -> list[dict[str, Any]]:
         """Return up to ``max_poll_records`` messages, waiting at most ``timeout_ms``.
 
-        Each message is a dict with ``topic, partition, offset, timestamp, key, value``;
-        one whose value is not JSON also has ``error`` and ``raw``.
+        Each message is a dict with ``topic, partition, offset, timestamp, key, value``
+        (and ``size``, the encoded size in bytes); one whose value is not JSON also has
+        ``error`` and ``raw``.
         """
         if timeout_ms < 0:
             raise ValueError(f"timeout_ms must be >= 0, got {timeout_ms}")
@@ -394,6 +400,10 @@ class KafkaConsumer:
         """Commit the offsets of processed messages (synchronously)."""
         with self._lock:
             self._check_open()
+            # Only partitions this member still owns: after a rebalance another member
+            # commits the rest, and an old offset here would move its progress back.
+            owned = set(self._backend.assignment())
+            self._stored = {tp: o for tp, o in self._stored.items() if tp in owned}
             if self._stored:
                 self._backend.commit(dict(self._stored))
             self._last_commit = time.monotonic()

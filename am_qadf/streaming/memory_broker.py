@@ -147,6 +147,7 @@ class MemoryBroker:
         timestamp_ms: int | None = None,
     ) -> tuple[int, int]:
         """Append one message; return ``(partition, offset)``."""
+        self.create_topic(topic)
         p = self.partition_for(topic, key) if partition is None else int(partition)
         ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
         with self._cond:

@@ -13,6 +13,9 @@ import numpy as np
 __all__ = ["column", "to_columns"]
 
 
+_NUMBERS = frozenset({float, int})
+
+
 def _as_float(v: Any) -> float:
     if v is None or isinstance(v, bool | str | bytes):
         return np.nan
@@ -28,12 +31,11 @@ def column(batch: Sequence[dict[str, Any]], field: str) -> np.ndarray:
     >>> column([{"value": 1}, {"other": 2}, {"value": "x"}], "value")
     array([ 1., nan, nan])
     """
-    n = len(batch)
-    try:
-        return np.fromiter((m.get(field, np.nan) for m in batch), dtype=np.float64, count=n)
-    except (TypeError, ValueError):
-        # Slow path only for a batch that carries None/strings in this field.
-        return np.fromiter((_as_float(m.get(field)) for m in batch), dtype=np.float64, count=n)
+    values = [m.get(field, np.nan) for m in batch]
+    if set(map(type, values)) <= _NUMBERS:
+        return np.array(values, dtype=np.float64)
+    # Only numbers count: None, strings and booleans become NaN whatever else is there.
+    return np.fromiter(map(_as_float, values), dtype=np.float64, count=len(values))
 
 
 def to_columns(batch: Sequence[dict[str, Any]], fields: Iterable[str]) -> dict[str, np.ndarray]:

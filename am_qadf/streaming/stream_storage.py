@@ -40,7 +40,8 @@ class StreamStorage:
     ``mongo_client`` may be a pymongo ``MongoClient`` (database from its URI, default
     ``am_qadf``), ``Database``, ``Collection`` or a URI string; ``redis_client`` a
     ``redis.Redis``. When MongoDB is unreachable, batches wait in a spool of at most
-    ``spool_limit`` documents and are written, in order, when it is back.
+    ``spool_limit`` documents and are written, in order, when it is back. Documents
+    are written ``batch_size`` at a time.
 
     >>> import tempfile
     >>> from datetime import datetime, timedelta
@@ -60,11 +61,15 @@ class StreamStorage:
         path: str | Path | None = None,
         spool_limit: int = 200_000,
         key_prefix: str = "",
+        batch_size: int = 1000,
     ) -> None:
         if not isinstance(collection_name, str) or not collection_name:
             raise ValueError(f"collection_name must be a non-empty string, got {collection_name!r}")
         if spool_limit < 0:
             raise ValueError(f"spool_limit must be >= 0, got {spool_limit}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
         self.collection_name = collection_name
         self.key_prefix = key_prefix
         self.redis = redis_client
@@ -90,7 +95,9 @@ class StreamStorage:
             "cache_writes": 0,
             "cache_failures": 0,
             "spooled_total": 0,
+            "rejected_documents": 0,
         }
+        self.rejected: deque[tuple[str, list[dict[str, Any]]]] = deque(maxlen=100)
 
     # -- cache --------------------------------------------------------------------------
     def _cache_failed(self, exc: Exception) -> None:
@@ -164,6 +171,11 @@ class StreamStorage:
                 return self._insert(docs)
             except ConnectionError as exc:
                 self._history_down(exc)
+                if self._spooled + len(docs) > self.spool_limit:
+                    raise SpoolFullError(
+                        f"history storage unreachable and {len(docs)} documents exceed the "
+                        f"spool limit of {self.spool_limit}"
+                    ) from exc
                 self._spool_docs(docs)
                 return 0
 
@@ -174,9 +186,12 @@ class StreamStorage:
             self.stats["spooled_total"] += len(docs)
 
     def _insert(self, docs: list[dict[str, Any]]) -> int:
-        inserted, dups = self.history.insert(docs)
-        self.stats["documents_inserted"] += inserted
-        self.stats["duplicates_ignored"] += dups
+        inserted = 0
+        for i in range(0, len(docs), self.batch_size):  # one write per storage batch
+            n, dups = self.history.insert(docs[i : i + self.batch_size])
+            inserted += n
+            self.stats["documents_inserted"] += n
+            self.stats["duplicates_ignored"] += dups
         if not self._history_ok:
             log.info("History storage reachable again")
         self._history_ok = True
@@ -200,6 +215,14 @@ class StreamStorage:
             except ConnectionError as exc:
                 self._history_down(exc)
                 return False
+            except Exception as exc:
+                # The server refuses these documents; retrying would block every later
+                # batch. Keep them aside (bounded), counted and logged.
+                log.error(
+                    "history storage rejected %d spooled documents: %s", len(self._spool[0]), exc
+                )
+                self.rejected.append((str(exc), self._spool[0]))
+                self.stats["rejected_documents"] += len(self._spool[0])
             self._spooled -= len(self._spool.popleft())
         return True
 

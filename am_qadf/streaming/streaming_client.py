@@ -69,7 +69,13 @@ def _build_storage(config: StreamingConfig) -> StreamStorage | None:
         from pathlib import Path
 
         path = Path(config.storage_path) / "history.sqlite3"
-    return StreamStorage(redis_client, mongo, path=path, spool_limit=config.spool_limit)
+    return StreamStorage(
+        redis_client,
+        mongo,
+        path=path,
+        spool_limit=config.spool_limit,
+        batch_size=config.storage_batch_size,
+    )
 
 
 class StreamingClient:
@@ -190,12 +196,9 @@ class StreamingClient:
             return self._storage
 
     def _feed_buffers(self, batch: list[dict[str, Any]]) -> None:
-        first = batch[0]
-        signals = [
-            k
-            for k, v in first.items()
-            if k not in _NOT_SIGNALS and isinstance(v, int | float) and not isinstance(v, bool)
-        ]
+        keys = set().union(*map(dict.keys, batch)) - _NOT_SIGNALS
+        columns = {k: column(batch, k) for k in sorted(keys)}
+        signals = {k: c for k, c in columns.items() if not np.isnan(c).all()}
         if not signals:
             return
         now = to_epoch_us(now_utc())
@@ -205,14 +208,14 @@ class StreamingClient:
             count=len(batch),
         )
         stamps = times.astype("datetime64[us]")
-        for name in signals:
+        for name, values in signals.items():
             buf = self._buffers.get(name)
             if buf is None:
                 buf = self._buffers[name] = BufferManager(
                     window_size=self.config.processing_batch_size,
                     buffer_size=self.config.buffer_size,
                 )
-            buf.add_batch(column(batch, name), stamps)
+            buf.add_batch(values, stamps)
 
     # -- batch processing ---------------------------------------------------------------
     def process_stream_batch(self, data_batch: list[dict[str, Any]]) -> StreamingResult:
@@ -462,7 +465,7 @@ class StreamingClient:
                 continue
             good, bad, reasons = [], [], []
             for m in msgs:
-                reason = m.get("error") or self.validator.check(m["value"])
+                reason = m.get("error") or self.validator.check(m["value"], m.get("size", 0))
                 if reason:
                     bad.append(m)
                     reasons.append(reason)
@@ -474,8 +477,7 @@ class StreamingClient:
                 if good:
                     values = [m["value"] for m in good]
                     result = self.process_stream_batch(values)
-                    for listener in list(self._listeners):
-                        listener(values, result)
+                    self._notify(values, result)
                     docs = [
                         {**m["value"], "_id": f"{m['topic']}:{m['partition']}:{m['offset']}"}
                         for m in good
@@ -491,17 +493,36 @@ class StreamingClient:
                             {"message": good[-1]["value"], "offset": good[-1]["offset"]},
                         )
             except Exception as exc:
+                # Nothing may be skipped silently: later offsets would commit past this
+                # batch. Dead-letter it; if even that fails, stop without committing so
+                # a restart delivers it again.
+                error = f"batch failed: {type(exc).__name__}: {exc}"
                 with self._lock:
                     self._errors += 1
-                    self._last_error = f"batch failed: {exc}"
-                log.exception("batch handling failed; offsets not stored")
-                continue
+                    self._last_error = error
+                log.exception("batch handling failed; dead-lettering it")
+                try:
+                    self._dead_letter(good, [error] * len(good))
+                except Exception:
+                    log.exception("dead-lettering failed; stopping the consumer uncommitted")
+                    self._consumer_state = "failed"
+                    return
             pending.extend(msgs)
             if storage is None or storage.spooled == 0:
                 consumer.store_offsets(pending)
                 pending = []
                 if not self.config.enable_auto_commit:
                     consumer.commit()
+
+    def _notify(self, batch: list[dict[str, Any]], result: StreamingResult) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(batch, result)
+            except Exception as exc:
+                with self._lock:
+                    self._errors += 1
+                    self._last_error = f"result listener failed: {exc}"
+                log.exception("result listener failed")
 
     def _deliver(self, callback: Callable, messages: list[dict[str, Any]]) -> None:
         """Call the user's callback; after repeated failure dead-letter the batch."""

@@ -54,10 +54,10 @@ class StreamingConfig:
     enable_mongodb_storage: bool = True
     storage_batch_size: int = 1000
     # -- extras beyond the spec ---------------------------------------------------------
-    mongodb_uri: str | None = None
+    mongodb_uri: str | None = field(default=None, repr=False)
     storage_path: str | None = None
     auto_offset_reset: str = "earliest"
-    kafka_config: dict[str, Any] = field(default_factory=dict)
+    kafka_config: dict[str, Any] = field(default_factory=dict, repr=False)
     redis_password: str | None = field(default=None, repr=False)
     redis_ssl: bool = False
     dead_letter_suffix: str = ".dlq"
@@ -86,6 +86,11 @@ class StreamingConfig:
             )
         if not isinstance(self.redis_db, int) or self.redis_db < 0:
             raise ValueError(f"StreamingConfig.redis_db must be an int >= 0, got {self.redis_db!r}")
+        if not isinstance(self.dead_letter_suffix, str) or not self.dead_letter_suffix:
+            raise ValueError(
+                "StreamingConfig.dead_letter_suffix must be a non-empty string "
+                "(an empty one would send bad messages back to their own topic)"
+            )
         if self.auto_offset_reset not in ("earliest", "latest"):
             raise ValueError(
                 "StreamingConfig.auto_offset_reset must be 'earliest' or 'latest', "
@@ -136,6 +141,10 @@ class StreamingConfig:
             changes["enable_redis_cache"] = False
         elif redis_url:
             u = urlparse(redis_url)
+            try:
+                port, db = u.port or 6379, int(u.path.strip("/") or 0)
+            except ValueError as exc:
+                raise ValueError(f"AMQADF_REDIS_URL: {exc}") from None
             if u.scheme not in ("redis", "rediss"):
                 raise ValueError(
                     f"AMQADF_REDIS_URL must start with redis:// or rediss://, got {u.scheme!r}"
@@ -143,8 +152,8 @@ class StreamingConfig:
             changes.update(
                 enable_redis_cache=True,
                 redis_host=u.hostname or "localhost",
-                redis_port=u.port or 6379,
-                redis_db=int(u.path.strip("/") or 0),
+                redis_port=port,
+                redis_db=db,
                 redis_password=u.password,
                 redis_ssl=u.scheme == "rediss",
             )

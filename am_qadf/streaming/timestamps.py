@@ -43,12 +43,19 @@ def to_utc(value: Any, *, name: str = "timestamp") -> datetime:
             return to_utc(datetime.fromisoformat(value), name=name)
         except ValueError:
             raise ValueError(f"{name}: {value[:64]!r} is not an ISO 8601 timestamp") from None
-    if isinstance(value, np.datetime64):
-        return from_epoch_us(int(value.astype("datetime64[us]").astype(np.int64)))
-    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
-        if not np.isfinite(value):
-            raise ValueError(f"{name}: {value!r} is not a finite epoch time")
-        return _EPOCH + timedelta(seconds=float(value))
+    try:
+        if isinstance(value, np.datetime64):
+            if np.isnat(value):
+                raise ValueError(f"{name}: NaT is not a timestamp")
+            return from_epoch_us(int(value.astype("datetime64[us]").astype(np.int64)))
+        if isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+            value, bool
+        ):
+            if not np.isfinite(value):
+                raise ValueError(f"{name}: {value!r} is not a finite epoch time")
+            return _EPOCH + timedelta(seconds=float(value))
+    except OverflowError:
+        raise ValueError(f"{name}: {value!r} is out of the datetime range") from None
     raise TypeError(
         f"{name}: expected datetime, ISO string, epoch seconds or numpy.datetime64, "
         f"got {type(value).__name__}"

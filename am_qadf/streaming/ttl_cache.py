@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -50,8 +51,9 @@ class TTLCache:
         """Seconds left for ``key`` (-2 when missing, as Redis answers)."""
         with self._lock:
             item = self._items.get(key)
-            left = -2 if item is None else int(round(item[0] - time.monotonic()))
-            return left if left > 0 or left == -2 else -2
+            if item is None or item[0] <= time.monotonic():
+                return -2
+            return max(1, math.ceil(item[0] - time.monotonic()))
 
     def delete(self, key: str) -> int:
         """Remove ``key``; return 1 if it was there."""

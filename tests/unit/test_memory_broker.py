@@ -85,11 +85,6 @@ def test_create_topic_validates_arguments(broker: MemoryBroker) -> None:
         broker.produce("t", b"{}", partition=2)
 
 
-@pytest.mark.xfail(
-    reason="BUG: MemoryBroker.produce with an explicit partition on a topic that does not "
-    "exist yet raises KeyError instead of auto-creating the topic",
-    strict=True,
-)
 def test_produce_with_explicit_partition_auto_creates_topic(broker: MemoryBroker) -> None:
     assert broker.produce("fresh", b"{}", partition=0) == (0, 0)
 
@@ -484,11 +479,6 @@ def test_producer_rejects_bad_key_and_use_after_close(addr: str) -> None:
 
 
 # -- bugs -----------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    reason="BUG: KafkaConsumer keeps stored offsets of partitions revoked by a rebalance and "
-    "commits them later, moving the group's committed offset backwards",
-    strict=True,
-)
 def test_commit_after_rebalance_does_not_rewind_other_members(addr: str) -> None:
     broker = get_broker(addr)
     broker.create_topic("t", 2)
@@ -508,11 +498,6 @@ def test_commit_after_rebalance_does_not_rewind_other_members(addr: str) -> None
     assert broker.committed("grp", *taken) == end
 
 
-@pytest.mark.xfail(
-    reason="BUG: _MemoryBackend.fetch always starts at the first assigned partition, so a "
-    "busy partition starves the others (Kafka rotates fetches over partitions)",
-    strict=True,
-)
 def test_busy_partition_does_not_starve_others(addr: str) -> None:
     broker = get_broker(addr)
     broker.create_topic("t", 2)

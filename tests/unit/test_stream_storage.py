@@ -174,11 +174,6 @@ def test_codec_refuses_unknown_types(value) -> None:
         cache_codec.encode(value)
 
 
-@pytest.mark.xfail(
-    reason="BUG: cache_codec stores floats through JSON, so inf/-inf in arrays come back as nan "
-    "and float NaN/inf scalars come back as None",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "value",
     [np.array([1.0, np.inf]), np.array([-np.inf]), float("nan"), float("inf")],
@@ -190,11 +185,6 @@ def test_codec_keeps_non_finite_floats(value) -> None:
     np.testing.assert_array_equal(out, value)
 
 
-@pytest.mark.xfail(
-    reason="BUG: cache_codec accepts complex arrays (dtype kind 'c') but orjson cannot encode "
-    "Python complex numbers, so encode raises TypeError",
-    strict=True,
-)
 def test_codec_round_trips_complex_arrays() -> None:
     arr = np.array([1 + 2j, -0.5j], dtype=np.complex128)
     out = cache_codec.decode(cache_codec.encode({"c": arr}))["c"]
@@ -662,11 +652,6 @@ def test_spool_dedupes_replayed_coordinates_on_drain(spooling) -> None:
     assert spooling.stats["documents_inserted"] == 3 and spooling.stats["duplicates_ignored"] == 2
 
 
-@pytest.mark.xfail(
-    reason="BUG: with an empty spool, a batch larger than spool_limit is spooled while the "
-    "history backend is down, so the spool exceeds spool_limit",
-    strict=True,
-)
 def test_spool_never_exceeds_its_limit(spooling) -> None:
     spooling.history.down = True
     with pytest.raises(SpoolFullError):

@@ -191,12 +191,6 @@ def test_data_batch_is_float_with_nan_where_no_value(cfg, clients) -> None:
     assert tup.data_batch.tolist() == [3.0]
 
 
-@pytest.mark.xfail(
-    reason="BUG: message_columns.column converts bools and numeric strings on its fast path "
-    "(True -> 1.0, '3.5' -> 3.5) but gives NaN for them on its slow path, so data_batch "
-    "depends on the other messages of the batch",
-    strict=True,
-)
 @pytest.mark.parametrize("value", [True, "3.5"], ids=["bool", "numeric_string"])
 def test_data_batch_non_numbers_are_nan_regardless_of_batch(cfg, clients, value) -> None:
     client = clients(cfg)
@@ -334,11 +328,6 @@ def test_buffers_accumulate_and_fill_gaps(cfg, clients) -> None:
     assert before - timedelta(seconds=1) <= times[2] <= datetime.now(UTC) + timedelta(seconds=1)
 
 
-@pytest.mark.xfail(
-    reason="BUG: StreamingClient._feed_buffers picks the signals from the first message of a "
-    "batch only, so a signal missing from that message is silently not buffered",
-    strict=True,
-)
 def test_signal_missing_from_first_message_is_still_buffered(cfg, clients) -> None:
     client = clients(cfg)
     client.process_stream_batch([{"value": 1.0}, {"value": 2.0, "temperature": 900.0}])
@@ -489,12 +478,6 @@ def test_start_consumer_validation(cfg, clients) -> None:
     assert client.health()["consumer_state"] == "stopped"
 
 
-@pytest.mark.xfail(
-    reason="BUG: StreamingClient._run skips a batch whose handling raised (e.g. storage "
-    "rejected it) without dead-lettering or rewinding, and the next batch's offsets commit "
-    "past it, so its messages are lost for good",
-    strict=True,
-)
 def test_failed_batch_is_not_lost(cfg, clients, tmp_path) -> None:
     get_broker(cfg.kafka_bootstrap_servers).create_topic(cfg.kafka_topic, 1)
     produce(cfg, 6)
@@ -531,11 +514,6 @@ def test_failed_batch_is_not_lost(cfg, clients, tmp_path) -> None:
     assert dead == 2 or sorted(second_seen.seqs())[:2] == [0, 1]
 
 
-@pytest.mark.xfail(
-    reason="BUG: StreamingClient calls validator.check(value) without the message size, so "
-    "MessageValidator.max_bytes is never enforced on consumed messages",
-    strict=True,
-)
 def test_oversized_messages_are_dead_lettered(cfg, clients) -> None:
     producer = KafkaProducer(cfg.kafka_bootstrap_servers, cfg.kafka_topic)
     producer.produce({"seq": 0, "value": 1.0, "blob": "x" * 500})
@@ -592,11 +570,6 @@ def test_config_servers_string_and_embedded() -> None:
     assert StreamingConfig.embedded(enable_redis_cache=True).enable_redis_cache is True
 
 
-@pytest.mark.xfail(
-    reason="BUG: StreamingConfig accepts an empty dead_letter_suffix, which makes the "
-    "dead-letter topic the source topic (poison messages loop forever)",
-    strict=True,
-)
 def test_config_rejects_empty_dead_letter_suffix() -> None:
     with pytest.raises(ValueError, match="dead_letter_suffix"):
         StreamingConfig(dead_letter_suffix="")
@@ -652,11 +625,6 @@ def test_from_env_defaults_none_and_base() -> None:
         StreamingConfig.from_env(env={"AMQADF_REDIS_URL": "http://h:1/0"})
 
 
-@pytest.mark.xfail(
-    reason="BUG: StreamingConfig.from_env lets urlparse/int errors escape for a bad port or db "
-    "in AMQADF_REDIS_URL, so the message does not name the variable",
-    strict=True,
-)
 @pytest.mark.parametrize("url", ["redis://h:port/0", "redis://h:1/db"], ids=["port", "db"])
 def test_from_env_bad_redis_url_names_the_variable(url) -> None:
     with pytest.raises(ValueError, match="AMQADF_REDIS_URL"):
@@ -694,11 +662,6 @@ def test_describe_masks_secrets() -> None:
     assert set(plain) == set(StreamingConfig.__dataclass_fields__)
 
 
-@pytest.mark.xfail(
-    reason="BUG: repr(StreamingConfig) hides redis_password but prints the MongoDB URI password "
-    "and the SASL/SSL secrets in kafka_config, so logging a config leaks them",
-    strict=True,
-)
 def test_config_repr_does_not_leak_secrets() -> None:
     cfg = StreamingConfig(
         redis_password="r3dis",

@@ -84,11 +84,6 @@ def test_to_utc_errors_name_the_field(value, exc, match) -> None:
         to_utc(value, name="when")
 
 
-@pytest.mark.xfail(
-    reason="BUG: to_utc lets OverflowError escape for out-of-range epochs / NaT instead of a "
-    "ValueError naming the field (so store_batch cannot say which document was bad)",
-    strict=True,
-)
 @pytest.mark.parametrize("value", [1e20, -1e15, np.datetime64("NaT")], ids=["huge", "neg", "nat"])
 def test_to_utc_out_of_range_is_a_value_error(value) -> None:
     with pytest.raises(ValueError, match="when"):
@@ -244,12 +239,6 @@ def test_allowed_fields_limit_queries() -> None:
         validate_filters({"$and": [{"layer": 1}, {"secret": 1}]}, allowed)
 
 
-@pytest.mark.xfail(
-    reason="BUG: validate_filters accepts operators in the wrong place (a comparison operator "
-    "at the top level, a logical operator inside a field) which MongoDB rejects and matches() "
-    "silently evaluates as no match",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "filters",
     [{"$eq": 3}, {"layer": {"$or": [{"layer": 1}]}}],
@@ -326,12 +315,6 @@ def test_matches_naive_document_datetime_against_aware_filter() -> None:
     assert matches(doc, {"t": {"$gt": datetime(2026, 1, 1, 12, tzinfo=UTC)}}) is False
 
 
-@pytest.mark.xfail(
-    reason="BUG: matches() differs from MongoDB (used by the Mongo backend) for null and arrays: "
-    "{f: None} / {f: {$in: [None]}} must match a missing field, {f: {$ne: None}} must not, and "
-    "{tags: 2} must match tags=[1, 2]; the SQLite and MongoDB backends give different results",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("doc", "filters", "expected"),
     [
