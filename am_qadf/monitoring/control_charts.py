@@ -342,14 +342,15 @@ def _mr_estimate(data: np.ndarray) -> dict[str, float]:
 
 
 class _RuleChart(ControlChart):
-    """Shared parts of the Shewhart charts: Nelson rules on the main statistic."""
+    """Shared parts of the Shewhart charts: Nelson rules (default all eight) on the main
+    statistic, rule 1 on the dispersion statistic (``check_dispersion``)."""
 
     def __init__(
         self,
         baseline_points: int = 100,
         *,
         L: float = 3.0,
-        rules: Iterable[int] | None = (1,),
+        rules: Iterable[int] | None = None,
         check_dispersion: bool = True,
         name: str = "",
     ) -> None:

@@ -95,10 +95,12 @@ def _iso(t: Any) -> str | None:
     return t.isoformat() if t is not None and hasattr(t, "isoformat") else None
 
 
-def _batch_key(obj: Any) -> tuple[int, int, int, int]:
+def _batch_key(obj: Any) -> tuple[int, ...]:
+    """Identity of a batch: the object, its length and its first/last items (or, for a
+    dict of columns, every column array), so a reused container is not mistaken."""
     n = len(obj)
     if isinstance(obj, Mapping):
-        return (id(obj), n, 0, 0)
+        return (id(obj), n, *map(id, obj.values()))
     return (id(obj), n, id(obj[0]) if n else 0, id(obj[-1]) if n else 0)
 
 
@@ -111,7 +113,7 @@ class _Processor:
         self.batches_seen = 0
         self.last_result: dict[str, Any] | None = None
         self._last_obj: Any = None
-        self._last_key: tuple[int, int, int, int] | None = None
+        self._last_key: tuple[int, ...] | None = None
 
     def _seen_before(self, obj: Any) -> bool:
         return self._last_obj is obj and self._last_key == _batch_key(obj)
@@ -477,6 +479,8 @@ class AlertProcessor(_Processor):
         spc_severity: Mapping[int, str] | None = None,
         column_cache: ColumnCache | None = None,
     ) -> None:
+        if spc is not None and not isinstance(spc, SPCProcessor):
+            raise TypeError(f"spc must be an SPCProcessor or None, got {type(spc).__name__}")
         super().__init__(
             column_cache if column_cache is not None else (spc.column_cache if spc else None)
         )
@@ -485,8 +489,6 @@ class AlertProcessor(_Processor):
         for r in self.threshold_rules:
             if not callable(getattr(r, "evaluate", None)):
                 raise TypeError(f"threshold_rules entries need an evaluate(view) method, got {r!r}")
-        if spc is not None and not isinstance(spc, SPCProcessor):
-            raise TypeError(f"spc must be an SPCProcessor or None, got {type(spc).__name__}")
         self.spc = spc
         sev = dict(_DEFAULT_SPC_SEVERITY)
         sev.update(spc_severity or {})
@@ -523,11 +525,10 @@ class AlertProcessor(_Processor):
             for v in self.spc.last_violations:
                 main = v.statistic in ("individual", "xbar", "ewma", "cusum_upper", "cusum_lower")
                 sev = self.spc_severity.get(v.rule, "info") if main else "info"
-                desc = (
-                    RULE_DESCRIPTIONS.get(v.rule, "")
-                    if v.statistic in ("individual", "xbar")
-                    else (f"{v.statistic} beyond its control limit")
-                )
+                if v.statistic in ("individual", "xbar"):
+                    desc = RULE_DESCRIPTIONS.get(v.rule, "")
+                else:
+                    desc = f"{v.statistic} beyond its control limit"
                 out.append(Candidate(v.signal, v.key, sev, v.positions, v.values, desc))
         return out
 
@@ -646,12 +647,16 @@ def default_processors(
 ) -> dict[str, Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]]]:
     """The quality, SPC and alert processors, configured for the simulator's signals.
 
-    SPC runs an EWMA chart (small λ: it catches slow drifts; the wide ``ewma_L``
-    keeps false alarms well below one per 100 k in-control points at 20 kHz) on
-    temperature, melt-pool area and intensity; the alert processor adds
-    absolute thresholds, a temperature rate-of-change rule, missing-data and
-    time-gap rules. The three share one column cache; the alert processor
-    exposes the shared :class:`AlertManager` as ``.alert_manager``.
+    SPC runs an EWMA chart (λ = 0.01 to catch slow drifts; L = 6 because at
+    20 kHz even a few nuisance signals per layer add up: ``bench/bench_detection.py``
+    measures the false-alarm rate) on temperature, melt-pool area and
+    intensity, with a baseline from the first ``baseline_points`` points. The
+    alert processor adds absolute thresholds (:data:`DEFAULT_LIMITS`), a
+    temperature rate-of-change rule, missing-data rules and a time-gap rule
+    (``sample_rate_hz=None``: the sample period is learned from the first
+    batch). Cooldown is ``cooldown_points`` per (metric, rule). The three
+    share one column cache; the alert processor exposes the shared
+    :class:`AlertManager` as ``.alert_manager``.
 
     >>> procs = default_processors()
     >>> sorted(procs)

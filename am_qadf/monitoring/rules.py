@@ -99,10 +99,15 @@ def _run_all(flags: np.ndarray, w: int) -> np.ndarray:
     return _count(flags, w) == w
 
 
-def _count(flags: np.ndarray, w: int) -> np.ndarray:
-    """Number of true flags in the window of length ``w`` ending at each i (0 if i < w-1)."""
+def _count(flags: np.ndarray, w: int, partial: bool = False) -> np.ndarray:
+    """Number of true flags in the window of length ``w`` ending at each i.
+
+    Windows that would start before the series are 0, or with ``partial`` the
+    count over the points available (right for "k of w" rules: k hits among
+    fewer than w points are k hits among any w that contain them).
+    """
     c = np.concatenate(([0], np.cumsum(flags, dtype=np.int64)))
-    out = np.zeros(flags.shape[0], dtype=np.int64)
+    out = c[1:].copy() if partial else np.zeros(flags.shape[0], dtype=np.int64)
     if flags.shape[0] >= w:
         out[w - 1 :] = c[w:] - c[: c.shape[0] - w]
     return out
@@ -149,10 +154,10 @@ def check_rules(
             f = _run_all(alt, 12)
         elif r == 5:
             hi, lo = z > 2.0, z < -2.0
-            f = (hi & (_count(hi, 3) >= 2)) | (lo & (_count(lo, 3) >= 2))
+            f = (hi & (_count(hi, 3, True) >= 2)) | (lo & (_count(lo, 3, True) >= 2))
         elif r == 6:
             hi, lo = z > 1.0, z < -1.0
-            f = (hi & (_count(hi, 5) >= 4)) | (lo & (_count(lo, 5) >= 4))
+            f = (hi & (_count(hi, 5, True) >= 4)) | (lo & (_count(lo, 5, True) >= 4))
         elif r == 7:
             f = _run_all(np.abs(z) < 1.0, 15)
         else:

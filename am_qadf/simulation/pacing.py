@@ -27,8 +27,8 @@ class Pacer:
         self,
         speed: float = 1.0,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         try:
             s = float(speed)
@@ -38,8 +38,8 @@ class Pacer:
             raise ValueError(f"speed must be >= 0 (0 or inf: as fast as possible), got {speed!r}")
         self.speed = s
         self.enabled = 0 < s < math.inf
-        self._clock = clock
-        self._sleep = sleep
+        self._clock = clock or time.monotonic
+        self._sleep = sleep or time.sleep
         self._t0: float | None = None
         self._w0 = 0.0
 

@@ -85,7 +85,11 @@ def write_recording(
             us = np.rint(c["timestamp"] * 1e6).astype(np.int64)
             data: dict[str, Any] = {}
             for f in MESSAGE_FIELDS:
-                if f == "timestamp":
+                if f == "timestamp" and fmt == "csv":
+                    # ISO 8601 in UTC, formatted by numpy in one go (strftime per row is slow).
+                    iso = np.datetime_as_string(us.astype("datetime64[us]"), unit="us")
+                    data[f] = np.char.add(iso, "Z")
+                elif f == "timestamp":
                     data[f] = pd.to_datetime(us, unit="us", utc=True)
                 elif f == "build_id":
                     data[f] = np.full(us.size, simulator.build_id, dtype=object)
@@ -93,13 +97,7 @@ def write_recording(
                     data[f] = c[f]
             df = pd.DataFrame(data)
             if fmt == "csv":
-                df.to_csv(
-                    path,
-                    mode="w" if first else "a",
-                    header=first,
-                    index=False,
-                    date_format="%Y-%m-%dT%H:%M:%S.%f%z",
-                )
+                df.to_csv(path, mode="w" if first else "a", header=first, index=False)
             else:
                 table = pa.Table.from_pandas(df, preserve_index=False)
                 if writer is None:
@@ -164,11 +162,11 @@ class FileReplay:
                 yield rb.to_pandas()
 
     @staticmethod
-    def _records(df: Any) -> tuple[list[dict[str, Any]], list[float]]:
+    def _records(df: Any) -> tuple[list[dict[str, Any]], list[int | None]]:
         pd = _pandas()
         n = len(df)
         cols: dict[str, list[Any]] = {}
-        epochs: list[float] = [math.nan] * n
+        micros: list[int | None] = [None] * n
         for name in df.columns:
             s = df[name]
             if name == "timestamp":
@@ -178,8 +176,12 @@ class FileReplay:
                     ts = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
                 us = ts.dt.tz_convert(UTC).astype("datetime64[us, UTC]").array.asi8
                 ok = ~ts.isna().to_numpy()
-                epochs = np.where(ok, us / 1e6, np.nan).tolist()
-                cols[name] = [datetime.fromtimestamp(t, UTC) if t == t else None for t in epochs]
+                micros = [
+                    int(u) if k else None for u, k in zip(us.tolist(), ok.tolist(), strict=True)
+                ]
+                cols[name] = [
+                    None if u is None else datetime.fromtimestamp(u / 1e6, UTC) for u in micros
+                ]
             elif s.dtype.kind in "iub":
                 cols[name] = s.to_numpy().tolist()
             elif s.dtype.kind == "f":
@@ -195,25 +197,32 @@ class FileReplay:
             # Missing non-numeric values (e.g. an empty build_id) are left out, not None.
             for k in [k for k, v in m.items() if v is None]:
                 del m[k]
-        return msgs, epochs
+        return msgs, micros
 
     def iter_batches(self, batch_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
         """Yield lists of ``batch_size`` message dicts, paced by their timestamps / ``speed``."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         pacer = Pacer(self.speed)
+        origin: int | None = None  # pace on integer µs from the first stamp: no float drift
+
+        def due(us: int | None) -> float:
+            return math.nan if us is None or origin is None else (us - origin) / 1e6
+
         pending: list[dict[str, Any]] = []
-        pend_t: list[float] = []
+        pend_t: list[int | None] = []
         for df in self._frames():
-            msgs, epochs = self._records(df)
+            msgs, micros = self._records(df)
+            if origin is None:
+                origin = next((u for u in micros if u is not None), None)
             pending.extend(msgs)
-            pend_t.extend(epochs)
+            pend_t.extend(micros)
             while len(pending) >= batch_size:
-                pacer.wait(pend_t[batch_size - 1])
+                pacer.wait(due(pend_t[batch_size - 1]))
                 yield pending[:batch_size]
                 del pending[:batch_size], pend_t[:batch_size]
         if pending:
-            pacer.wait(pend_t[-1])
+            pacer.wait(due(pend_t[-1]))
             yield pending
 
     def __iter__(self) -> Iterator[list[dict[str, Any]]]:

@@ -33,8 +33,12 @@ def _keep(v: Any) -> bool:
 
 def _tag(obj: Any) -> Any:
     if isinstance(obj, dict):
+        plain = _PLAIN
         return {
-            (k if type(k) is str else str(k)): (v if _keep(v) else _tag(v)) for k, v in obj.items()
+            (k if type(k) is str else str(k)): (
+                v if (t := type(v)) in plain or (t is float and v - v == 0.0) else _tag(v)
+            )  # v - v == 0.0 holds for finite floats only
+            for k, v in obj.items()
         }
     if isinstance(obj, list | tuple):
         return [v if _keep(v) else _tag(v) for v in obj]

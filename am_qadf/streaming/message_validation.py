@@ -45,6 +45,9 @@ class MessageValidator:
     max_bytes: int = 64 * 1024
     max_depth: int = 8
 
+    def __post_init__(self) -> None:
+        self._numeric = frozenset(self.numeric_fields)
+
     def check(self, value: Any, size: int = 0) -> str | None:
         """Return None when ``value`` is acceptable, else the reason it is not."""
         if not isinstance(value, dict):
@@ -59,19 +62,25 @@ class MessageValidator:
                 value["timestamp"] = to_utc(value["timestamp"])
             except (TypeError, ValueError, OverflowError) as exc:
                 return f"bad timestamp: {exc}"
-        get, bounds = value.get, self.bounds
-        for name in self.numeric_fields:
-            v = get(name)
-            if v is None:
-                continue
+        numeric, bounds = self._numeric, self.bounds
+        nested = False
+        for name, v in value.items():  # one pass over the message
             t = type(v)
-            if t is not float and t is not int and (t is bool or not isinstance(v, int | float)):
-                return f"field {name!r} must be a number, got {t.__name__}"
-            if not math.isfinite(v):
-                return f"field {name!r} is not finite"
-            if bounds and (lo_hi := bounds.get(name)) and not lo_hi[0] <= v <= lo_hi[1]:
-                return f"{name}={v} outside [{lo_hi[0]}, {lo_hi[1]}]"
-        nested = any(type(v) is dict or type(v) is list for v in value.values())
+            if t is float or t is int:
+                if name in numeric:
+                    if t is float and not math.isfinite(v):
+                        return f"field {name!r} is not finite"
+                    if bounds and (lo_hi := bounds.get(name)) and not lo_hi[0] <= v <= lo_hi[1]:
+                        return f"{name}={v} outside [{lo_hi[0]}, {lo_hi[1]}]"
+            elif t is dict or t is list:
+                nested = True
+            elif v is not None and name in numeric:
+                if t is bool or not isinstance(v, int | float):
+                    return f"field {name!r} must be a number, got {t.__name__}"
+                if not math.isfinite(v) or (
+                    bounds and (lo_hi := bounds.get(name)) and not lo_hi[0] <= v <= lo_hi[1]
+                ):
+                    return f"field {name!r}={v} is not finite or outside its bounds"
         if nested and _depth(value, self.max_depth) > self.max_depth:
             return f"message nested deeper than {self.max_depth} levels"
         return None

@@ -37,7 +37,10 @@ def to_utc(value: Any, *, name: str = "timestamp") -> datetime:
     True
     """
     if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        tz = value.tzinfo
+        if tz is UTC:
+            return value
+        return value.replace(tzinfo=UTC) if tz is None else value.astimezone(UTC)
     if isinstance(value, str):
         try:
             return to_utc(datetime.fromisoformat(value), name=name)
