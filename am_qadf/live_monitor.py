@@ -105,9 +105,12 @@ class LiveMonitor:
 
     # -- wiring -------------------------------------------------------------------------
     def _install_processors(self) -> None:
-        procs = default_processors()
+        cache = self.client.column_cache
+        procs = default_processors(column_cache=cache)
         self.alerts = procs["alert_processor"].alert_manager
-        self.client.register_processor("voxel_processor", VoxelProcessor(self.incremental))
+        self.client.register_processor(
+            "voxel_processor", VoxelProcessor(self.incremental, column_cache=cache)
+        )
         for name, proc in procs.items():
             self.client.register_processor(name, proc)
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from am_qadf.streaming.message_columns import to_columns
+from am_qadf.streaming.message_columns import ColumnCache
+from am_qadf.streaming.timestamps import to_utc
 
 __all__ = ["ArrayBatchView", "BatchView", "ColumnCache", "MessageBatchView", "to_datetime"]
 
@@ -25,31 +26,18 @@ POSITION_FIELDS: tuple[str, ...] = ("x", "y", "z", "layer")
 
 
 def to_datetime(v: Any) -> datetime | None:
-    """Parse a message timestamp: datetime (naive = UTC), ISO string or epoch seconds.
+    """Parse a message timestamp (see :func:`am_qadf.streaming.timestamps.to_utc`), or
+    None when it is missing or not a timestamp.
 
     >>> to_datetime("2024-01-01T00:00:00Z").isoformat()
     '2024-01-01T00:00:00+00:00'
     >>> to_datetime(None) is None
     True
     """
-    if isinstance(v, datetime):
-        return v if v.tzinfo is not None else v.replace(tzinfo=UTC)
-    if isinstance(v, str):
-        try:
-            t = datetime.fromisoformat(v.strip())
-        except ValueError:
-            return None
-        return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
-    if isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool):
-        f = float(v)
-        if math.isfinite(f):
-            try:
-                return datetime.fromtimestamp(f, tz=UTC)
-            except (OverflowError, OSError, ValueError):
-                return None
-    if isinstance(v, np.datetime64) and not np.isnat(v):
-        return datetime.fromtimestamp(v.astype("datetime64[us]").astype(np.int64) / 1e6, tz=UTC)
-    return None
+    try:
+        return to_utc(v.strip() if isinstance(v, str) else v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _epoch(v: Any) -> float:
@@ -101,52 +89,6 @@ class BatchView:
             "layer": int(layer) if layer is not None else None,
             "build_id": b if isinstance(b, str) else None,
         }
-
-
-class ColumnCache:
-    """Columns of the most recent batch, so processors sharing it convert each field once.
-
-    A batch is recognised by identity (same list object, same length, same
-    first and last message objects).
-
-    >>> cache = ColumnCache()
-    >>> batch = [{"value": 1.0}, {"value": None}]
-    >>> cache.columns(batch, ["value"])["value"].tolist()
-    [1.0, nan]
-    >>> cache.columns(batch, ["value"])["value"] is cache.columns(batch, ["value"])["value"]
-    True
-    """
-
-    def __init__(self) -> None:
-        self._key: tuple[int, int, int, int] | None = None
-        self._batch: Sequence[Any] | None = None
-        self._cols: dict[str, np.ndarray] = {}
-        self._clean: Sequence[dict[str, Any]] | None = None
-
-    def _bind(self, batch: Sequence[Any]) -> None:
-        n = len(batch)
-        key = (id(batch), n, id(batch[0]) if n else 0, id(batch[-1]) if n else 0)
-        if key != self._key or self._batch is not batch:
-            self._key, self._batch, self._cols, self._clean = key, batch, {}, None
-
-    def messages(self, batch: Sequence[Any]) -> Sequence[dict[str, Any]]:
-        """The batch with anything that is not a dict replaced by ``{}``."""
-        self._bind(batch)
-        if self._clean is None:
-            ok = all(type(m) is dict for m in batch)
-            self._clean = batch if ok else [m if isinstance(m, dict) else {} for m in batch]
-        return self._clean
-
-    def columns(self, batch: Sequence[Any], fields: Sequence[str]) -> dict[str, np.ndarray]:
-        self._bind(batch)
-        missing = [f for f in fields if f not in self._cols]
-        if missing:
-            msgs = self._clean if self._clean is not None else batch
-            try:
-                self._cols.update(to_columns(msgs, missing))
-            except (AttributeError, TypeError):
-                self._cols.update(to_columns(self.messages(batch), missing))
-        return {f: self._cols[f] for f in fields}
 
 
 class MessageBatchView(BatchView):

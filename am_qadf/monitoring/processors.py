@@ -644,6 +644,7 @@ def default_processors(
     ewma_lambda: float = 0.01,
     ewma_L: float = 6.0,
     cooldown_points: int = 1000,
+    column_cache: ColumnCache | None = None,
 ) -> dict[str, Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]]]:
     """The quality, SPC and alert processors, configured for the simulator's signals.
 
@@ -664,7 +665,7 @@ def default_processors(
     >>> procs["alert_processor"].alert_manager.cooldown_points
     1000
     """
-    cache = ColumnCache()
+    cache = column_cache if column_cache is not None else ColumnCache()
     manager = (
         alert_manager
         if alert_manager is not None

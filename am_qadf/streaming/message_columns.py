@@ -5,12 +5,13 @@ Every processor works on columns, never on one message at a time.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["column", "to_columns"]
+__all__ = ["ColumnCache", "column", "to_columns"]
 
 
 _NUMBERS = frozenset({float, int})
@@ -46,3 +47,55 @@ def to_columns(batch: Sequence[dict[str, Any]], fields: Iterable[str]) -> dict[s
     [2.0]
     """
     return {f: column(batch, f) for f in fields}
+
+
+class ColumnCache:
+    """Columns of the most recent batch, so processors sharing it convert each field once.
+
+    A batch is recognised by identity (same list object, same length, same
+    first and last message objects).
+
+    >>> cache = ColumnCache()
+    >>> batch = [{"value": 1.0}, {"value": None}]
+    >>> cache.columns(batch, ["value"])["value"].tolist()
+    [1.0, nan]
+    >>> cache.columns(batch, ["value"])["value"] is cache.columns(batch, ["value"])["value"]
+    True
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._key: tuple[int, int, int, int] | None = None
+        self._batch: Sequence[Any] | None = None
+        self._cols: dict[str, np.ndarray] = {}
+        self._clean: Sequence[dict[str, Any]] | None = None
+
+    def _bind(self, batch: Sequence[Any]) -> None:
+        n = len(batch)
+        key = (id(batch), n, id(batch[0]) if n else 0, id(batch[-1]) if n else 0)
+        if key != self._key or self._batch is not batch:
+            self._key, self._batch, self._cols, self._clean = key, batch, {}, None
+
+    def messages(self, batch: Sequence[Any]) -> Sequence[dict[str, Any]]:
+        """The batch with anything that is not a dict replaced by ``{}``."""
+        self._bind(batch)
+        if self._clean is None:
+            ok = all(type(m) is dict for m in batch)
+            self._clean = batch if ok else [m if isinstance(m, dict) else {} for m in batch]
+        return self._clean
+
+    def columns(self, batch: Sequence[Any], fields: Iterable[str]) -> dict[str, np.ndarray]:
+        """``{field: float64 array}`` for ``batch``, converting each field once per batch."""
+        with self._lock:
+            return self._columns(batch, list(fields))
+
+    def _columns(self, batch: Sequence[Any], fields: list[str]) -> dict[str, np.ndarray]:
+        self._bind(batch)
+        missing = [f for f in fields if f not in self._cols]
+        if missing:
+            msgs = self._clean if self._clean is not None else batch
+            try:
+                self._cols.update(to_columns(msgs, missing))
+            except (AttributeError, TypeError):
+                self._cols.update(to_columns(self.messages(batch), missing))
+        return {f: self._cols[f] for f in fields}

@@ -22,7 +22,7 @@ from .buffer_manager import BufferManager
 from .kafka_consumer import KafkaConsumer
 from .kafka_producer import KafkaProducer
 from .latency_stats import LatencyStats
-from .message_columns import column
+from .message_columns import ColumnCache
 from .message_validation import MessageValidator
 from .stream_storage import SpoolFullError, StreamStorage
 from .streaming_config import StreamingConfig
@@ -101,6 +101,8 @@ class StreamingClient:
         self.validator = validator or MessageValidator()
         self._storage = storage
         self._processors: dict[str, Callable[[list[dict[str, Any]]], Any]] = {}
+        #: Columns of the batch being processed; give it to processors to share it.
+        self.column_cache = ColumnCache()
         self._buffers: dict[str, BufferManager] = {}
         self._lock = threading.RLock()
         self._latency = LatencyStats()
@@ -197,7 +199,7 @@ class StreamingClient:
 
     def _feed_buffers(self, batch: list[dict[str, Any]]) -> None:
         keys = set().union(*map(dict.keys, batch)) - _NOT_SIGNALS
-        columns = {k: column(batch, k) for k in sorted(keys)}
+        columns = self.column_cache.columns(batch, sorted(keys))
         signals = {k: c for k, c in columns.items() if not np.isnan(c).all()}
         if not signals:
             return
@@ -232,7 +234,7 @@ class StreamingClient:
         start = time.perf_counter()
         result = StreamingResult(
             timestamp=now_utc(),
-            data_batch=column(batch, "value"),
+            data_batch=self.column_cache.columns(batch, ["value"])["value"],
             processed_count=len(batch),
             processing_time_ms=0.0,
         )

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .incremental_processor import IncrementalProcessor
-from .message_columns import to_columns
+from .message_columns import ColumnCache
 
 __all__ = ["VoxelProcessor", "DEFAULT_VOXEL_SIGNALS"]
 
@@ -34,6 +34,7 @@ class VoxelProcessor:
         incremental: IncrementalProcessor,
         signals: Sequence[str] = DEFAULT_VOXEL_SIGNALS,
         coordinate_fields: tuple[str, str, str] = ("x", "y", "z"),
+        column_cache: ColumnCache | None = None,
     ) -> None:
         if not isinstance(incremental, IncrementalProcessor):
             raise TypeError(
@@ -42,9 +43,11 @@ class VoxelProcessor:
         self.incremental = incremental
         self.signals = tuple(signals)
         self.coordinate_fields = coordinate_fields
+        # share the client's cache so every processor converts a field once per batch
+        self.column_cache = column_cache if column_cache is not None else ColumnCache()
 
     def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
-        cols = to_columns(batch, (*self.coordinate_fields, *self.signals))
+        cols = self.column_cache.columns(batch, (*self.coordinate_fields, *self.signals))
         coords = np.column_stack([cols[f] for f in self.coordinate_fields])
         present = {s: cols[s] for s in self.signals if not np.isnan(cols[s]).all()}
         if not present:  # points with no known signal still mark where the laser was
