@@ -33,6 +33,7 @@ def decode_record(
     key: bytes | None,
     value: bytes | None,
     headers: Any = None,
+    keep_raw: bool = False,
 ) -> dict[str, Any]:
     """Build the message dict ``poll`` returns; undecodable values carry ``error`` and ``raw``.
 
@@ -52,6 +53,8 @@ def decode_record(
     }
     if headers:
         msg["headers"] = {k: v for k, v in headers}
+    if keep_raw:
+        msg["raw"] = value
     if value is None:
         msg["error"] = "empty message value"
         msg["raw"] = b""
@@ -264,6 +267,7 @@ class KafkaConsumer:
     A group with no committed offset starts at the earliest message (``auto_offset_reset``).
     By default every polled message counts as processed for ``commit()``; pass
     ``store_on_poll=False`` and call :meth:`store_offsets` for at-least-once delivery.
+    ``keep_raw=True`` keeps each message's original bytes under ``raw``.
 
     >>> from am_qadf.streaming import KafkaProducer
     >>> KafkaProducer(["memory://doc-consumer"], "demo").produce({"value": 1.0})
@@ -285,6 +289,7 @@ class KafkaConsumer:
         auto_commit_interval_ms: int = 5000,
         session_timeout_ms: int = 30000,
         store_on_poll: bool = True,
+        keep_raw: bool = False,
         config: dict[str, Any] | None = None,
     ) -> None:
         self.bootstrap_servers = normalize_servers(bootstrap_servers)
@@ -306,6 +311,7 @@ class KafkaConsumer:
         self.max_poll_records = int(max_poll_records)
         self.auto_commit_interval_ms = int(auto_commit_interval_ms)
         self.store_on_poll = store_on_poll
+        self.keep_raw = keep_raw
         self._lock = threading.RLock()
         self._stored: dict[tuple[str, int], int] = {}
         self._last_commit = time.monotonic()
@@ -355,7 +361,14 @@ class KafkaConsumer:
             if self.is_memory:
                 msgs = [
                     decode_record(
-                        r.topic, r.partition, r.offset, r.timestamp_ms, r.key, r.value, r.headers
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                        r.timestamp_ms,
+                        r.key,
+                        r.value,
+                        r.headers,
+                        self.keep_raw,
                     )
                     for r in records
                 ]
@@ -369,6 +382,7 @@ class KafkaConsumer:
                         m.key(),
                         m.value(),
                         m.headers(),
+                        self.keep_raw,
                     )
                     for m in records
                 ]

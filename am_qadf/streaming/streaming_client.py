@@ -347,6 +347,7 @@ class StreamingClient:
                 auto_commit_interval_ms=cfg.auto_commit_interval_ms,
                 session_timeout_ms=cfg.session_timeout_ms,
                 store_on_poll=False,
+                keep_raw=True,
                 config=cfg.kafka_config,
             )
             self._stop.clear()
@@ -473,9 +474,15 @@ class StreamingClient:
                     reasons.append(reason)
                 else:
                     good.append(m)
-            try:
-                if bad:
+            if bad:
+                try:
                     self._dead_letter(bad, reasons)
+                except Exception:
+                    # cannot set them aside: stop uncommitted so a restart retries them
+                    log.exception("dead-lettering failed; stopping the consumer uncommitted")
+                    self._consumer_state = "failed"
+                    return
+            try:
                 if good:
                     values = [m["value"] for m in good]
                     result = self.process_stream_batch(values)
@@ -486,6 +493,8 @@ class StreamingClient:
                     ]
                     if not self._store(consumer, docs):
                         return  # stopped while waiting for storage: offsets stay uncommitted
+                    for m in good:
+                        m.pop("raw", None)  # kept only for dead-lettering
                     self._deliver(callback, good)
                     if storage is None:
                         storage = self._storage
