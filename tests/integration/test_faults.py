@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from am_qadf.streaming import KafkaProducer, StreamingClient, StreamingConfig, StreamStorage
+from tests.integration.waiting import wait_for
 
 WORKER = Path(__file__).with_name("fault_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -40,15 +41,6 @@ def _produce(bootstrap: str, topic: str, start: int, n: int, pace_s: float = 0.0
     producer.flush(120)
     assert producer.failed == 0, f"{producer.failed} messages were not delivered"
     producer.close()
-
-
-def _wait_for(predicate, timeout: float, step: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 @pytest.fixture
@@ -101,7 +93,7 @@ def test_consumer_killed_five_times_loses_and_duplicates_nothing(
     for i, mark in enumerate(marks):
         worker, progress = spawn(i)
         try:
-            assert _wait_for(
+            assert wait_for(
                 lambda m=mark, p=progress, d=done: d + _progress(p)[0] >= m, 180, 0.02
             ), f"worker stalled below {mark} stored documents"
             time.sleep(rng.uniform(0.0, 0.3))
@@ -120,7 +112,7 @@ def test_consumer_killed_five_times_loses_and_duplicates_nothing(
                 last[:] = [now, time.monotonic()]
             return now[1] == 0 and done + now[0] >= n * 0.9 and time.monotonic() - last[1] > 2
 
-        assert _wait_for(settled, 300, 0.2), f"final worker did not catch up: {_progress(progress)}"
+        assert wait_for(settled, 300, 0.2), f"final worker did not catch up: {_progress(progress)}"
     finally:
         worker.terminate()
         worker.wait(60)
@@ -141,13 +133,13 @@ def test_broker_restart_mid_stream(kafka_bootstrap, unique_topic, collection, se
     producer = threading.Thread(target=_produce, args=(kafka_bootstrap, unique_topic, 0, n, 0.05))
     producer.start()
     try:
-        assert _wait_for(lambda: storage.stats["documents_inserted"] > 2_000, 120, 0.2)
+        assert wait_for(lambda: storage.stats["documents_inserted"] > 2_000, 120, 0.2)
         service_control.stop("kafka")
         time.sleep(3)
         service_control.start("kafka")
         producer.join(240)
         assert not producer.is_alive(), "producer did not finish after the broker restart"
-        assert _wait_for(lambda: storage.stats["documents_inserted"] >= n, 240), (
+        assert wait_for(lambda: storage.stats["documents_inserted"] >= n, 240, 0.5), (
             f"only {storage.stats['documents_inserted']} of {n} stored after the restart"
         )
     finally:
@@ -175,7 +167,7 @@ def test_mongo_outage_backpressure_then_drain(
     client.start_consumer([unique_topic], lambda msgs: None)
     try:
         _produce(kafka_bootstrap, unique_topic, 0, 5_000)
-        assert _wait_for(lambda: storage.stats["documents_inserted"] >= 5_000, 120)
+        assert wait_for(lambda: storage.stats["documents_inserted"] >= 5_000, 120, 0.5)
         service_control.stop("mongo")
         outage_started = time.monotonic()
         _produce(kafka_bootstrap, unique_topic, 5_000, n - 5_000)
@@ -185,7 +177,7 @@ def test_mongo_outage_backpressure_then_drain(
             time.sleep(0.5)
         assert storage.spooled <= storage.spool_limit
         service_control.start("mongo")
-        assert _wait_for(
+        assert wait_for(
             lambda: storage.spooled == 0 and storage.stats["documents_inserted"] >= n, 240
         ), f"{storage.stats['documents_inserted']} stored, {storage.spooled} still spooled"
     finally:
@@ -212,11 +204,11 @@ def test_redis_outage_degrades_caching_only(
     client.start_consumer([unique_topic], lambda msgs: None)
     try:
         _produce(kafka_bootstrap, unique_topic, 0, 1_000)
-        assert _wait_for(lambda: storage.stats["documents_inserted"] >= 1_000, 60, 0.2)
+        assert wait_for(lambda: storage.stats["documents_inserted"] >= 1_000, 60, 0.2)
         assert storage.health()["cache_ok"] is True
         service_control.stop("redis")
         _produce(kafka_bootstrap, unique_topic, 1_000, 2_000)
-        assert _wait_for(lambda: storage.stats["documents_inserted"] >= 3_000, 60, 0.2), (
+        assert wait_for(lambda: storage.stats["documents_inserted"] >= 3_000, 60, 0.2), (
             "processing and storage must carry on without Redis"
         )
         assert storage.health()["cache_ok"] is False
@@ -225,9 +217,11 @@ def test_redis_outage_degrades_caching_only(
         assert len(warnings) == 1, "the outage must be logged once, not per batch"
         service_control.start("redis")
         _produce(kafka_bootstrap, unique_topic, 3_000, 500)
-        assert _wait_for(lambda: storage.stats["documents_inserted"] >= 3_500, 60, 0.2)
-        assert _wait_for(lambda: storage.health()["cache_ok"], 60, 0.5), "cache did not reconnect"
-        assert _wait_for(lambda: storage.get_cached_data(f"latest:{unique_topic}") is not None, 30)
+        assert wait_for(lambda: storage.stats["documents_inserted"] >= 3_500, 60, 0.2)
+        assert wait_for(lambda: storage.health()["cache_ok"], 60, 0.5), "cache did not reconnect"
+        assert wait_for(
+            lambda: storage.get_cached_data(f"latest:{unique_topic}") is not None, 30, 0.5
+        )
     finally:
         client.stop_consumer()
     assert storage.stats["documents_inserted"] == 3_500

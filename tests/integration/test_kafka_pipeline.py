@@ -17,15 +17,7 @@ from am_qadf.streaming import (
     StreamingConfig,
     StreamStorage,
 )
-
-
-def _wait(predicate, timeout: float = 60.0, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+from tests.integration.waiting import wait_for
 
 
 def _produce(bootstrap: str, topic: str, n: int, start: int = 0) -> None:
@@ -72,7 +64,7 @@ def test_consumer_poll_returns_spec_dicts(kafka_bootstrap, unique_topic):
     _produce(kafka_bootstrap, unique_topic, 5)
     consumer = KafkaConsumer([kafka_bootstrap], unique_topic, group_id=f"g-{uuid.uuid4().hex}")
     got: list[dict] = []
-    assert _wait(lambda: got.extend(consumer.poll(timeout_ms=500)) or len(got) >= 5, 60)
+    assert wait_for(lambda: got.extend(consumer.poll(timeout_ms=500)) or len(got) >= 5, 60)
     consumer.commit()
     consumer.close()
     assert sorted(m["value"]["seq"] for m in got) == [0, 1, 2, 3, 4]
@@ -90,7 +82,7 @@ def test_100k_messages_stored_exactly_once(kafka_bootstrap, unique_topic, mongo_
     client = StreamingClient(_config(kafka_bootstrap, f"g-{uuid.uuid4().hex}"), storage=storage)
     delivered = []
     client.start_consumer([unique_topic], lambda msgs: delivered.append(len(msgs)))
-    assert _wait(lambda: sum(delivered) >= n, 240, 0.25), f"only {sum(delivered)} of {n} arrived"
+    assert wait_for(lambda: sum(delivered) >= n, 240, 0.25), f"only {sum(delivered)} of {n} arrived"
     client.stop_consumer()
     assert sum(delivered) == n
     assert mongo_collection.count_documents({}) == n
@@ -115,7 +107,7 @@ def test_group_resumes_after_stop(kafka_bootstrap, unique_topic, tmp_path):
     seen: list[int] = []
     client = StreamingClient(cfg)
     client.start_consumer([unique_topic], lambda msgs: seen.extend(m["value"]["seq"] for m in msgs))
-    assert _wait(lambda: len(seen) >= 300, 60)
+    assert wait_for(lambda: len(seen) >= 300, 60)
     client.stop_consumer()
 
     _produce(kafka_bootstrap, unique_topic, 200, start=300)
@@ -124,7 +116,7 @@ def test_group_resumes_after_stop(kafka_bootstrap, unique_topic, tmp_path):
     client2.start_consumer(
         [unique_topic], lambda msgs: later.extend(m["value"]["seq"] for m in msgs)
     )
-    assert _wait(lambda: len(later) >= 200, 60)
+    assert wait_for(lambda: len(later) >= 200, 60)
     time.sleep(1.0)  # anything re-delivered would show up now
     client2.stop_consumer()
     assert sorted(seen) == list(range(300))
@@ -137,7 +129,7 @@ def test_pause_resume_and_seek(kafka_bootstrap, unique_topic, tmp_path):
     client = StreamingClient(cfg)
     client.start_consumer([unique_topic], lambda msgs: seen.extend(m["value"]["seq"] for m in msgs))
     _produce(kafka_bootstrap, unique_topic, 50)
-    assert _wait(lambda: len(seen) >= 50, 60)
+    assert wait_for(lambda: len(seen) >= 50, 60)
     client.pause()
     time.sleep(0.5)  # let a poll in flight finish
     held = len(seen)
@@ -145,9 +137,9 @@ def test_pause_resume_and_seek(kafka_bootstrap, unique_topic, tmp_path):
     time.sleep(2.0)
     assert len(seen) == held == 50, "messages were delivered while paused"
     client.resume()
-    assert _wait(lambda: len(seen) >= 100, 60)
+    assert wait_for(lambda: len(seen) >= 100, 60)
     client.seek_to_beginning()
-    assert _wait(lambda: len(seen) >= 200, 60)
+    assert wait_for(lambda: len(seen) >= 200, 60)
     client.stop_consumer()
     assert sorted(seen[:100]) == list(range(100))
     assert sorted(seen[100:200]) == list(range(100))
@@ -158,13 +150,13 @@ def test_seek_to_beginning_before_assignment(kafka_bootstrap, unique_topic):
     group = f"g-{uuid.uuid4().hex}"
     first = KafkaConsumer([kafka_bootstrap], unique_topic, group_id=group)
     got: list[dict] = []
-    assert _wait(lambda: got.extend(first.poll(timeout_ms=500)) or len(got) >= 20, 60)
+    assert wait_for(lambda: got.extend(first.poll(timeout_ms=500)) or len(got) >= 20, 60)
     first.commit()
     first.close()
     again = KafkaConsumer([kafka_bootstrap], unique_topic, group_id=group)
     again.seek_to_beginning()  # before any assignment
     replay: list[dict] = []
-    assert _wait(lambda: replay.extend(again.poll(timeout_ms=500)) or len(replay) >= 20, 60)
+    assert wait_for(lambda: replay.extend(again.poll(timeout_ms=500)) or len(replay) >= 20, 60)
     again.close()
     assert sorted(m["value"]["seq"] for m in replay) == list(range(20))
 
@@ -182,14 +174,14 @@ def test_poison_message_goes_to_dlq_and_stream_continues(kafka_bootstrap, unique
     seen: list[int] = []
     client = StreamingClient(cfg)
     client.start_consumer([unique_topic], lambda msgs: seen.extend(m["value"]["seq"] for m in msgs))
-    assert _wait(
+    assert wait_for(
         lambda: len(seen) >= 30 and client.get_stream_statistics()["dead_lettered"] >= 2, 60
     )
     client.stop_consumer()
     assert client.get_stream_statistics()["dead_lettered"] == 2
     dlq = KafkaConsumer([kafka_bootstrap], unique_topic + ".dlq", group_id=f"d-{uuid.uuid4().hex}")
     dead: list[dict] = []
-    assert _wait(lambda: dead.extend(dlq.poll(timeout_ms=500)) or len(dead) >= 2, 60)
+    assert wait_for(lambda: dead.extend(dlq.poll(timeout_ms=500)) or len(dead) >= 2, 60)
     dlq.close()
     reasons = sorted(m["headers"]["error"].decode() for m in dead)
     assert reasons[0].startswith("field 'x' must be a number")
