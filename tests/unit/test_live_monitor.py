@@ -1,0 +1,157 @@
+"""The live pipeline the dashboard runs: simulated build -> in-process broker ->
+client with voxel/quality/SPC/alert processors -> grid, change log, storage."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from am_qadf.cli import main as cli_main
+from am_qadf.live_monitor import LiveMonitor, MonitorConfig
+from am_qadf.simulation.publisher import SimulationPublisher
+from am_qadf.streaming import IncrementalProcessor, StreamingConfig, get_broker
+from am_qadf.streaming.brick_changes import BrickChangeLog
+from am_qadf.streaming.voxel_processor import VoxelProcessor
+from am_qadf.voxelization.voxel_grid import VoxelGrid
+
+
+def _wait(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.fixture
+def monitor(tmp_path):
+    servers = [f"memory://lm-{uuid.uuid4().hex[:8]}"]
+    cfg = MonitorConfig(
+        streaming=StreamingConfig.embedded(
+            kafka_bootstrap_servers=servers, storage_path=str(tmp_path), max_poll_records=1000
+        ),
+        rate=20_000,
+    )
+    mon = LiveMonitor(cfg)
+    yield mon
+    mon.stop()
+
+
+def test_monitor_streams_the_simulated_build(monitor):
+    monitor.start()
+    assert _wait(lambda: monitor.snapshot()["stats"]["messages_processed"] >= 5_000)
+    snap = monitor.snapshot()
+    assert snap["state"] == "running" and snap["build_id"] == "sim-7"
+    assert snap["occupied_voxels"] > 0 and snap["published"] >= 5_000
+    assert snap["health"]["storage"]["history_backend"] == "sqlite"
+    assert set(monitor.client.buffers) >= {"temperature", "melt_pool_area", "power", "scan_speed"}
+    values, times, _ = monitor.client.get_buffer("temperature").get_time_window(1.0)
+    assert len(values) > 0 and times[-1].tzinfo is not None
+    spc = monitor.spc_state()
+    assert spc["chart"] == "ewma" and "temperature" in spc["signals"]
+
+
+def test_viewers_get_full_then_incremental_changes(monitor):
+    monitor.start()
+    assert _wait(lambda: monitor.grid.occupied_count > 50)
+    ijk, full = monitor.take_updated_voxels("a")
+    assert full and len(ijk) > 0, "a new viewer gets every occupied voxel"
+    assert _wait(lambda: len(monitor.take_updated_bricks("b")[0]) > 0)
+    monitor.pause()
+    time.sleep(0.5)  # let the batch in flight finish
+    monitor.take_updated_voxels("a")
+    again, full_again = monitor.take_updated_voxels("a")
+    assert not full_again and len(again) == 0, "nothing changed while paused"
+    monitor.resume()
+    assert _wait(lambda: len(monitor.take_updated_voxels("a")[0]) > 0)
+    monitor.forget_viewer("a")
+    assert monitor.take_updated_voxels("a")[1], "a forgotten viewer starts over with a full redraw"
+
+
+def test_seek_replays_with_clean_state(monitor):
+    monitor.start()
+    assert _wait(lambda: monitor.snapshot()["stats"]["messages_processed"] >= 20_000)
+    monitor.take_updated_bricks("v")
+    monitor.pause()
+    monitor.seek_to_beginning()
+    assert monitor.grid.occupied_count == 0
+    assert monitor.alerts.active_alerts() == []
+    assert all(
+        b.get_buffer_statistics()["current_size"] == 0 for b in monitor.client.buffers.values()
+    )
+    assert monitor.take_updated_bricks("v")[1], "after a replay every viewer redraws"
+    monitor.resume()
+    assert _wait(
+        lambda: monitor.snapshot()["current_layer"] == 0 and monitor.grid.occupied_count > 0
+    )
+
+
+def test_acknowledge_and_history(monitor):
+    monitor.start()
+    assert _wait(lambda: monitor.snapshot()["stats"]["messages_processed"] >= 5_000)
+    now = monitor.snapshot()["newest_timestamp"]
+    rows = monitor.query_history(now.replace(year=now.year - 1), now, {"layer": 0}, limit=100)
+    assert 0 < len(rows) <= 100 and all(r["layer"] == 0 for r in rows)
+    alert = monitor.alerts.raise_alert("temperature", "test_rule", 2500.0, severity="critical")
+    acked = monitor.acknowledge(alert.id, by="ada")
+    assert acked["state"] == "acknowledged"
+    with pytest.raises(KeyError):
+        monitor.acknowledge("no-such-alert")
+
+
+def test_monitor_config_from_env():
+    cfg = MonitorConfig.from_env({"AMQADF_KAFKA": "127.0.0.1:9092", "AMQADF_RATE": "1000"})
+    assert cfg.simulate is False and cfg.rate == 1000.0
+    assert MonitorConfig.from_env({}).simulate is True
+    with pytest.raises(ValueError, match="rate"):
+        MonitorConfig(rate=0)
+
+
+def test_voxel_processor_reports_each_batch_only():
+    proc = VoxelProcessor(IncrementalProcessor(VoxelGrid((0, 0, 0), (32, 32, 32), 1.0)))
+    first = proc(
+        [{"x": 1.5, "y": 1.5, "z": 1.5, "temperature": 1.0}, {"x": 20.5, "y": 1.5, "z": 1.5}]
+    )
+    assert first["updated_voxels"] == 2 and first["bricks"].tolist() == [[0, 0, 0], [2, 0, 0]]
+    second = proc([{"x": 9.5, "y": 9.5, "z": 9.5, "temperature": 2.0}])
+    assert second["updated_voxels"] == 1 and second["bricks"].tolist() == [[1, 1, 1]]
+    outside = proc([{"x": 99.0, "y": 1.0, "z": 1.0, "temperature": 3.0}])
+    assert outside["updated_voxels"] == 0 and outside["bricks"].size == 0
+
+
+def test_brick_change_log_cursors_are_per_viewer():
+    log = BrickChangeLog((4, 4, 4))
+    log.mark(np.array([[0, 0, 0]]))
+    assert log.take("a")[0].tolist() == [[0, 0, 0]]
+    log.mark(np.array([[1, 1, 1]]))
+    assert log.take("a")[0].tolist() == [[1, 1, 1]]
+    bricks, full = log.take("b")
+    assert full and sorted(bricks.tolist()) == [[0, 0, 0], [1, 1, 1]]
+    log.reset()
+    bricks, full = log.take("a")
+    assert full and bricks.size == 0, "after a reset every viewer redraws (nothing marked yet)"
+    log.mark(np.array([[2, 2, 2]]))
+    assert log.take("a")[0].tolist() == [[2, 2, 2]]
+
+
+def test_publisher_stamps_wall_clock_and_counts():
+    servers = [f"memory://pub-{uuid.uuid4().hex[:8]}"]
+    pub = SimulationPublisher(servers, "sim", rate=100_000, builds=1, n_points=3000, n_defects=0)
+    pub.run()
+    assert pub.published == 3000 and pub.build_id == "sim-7"
+    parts = get_broker(servers).describe()["topics"]["sim"]
+    assert sum(end - start for start, end in parts) == 3000
+    with pytest.raises(ValueError, match="rate"):
+        SimulationPublisher(servers, "sim", rate=0)
+
+
+def test_cli_monitor_runs_and_stops(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("AMQADF_KAFKA", f"memory://cli-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("AMQADF_DATA_DIR", str(tmp_path))
+    assert cli_main(["monitor", "--seconds", "1.5", "--interval", "0.5", "--rate", "20000"]) == 0
+    out = capsys.readouterr().out
+    assert "monitoring am_qadf_monitoring" in out and "msgs" in out and "layer" in out
