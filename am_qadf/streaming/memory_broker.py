@@ -7,6 +7,7 @@ Values are stored as bytes so encoding and decoding behave exactly as with Kafka
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import zlib
@@ -16,7 +17,9 @@ from typing import Any
 __all__ = ["MemoryBroker", "Record", "get_broker", "is_memory_address", "DEFAULT_PARTITIONS"]
 
 DEFAULT_PARTITIONS = 3
-DEFAULT_RETENTION = 2_000_000  # records kept per partition before the oldest are dropped
+#: Records kept per partition before the oldest are dropped (about 350 MB of simulator
+#: messages); ``AMQADF_MEMORY_RETENTION`` overrides it.
+DEFAULT_RETENTION = int(os.environ.get("AMQADF_MEMORY_RETENTION", 1_000_000))
 
 _brokers: dict[str, MemoryBroker] = {}
 _brokers_lock = threading.Lock()
