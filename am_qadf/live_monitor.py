@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from am_qadf.monitoring.processors import default_processors
 from am_qadf.streaming import IncrementalProcessor, StreamingClient, StreamingConfig
 from am_qadf.streaming.brick_changes import BrickChangeLog
 from am_qadf.streaming.streaming_result import StreamingResult
+from am_qadf.streaming.timestamps import now_utc
 from am_qadf.streaming.voxel_processor import VoxelProcessor
 from am_qadf.voxelization.voxel_grid import VoxelGrid
 
@@ -53,6 +54,9 @@ class MonitorConfig:
     bbox_min: tuple[float, float, float] = (0.0, 0.0, 0.0)
     bbox_max: tuple[float, float, float] = (250.0, 250.0, 30.0)
     resolution: float = 0.5
+    #: Seconds of history kept in the embedded history file (None: keep everything;
+    #: a MongoDB deployment keeps its own retention policy).
+    history_retention_s: float | None = 1800.0
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.rate) or self.rate <= 0:
@@ -75,9 +79,15 @@ class MonitorConfig:
         )
         embedded = streaming.kafka_bootstrap_servers[0].startswith("memory://")
         simulate = env.get("AMQADF_SIMULATE", "1" if embedded else "0") not in ("0", "false", "no")
+        retention = env.get("AMQADF_HISTORY_RETENTION_S")
         return cls(
             streaming=streaming,
             simulate=simulate,
+            history_retention_s=(
+                float(retention)
+                if retention
+                else (1800.0 if streaming.mongodb_uri is None else None)
+            ),
             rate=float(env.get("AMQADF_RATE", 5000.0)),
             seed=int(env.get("AMQADF_SEED", 7)),
         )
@@ -98,6 +108,8 @@ class LiveMonitor:
         self.client = StreamingClient(cfg.streaming)
         self._lock = threading.Lock()
         self._publisher: Any = None
+        self._stopping = threading.Event()
+        self._retention_thread: threading.Thread | None = None
         self._last: dict[str, Any] = {"layer": None, "build_id": None, "timestamp": None}
         self._spc: dict[str, Any] = {}
         self._install_processors()
@@ -150,9 +162,34 @@ class LiveMonitor:
                 kafka_config=self.config.streaming.kafka_config,
             )
             self._publisher.start()
+        if self.config.history_retention_s and self._retention_thread is None:
+            self._stopping.clear()
+            self._retention_thread = threading.Thread(
+                target=self._expire_history, name="amqadf-retention", daemon=True
+            )
+            self._retention_thread.start()
+
+    def _expire_history(self) -> None:
+        """Delete history older than the retention, once a minute, off the consumer thread."""
+        while not self._stopping.wait(60.0):
+            storage = self.storage
+            if storage is None:
+                return
+            cutoff = now_utc() - timedelta(seconds=self.config.history_retention_s or 0)
+            try:
+                deleted = storage.delete_old_data(cutoff)
+            except Exception:
+                log.exception("expiring old history failed")
+                continue
+            if deleted:
+                log.info("expired %d history records older than %s", deleted, cutoff)
 
     def stop(self) -> None:
         """Stop publishing and consuming (offsets of processed messages are committed)."""
+        self._stopping.set()
+        if self._retention_thread is not None:
+            self._retention_thread.join(timeout=10)
+            self._retention_thread = None
         if self._publisher is not None:
             self._publisher.stop()
             self._publisher = None
