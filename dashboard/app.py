@@ -1,0 +1,45 @@
+"""``panel serve dashboard/app.py``: the dashboard on the embedded default, or on real
+servers when ``AMQADF_KAFKA`` / ``AMQADF_REDIS_URL`` / ``AMQADF_MONGO_URI`` /
+``AMQADF_TOPIC`` / ``AMQADF_RATE`` are set (same code path).
+
+Query arguments: ``?kiosk=1`` for the shop-floor layout, ``?period=1000`` to refresh
+less often (milliseconds).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Bokeh puts this script's folder first on sys.path, where dashboard/dashboard.py would
+# shadow the dashboard package: import the package from the project root instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+if str(_HERE.parent) not in sys.path:
+    sys.path.insert(0, str(_HERE.parent))
+
+import holoviews as hv  # noqa: E402
+import panel as pn  # noqa: E402
+
+from dashboard.dashboard import Dashboard  # noqa: E402
+from dashboard.pipeline_cache import get_monitor  # noqa: E402
+
+
+def _arg(name: str, default: str = "") -> str:
+    values = pn.state.session_args.get(name) if pn.state.session_args else None
+    return values[0].decode(errors="replace") if values else default
+
+
+kiosk = _arg("kiosk", "0").lower() in ("1", "true", "yes", "on")
+try:
+    period = max(100, min(60_000, int(_arg("period", "500"))))
+except ValueError:
+    period = 500
+
+pn.extension("vtk", "tabulator", notifications=True, reconnect=True, design="fast")
+hv.extension("bokeh", logo=False)
+pn.config.reconnect = True  # a screen left running for days re-attaches by itself
+
+Dashboard(monitor=get_monitor(), kiosk=kiosk, period_ms=period).servable(
+    title="AM-QADF Live" + (" · kiosk" if kiosk else "")
+)

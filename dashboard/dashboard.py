@@ -1,0 +1,303 @@
+"""The AM-QADF Live dashboard: every view of one monitoring pipeline, in one page.
+
+``Dashboard`` is a :class:`panel.viewable.Viewer`. Each browser session (or notebook
+output) gets its own views and ONE periodic callback that reads a snapshot of the
+shared pipeline and lets every view pull what changed; the callback stops, and the
+views release their change cursors and render window, when the session ends.
+
+In a notebook::
+
+    from dashboard import Dashboard
+    Dashboard.embedded()          # simulated build, in-process broker, embedded storage
+
+From a terminal: ``panel serve dashboard/app.py`` (``?kiosk=1`` for a shop-floor screen).
+
+>>> Dashboard.embedded().servable()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+import uuid
+from typing import Any
+
+import holoviews as hv
+import panel as pn
+import param
+
+from .alerts_view import AlertsView
+from .controls import Controls
+from .health_view import HealthView
+from .history_view import HistoryView
+from .kiosk import KioskStatus, Watchdog
+from .layer_map import LayerMap
+from .live_signals import LiveSignals
+from .pipeline_cache import get_monitor, monitor_config
+from .signals import LIVE_SIGNALS
+from .spc_view import SPCView
+from .theme import ACCENT, KIOSK_CSS_FILE, LOGO_FILE, STATE_COLORS, read_css
+from .view_base import MonitorView, html_pane
+from .voxel_view import VoxelView
+
+__all__ = ["Dashboard"]
+
+log = logging.getLogger(__name__)
+
+# Bokeh plots draw on 2D canvases: a browser allows only a handful of WebGL contexts
+# per page and the 3D view needs one (with WebGL plots it was lost, "context lost").
+hv.renderer("bokeh").webgl = False
+
+
+_CARD = {
+    "background": "var(--amq-card, #ffffff)",
+    "border": "1px solid var(--amq-line, #dde3e8)",
+    "border-radius": "8px",
+    "box-shadow": "0 1px 2px rgba(16, 24, 40, 0.06)",
+    "padding": "2px 8px 8px 8px",
+}
+
+
+def _card(title: str, body: Any, css: str, **kw: Any) -> pn.Column:
+    head = html_pane(f'<div class="amq-card-title">{html.escape(title)}</div>', margin=(0, 0, 4, 0))
+    return pn.Column(
+        head,
+        body,
+        css_classes=["amq-card", css],
+        styles=_CARD,
+        sizing_mode="stretch_both",
+        margin=6,
+        **kw,
+    )
+
+
+class Dashboard(pn.viewable.Viewer):
+    """Live signals, SPC, 3D voxels, layer map, alerts, controls, history and health.
+
+    Args:
+        monitor: the shared :class:`~am_qadf.live_monitor.LiveMonitor` (default: the
+            process-wide one from :func:`dashboard.pipeline_cache.get_monitor`).
+        kiosk: shop-floor layout (dark, large type, no controls, self-reloading).
+        period_ms: refresh period of this session.
+    """
+
+    monitor = param.Parameter(default=None)
+
+    kiosk = param.Boolean(default=False)
+
+    period_ms = param.Integer(default=500, bounds=(100, 60_000))
+
+    title = param.String(default="AM-QADF Live")
+
+    ticks = param.Integer(default=0, doc="Refreshes done by this session.")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.monitor is None:
+            self.monitor = get_monitor()
+        self.session_id = uuid.uuid4().hex[:12]
+        common = {"monitor": self.monitor, "kiosk": self.kiosk, "viewer_id": self.session_id}
+        live_signals = ["temperature", "melt_pool_area"] if self.kiosk else list(LIVE_SIGNALS)
+        self.live = LiveSignals(
+            **common,
+            window_seconds=30.0,
+            signals=live_signals,
+            plot_height=135 if self.kiosk else 112,
+        )
+        self.voxels = VoxelView(**common, update_seconds=2.0 if self.kiosk else 1.0)
+        self.layer_map = LayerMap(**common, update_seconds=2.0 if self.kiosk else 1.0)
+        self.alerts = AlertsView(**common, max_rows=12 if self.kiosk else 200)
+        self.views: list[MonitorView] = [self.live, self.voxels, self.layer_map, self.alerts]
+        if not self.kiosk:
+            self.spc = SPCView(**common)
+            self.controls = Controls(**common)
+            self.history = HistoryView(**common)
+            self.health = HealthView(**common)
+            self.views += [self.spc, self.controls, self.history, self.health]
+        else:
+            self.health = HealthView(**common)  # only its throughput figure is shown
+            self.views.append(self.health)
+            self.kiosk_status = KioskStatus()
+            self.watchdog = Watchdog()
+        self.header = html_pane("", css_classes=["amq-header-status"], sizing_mode="stretch_width")
+        self.timings: dict[str, float] = {}
+        self._callback: Any = None
+        self._closed = False
+
+    # -- construction helpers -----------------------------------------------------------
+    @classmethod
+    def embedded(cls, **params: Any) -> Dashboard:
+        """A ready dashboard on the embedded default (simulated build streamed over
+        ``memory://``, embedded storage; ``AMQADF_*`` variables still apply)."""
+        return cls(monitor=get_monitor(monitor_config()), **params)
+
+    # -- ticking ----------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Read one snapshot and let every view pull what changed (session thread)."""
+        if self._closed:
+            return
+        t_start = time.perf_counter()
+        snap = self.monitor.snapshot()
+        self.timings["snapshot"] = (time.perf_counter() - t_start) * 1e3
+        with pn.io.hold():  # one websocket message per tick instead of one per change
+            for view in self.views:
+                t0 = time.perf_counter()
+                try:
+                    view.refresh(snap)
+                except Exception:  # one broken view must not stop the others
+                    log.exception("refreshing %s failed", type(view).__name__)
+                self.timings[type(view).__name__] = (time.perf_counter() - t0) * 1e3
+            self._update_header(snap)
+            if self.kiosk:
+                self.kiosk_status.update(snap, self.health.throughput, self.live.latest_values())
+                self.watchdog.heartbeat += 1
+        self.ticks += 1
+        total = (time.perf_counter() - t_start) * 1e3
+        if total > 1000:
+            slow = ", ".join(f"{k} {v:.0f} ms" for k, v in self.timings.items() if v >= 20)
+            log.warning("session %s: refresh took %.0f ms (%s)", self.session_id, total, slow)
+
+    def _update_header(self, snap: dict[str, Any]) -> None:
+        state = str(snap.get("state", "stopped"))
+        color = STATE_COLORS.get(state, STATE_COLORS["stopped"])
+        layer = snap.get("current_layer")
+        msgs = int((snap.get("stats") or {}).get("messages_processed") or 0)
+        voxels = int(snap.get("occupied_voxels") or 0)
+        alerts = int(snap.get("alerts_active") or 0)
+        build = html.escape(str(snap.get("build_id") or "–"))
+        items = [
+            ("build", build, f"Build <b>{build}</b>"),
+            ("layer", "" if layer is None else int(layer),
+             f"Layer <b>{'–' if layer is None else int(layer)}</b>"),
+            ("state", html.escape(state),
+             f'<span class="amq-dot" style="background:{color}"></span>'
+             f"{html.escape(state.capitalize())}"),
+            ("msgs", msgs, f"<b>{msgs:,}</b> msgs"),
+            ("voxels", voxels, f"<b>{voxels:,}</b> voxels"),
+            ("alerts", alerts, f"<b>{alerts:,}</b> active alerts"),
+        ]  # fmt: skip
+        self.header.object = (
+            '<div class="amq-hdr">'
+            + "".join(
+                f'<span class="amq-hdr-item amq-hdr-{k}" data-{k}="{v}">{body}</span>'
+                for k, v, body in items
+            )
+            + "</div>"
+        )
+
+    def start(self) -> None:
+        """Start this session's periodic refresh (idempotent)."""
+        if self._callback is not None:
+            return
+        self._callback = pn.state.add_periodic_callback(self.tick, period=self.period_ms)
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.on_session_destroyed(lambda _ctx: self.stop())
+
+    def stop(self) -> None:
+        """Stop refreshing and release per-session resources."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+        for view in self.views:
+            try:
+                view.close()
+            except Exception:
+                log.exception("closing %s failed", type(view).__name__)
+
+    # -- layouts ----------------------------------------------------------------------------
+    def _overview(self) -> pn.viewable.Viewable:
+        grid = pn.GridSpec(sizing_mode="stretch_width", height=1000, css_classes=["amq-grid"])
+        grid[0:11, 0:5] = _card("Live signals · last 30 s", self.live, "amq-card-live")
+        grid[0:11, 5:12] = _card("Build so far · 3D voxels", self.voxels, "amq-card-voxels")
+        grid[11:20, 0:5] = _card("Layer map", self.layer_map, "amq-card-layer")
+        grid[11:20, 5:12] = _card("Alerts", self.alerts, "amq-card-alerts")
+        return grid
+
+    def _main(self) -> pn.viewable.Viewable:
+        tabs = pn.Tabs(
+            ("Overview", self._overview()),
+            ("SPC", pn.Column(self.spc, height=720, sizing_mode="stretch_width")),
+            ("History", self.history),
+            ("Health", self.health),
+            dynamic=False,  # the 3D pane must not be torn down on every tab switch
+            sizing_mode="stretch_width",
+            css_classes=["amq-tabs"],
+        )
+        return tabs
+
+    def _sidebar(self) -> list[Any]:
+        about = html_pane(
+            '<div class="amq-about">Data flow: machine → Kafka → streaming client → '
+            "voxel grid, SPC, alerts → this page. Each session reads snapshots; pause, "
+            "replay and history queries call the library directly.</div>"
+        )
+        return [
+            html_pane('<div class="amq-side-title">Pipeline</div>'),
+            self.controls,
+            html_pane('<div class="amq-side-title">Connections</div>'),
+            self.health.summary(),
+            about,
+        ]
+
+    def _kiosk_body(self) -> pn.viewable.Viewable:
+        grid = pn.GridSpec(sizing_mode="stretch_width", height=800, css_classes=["amq-kiosk-grid"])
+        grid[0:12, 0:5] = _card("Live signals · last 30 s", self.live, "amq-card-live")
+        grid[0:12, 5:12] = _card("Build so far", self.voxels, "amq-card-voxels")
+        grid[12:20, 0:5] = _card("Current layer", self.layer_map, "amq-card-layer")
+        grid[12:20, 5:12] = _card("Active alerts", self.alerts, "amq-card-alerts")
+        return pn.Column(
+            self.kiosk_status.pane,
+            grid,
+            self.watchdog,
+            sizing_mode="stretch_width",
+            css_classes=["amq-kiosk"],
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        self.start()
+        if self.kiosk:
+            return self._kiosk_body()
+        return pn.Column(
+            self.header,
+            pn.Row(pn.Column(*self._sidebar(), width=300), self._main()),
+            sizing_mode="stretch_width",
+        )
+
+    def template(self) -> pn.template.BaseTemplate:
+        """The page: a FastListTemplate with the pipeline status in the header."""
+        self.start()
+        css = read_css() + ("\n" + read_css(KIOSK_CSS_FILE) if self.kiosk else "")
+        common = {
+            "title": self.title,
+            "logo": str(LOGO_FILE) if LOGO_FILE.exists() else None,
+            "favicon": str(LOGO_FILE) if LOGO_FILE.exists() else None,
+            "header_background": "#0b1f2a" if self.kiosk else ACCENT,
+            "raw_css": [css] if css else [],
+        }
+        if self.kiosk:
+            return pn.template.FastListTemplate(
+                main=[self._kiosk_body()],
+                theme="dark",
+                theme_toggle=False,
+                collapsed_sidebar=True,
+                main_layout=None,
+                main_max_width="",
+                **common,
+            )
+        return pn.template.FastListTemplate(
+            main=[self._main()],
+            sidebar=self._sidebar(),
+            header=[self.header],
+            sidebar_width=300,
+            main_layout=None,
+            theme_toggle=False,
+            **common,
+        )
+
+    def servable(self, title: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        """Serve the templated page (``panel serve``)."""
+        return self.template().servable(title=title)

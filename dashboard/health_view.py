@@ -1,0 +1,219 @@
+"""Health: throughput, latency, consumer lag, errors, dead letters, buffer use and the
+connection state of the broker (Kafka or the in-process one), Redis and MongoDB.
+
+Everything comes from :meth:`LiveMonitor.snapshot` (statistics and health of the
+streaming client) plus the signal buffers' own statistics. Throughput is measured
+between two ticks (messages processed per second now, not since start).
+
+>>> connection_rows({"broker": "memory", "bootstrap_servers": ["memory://"],
+...                  "consumer_state": "running", "storage": None})[0]["state"]
+'ok'
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+
+import panel as pn
+import param
+
+from .view_base import MonitorView, html_pane
+
+__all__ = ["HealthView", "connection_rows"]
+
+
+def connection_rows(health: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per external system: name, backend, state (ok / down / off), detail."""
+    rows = []
+    broker = health.get("broker", "kafka")
+    servers = ", ".join(health.get("bootstrap_servers") or [])
+    consumer = str(health.get("consumer_state", ""))
+    rows.append(
+        {
+            "system": "Kafka",
+            "backend": "in-process broker" if broker == "memory" else "Kafka",
+            "state": "ok" if consumer in ("running", "paused") else "down",
+            "detail": f"{servers} · consumer {consumer}",
+        }
+    )
+    st = health.get("storage") or {}
+    cache = st.get("cache_backend")
+    rows.append(
+        {
+            "system": "Redis",
+            "backend": {"redis": "Redis", "memory": "in-process cache"}.get(
+                cache, str(cache or "off")
+            ),
+            "state": "off" if not st else ("ok" if st.get("cache_ok") else "down"),
+            "detail": (
+                f"{st.get('cache_writes', 0):,} writes, {st.get('cache_failures', 0):,} failures"
+                if st
+                else "cache disabled"
+            ),
+        }
+    )
+    hist = st.get("history_backend")
+    rows.append(
+        {
+            "system": "MongoDB",
+            "backend": {"mongodb": "MongoDB", "sqlite": "embedded history file"}.get(
+                hist, str(hist or "off")
+            ),
+            "state": "off" if not st else ("ok" if st.get("history_ok") else "down"),
+            "detail": (
+                f"{st.get('documents_inserted', 0):,} stored, {st.get('spooled', 0):,} spooled"
+                if st
+                else "history disabled"
+            ),
+        }
+    )
+    return rows
+
+
+class HealthView(MonitorView):
+    """Pipeline figures as number indicators and a connection table."""
+
+    throughput = param.Number(default=0.0, doc="Messages per second between the last two ticks.")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        size = "28pt" if not self.kiosk else "34pt"
+        title = "11pt"
+
+        def number(name: str, fmt: str, css: str, **kw: Any) -> pn.indicators.Number:
+            return pn.indicators.Number(
+                name=name,
+                value=0,
+                format=fmt,
+                font_size=size,
+                title_size=title,
+                css_classes=["amq-number", css],
+                **kw,
+            )
+
+        self.n_rate = number("Throughput (msg/s)", "{value:,.0f}", "amq-h-rate")
+        self.n_latency = number(
+            "Batch latency (ms)",
+            "{value:,.1f}",
+            "amq-h-latency",
+            colors=[(50, "#2f9e44"), (200, "#f5a524"), (1e12, "#e5484d")],
+        )
+        self.n_lag = number(
+            "Consumer lag (msgs)",
+            "{value:,.0f}",
+            "amq-h-lag",
+            colors=[(5000, "#2f9e44"), (50000, "#f5a524"), (1e12, "#e5484d")],
+        )
+        self.n_errors = number(
+            "Errors", "{value:,.0f}", "amq-h-errors", colors=[(0.5, "#2f9e44"), (1e12, "#e5484d")]
+        )
+        self.n_dead = number(
+            "Dead-lettered",
+            "{value:,.0f}",
+            "amq-h-dead",
+            colors=[(0.5, "#2f9e44"), (1e12, "#f5a524")],
+        )
+        self.n_buffer = number("Buffer use (%)", "{value:,.0f}", "amq-h-buffer")
+        self.n_total = number("Messages processed", "{value:,.0f}", "amq-h-total")
+        self.connections = html_pane(
+            "", sizing_mode="stretch_width", css_classes=["amq-connections"]
+        )
+        self.compact = html_pane(
+            "", sizing_mode="stretch_width", css_classes=["amq-connections-compact"]
+        )
+        self.detail = html_pane("", sizing_mode="stretch_width", css_classes=["amq-health-detail"])
+        self._last: tuple[float, int] | None = None
+
+    def refresh(self, snapshot: dict[str, Any]) -> None:
+        stats = snapshot.get("stats") or {}
+        processed = int(stats.get("messages_processed", 0))
+        now = time.monotonic()
+        if self._last is not None and now > self._last[0]:
+            rate = max(0, processed - self._last[1]) / (now - self._last[0])
+            self.throughput = 0.7 * self.throughput + 0.3 * rate if self.throughput else rate
+        self._last = (now, processed)
+        self.n_rate.value = round(self.throughput)
+        self.n_latency.value = float(stats.get("average_latency_ms") or 0.0)
+        self.n_lag.value = int(stats.get("consumer_lag") or 0)
+        self.n_errors.value = int(stats.get("errors") or 0)
+        self.n_dead.value = int(stats.get("dead_lettered") or 0)
+        self.n_total.value = processed
+        self.n_buffer.value = self._buffer_use()
+        health = snapshot.get("health") or {}
+        self.connections.object = self._connections_html(health)
+        figures = (
+            ("throughput", f"{self.throughput:,.0f} msg/s"),
+            ("batch latency", f"{self.n_latency.value:,.1f} ms"),
+            ("consumer lag", f"{self.n_lag.value:,}"),
+            ("errors / dead letters", f"{self.n_errors.value:,} / {self.n_dead.value:,}"),
+            ("buffer use", f"{self.n_buffer.value:,.0f} %"),
+        )
+        self.compact.object = self._compact_html(health) + (
+            '<table class="amq-conn-table amq-figures"><tbody>'
+            + "".join(f'<tr><td>{k}</td><td class="amq-fig">{v}</td></tr>' for k, v in figures)
+            + "</tbody></table>"
+        )
+        last_error = stats.get("last_error")
+        self.detail.object = (
+            f"max batch latency {float(stats.get('max_latency_ms') or 0):,.1f} ms · "
+            "mean throughput since start "
+            f"{float(stats.get('throughput_messages_per_sec') or 0):,.0f} msg/s"
+            + (" · <b>back-pressure: storage is behind</b>" if stats.get("backpressure") else "")
+            + (f" · last error: <code>{html.escape(str(last_error))}</code>" if last_error else "")
+        )
+
+    def _buffer_use(self) -> float:
+        use = [
+            b.get_buffer_statistics()["utilization_percent"]
+            for b in self.monitor.client.buffers.values()
+        ]
+        return max(use) if use else 0.0
+
+    @staticmethod
+    def _connections_html(health: dict[str, Any]) -> str:
+        rows = "".join(
+            f'<tr class="amq-conn amq-conn-{r["system"].lower()}" data-state="{r["state"]}">'
+            f'<td><span class="amq-dot amq-dot-{r["state"]}"></span>{html.escape(r["system"])}</td>'
+            f'<td>{html.escape(r["backend"])}</td><td class="amq-conn-state">{r["state"]}</td>'
+            f"<td>{html.escape(r['detail'])}</td></tr>"
+            for r in connection_rows(health)
+        )
+        return (
+            '<table class="amq-conn-table"><thead><tr><th>System</th><th>Backend</th>'
+            f"<th>State</th><th>Detail</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+
+    @staticmethod
+    def _compact_html(health: dict[str, Any]) -> str:
+        rows = "".join(
+            f'<tr class="amq-conn amq-conn-{r["system"].lower()}" data-state="{r["state"]}">'
+            f'<td><span class="amq-dot amq-dot-{r["state"]}"></span>{html.escape(r["system"])}</td>'
+            f"<td>{html.escape(r['backend'])}</td>"
+            f'<td class="amq-conn-state">{r["state"]}</td></tr>'
+            for r in connection_rows(health)
+        )
+        return f'<table class="amq-conn-table"><tbody>{rows}</tbody></table>'
+
+    def summary(self) -> pn.viewable.Viewable:
+        """Compact connection states (system, backend, state) for the sidebar."""
+        return self.compact
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            pn.FlexBox(
+                self.n_rate,
+                self.n_latency,
+                self.n_lag,
+                self.n_errors,
+                self.n_dead,
+                self.n_buffer,
+                self.n_total,
+                css_classes=["amq-numbers"],
+            ),
+            self.connections,
+            self.detail,
+            sizing_mode="stretch_width",
+            css_classes=["amq-health-view"],
+        )

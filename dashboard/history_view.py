@@ -1,0 +1,257 @@
+"""History: query stored messages by time range, build, layer and signal value; show
+them as a table and a plot, and download them as CSV.
+
+Queries go to :meth:`LiveMonitor.query_history` (MongoDB or the embedded history file);
+filters are built from the widgets only (field comparisons, never free text), so an
+operator cannot send operators the storage refuses.
+
+>>> history_filters(build_id="sim-7", layers=(2, 4), signal="temperature",
+...                 value_range=(1800.0, None))
+{'build_id': 'sim-7', 'layer': {'$gte': 2, '$lte': 4}, 'temperature': {'$gte': 1800.0}}
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from .signals import SIGNALS, signal_info
+from .theme import SIGNAL_COLORS
+from .view_base import MonitorView, html_pane
+
+__all__ = ["HistoryView", "history_filters"]
+
+log = logging.getLogger(__name__)
+
+_PLOT_POINTS = 5000
+
+
+def history_filters(
+    *,
+    build_id: str | None = None,
+    layers: tuple[int | None, int | None] | None = None,
+    signal: str | None = None,
+    value_range: tuple[float | None, float | None] | None = None,
+) -> dict[str, Any]:
+    """MongoDB-style filters for :meth:`LiveMonitor.query_history` from widget values."""
+    out: dict[str, Any] = {}
+    if build_id:
+        out["build_id"] = build_id
+    for field, rng in (("layer", layers), (signal, value_range)):
+        if not field or rng is None:
+            continue
+        cond = {}
+        if rng[0] is not None:
+            cond["$gte"] = rng[0]
+        if rng[1] is not None:
+            cond["$lte"] = rng[1]
+        if cond:
+            out[field] = cond
+    return out
+
+
+def _naive_utc(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+class HistoryView(MonitorView):
+    """Time-range / build / layer / signal query with table, plot and CSV download."""
+
+    limit = param.Integer(default=20_000, bounds=(1, 1_000_000), doc="Most rows one query returns.")
+
+    rows = param.Integer(default=0, doc="Rows returned by the latest query.")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        now = _naive_utc(datetime.now(UTC))
+        self.time_range = pn.widgets.DatetimeRangePicker(
+            name="Time range (UTC)",
+            value=(now - timedelta(minutes=2), now + timedelta(minutes=1)),
+            width=330,
+            css_classes=["amq-history-range"],
+        )
+        self.build = pn.widgets.TextInput(
+            name="Build id", placeholder="any build", width=140, css_classes=["amq-history-build"]
+        )
+        self.layer_from = pn.widgets.IntInput(name="Layer from", value=None, width=95, start=0)
+        self.layer_to = pn.widgets.IntInput(name="Layer to", value=None, width=95, start=0)
+        self.signal = pn.widgets.Select(
+            name="Signal",
+            options={v.label: k for k, v in SIGNALS.items()},
+            value="temperature",
+            width=190,
+            css_classes=["amq-history-signal"],
+        )
+        self.value_min = pn.widgets.FloatInput(name="Value ≥", value=None, width=100)
+        self.value_max = pn.widgets.FloatInput(name="Value ≤", value=None, width=100)
+        self.run = pn.widgets.Button(
+            name="Run query", button_type="primary", css_classes=["amq-history-run"], width=120
+        )
+        self.last_minutes = pn.widgets.Button(
+            name="Last minute", button_type="light", css_classes=["amq-history-recent"], width=110
+        )
+        self.run.on_click(lambda _: self.query())
+        self.last_minutes.on_click(lambda _: self._recent())
+        self.download = pn.widgets.FileDownload(
+            callback=self._csv,
+            filename="amqadf_history.csv",
+            label="Download CSV",
+            button_type="success",
+            disabled=True,
+            embed=False,
+            css_classes=["amq-history-csv"],
+            width=150,
+        )
+        self.info = html_pane(
+            "Choose a time range and press <b>Run query</b>.",
+            sizing_mode="stretch_width",
+            css_classes=["amq-history-info"],
+        )
+        self.table = pn.widgets.Tabulator(
+            pd.DataFrame(),
+            pagination="remote",
+            page_size=15,
+            disabled=True,
+            show_index=False,
+            sizing_mode="stretch_width",
+            height=470,
+            css_classes=["amq-history-table"],
+        )
+        self.plot = pn.pane.HoloViews(
+            None, sizing_mode="stretch_width", height=300, css_classes=["amq-history-plot"]
+        )
+        self._frame = pd.DataFrame()
+        self._pending: tuple | None = None
+        self._result: tuple | None = None
+
+    def _recent(self) -> None:
+        now = _naive_utc(datetime.now(UTC))
+        self.time_range.value = (now - timedelta(minutes=1), now + timedelta(seconds=5))
+        self.query()
+
+    def _spec(self) -> tuple[datetime, datetime, dict[str, Any]]:
+        start, end = self.time_range.value
+        filters = history_filters(
+            build_id=self.build.value.strip() or None,
+            layers=(self.layer_from.value, self.layer_to.value),
+            signal=self.signal.value,
+            value_range=(self.value_min.value, self.value_max.value),
+        )
+        return start.replace(tzinfo=UTC), end.replace(tzinfo=UTC), filters
+
+    def query(self) -> None:
+        """Run the query described by the widgets in the background (a long time range
+        must not freeze the page); the next tick shows the result."""
+        if self._pending is not None:
+            return
+        spec = self._spec()
+        self._pending = spec
+        self.run.disabled = True
+        self.info.object = '<span class="amq-history-busy">Running query…</span>'
+
+        def work() -> None:
+            try:
+                self._result = (spec, self.query_now(*spec), None)
+            except Exception as exc:  # shown on the next tick
+                self._result = (spec, None, exc)
+
+        threading.Thread(target=work, name="amqadf-history", daemon=True).start()
+
+    def query_now(
+        self, start: datetime, end: datetime, filters: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Query the history synchronously and return it as a DataFrame (no UI change)."""
+        docs = self.monitor.query_history(start, end, filters or None, limit=self.limit)
+        df = pd.DataFrame(docs)
+        if "_id" in df:
+            df = df.drop(columns="_id")
+        if "timestamp" in df:
+            df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True).dt.tz_localize(None)
+        return df
+
+    def refresh(self, snapshot: dict[str, Any]) -> None:
+        if self._result is None:
+            return
+        (start, end, filters), df, error = self._result
+        self._result = self._pending = None
+        self.run.disabled = False
+        if error is not None or df is None:
+            self.info.object = f'<span class="amq-error">Query failed: {_esc(error)}</span>'
+            return
+        self._frame = df
+        self.rows = len(df)
+        self.table.value = df
+        self.download.disabled = df.empty
+        self._plot(df)
+        more = " (limit reached)" if len(df) >= self.limit else ""
+        self.info.object = (
+            f'<span class="amq-history-rows" data-rows="{len(df)}">{len(df):,} rows{more}</span>'
+            f" · {start:%Y-%m-%d %H:%M:%S} – {end:%H:%M:%S} UTC · filters: "
+            f"<code>{_esc(filters) if filters else 'none'}</code>"
+        )
+
+    def _plot(self, df: pd.DataFrame) -> None:
+        sig = self.signal.value
+        if df.empty or sig not in df or "timestamp" not in df:
+            self.plot.object = None
+            return
+        step = max(1, int(np.ceil(len(df) / _PLOT_POINTS)))
+        d = df.iloc[::step][["timestamp", sig]]
+        info = signal_info(sig)
+        self.plot.object = hv.Scatter(
+            d,
+            kdims=[hv.Dimension("timestamp", label="time (UTC)")],
+            vdims=[hv.Dimension(sig, label=info.label, unit=info.unit or None)],
+        ).opts(
+            responsive=True,
+            height=300,
+            size=3,
+            alpha=0.6,
+            color=SIGNAL_COLORS.get(sig, "#495057"),
+            title=f"{info.title}: {len(df):,} rows"
+            + (f" (every {step}th shown)" if step > 1 else ""),
+            show_grid=True,
+            tools=["hover"],
+        )
+
+    def _csv(self) -> io.StringIO:
+        buf = io.StringIO()
+        self._frame.to_csv(buf, index=False)
+        buf.seek(0)
+        return buf
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        form = pn.Row(
+            self.time_range,
+            self.last_minutes,
+            self.build,
+            self.layer_from,
+            self.layer_to,
+            self.signal,
+            self.value_min,
+            self.value_max,
+            sizing_mode="stretch_width",
+            css_classes=["amq-history-form"],
+        )
+        return pn.Column(
+            form,
+            pn.Row(self.run, self.download, self.info, sizing_mode="stretch_width"),
+            self.plot,
+            self.table,
+            sizing_mode="stretch_width",
+            css_classes=["amq-history-view"],
+        )
+
+
+def _esc(v: Any) -> str:
+    return html.escape(str(v))

@@ -1,0 +1,89 @@
+"""Kiosk mode (``?kiosk=1``): a full-screen dark layout for a shop-floor screen.
+
+No controls, large type, and two layers of self-healing for a screen left running for
+days: Panel's own websocket re-connection (``pn.config.reconnect``), and a
+:class:`Watchdog` in the page that reloads it once the server answers again if no
+heartbeat arrived for ``timeout_s`` (server restarted, session expired, laptop lid
+closed overnight...).
+
+>>> Watchdog(heartbeat=3).timeout_s
+45
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import param
+from panel.custom import JSComponent
+
+from .signals import signal_info
+from .theme import STATE_COLORS
+from .view_base import html_pane
+
+__all__ = ["KioskStatus", "Watchdog"]
+
+
+class Watchdog(JSComponent):
+    """Invisible component: reloads the page when heartbeats stop and the server is back."""
+
+    heartbeat = param.Integer(default=0, doc="Incremented by the server on every tick.")
+
+    timeout_s = param.Integer(default=45, bounds=(5, None))
+
+    _esm = """
+    export function render({ model, el }) {
+      let last = Date.now()
+      model.on('heartbeat', () => { last = Date.now() })
+      el.style.display = 'none'
+      const timer = setInterval(async () => {
+        if (Date.now() - last < model.timeout_s * 1000) return
+        try {
+          const r = await fetch(window.location.href, { cache: 'no-store' })
+          if (r.ok) window.location.reload()
+        } catch (e) { /* server still away: try again later */ }
+      }, 5000)
+      return () => clearInterval(timer)
+    }
+    """
+
+
+class KioskStatus:
+    """Big status tiles: build, layer, state, throughput, alerts and latest readings."""
+
+    def __init__(self) -> None:
+        self.pane = html_pane("", css_classes=["amq-kiosk-status"], sizing_mode="stretch_width")
+        self._last: tuple[float, int] | None = None
+
+    def update(self, snapshot: dict[str, Any], rate: float, latest: dict[str, float]) -> None:
+        state = str(snapshot.get("state", "stopped"))
+        color = STATE_COLORS.get(state, STATE_COLORS["stopped"])
+        layer = snapshot.get("current_layer")
+        tiles = [
+            ("Build", html.escape(str(snapshot.get("build_id") or "–")), "amq-k-build"),
+            ("Layer", "–" if layer is None else f"{int(layer):,}", "amq-k-layer"),
+            (
+                "State",
+                f'<span class="amq-dot" style="background:{color}"></span>'
+                f"{html.escape(state.capitalize())}",
+                "amq-k-state",
+            ),
+            ("Throughput", f"{rate:,.0f}<small> msg/s</small>", "amq-k-rate"),
+            ("Active alerts", f"{int(snapshot.get('alerts_active') or 0):,}", "amq-k-alerts"),
+        ]
+        temp = latest.get("temperature")
+        if temp is not None:
+            info = signal_info("temperature")
+            tiles.append(
+                (info.short_label, f"{info.fmt(temp)}<small> {info.unit}</small>", "amq-k-sig")
+            )
+        self.pane.object = (
+            '<div class="amq-kiosk-tiles">'
+            + "".join(
+                f'<div class="amq-tile {css}"><div class="amq-tile-label">{label}</div>'
+                f'<div class="amq-tile-value">{value}</div></div>'
+                for label, value, css in tiles
+            )
+            + "</div>"
+        )

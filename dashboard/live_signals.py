@@ -1,0 +1,275 @@
+"""Live signals: the last N seconds of melt-pool temperature, area, power and speed.
+
+Each tick reads, per signal, only the rows that arrived since the previous tick from
+the pipeline's signal buffer, folds them into fixed time bins (min and max of each
+bin, so a one-sample spike is never averaged away) and sends just those rows to a
+``hv.streams.Buffer``; Bokeh then streams them to the browser. SPC lines (centre and
+centre ± 3σ of the baseline the SPC processor learned) and the alarm thresholds are
+drawn as ``hv.HLine``.
+
+>>> import numpy as np
+>>> t = np.array([0.0, 0.25, 0.5, 1.25, 1.5, 2.75])
+>>> v = np.array([1.0, 5.0, 3.0, 3.0, np.nan, 9.0])
+>>> tb, lo, hi, mean = minmax_bins(t, v, 1.0)
+>>> tb.tolist(), lo.tolist(), hi.tolist(), mean.tolist()
+([0.5, 1.5, 2.5], [1.0, 3.0, 9.0], [5.0, 3.0, 9.0], [3.0, 3.0, 9.0])
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from .signals import LIVE_SIGNALS, signal_info
+from .theme import SIGNAL_COLORS
+from .view_base import MonitorView, html_pane
+
+__all__ = ["LiveSignals", "minmax_bins"]
+
+
+def _empty_frame(name: str) -> pd.DataFrame:
+    cols = {"time": pd.Series(dtype="datetime64[ns]")}
+    for c in (name, f"{name}_min", f"{name}_max"):
+        cols[c] = pd.Series(dtype="float64")
+    return pd.DataFrame(cols)
+
+
+def minmax_bins(
+    t: np.ndarray, v: np.ndarray, width: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Min, max and mean of ``v`` per time bin ``[k * width, (k + 1) * width)``.
+
+    ``t`` (seconds, ascending) and ``v`` are 1-D. Returns the centres of the non-empty
+    bins and the NaN-ignoring min, max and mean of each (NaN where a bin held only NaN).
+    """
+    if t.size == 0:
+        empty = np.empty(0)
+        return empty, empty, empty, empty
+    b = np.floor(t / width).astype(np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], b[1:] != b[:-1])))
+    finite = np.isfinite(v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.fmin.reduceat(v, starts)
+        hi = np.fmax.reduceat(v, starts)
+        total = np.add.reduceat(np.where(finite, v, 0.0), starts)
+        mean = total / np.add.reduceat(finite.astype(np.int64), starts)
+    return (b[starts] + 0.5) * width, lo, hi, mean
+
+
+def _epoch_seconds(times: list[datetime]) -> np.ndarray:
+    return np.fromiter((x.timestamp() for x in times), dtype=np.float64, count=len(times))
+
+
+def _to_datetime64(seconds: np.ndarray) -> np.ndarray:
+    """Epoch seconds as naive UTC ``datetime64[ns]`` (what Bokeh's datetime axis wants)."""
+    return (seconds * 1e9).astype("int64").astype("datetime64[ns]")
+
+
+_TIME = hv.Dimension("time", label="time (UTC)")
+
+
+class _SignalTrace:
+    """The streamed trace of one signal: a time cursor, a Buffer and SPC lines."""
+
+    def __init__(self, name: str, length: int) -> None:
+        self.name = name
+        self.cursor: float | None = None  # end (epoch s) of the last bin sent
+        self.buffer = hv.streams.Buffer(_empty_frame(name), length=length, index=False)
+        self.spc = hv.streams.Pipe(data=(np.nan, np.nan, np.nan))
+        self.last_value = np.nan
+
+    def reset(self) -> None:
+        self.cursor = None
+        self.buffer.clear()
+        self.last_value = np.nan
+
+
+class LiveSignals(MonitorView):
+    """Streaming plots of the last ``window_seconds`` of each signal, with SPC limits.
+
+    >>> view = LiveSignals(monitor=None, signals=["temperature"])  # doctest: +SKIP
+    >>> view.refresh(monitor.snapshot())  # doctest: +SKIP
+    """
+
+    signals = param.List(default=list(LIVE_SIGNALS), item_type=str, doc="Signals to plot.")
+
+    window_seconds = param.Number(default=30.0, bounds=(2.0, 600.0), doc="Visible time span.")
+
+    bin_seconds = param.Number(
+        default=0.1, bounds=(0.001, 10.0), doc="Time bin of the min/max envelope."
+    )
+
+    plot_height = param.Integer(default=112, bounds=(60, 800))
+
+    update_seconds = param.Number(
+        default=1.0, bounds=(0.0, 60.0), doc="Minimum time between two plot updates."
+    )
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        length = int(np.ceil(2 * self.window_seconds / self.bin_seconds)) + 4
+        self._traces = {s: _SignalTrace(s, length) for s in self.signals}
+        self._latest = html_pane("", css_classes=["amq-live-latest"], sizing_mode="stretch_width")
+        self._plots = self._make_plots()
+        self._last_time = 0.0
+
+    # -- plots ---------------------------------------------------------------------------
+    def _make_plots(self) -> pn.viewable.Viewable:
+        height = self.plot_height
+        extra = (
+            {"fontsize": {"title": "14pt", "labels": "13pt", "ticks": "12pt"}} if self.kiosk else {}
+        )
+        panels = []
+        for i, (name, trace) in enumerate(self._traces.items()):
+            info = signal_info(name)
+            vdim = hv.Dimension(name, label=info.label, unit=info.unit or None)
+            color = SIGNAL_COLORS.get(name, "#495057")
+
+            def trace_plot(
+                data: pd.DataFrame,
+                _vdim: hv.Dimension = vdim,
+                _name: str = name,
+                _color: str = color,
+            ) -> hv.Overlay:
+                band = hv.Area(data, kdims=[_TIME], vdims=[f"{_name}_min", f"{_name}_max"])
+                mean = hv.Curve(data, kdims=[_TIME], vdims=[_vdim])
+                return band.opts(color=_color, alpha=0.25, line_alpha=0) * mean.opts(
+                    color=_color, line_width=1.4
+                )
+
+            lines = hv.DynamicMap(self._spc_lines, streams=[trace.spc])
+            alarms = [
+                hv.HLine(y).opts(color="#e5484d", line_dash="dotted", line_width=1.5)
+                for y in (info.low, info.high)
+                if y is not None
+            ]
+            overlay = hv.DynamicMap(trace_plot, streams=[trace.buffer])
+            for a in alarms:
+                overlay = overlay * a
+            overlay = (overlay * lines).opts(
+                hv.opts.Overlay(
+                    responsive=True,
+                    height=height + (28 if i == len(self._traces) - 1 else 0),
+                    ylabel=f"{info.short_label} ({info.unit})" if info.unit else info.short_label,
+                    show_grid=True,
+                    toolbar=None if self.kiosk else "right",
+                    default_tools=[] if self.kiosk else ["pan", "wheel_zoom", "reset"],
+                    active_tools=[],
+                    xaxis="bottom" if i == len(self._traces) - 1 else None,
+                    **extra,
+                    framewise=True,
+                    axiswise=True,
+                    shared_axes=True,
+                    min_height=60,
+                )
+            )
+            panels.append(overlay)
+        layout = (
+            hv.Layout(panels)
+            .cols(1)
+            .opts(shared_axes=True, merge_tools=True, toolbar=None if self.kiosk else "above")
+        )
+        return pn.pane.HoloViews(
+            layout,
+            sizing_mode="stretch_both",
+            css_classes=["amq-live-plots"],
+            linked_axes=True,
+            **({"theme": "dark_minimal"} if self.kiosk else {}),
+        )
+
+    @staticmethod
+    def _spc_lines(data: tuple[float, float, float]) -> hv.Overlay:
+        center, lcl, ucl = data
+        return (
+            hv.HLine(center).opts(color="#343a40", line_width=1, alpha=0.8)
+            * hv.HLine(lcl).opts(color="#f5a524", line_dash="dashed", line_width=1.5)
+            * hv.HLine(ucl).opts(color="#f5a524", line_dash="dashed", line_width=1.5)
+        )
+
+    # -- data ----------------------------------------------------------------------------
+    def refresh(self, snapshot: dict[str, Any]) -> None:
+        mon = self.monitor
+        if mon is None or time.monotonic() - self._last_time < self.update_seconds:
+            return
+        self._last_time = time.monotonic()
+        spc = (mon.spc_state() or {}).get("signals", {})
+        for name, trace in self._traces.items():
+            self._pull(trace)
+            s = spc.get(name) or {}
+            center, sigma = s.get("center"), s.get("sigma")
+            lines = (np.nan, np.nan, np.nan)
+            if center is not None and sigma is not None and s.get("status") != "baseline":
+                lines = (center, center - 3 * sigma, center + 3 * sigma)
+            if lines != trace.spc.data and not (np.isnan(lines[0]) and np.isnan(trace.spc.data[0])):
+                trace.spc.send(lines)
+        self._latest.object = self._latest_html()
+
+    def _pull(self, trace: _SignalTrace) -> None:
+        try:
+            buf = self.monitor.client.get_buffer(trace.name)
+        except KeyError:  # no message carried this signal yet
+            return
+        newest = buf.get_buffer_statistics()["newest_timestamp"]
+        if newest is None:
+            return
+        t_new = newest.timestamp()
+        width = self.bin_seconds
+        if trace.cursor is not None and t_new < trace.cursor - 1.0:
+            trace.reset()  # the pipeline replays from the beginning: start over
+        if trace.cursor is None:
+            trace.cursor = np.floor((t_new - self.window_seconds) / width) * width
+        complete_end = np.floor(t_new / width) * width  # the newest bin is still filling
+        if complete_end <= trace.cursor:
+            return
+        span = min(t_new - trace.cursor, self.window_seconds) + width
+        values, times, _ = buf.get_time_window(span)
+        if len(times) == 0:
+            return
+        t = _epoch_seconds(times)
+        v = np.asarray(values, dtype=np.float64).reshape(len(times), -1)[:, 0]
+        keep = (t >= trace.cursor) & (t < complete_end)
+        tb, lo, hi, mean = minmax_bins(t[keep], v[keep], width)
+        trace.cursor = complete_end
+        finite = v[np.isfinite(v)]
+        if finite.size:
+            trace.last_value = float(finite[-1])
+        if tb.size == 0:
+            return
+        name = trace.name
+        trace.buffer.send(
+            pd.DataFrame(
+                {"time": _to_datetime64(tb), name: mean, f"{name}_min": lo, f"{name}_max": hi}
+            )
+        )
+
+    def _latest_html(self) -> str:
+        cells = []
+        for name, trace in self._traces.items():
+            info = signal_info(name)
+            color = SIGNAL_COLORS.get(name, "#495057")
+            cells.append(
+                f'<div class="amq-latest-cell" style="border-left-color:{color}">'
+                f'<span class="amq-latest-label">{info.short_label}</span>'
+                f'<span class="amq-latest-value">{info.fmt(trace.last_value)}'
+                f" <small>{info.unit}</small></span></div>"
+            )
+        return '<div class="amq-latest">' + "".join(cells) + "</div>"
+
+    def latest_values(self) -> dict[str, float]:
+        """The newest value of each plotted signal (NaN before any data)."""
+        return {name: trace.last_value for name, trace in self._traces.items()}
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            self._latest,
+            self._plots,
+            sizing_mode="stretch_both",
+            css_classes=["amq-live-signals"],
+        )

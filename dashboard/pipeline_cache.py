@@ -1,0 +1,76 @@
+"""One monitoring pipeline per server process, shared by every browser session.
+
+The pipeline (a :class:`~am_qadf.live_monitor.LiveMonitor`) lives in ``pn.state.cache``
+and is started the first time a session asks for it. Sessions only read from it, on
+their own periodic callback; the consumer thread never touches a Bokeh model. The
+pipeline is stopped when the process exits (``atexit``), so offsets of processed
+messages are committed.
+
+>>> from dashboard.pipeline_cache import monitor_config  # doctest: +SKIP
+>>> monitor_config({"AMQADF_RATE": "2000"}).rate  # doctest: +SKIP
+2000.0
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import threading
+from dataclasses import replace
+
+import panel as pn
+
+from am_qadf.live_monitor import LiveMonitor, MonitorConfig
+
+__all__ = ["CACHE_KEY", "get_monitor", "monitor_config", "shutdown_monitor"]
+
+log = logging.getLogger(__name__)
+
+CACHE_KEY = "am_qadf_live_monitor"
+_LOCK = threading.Lock()
+
+#: Seconds of messages each signal buffer must hold: a session reads only the rows
+#: that arrived since its previous tick (every 0.5 s), so a few seconds of headroom
+#: keep a slow tick from losing rows.
+BUFFER_SECONDS = 4.0
+
+
+def monitor_config(env: dict[str, str] | None = None) -> MonitorConfig:
+    """The pipeline configuration from ``AMQADF_*`` variables, with signal buffers
+    large enough for the live plots (``BUFFER_SECONDS`` of messages at the configured
+    rate)."""
+    cfg = MonitorConfig.from_env(env)
+    need = int(math.ceil(cfg.rate * BUFFER_SECONDS))
+    if cfg.streaming.buffer_size < need:
+        cfg.streaming = replace(cfg.streaming, buffer_size=need)
+    return cfg
+
+
+def get_monitor(config: MonitorConfig | None = None) -> LiveMonitor:
+    """The process-wide running :class:`LiveMonitor`, created and started on first use.
+
+    ``config`` is only used by the first call (default: :func:`monitor_config`).
+    """
+    with _LOCK:
+        mon = pn.state.cache.get(CACHE_KEY)
+        if mon is None:
+            mon = LiveMonitor(config or monitor_config())
+            mon.start()
+            pn.state.cache[CACHE_KEY] = mon
+            log.info("started the monitoring pipeline")
+        return mon
+
+
+def shutdown_monitor() -> None:
+    """Stop the process-wide pipeline (if any) and forget it."""
+    with _LOCK:
+        mon = pn.state.cache.pop(CACHE_KEY, None)
+    if mon is not None:
+        try:
+            mon.stop()
+        except Exception:  # at interpreter exit, report and carry on
+            log.exception("stopping the monitoring pipeline failed")
+
+
+atexit.register(shutdown_monitor)

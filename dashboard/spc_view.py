@@ -1,0 +1,207 @@
+"""SPC view: the EWMA control chart the SPC processor runs, per signal, with violations.
+
+Every tick takes the latest chart statistics from :meth:`LiveMonitor.spc_state` (the
+newest points of the last batch, with their global point index) and streams the new
+ones into a ``hv.streams.Buffer``; centre line and control limits come from the same
+state, violations from the alerts the SPC rules raised (rule ``spc:...``), which carry
+the point index and value.
+
+>>> view = SPCView(monitor=get_monitor())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from .signals import signal_info
+from .theme import SEVERITY_COLORS, SIGNAL_COLORS
+from .view_base import MonitorView, html_pane
+
+__all__ = ["SPCView"]
+
+_SPC_SIGNALS = ("temperature", "melt_pool_area", "intensity")
+
+
+class _Chart:
+    """Streams of one signal's chart: statistic, violations and limits."""
+
+    def __init__(self, name: str, length: int) -> None:
+        self.name = name
+        self.last_index = -1
+        self.stat = hv.streams.Buffer(
+            pd.DataFrame({"index": pd.Series(dtype="int64"), "ewma": pd.Series(dtype="float64")}),
+            length=length,
+            index=False,
+        )
+        self.violations = hv.streams.Buffer(
+            pd.DataFrame({"index": pd.Series(dtype="int64"), "ewma": pd.Series(dtype="float64")}),
+            length=500,
+            index=False,
+        )
+        self.limits = hv.streams.Pipe(data=(np.nan, np.nan, np.nan))
+        self.seen_alerts: set[str] = set()
+        self.summary: dict[str, Any] = {}
+
+    def reset(self) -> None:
+        self.last_index = -1
+        self.stat.clear()
+        self.violations.clear()
+        self.seen_alerts.clear()
+
+
+class SPCView(MonitorView):
+    """EWMA chart (statistic, centre, UCL/LCL, rule violations) of a chosen signal."""
+
+    signal = param.Selector(default="temperature", objects=list(_SPC_SIGNALS))
+
+    history_points = param.Integer(default=4000, bounds=(100, 100_000))
+
+    update_seconds = param.Number(default=1.0, bounds=(0.0, 60.0))
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._charts = {s: _Chart(s, self.history_points) for s in _SPC_SIGNALS}
+        self._summary = html_pane("", sizing_mode="stretch_width", css_classes=["amq-spc-summary"])
+        self._plots = {s: self._make_plot(c) for s, c in self._charts.items()}
+        self._holder = pn.Column(self._plots[self.signal], sizing_mode="stretch_both")
+        self._last_time = 0.0
+
+    def _make_plot(self, chart: _Chart) -> pn.pane.HoloViews:
+        info = signal_info(chart.name)
+        color = SIGNAL_COLORS.get(chart.name, "#495057")
+        ydim = hv.Dimension("ewma", label=f"EWMA of {info.label.lower()}", unit=info.unit or None)
+        xdim = hv.Dimension("index", label="point index")
+
+        def stat(data: pd.DataFrame) -> hv.Curve:
+            return hv.Curve(data, kdims=[xdim], vdims=[ydim])
+
+        def viol(data: pd.DataFrame) -> hv.Scatter:
+            return hv.Scatter(data, kdims=[xdim], vdims=[ydim])
+
+        def limits(data: tuple[float, float, float]) -> hv.Overlay:
+            center, lcl, ucl = data
+            return (
+                hv.HLine(center).opts(color="#343a40", line_width=1)
+                * hv.HLine(lcl).opts(color="#e5484d", line_dash="dashed", line_width=1.5)
+                * hv.HLine(ucl).opts(color="#e5484d", line_dash="dashed", line_width=1.5)
+            )
+
+        overlay = (
+            hv.DynamicMap(stat, streams=[chart.stat]).opts(color=color, line_width=1.5)
+            * hv.DynamicMap(viol, streams=[chart.violations]).opts(
+                color=SEVERITY_COLORS["critical"], size=8, marker="x", line_width=2
+            )
+            * hv.DynamicMap(limits, streams=[chart.limits])
+        ).opts(
+            hv.opts.Overlay(
+                responsive=True,
+                min_height=260,
+                title=f"EWMA chart: {info.title}",
+                show_grid=True,
+                framewise=True,
+                default_tools=["pan", "wheel_zoom", "reset"],
+                toolbar="right",
+            )
+        )
+        return pn.pane.HoloViews(overlay, sizing_mode="stretch_both", css_classes=["amq-spc-plot"])
+
+    @param.depends("signal", watch=True)
+    def _on_signal(self) -> None:
+        self._holder.objects = [self._plots[self.signal]]
+        self._summary.object = self._summary_html()
+
+    def refresh(self, snapshot: dict[str, Any]) -> None:
+        if time.monotonic() - self._last_time < self.update_seconds:
+            return
+        self._last_time = time.monotonic()
+        mon = self.monitor
+        state = (mon.spc_state() or {}).get("signals", {})
+        for name, chart in self._charts.items():
+            s = state.get(name)
+            if not s:
+                continue
+            chart.summary = s
+            latest = s.get("latest") or {}
+            idx = np.asarray(latest.get("index") or [], dtype=np.int64)
+            val = np.asarray([np.nan if v is None else v for v in latest.get("value") or []])
+            if idx.size and idx[-1] < chart.last_index:
+                chart.reset()  # the pipeline replays from the beginning
+            new = idx > chart.last_index
+            if new.any():
+                chart.stat.send(pd.DataFrame({"index": idx[new], "ewma": val[new]}))
+                chart.last_index = int(idx[new][-1])
+            lim = tuple(
+                np.nan if s.get(k) is None else float(s[k]) for k in ("center", "lcl", "ucl")
+            )
+            if s.get("status") == "baseline":
+                lim = (np.nan, np.nan, np.nan)
+            if not np.allclose(lim, chart.limits.data, equal_nan=True):
+                chart.limits.send(lim)
+        self._pull_violations()
+        self._summary.object = self._summary_html()
+
+    def _pull_violations(self) -> None:
+        alerts = self.monitor.alerts.history(limit=300)
+        for name, chart in self._charts.items():
+            rows = [
+                a
+                for a in alerts
+                if a.metric == name
+                and a.rule.startswith("spc:")
+                and a.index is not None
+                and a.id not in chart.seen_alerts
+            ]
+            if not rows:
+                continue
+            chart.seen_alerts.update(a.id for a in rows)
+            chart.violations.send(
+                pd.DataFrame({"index": [a.index for a in rows], "ewma": [a.value for a in rows]})
+            )
+
+    def _summary_html(self) -> str:
+        chart = self._charts[self.signal]
+        s = chart.summary
+        info = signal_info(self.signal)
+        if not s:
+            return '<div class="amq-spc-kv">waiting for SPC results…</div>'
+        status = str(s.get("status", "–"))
+        progress = float(s.get("baseline_progress") or 0.0)
+        cells = [
+            ("chart", f"{str(s.get('chart', '')).upper()} (λ = {s.get('lam', '–')})"),
+            ("status", status if status != "baseline" else f"learning baseline {progress:.0%}"),
+            ("centre", info.fmt(s.get("center"))),
+            ("σ", info.fmt(s.get("sigma"))),
+            ("LCL", info.fmt(s.get("lcl"))),
+            ("UCL", info.fmt(s.get("ucl"))),
+            ("violations marked", f"{len(chart.seen_alerts):,}"),
+        ]
+        body = "".join(
+            f'<div><span class="amq-k">{html.escape(k)}</span>'
+            f'<span class="amq-v">{html.escape(v)}</span></div>'
+            for k, v in cells
+        )
+        return f'<div class="amq-spc-kv">{body}</div>'
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        select = pn.widgets.RadioButtonGroup.from_param(
+            self.param.signal,
+            name="Signal",
+            button_type="light",
+            options={signal_info(s).label: s for s in _SPC_SIGNALS},
+            css_classes=["amq-spc-signal"],
+        )
+        return pn.Column(
+            pn.Row(select, sizing_mode="stretch_width"),
+            self._summary,
+            self._holder,
+            sizing_mode="stretch_both",
+            css_classes=["amq-spc-view"],
+        )

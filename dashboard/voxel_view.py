@@ -1,0 +1,344 @@
+"""3D voxel view: the build so far, coloured by a signal, updated brick by brick.
+
+Each browser session follows the grid with its own change cursor
+(:meth:`LiveMonitor.take_updated_bricks`): on a tick it asks which 8 x 8 x 8 bricks
+changed, reads just their voxels (:meth:`VoxelGrid.get_values`), hands them to the
+:class:`~dashboard.voxel_scene.VoxelScene` (which redraws only its small "live" actor)
+and synchronises the VTK pane (:class:`~dashboard.vtk_pane.IncrementalVTK`, a
+``pn.pane.VTK`` that sends each data array once). The settled part of the build keeps
+its VTK arrays, so it is not sent again. After a replay (or a change of signal) the
+scene is reloaded once from :meth:`VoxelGrid.get_occupied`.
+
+>>> view = VoxelView(monitor=get_monitor())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import panel as pn
+import param
+
+from .signals import signal_info
+from .theme import VOXEL_PALETTE
+from .view_base import MonitorView, html_pane
+from .voxel_scene import BRICK, SceneUpdate, VoxelScene
+from .vtk_pane import IncrementalVTK
+
+__all__ = ["VoxelView", "brick_voxels"]
+
+_OFFSETS = np.stack(
+    np.meshgrid(np.arange(BRICK), np.arange(BRICK), np.arange(BRICK), indexing="ij"), axis=-1
+).reshape(-1, 3)
+
+
+def brick_voxels(bricks: np.ndarray, dims: tuple[int, int, int]) -> np.ndarray:
+    """Every voxel index ((m, 3) int64) of ``bricks`` ((n, 3) brick coordinates) that lies
+    inside ``dims`` (the last brick along an axis may be partial).
+
+    >>> brick_voxels(np.array([[1, 0, 0]]), (10, 8, 8)).shape
+    (128, 3)
+    """
+    b = np.asarray(bricks, dtype=np.int64).reshape(-1, 3)
+    ijk = (b[:, None, :] * BRICK + _OFFSETS[None, :, :]).reshape(-1, 3)
+    return ijk[np.all(ijk < np.asarray(dims, dtype=np.int64), axis=1)]
+
+
+class VoxelView(MonitorView):
+    """Incremental 3D rendering of the voxel grid with colour, threshold and opacity."""
+
+    signal = param.Selector(default="temperature", objects=["temperature"], doc="Colour by.")
+
+    color_scale = param.Selector(
+        default="alarm limits",
+        objects=["alarm limits", "data range"],
+        doc="Colour ramp from the signal's alarm limits or from the 1–99 % data range.",
+    )
+
+    threshold = param.Range(default=None, doc="Show only voxels inside this value range.")
+
+    opacity = param.Number(default=1.0, bounds=(0.05, 1.0), step=0.05)
+
+    follow_layer = param.Boolean(default=True, doc="Highlight the layer being built.")
+
+    update_seconds = param.Number(
+        default=1.0, bounds=(0.0, 60.0), doc="Minimum time between two 3D updates."
+    )
+
+    last_update = param.Parameter(default=None, doc="SceneUpdate of the latest change.")
+
+    sync_ms = param.Number(default=0.0, doc="Time of the latest pane synchronisation.")
+
+    updates = param.Integer(default=0, doc="Scene updates sent to the browser.")
+
+    full_loads = param.Integer(default=0, doc="Complete reloads (first draw, replay, signal).")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        mon = self.monitor
+        grid = mon.grid
+        signals = list(grid.available_signals) or ["temperature"]
+        for s in ("temperature", "melt_pool_area", "intensity", "power", "scan_speed"):
+            if s not in signals:
+                signals.append(s)
+        self.param.signal.objects = signals
+        if self.signal not in signals:
+            self.signal = signals[0]
+        self._vid = f"{self.viewer_id or id(self)}:voxels"
+        self._dims = tuple(int(d) for d in grid.dims)
+        self.scene = VoxelScene(
+            grid.bbox_min,
+            grid.resolution,
+            self._dims,
+            clim=self._clim_for(self.signal, None),
+            background="#10151c" if self.kiosk else "#f4f6f8",
+        )
+        self._needs_full = True
+        self._auto_camera = True  # frame the build until the operator moves the camera
+        self._framed: dict[str, list[float]] | None = None
+        self._last_time = 0.0
+        self.pane = IncrementalVTK(
+            self.scene.render_window,
+            sizing_mode="stretch_both",
+            min_height=360,
+            orientation_widget=False,  # its resize observer outlives the re-created views
+            enable_keybindings=False,
+            css_classes=["amq-voxel-pane"],
+        )
+        self._legend = html_pane("", sizing_mode="stretch_width", css_classes=["amq-legend"])
+        self._status = html_pane("", sizing_mode="stretch_width", css_classes=["amq-voxel-status"])
+        self._threshold_widget = pn.widgets.RangeSlider(
+            name="Show values between",
+            start=0.0,
+            end=1.0,
+            value=(0.0, 1.0),
+            step=0.001,
+            sizing_mode="stretch_width",
+            css_classes=["amq-threshold"],
+        )
+        self._threshold_widget.param.watch(self._on_threshold_widget, "value_throttled")
+        self.pane.param.watch(self._on_camera, "camera")
+        self._reset_threshold_widget()
+        self._update_legend()
+
+    # -- colour scale -----------------------------------------------------------------------
+    def _clim_for(self, signal: str, values: np.ndarray | None) -> tuple[float, float]:
+        info = signal_info(signal)
+        if self.color_scale == "alarm limits" and info.low is not None and info.high is not None:
+            return (info.low, info.high)
+        if values is not None and values.size:
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                lo, hi = np.percentile(finite, [1, 99])
+                if hi > lo:
+                    return float(lo), float(hi)
+        if info.low is not None and info.high is not None:
+            return (info.low, info.high)
+        return (0.0, 1.0)
+
+    def _reset_threshold_widget(self) -> None:
+        lo, hi = self.scene.clim
+        span = hi - lo
+        w = self._threshold_widget
+        start, end = lo - 0.5 * span, hi + 0.5 * span
+        w.param.update(start=start, end=end, value=(start, end), step=span / 200)
+        self.threshold = None
+
+    def _on_threshold_widget(self, event: param.parameterized.Event) -> None:
+        lo, hi = event.new
+        w = self._threshold_widget
+        self.threshold = None if (lo <= w.start and hi >= w.end) else (lo, hi)
+
+    # -- reacting to controls ---------------------------------------------------------------
+    @param.depends("signal", "color_scale", watch=True)
+    def _on_signal(self) -> None:
+        self.scene.set_clim(self._clim_for(self.signal, None))
+        self._reset_threshold_widget()
+        self._needs_full = True
+        self._update(force=True)
+
+    @param.depends("threshold", watch=True)
+    def _on_threshold(self) -> None:
+        self._record(self.scene.set_threshold(self.threshold))
+        self._sync()
+
+    @param.depends("opacity", watch=True)
+    def _on_opacity(self) -> None:
+        self.scene.set_opacity(self.opacity)
+        self._sync()
+
+    @param.depends("follow_layer", watch=True)
+    def _on_follow(self) -> None:
+        if not self.follow_layer and self.scene.set_current_layer(None):
+            self._sync()
+
+    def reset_view(self, *_: Any) -> None:
+        """Frame the build again (oblique view) and keep framing it as it grows."""
+        self._auto_camera = True
+        self._frame(force=True)
+
+    def _frame(self, *, force: bool = False) -> None:
+        cam = self.scene.default_camera()
+        if cam is None or (not force and cam == self._framed):
+            return
+        self._framed = cam
+        self.scene.apply_camera(cam)
+        self.pane.camera = dict(cam)
+
+    def _on_camera(self, event: param.parameterized.Event) -> None:
+        cam, ours = event.new or {}, self._framed
+        if ours is None or not cam.get("position"):
+            return
+        focal = cam.get("focalPoint", ours["focalPoint"])
+        moved = np.abs(np.subtract(cam["position"], ours["position"])).max()
+        moved += np.abs(np.subtract(focal, ours["focalPoint"])).max()
+        if moved > 1e-6 * (1.0 + np.abs(ours["position"]).max()):
+            self._auto_camera = False  # the operator took over
+
+    # -- ticking ----------------------------------------------------------------------------
+    def refresh(self, snapshot: dict[str, Any]) -> None:
+        if time.monotonic() - self._last_time < self.update_seconds:
+            return
+        self._update(force=False)
+
+    def _update(self, *, force: bool) -> None:
+        mon = self.monitor
+        self._last_time = time.monotonic()
+        bricks, full = mon.take_updated_bricks(self._vid)
+        changed = False
+        if full or self._needs_full:
+            ijk, values = self._occupied()
+            if self.color_scale == "data range":
+                self.scene.set_clim(self._clim_for(self.signal, values))
+                self._reset_threshold_widget()
+            self._record(self.scene.load(ijk, values))
+            self._needs_full = False
+            self.full_loads += 1
+            changed = True
+        elif bricks.size:
+            ijk = brick_voxels(bricks, self._dims)
+            values = self._values(ijk)
+            keep = np.isfinite(values)
+            self._record(self.scene.update_bricks(bricks, ijk[keep], values[keep]))
+            changed = True
+        if self.follow_layer:
+            changed |= self.scene.set_current_layer(self._current_k())
+        if changed or force:
+            if self._auto_camera:
+                self._frame()
+            self._sync()
+
+    def _occupied(self) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            return self.monitor.grid.get_occupied(self.signal)
+        except KeyError:  # the signal has not arrived yet
+            return np.empty((0, 3), dtype=np.int64), np.empty(0)
+
+    def _values(self, ijk: np.ndarray) -> np.ndarray:
+        if ijk.shape[0] == 0:
+            return np.empty(0)
+        try:
+            return self.monitor.grid.get_values(self.signal, ijk, default=np.nan)
+        except KeyError:
+            return np.full(ijk.shape[0], np.nan)
+
+    def _current_k(self) -> int | None:
+        try:
+            values, _, _ = self.monitor.client.get_buffer("z").get_sliding_window(1)
+        except KeyError:
+            return None
+        if len(values) == 0 or not np.isfinite(values[-1]):
+            return None
+        grid = self.monitor.grid
+        k = int(np.floor((float(np.ravel(values)[-1]) - grid.bbox_min[2]) / grid.resolution))
+        return k if 0 <= k < self._dims[2] else None
+
+    def _record(self, upd: SceneUpdate) -> None:
+        self.last_update = upd
+
+    def _sync(self) -> None:
+        t0 = time.perf_counter()
+        self.pane.synchronize()
+        self.sync_ms = (time.perf_counter() - t0) * 1e3
+        self.updates += 1
+        self._update_status()
+
+    # -- text -------------------------------------------------------------------------------
+    def _update_legend(self) -> None:
+        info = signal_info(self.signal)
+        lo, hi = self.scene.clim
+        stops = ", ".join(VOXEL_PALETTE)
+        self._legend.object = (
+            f'<div class="amq-legend-box"><span class="amq-legend-title">{info.title}</span>'
+            f'<span class="amq-legend-lo">{info.fmt(lo)}</span>'
+            f'<span class="amq-legend-bar" style="background:linear-gradient(90deg,{stops})">'
+            f'</span><span class="amq-legend-hi">{info.fmt(hi)}</span></div>'
+        )
+
+    def _update_status(self) -> None:
+        self._update_legend()
+        u = self.last_update or SceneUpdate()
+        kind = "full load" if u.full else ("settle" if u.settled_rebuilt else "update")
+        p = self.pane
+        self._status.object = (
+            f'<span class="amq-voxel-count" data-voxels="{self.scene.voxel_count}">'
+            f"{self.scene.voxel_count:,} voxels</span> · {u.live_voxels:,} live · "
+            f"last {kind}: {p.last_arrays} arrays / {p.last_array_bytes / 1024:,.1f} kB sent, "
+            f"{u.build_ms:.0f} ms build + {self.sync_ms:.0f} ms sync"
+        )
+
+    # -- layout -----------------------------------------------------------------------------
+    def controls(self) -> pn.viewable.Viewable:
+        """Signal, colour scale, threshold, opacity and layer controls."""
+        reset = pn.widgets.Button(
+            name="Reset view",
+            button_type="light",
+            css_classes=["amq-reset-view"],
+            width=100,
+            margin=(24, 10, 5, 10),
+        )
+        reset.on_click(self.reset_view)
+        return pn.Column(
+            pn.Row(
+                pn.widgets.Select.from_param(
+                    self.param.signal, name="Colour by", width=170, css_classes=["amq-voxel-signal"]
+                ),
+                pn.widgets.RadioButtonGroup.from_param(
+                    self.param.color_scale,
+                    name="Scale",
+                    button_type="light",
+                    width=200,
+                    margin=(24, 10, 5, 10),
+                ),
+                pn.widgets.FloatSlider.from_param(self.param.opacity, name="Opacity", width=140),
+                reset,
+                sizing_mode="stretch_width",
+            ),
+            pn.Row(
+                self._threshold_widget,
+                pn.widgets.Checkbox.from_param(
+                    self.param.follow_layer,
+                    name="Outline current layer",
+                    width=170,
+                    margin=(18, 10, 5, 10),
+                ),
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+            css_classes=["amq-voxel-controls"],
+        )
+
+    def close(self) -> None:
+        mon = self.monitor
+        if mon is not None:
+            mon.forget_viewer(self._vid)
+        self.scene.finalize()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        items: list[Any] = [] if self.kiosk else [self.controls()]
+        items += [self._legend, self.pane]
+        if not self.kiosk:
+            items.append(self._status)
+        return pn.Column(*items, sizing_mode="stretch_both", css_classes=["amq-voxel-view"])

@@ -1,0 +1,172 @@
+"""Browser tests: one ``panel serve dashboard/app.py`` per test session on a free
+loopback port, driven by headless Debian Chromium through Playwright (sync API).
+
+Chromium is the system one (``/usr/bin/chromium``, installed by ``.ci/run``); no
+browser is downloaded. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = os.environ.get("AMQADF_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1600, "height": 1000}
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"panel serve exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - loopback only
+                if r.status == 200:
+                    return
+        except OSError as exc:
+            last = exc
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s (last error: {last})")
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[str]:
+    """Base URL of a dashboard server on the embedded default (simulated build)."""
+    port = _free_port()
+    data_dir = tempfile.mkdtemp(prefix="amqadf-browser-")
+    log_path = Path(data_dir) / "panel-serve.log"
+    env = {
+        **os.environ,
+        "AMQADF_DATA_DIR": data_dir,
+        "AMQADF_RATE": os.environ.get("AMQADF_TEST_RATE", "2500"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    for var in ("AMQADF_KAFKA", "AMQADF_REDIS_URL", "AMQADF_MONGO_URI", "AMQADF_TOPIC"):
+        env.pop(var, None)  # these tests are about the embedded default
+    cmd = [
+        sys.executable, "-m", "panel", "serve", "dashboard/app.py",
+        "--port", str(port), "--address", "127.0.0.1",
+        "--allow-websocket-origin", f"127.0.0.1:{port}",
+        "--num-procs", "1", "--liveness",
+        # sessions of closed pages stop their refresh quickly instead of after 15 s
+        "--unused-session-lifetime", "3000", "--check-unused-sessions", "1000",
+    ]  # fmt: skip
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}/app"
+    try:
+        # /liveness answers without creating a session (a GET of /app would make one)
+        _wait_http(f"http://127.0.0.1:{port}/liveness", proc, timeout=60)
+        yield url
+    except Exception:
+        print(log_path.read_text(errors="replace")[-4000:])
+        raise
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+        # keep the server log of the last run for post-mortems
+        shutil.copy(log_path, Path(tempfile.gettempdir()) / "amqadf-browser-server.log")
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture()
+def open_page(browser: Any, server: str) -> Iterator[Callable[..., Any]]:
+    """``open_page(query="")`` -> a loaded dashboard page (closed after the test)."""
+    contexts = []
+
+    def _open(query: str = "") -> Any:
+        ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(server + query, wait_until="domcontentloaded", timeout=45_000)
+        return page
+
+    yield _open
+    for ctx in contexts:
+        ctx.close()
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 30.0,
+    interval: float = 0.25,
+    what: str = "condition",
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; bounded."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as exc:  # element not rendered yet
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def data_attr(page: Any, selector: str, attr: str) -> str | None:
+    """The attribute of the first element matching ``selector`` (shadow DOM pierced)."""
+    loc = page.locator(selector)
+    if loc.count() == 0:
+        return None
+    return loc.first.get_attribute(attr)
+
+
+def int_attr(page: Any, selector: str, attr: str) -> int | None:
+    v = data_attr(page, selector, attr)
+    return int(v) if v not in (None, "") else None

@@ -1,0 +1,216 @@
+"""End-to-end: the dashboard in headless Chromium against the embedded simulated build.
+
+Screenshots of the main view, the 3D view and the kiosk view go to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import SCREENSHOTS, int_attr, wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+
+def _msgs(page) -> int | None:
+    return int_attr(page, ".amq-hdr-msgs", "data-msgs")
+
+
+def _state(page) -> str | None:
+    loc = page.locator(".amq-hdr-state")
+    return loc.first.get_attribute("data-state") if loc.count() else None
+
+
+def _wait_loaded(page) -> None:
+    wait_until(lambda: (_msgs(page) or 0) > 0, timeout=45, what="messages in the header")
+
+
+def _distinct_colors(png: bytes) -> int:
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    return len(img.getcolors(1 << 20) or [])
+
+
+def test_page_loads_and_advances(open_page):
+    page = open_page()
+    _wait_loaded(page)
+    assert "AM-QADF Live" in page.title()
+    for css in (".amq-card-live", ".amq-card-voxels", ".amq-card-layer", ".amq-card-alerts"):
+        assert page.locator(css).count() == 1, css
+    assert page.locator(".amq-pause").count() == 1
+
+    first = _msgs(page)
+    wait_until(lambda: _msgs(page) > first + 1000, timeout=20, what="message counter to advance")
+    wait_until(
+        lambda: (int_attr(page, ".amq-hdr-voxels", "data-voxels") or 0) > 0,
+        timeout=30,
+        what="voxels",
+    )
+    plot = page.locator(".amq-live-plots").first
+    before = plot.screenshot()
+    wait_until(lambda: plot.screenshot() != before, timeout=15, what="live plot to move")
+    # the latest-value tiles show numbers
+    assert page.locator(".amq-latest-value").count() >= 4
+
+
+def test_pause_freezes_and_resume_continues(open_page):
+    page = open_page()
+    _wait_loaded(page)
+    page.locator(".amq-pause button").click()
+    try:
+        wait_until(lambda: _state(page) == "paused", timeout=25, what="paused state")
+        time.sleep(1.5)  # a batch in flight may still land
+        frozen = _msgs(page)
+        time.sleep(2.5)
+        assert _msgs(page) == frozen, "messages kept arriving while paused"
+        assert page.locator(".amq-resume button").is_enabled()
+    finally:
+        page.locator(".amq-resume button").click()
+    wait_until(lambda: _state(page) == "running", timeout=25, what="running state")
+    wait_until(lambda: _msgs(page) > frozen, timeout=15, what="messages after resume")
+
+
+def test_seek_replays_from_first_layer(open_page):
+    page = open_page()
+    _wait_loaded(page)
+    layer_before = wait_until(
+        lambda: (v := int_attr(page, ".amq-hdr-layer", "data-layer")) is not None and v >= 2 and v,
+        timeout=60,
+        what="the build to reach layer 2",
+    )
+    page.locator(".amq-pause button").click()
+    try:
+        wait_until(lambda: _state(page) == "paused", timeout=25, what="paused state")
+        page.locator(".amq-seek button").click()
+        # the library resets grid, SPC and alerts for a clean replay
+        wait_until(
+            lambda: int_attr(page, ".amq-hdr-voxels", "data-voxels") == 0,
+            timeout=20,
+            what="the voxel grid to be cleared",
+        )
+        wait_until(
+            lambda: int_attr(page, ".amq-hdr-alerts", "data-alerts") == 0,
+            timeout=10,
+            what="alerts to be reset",
+        )
+    finally:
+        page.locator(".amq-resume button").click()
+    replayed_from = (
+        wait_until(
+            lambda: (
+                int_attr(page, ".amq-replay", "data-layer") is not None
+                and int_attr(page, ".amq-replay", "data-layer") + 1
+            ),
+            timeout=20,
+            what="the replay to start",
+        )
+        - 1
+    )
+    assert replayed_from < layer_before, (replayed_from, layer_before)
+    wait_until(
+        lambda: (int_attr(page, ".amq-hdr-voxels", "data-voxels") or 0) > 0,
+        timeout=20,
+        what="voxels after the replay",
+    )
+
+
+def test_history_query_returns_rows_and_csv(open_page):
+    page = open_page()
+    _wait_loaded(page)
+    page.locator(".bk-tab", has_text="History").first.click()
+    page.locator(".amq-history-recent button").click()
+    rows = wait_until(
+        lambda: int_attr(page, ".amq-history-rows", "data-rows"), timeout=30, what="history rows"
+    )
+    assert rows > 0
+    assert page.locator(".amq-history-table").count() == 1
+    with page.expect_download(timeout=30_000) as dl:
+        page.locator(".amq-history-csv button, .amq-history-csv a").first.click()
+    text = Path(dl.value.path()).read_text(encoding="utf-8")
+    table = list(csv.reader(io.StringIO(text)))
+    assert "timestamp" in table[0] and "temperature" in table[0]
+    assert len(table) - 1 == rows
+
+
+def test_injected_defect_raises_alert_that_can_be_acknowledged(open_page):
+    page = open_page()
+    _wait_loaded(page)
+    page.locator(".amq-inject button").click()
+    critical = (
+        page.locator(".amq-alerts-table .tabulator-row")
+        .filter(has=page.locator(".amq-sev-critical"))
+        .filter(has=page.locator(".amq-ack-btn"))
+    )
+    wait_until(lambda: critical.count() > 0, timeout=30, what="a critical alert")
+    acked = page.locator(".amq-alerts-table .tabulator-row").filter(
+        has=page.locator(".amq-sev-critical")
+    ).filter(has=page.locator(".amq-state-acknowledged"))
+
+    def acknowledge() -> bool:
+        # the table is rebuilt whenever alerts change, so a click can land on a row that
+        # is being replaced: click again until the acknowledgement shows
+        if acked.count() > 0:
+            return True
+        if critical.count() > 0:
+            critical.first.locator(".amq-ack-btn").click(timeout=5_000)
+        time.sleep(2.0)
+        return acked.count() > 0
+
+    wait_until(acknowledge, timeout=40, interval=0.1, what="the alert to show acknowledged")
+
+
+def test_voxel_view_draws(open_page):
+    page = open_page()
+    _wait_loaded(page)
+    wait_until(
+        lambda: (int_attr(page, ".amq-voxel-count", "data-voxels") or 0) > 0,
+        timeout=40,
+        what="voxels in the 3D view",
+    )
+    canvas = page.locator(".amq-voxel-pane canvas").first
+    wait_until(lambda: canvas.count() > 0 and canvas.is_visible(), timeout=20, what="3D canvas")
+    colors = wait_until(
+        lambda: (n := _distinct_colors(canvas.screenshot())) > 20 and n,
+        timeout=30,
+        what="a non-blank 3D canvas",
+    )
+    assert colors > 20
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".amq-card-voxels").first.screenshot(path=str(SCREENSHOTS / "voxel3d.png"))
+
+
+def test_kiosk_hides_controls(open_page):
+    page = open_page("?kiosk=1")
+    wait_until(lambda: page.locator(".amq-tile").count() >= 5, timeout=45, what="kiosk tiles")
+    assert page.locator(".amq-pause").count() == 0
+    assert page.locator(".amq-seek").count() == 0
+    assert page.locator(".amq-history-view").count() == 0
+    assert page.locator(".amq-voxel-controls").count() == 0
+    wait_until(
+        lambda: page.locator(".amq-voxel-pane canvas").count() > 0,
+        timeout=30,
+        what="3D canvas in kiosk mode",
+    )
+    time.sleep(4)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "kiosk.png"))
+
+
+def test_main_view_screenshot(open_page):
+    """Runs last: by now the build has layers, alerts and a replay behind it."""
+    page = open_page()
+    _wait_loaded(page)
+    wait_until(
+        lambda: (int_attr(page, ".amq-voxel-count", "data-voxels") or 0) > 0,
+        timeout=40,
+        what="voxels in the 3D view",
+    )
+    time.sleep(8)  # live plots fill their window, the layer map and alerts come in
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "main.png"))

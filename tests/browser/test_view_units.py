@@ -1,0 +1,70 @@
+"""Fast checks of dashboard helpers that need no browser (run with the browser tests)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from am_qadf.monitoring.alerts import AlertManager
+from dashboard.alerts_view import alerts_frame
+from dashboard.history_view import history_filters
+from dashboard.live_signals import minmax_bins
+from dashboard.voxel_scene import VoxelScene
+
+
+def test_alert_text_is_escaped():
+    mgr = AlertManager(cooldown_points=None)
+    mgr.raise_alert(
+        "temperature",
+        "threshold_high",
+        2600.0,
+        severity="critical",
+        message='<img src=x onerror="alert(1)"> & <b>hot</b>',
+        build_id="<script>",
+    )
+    row = alerts_frame(mgr.history()).iloc[0]
+    assert "<img" not in row["message"] and "&lt;img" in row["message"]
+    assert "&amp;" in row["message"]
+    assert 'class="amq-sev amq-sev-critical"' in row["severity"]
+
+
+def test_history_filters_only_compare_fields():
+    f = history_filters(build_id="b1", layers=(3, None), signal="power", value_range=(None, 300.0))
+    assert f == {"build_id": "b1", "layer": {"$gte": 3}, "power": {"$lte": 300.0}}
+    assert history_filters() == {}
+
+
+def test_minmax_bins_keep_spikes():
+    t = np.linspace(0, 0.999, 1000)
+    v = np.full(1000, 1900.0)
+    v[437] = 2600.0
+    _, lo, hi, _ = minmax_bins(t, v, 0.1)
+    assert hi.max() == 2600.0 and lo.min() == 1900.0
+
+
+def _brick(bi: int, bj: int, layers: int) -> np.ndarray:
+    """Voxels of brick (bi, bj, 0) filled up to ``layers`` voxel layers."""
+    g = np.arange(8)
+    i, j, k = np.meshgrid(bi * 8 + g, bj * 8 + g, np.arange(layers), indexing="ij")
+    return np.stack((i.ravel(), j.ravel(), k.ravel()), axis=1)
+
+
+def test_voxel_scene_updates_only_live_bricks():
+    scene = VoxelScene((0.0, 0.0, 0.0), 0.5, (64, 64, 64), settle_seconds=5, settle_interval=10)
+    ijk = np.concatenate([_brick(bi, bj, 1) for bi in range(2) for bj in range(2)])
+    full = scene.load(ijk, np.full(len(ijk), 1900.0))
+    assert full.settled_voxels == 256 and full.live_voxels == 0
+    # layer 2 in brick (0, 0, 0): the settled actor drops that brick once...
+    b = _brick(0, 0, 2)
+    upd = scene.update_bricks(np.array([[0, 0, 0]]), b, np.full(len(b), 1950.0), now=0.0)
+    assert upd.settled_rebuilt and upd.live_voxels == 128 and upd.settled_voxels == 192
+    # ...later updates of the same brick send only its voxels
+    b = _brick(0, 0, 3)
+    upd = scene.update_bricks(np.array([[0, 0, 0]]), b, np.full(len(b), 1950.0), now=1.0)
+    assert not upd.settled_rebuilt and upd.bytes_new == 192 * 16
+    # quiet bricks settle (at most once per settle_interval)
+    b = _brick(1, 1, 2)
+    upd = scene.update_bricks(np.array([[1, 1, 0]]), b, np.full(len(b), 1910.0), now=11.0)
+    assert upd.settled_rebuilt and upd.live_voxels == 128
+    assert scene.voxel_count == 3 * 64 + 128 + 128
+    assert scene.set_threshold((1940.0, 2000.0)).settled_voxels + scene.voxel_count > 0
+    scene.finalize()
