@@ -148,9 +148,11 @@ def test_injected_defect_raises_alert_that_can_be_acknowledged(open_page):
         .filter(has=page.locator(".amq-ack-btn"))
     )
     wait_until(lambda: critical.count() > 0, timeout=30, what="a critical alert")
-    acked = page.locator(".amq-alerts-table .tabulator-row").filter(
-        has=page.locator(".amq-sev-critical")
-    ).filter(has=page.locator(".amq-state-acknowledged"))
+    acked = (
+        page.locator(".amq-alerts-table .tabulator-row")
+        .filter(has=page.locator(".amq-sev-critical"))
+        .filter(has=page.locator(".amq-state-acknowledged"))
+    )
 
     def acknowledge() -> bool:
         # the table is rebuilt whenever alerts change, so a click can land on a row that
@@ -175,9 +177,11 @@ def test_voxel_view_draws(open_page):
     )
     canvas = page.locator(".amq-voxel-pane canvas").first
     wait_until(lambda: canvas.count() > 0 and canvas.is_visible(), timeout=20, what="3D canvas")
+    # vtk.js replaces its canvas on updates: shoot the pane that holds it, which stays put
+    pane = page.locator(".amq-voxel-pane").first
     colors = wait_until(
-        lambda: (n := _distinct_colors(canvas.screenshot())) > 20 and n,
-        timeout=30,
+        lambda: (n := _distinct_colors(pane.screenshot(timeout=5_000))) > 20 and n,
+        timeout=45,
         what="a non-blank 3D canvas",
     )
     assert colors > 20
