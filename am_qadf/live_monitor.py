@@ -112,6 +112,8 @@ class LiveMonitor:
         self._retention_thread: threading.Thread | None = None
         self._last: dict[str, Any] = {"layer": None, "build_id": None, "timestamp": None}
         self._spc: dict[str, Any] = {}
+        #: How many times the stream was replayed from the start (views reset on change).
+        self.replays = 0
         self._install_processors()
         self.client.add_result_listener(self._on_result)
 
@@ -217,6 +219,8 @@ class LiveMonitor:
             self._install_processors()
             with self._lock:
                 self._spc = {}
+                self._last = {"layer": None, "build_id": None, "timestamp": None}
+                self.replays += 1
             self.client.seek_to_beginning()
 
         self.client.run_between_batches(reset_and_seek).result(timeout=timeout)
@@ -262,8 +266,9 @@ class LiveMonitor:
             "build_id": last["build_id"],
             "newest_timestamp": last["timestamp"],
             "occupied_voxels": self.grid.occupied_count,
-            "alerts_active": len(self.alerts.active_alerts()),
+            "alerts_active": self.alerts.statistics()["active"],
             "published": publisher.published if publisher is not None else None,
+            "replays": self.replays,
         }
 
     def query_history(
@@ -278,4 +283,4 @@ class LiveMonitor:
         storage = self.storage
         if storage is None:
             raise RuntimeError("history storage is disabled in this configuration")
-        return storage.query_stream_history(start, end, filters)[:limit]
+        return storage.query_stream_history(start, end, filters, limit=limit)

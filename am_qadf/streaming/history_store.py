@@ -103,9 +103,13 @@ class HistoryStore(Protocol):
         """Store ``docs``; return ``(inserted, duplicates)``; ``ConnectionError`` on outage."""
 
     def query(
-        self, start: datetime, end: datetime, filters: dict[str, Any]
+        self,
+        start: datetime,
+        end: datetime,
+        filters: dict[str, Any],
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Documents with ``start <= timestamp <= end`` matching ``filters``, oldest first."""
+        """Up to ``limit`` documents, ``start <= timestamp <= end``, matching, oldest first."""
 
     def create_indexes(self) -> list[str]:
         """Create the time-series indexes; return their names."""
@@ -164,21 +168,32 @@ class SqliteHistory:
         return inserted, len(rows) - inserted
 
     def query(
-        self, start: datetime, end: datetime, filters: dict[str, Any]
+        self,
+        start: datetime,
+        end: datetime,
+        filters: dict[str, Any],
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        with self._lock:
-            cur = self._db.execute(
-                f'SELECT id, doc FROM "{self.table}" WHERE ts >= ? AND ts <= ? ORDER BY ts, rowid',
-                (to_epoch_us(start), to_epoch_us(end)),
-            )
-            rows = cur.fetchall()
-        out = []
-        for doc_id, blob in rows:
-            doc = cache_codec.decode(blob)
-            if not filters or matches(doc, filters):
-                doc["_id"] = doc_id
-                out.append(doc)
-        return out
+        end_us = to_epoch_us(end)
+        out: list[dict[str, Any]] = []
+        last_ts, last_rowid = to_epoch_us(start), -1
+        # Read in pages and decode outside the lock, so a long query never stalls writes.
+        while limit is None or len(out) < limit:
+            with self._lock:
+                rows = self._db.execute(
+                    f'SELECT id, doc, ts, rowid FROM "{self.table}" WHERE ts <= ? AND '
+                    "(ts > ? OR (ts = ? AND rowid > ?)) ORDER BY ts, rowid LIMIT 5000",
+                    (end_us, last_ts, last_ts, last_rowid),
+                ).fetchall()
+            if not rows:
+                break
+            last_ts, last_rowid = rows[-1][2], rows[-1][3]
+            for doc_id, blob, _ts, _rowid in rows:
+                doc = cache_codec.decode(blob)
+                if not filters or matches(doc, filters):
+                    doc["_id"] = doc_id
+                    out.append(doc)
+        return out if limit is None else out[:limit]
 
     def create_indexes(self) -> list[str]:
         names = [f"{self.table}_ts"]
@@ -256,14 +271,19 @@ class MongoHistory:
             raise ConnectionError(f"MongoDB unreachable: {exc}") from exc
 
     def query(
-        self, start: datetime, end: datetime, filters: dict[str, Any]
+        self,
+        start: datetime,
+        end: datetime,
+        filters: dict[str, Any],
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
         from pymongo.errors import AutoReconnect, ConnectionFailure
 
         time_range = {"timestamp": {"$gte": to_utc(start), "$lte": to_utc(end)}}
         query = {"$and": [time_range, filters]} if filters else time_range
         try:
-            docs = list(self.collection.find(query).sort([("timestamp", 1), ("_id", 1)]))
+            cursor = self.collection.find(query).sort([("timestamp", 1), ("_id", 1)])
+            docs = list(cursor.limit(int(limit)) if limit else cursor)
         except (ConnectionFailure, AutoReconnect) as exc:
             raise ConnectionError(f"MongoDB unreachable: {exc}") from exc
         for d in docs:

@@ -241,15 +241,21 @@ class StreamStorage:
         start_time: datetime,
         end_time: datetime,
         filters: dict[str, Any] | None = None,
+        *,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Documents with ``start_time <= timestamp <= end_time`` that match ``filters``,
-        oldest first. The time range always applies; ``$where``, ``$function`` and
-        ``$accumulator`` are refused."""
+        oldest first (the first ``limit`` of them, if given). The time range always
+        applies; ``$where``, ``$function`` and ``$accumulator`` are refused."""
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValueError(f"limit must be a positive int or None, got {limit!r}")
         start, end = to_utc(start_time, name="start_time"), to_utc(end_time, name="end_time")
         if end < start:
             raise ValueError(f"end_time {end.isoformat()} is before start_time {start.isoformat()}")
         checked = validate_filters(filters)
-        return self.history.query(start, end, checked)
+        return self.history.query(start, end, checked, limit)
 
     def create_time_series_index(self) -> None:
         """Index ``timestamp`` and the (build_id | layer, timestamp) pairs queries use."""

@@ -64,9 +64,10 @@ class FakeHistory:
                 inserted += 1
         return inserted, len(docs) - inserted
 
-    def query(self, start, end, filters):
+    def query(self, start, end, filters, limit=None):
         out = [d for d in self.docs.values() if start <= d["timestamp"] <= end]
-        return sorted((d for d in out if matches(d, filters)), key=lambda d: d["timestamp"])
+        found = sorted((d for d in out if matches(d, filters)), key=lambda d: d["timestamp"])
+        return found[:limit] if limit else found
 
     def create_indexes(self):
         return []
@@ -657,3 +658,26 @@ def test_spool_never_exceeds_its_limit(spooling) -> None:
     with pytest.raises(SpoolFullError):
         spooling.store_batch(docs(6))
     assert spooling.spooled <= spooling.spool_limit
+
+
+def test_history_limit_and_paging_keep_order(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    storage = StreamStorage(path=tmp_path / "paged.sqlite3")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    # 12,000 documents with many equal timestamps, stored out of order
+    docs = [
+        {"i": i, "layer": i % 4, "timestamp": t0 + timedelta(seconds=(i * 7919) % 3000)}
+        for i in range(12_000)
+    ]
+    assert storage.store_batch(docs) == 12_000
+    everything = storage.query_stream_history(t0, t0 + timedelta(hours=1))
+    assert len(everything) == 12_000
+    stamps = [d["timestamp"] for d in everything]
+    assert stamps == sorted(stamps)
+    first = storage.query_stream_history(t0, t0 + timedelta(hours=1), limit=50)
+    assert [d["i"] for d in first] == [d["i"] for d in everything[:50]]
+    layer3 = storage.query_stream_history(t0, t0 + timedelta(hours=1), {"layer": 3}, limit=7000)
+    assert len(layer3) == 3000 and all(d["layer"] == 3 for d in layer3)
+    with pytest.raises(ValueError, match="limit"):
+        storage.query_stream_history(t0, t0, limit=0)
