@@ -178,10 +178,12 @@ class AlertsView(MonitorView):
         )
 
     def _acknowledge(self, ids: list[str]) -> None:
+        if self.refuse("acknowledge") is not None:
+            return
         done = 0
         for alert_id in ids:
             try:
-                self.monitor.acknowledge(alert_id, by=self.operator)
+                self.monitor.acknowledge(alert_id, by=self.user or self.operator)
                 done += 1
             except KeyError:  # dropped from history or reset by a replay meanwhile
                 log.info("alert %s no longer exists", alert_id)

@@ -119,6 +119,9 @@ class Controls(MonitorView):
             visible=bool(getattr(self.monitor.config, "simulate", False)),
             description="Publish a short hot spot at the laser position (simulated builds only)",
         )
+        if not self.permitted("pause"):  # viewers see the controls greyed out
+            for button in (self._pause, self._resume, self._seek, self._inject):
+                button.disabled = True
         self._pause.on_click(lambda _: self.pause())
         self._resume.on_click(lambda _: self.resume())
         self._seek.on_click(lambda _: self.seek_to_beginning())
@@ -133,13 +136,22 @@ class Controls(MonitorView):
     # -- actions ----------------------------------------------------------------------------
     def pause(self) -> None:
         """Pause the consumer (the source keeps producing; nothing is lost)."""
-        self._act("paused", self.monitor.pause)
+        self._act("paused", self.monitor.pause, "pause")
 
     def resume(self) -> None:
         """Resume the consumer."""
-        self._act("resumed", self.monitor.resume)
+        self._act("resumed", self.monitor.resume, "resume")
 
-    def _act(self, what: str, action: Any) -> None:
+    def _denied(self, action: str) -> bool:
+        reason = self.refuse(action)
+        if reason is not None:
+            self.message = reason
+            self._render()
+        return reason is not None
+
+    def _act(self, what: str, action: Any, permission: str) -> None:
+        if self._denied(permission):
+            return
         try:
             action()
             self.message = f"Consumer {what} at {time.strftime('%H:%M:%S')}"
@@ -149,7 +161,7 @@ class Controls(MonitorView):
 
     def seek_to_beginning(self) -> None:
         """Replay the build from its first message, with clean grid, SPC and alerts."""
-        if self._seeking:
+        if self._seeking or self._denied("seek"):
             return
         self._seeking = True
         self.message = "Replay requested…"
@@ -169,6 +181,8 @@ class Controls(MonitorView):
 
     def inject(self) -> None:
         """Publish a short hot spot (simulated builds): it should raise a critical alert."""
+        if self._denied("inject_defect"):
+            return
         try:
             n = inject_defect(self.monitor)
             self.message = f"Injected a {n}-point hot spot at {time.strftime('%H:%M:%S')}"

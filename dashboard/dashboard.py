@@ -27,6 +27,9 @@ import holoviews as hv
 import panel as pn
 import param
 
+from am_qadf.access_policy import AccessPolicy
+
+from .access import session_policy
 from .alerts_view import AlertsView
 from .controls import Controls
 from .health_view import HealthView
@@ -86,6 +89,13 @@ class Dashboard(pn.viewable.Viewer):
 
     kiosk = param.Boolean(default=False)
 
+    policy = param.ClassSelector(
+        class_=AccessPolicy,
+        default=None,
+        allow_None=True,
+        doc="Who may act (default: from AMQADF_OPERATORS and the login configuration).",
+    )
+
     period_ms = param.Integer(default=500, bounds=(100, 60_000))
 
     title = param.String(default="AM-QADF Live")
@@ -97,7 +107,14 @@ class Dashboard(pn.viewable.Viewer):
         if self.monitor is None:
             self.monitor = get_monitor()
         self.session_id = uuid.uuid4().hex[:12]
-        common = {"monitor": self.monitor, "kiosk": self.kiosk, "viewer_id": self.session_id}
+        user = pn.state.user if pn.state.curdoc is not None else None
+        common = {
+            "monitor": self.monitor,
+            "kiosk": self.kiosk,
+            "viewer_id": self.session_id,
+            "user": user,
+            "policy": self.policy or session_policy(),
+        }
         live_signals = ["temperature", "melt_pool_area"] if self.kiosk else list(LIVE_SIGNALS)
         self.live = LiveSignals(
             **common,

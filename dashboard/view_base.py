@@ -15,14 +15,19 @@ touched there); a view never starts callbacks or threads of its own.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import panel as pn
 import param
 
+from am_qadf.access_policy import AccessPolicy
+
 from .theme import stylesheet
 
 __all__ = ["MonitorView", "html_pane"]
+
+log = logging.getLogger(__name__)
 
 
 def html_pane(obj: str = "", **params: Any) -> pn.pane.HTML:
@@ -40,6 +45,27 @@ class MonitorView(pn.viewable.Viewer):
     kiosk = param.Boolean(default=False, doc="Shop-floor layout: no controls, large type.")
 
     viewer_id = param.String(default="", doc="Change-cursor id of this browser session.")
+
+    user = param.String(default=None, allow_None=True, doc="Logged-in user (None: anonymous).")
+
+    policy = param.ClassSelector(
+        class_=AccessPolicy,
+        default=AccessPolicy(open_access=True),
+        doc="Who may act; checked here, on the server, before every operator action.",
+    )
+
+    def permitted(self, action: str) -> bool:
+        """True when this session's user may take ``action`` (see :class:`AccessPolicy`)."""
+        return self.policy.allows(self.user, action, kiosk=self.kiosk)
+
+    def refuse(self, action: str) -> str | None:
+        """None when ``action`` is allowed, else the reason (and the refusal is logged)."""
+        try:
+            self.policy.require(self.user, action, kiosk=self.kiosk)
+        except PermissionError as exc:
+            log.warning("refused: %s", exc)
+            return str(exc)
+        return None
 
     def refresh(self, snapshot: dict[str, Any]) -> None:
         """Pull what changed from the monitor and update the view (called every tick)."""
