@@ -21,12 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from am_qadf.monitoring.processors import default_processors
-from am_qadf.streaming import IncrementalProcessor, StreamingClient, StreamingConfig
+from am_qadf.streaming import StreamingClient, StreamingConfig
 from am_qadf.streaming.brick_changes import BrickChangeLog
 from am_qadf.streaming.streaming_result import StreamingResult
 from am_qadf.streaming.timestamps import now_utc
-from am_qadf.streaming.voxel_processor import VoxelProcessor
 from am_qadf.voxelization.voxel_grid import VoxelGrid
 
 __all__ = ["LiveMonitor", "MonitorConfig"]
@@ -103,7 +101,6 @@ class LiveMonitor:
         self.config = config or MonitorConfig()
         cfg = self.config
         self.grid = VoxelGrid(cfg.bbox_min, cfg.bbox_max, cfg.resolution, aggregation="mean")
-        self.incremental = IncrementalProcessor(self.grid)
         self.changes = BrickChangeLog(self.grid.brick_dims)
         self.client = StreamingClient(cfg.streaming)
         self._lock = threading.Lock()
@@ -119,14 +116,9 @@ class LiveMonitor:
 
     # -- wiring -------------------------------------------------------------------------
     def _install_processors(self) -> None:
-        cache = self.client.column_cache
-        procs = default_processors(column_cache=cache)
+        procs = self.client.with_default_processors(self.grid).processors
+        self.incremental = procs["voxel_processor"].incremental
         self.alerts = procs["alert_processor"].alert_manager
-        self.client.register_processor(
-            "voxel_processor", VoxelProcessor(self.incremental, column_cache=cache)
-        )
-        for name, proc in procs.items():
-            self.client.register_processor(name, proc)
 
     def _on_result(self, batch: list[dict[str, Any]], result: StreamingResult) -> None:
         if result.voxel_updates:

@@ -128,6 +128,28 @@ class StreamingClient:
         with self._lock:
             self._processors[name] = processor
 
+    def with_default_processors(self, grid: Any) -> StreamingClient:
+        """Register the built-in processors on ``grid`` (a ``VoxelGrid``) and return self:
+        ``voxel_processor``, ``quality_processor``, ``spc_processor`` and
+        ``alert_processor``, sharing this client's column cache.
+
+        >>> from am_qadf.voxelization.voxel_grid import VoxelGrid
+        >>> grid = VoxelGrid((0, 0, 0), (10, 10, 10), 1.0)
+        >>> client = StreamingClient(StreamingConfig.embedded()).with_default_processors(grid)
+        >>> sorted(client.processors)
+        ['alert_processor', 'quality_processor', 'spc_processor', 'voxel_processor']
+        """
+        from am_qadf.monitoring.processors import default_processors
+
+        from .incremental_processor import IncrementalProcessor
+        from .voxel_processor import VoxelProcessor
+
+        voxels = VoxelProcessor(IncrementalProcessor(grid), column_cache=self.column_cache)
+        self.register_processor("voxel_processor", voxels)
+        for name, proc in default_processors(column_cache=self.column_cache).items():
+            self.register_processor(name, proc)
+        return self
+
     def unregister_processor(self, name: str) -> None:
         """Remove the processor registered under ``name``."""
         with self._lock:
