@@ -45,8 +45,9 @@ class AccessPolicy:
         """``AMQADF_OPERATORS`` (comma-separated user names). Without a login
         (``login_configured=False``) access is open unless ``AMQADF_OPEN_ACCESS=0``.
 
-        >>> AccessPolicy.from_env({"AMQADF_OPERATORS": "ada, lin"}, login_configured=True).operators
-        frozenset({'ada', 'lin'})
+        >>> policy = AccessPolicy.from_env({"AMQADF_OPERATORS": "ada, lin"}, login_configured=True)
+        >>> sorted(policy.operators)
+        ['ada', 'lin']
         """
         env = dict(os.environ) if env is None else env
         operators = env.get("AMQADF_OPERATORS", "").split(",")
