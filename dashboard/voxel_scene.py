@@ -150,6 +150,7 @@ class VoxelScene:
         self._last_settle = -np.inf
         self._threshold: tuple[float, float] | None = None
         self._opacity = 1.0
+        self._hidden = 0  # settled voxels enclosed by others, not drawn
         self._layer_k: int | None = None
         self._layer_key: np.ndarray | None = None
         self._lo: np.ndarray | None = None  # occupied voxel bounds [lo, hi)
@@ -198,11 +199,17 @@ class VoxelScene:
         for a in (self._settled, self._live_actor):
             a.mapper.SetScalarRange(lo, hi)
 
-    def set_opacity(self, opacity: float) -> None:
-        """Opacity of the voxels (an actor property: no array is re-sent)."""
+    def set_opacity(self, opacity: float) -> SceneUpdate | None:
+        """Opacity of the voxels (an actor property). Opaque voxels hide those enclosed
+        by others, which are then not drawn; crossing between opaque and translucent
+        rebuilds the actors (returned), otherwise no array is re-sent (None)."""
+        was_opaque = self._opacity >= 1.0
         self._opacity = float(np.clip(opacity, 0.05, 1.0))
         for a in (self._settled, self._live_actor):
             a.actor.GetProperty().SetOpacity(self._opacity)
+        if (self._opacity >= 1.0) != was_opaque:
+            return self._rebuild(settle=True, full=True)
+        return None
 
     def set_threshold(self, threshold: tuple[float, float] | None) -> SceneUpdate:
         """Draw only voxels with ``lo <= value <= hi`` (None: all); rebuilds both actors."""
@@ -212,7 +219,12 @@ class VoxelScene:
     # -- state ------------------------------------------------------------------------------
     @property
     def voxel_count(self) -> int:
-        """Voxels currently drawn (after the threshold)."""
+        """Voxels shown (after the threshold), drawn or hidden inside the build."""
+        return self._settled.count + self._live_actor.count + self._hidden
+
+    @property
+    def drawn_count(self) -> int:
+        """Voxel cubes the browser draws (the enclosed ones are left out)."""
         return self._settled.count + self._live_actor.count
 
     @property
@@ -226,6 +238,7 @@ class VoxelScene:
     def clear(self) -> None:
         """Remove every voxel (e.g. before a replay)."""
         self._chunks.clear()
+        self._hidden = 0
         self._live.clear()
         self._in_settled.clear()
         self._lo = self._hi = None
@@ -361,15 +374,25 @@ class VoxelScene:
         return _concat(out_ijk, out_v)
 
     def _gather_settled(self, live_bricks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Finite voxels of every chunk, except those in ``live_bricks``."""
+        """Finite voxels of every chunk, except those in ``live_bricks`` and, while the
+        voxels are opaque, those hidden inside the build (all six neighbours drawn)."""
         out_ijk, out_v = [], []
+        self._hidden = 0
         for key, cache in self._chunks.items():
             base = np.asarray(key, dtype=np.int64) * self.edge
-            mask = np.isfinite(cache)
+            drawn = np.isfinite(cache)
+            if self._threshold is not None:
+                with np.errstate(invalid="ignore"):
+                    drawn &= (cache >= self._threshold[0]) & (cache <= self._threshold[1])
+            mask = drawn.copy()
             for b in live_bricks:
                 o = b * BRICK - base
                 if np.all((o >= 0) & (o < self.edge)):
                     mask[o[0] : o[0] + BRICK, o[1] : o[1] + BRICK, o[2] : o[2] + BRICK] = False
+            if self._opacity >= 1.0:
+                hidden = mask & _enclosed(drawn)
+                self._hidden += int(np.count_nonzero(hidden))
+                mask &= ~hidden
             flat = np.flatnonzero(mask)
             if flat.size:
                 out_ijk.append(np.stack(np.unravel_index(flat, mask.shape), axis=1) + base)
@@ -462,6 +485,28 @@ class VoxelScene:
         """Release the offscreen render window (the session ended)."""
         self.clear()
         self.plotter.close()
+
+
+def _enclosed(occupied: np.ndarray) -> np.ndarray:
+    """Cells of a 3-D bool array whose six neighbours are all ``True`` (cells on the
+    array's faces count as exposed: their outer neighbours are unknown here).
+
+    >>> m = np.ones((3, 3, 3), dtype=bool)
+    >>> int(_enclosed(m).sum()), bool(_enclosed(m)[1, 1, 1])
+    (1, True)
+    """
+    out = np.zeros_like(occupied)
+    c = occupied[1:-1, 1:-1, 1:-1]
+    out[1:-1, 1:-1, 1:-1] = (
+        c
+        & occupied[:-2, 1:-1, 1:-1]
+        & occupied[2:, 1:-1, 1:-1]
+        & occupied[1:-1, :-2, 1:-1]
+        & occupied[1:-1, 2:, 1:-1]
+        & occupied[1:-1, 1:-1, :-2]
+        & occupied[1:-1, 1:-1, 2:]
+    )
+    return out
 
 
 def _concat(ijk: list[np.ndarray], v: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

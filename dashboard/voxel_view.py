@@ -166,7 +166,9 @@ class VoxelView(MonitorView):
 
     @param.depends("opacity", watch=True)
     def _on_opacity(self) -> None:
-        self.scene.set_opacity(self.opacity)
+        upd = self.scene.set_opacity(self.opacity)
+        if upd is not None:
+            self._record(upd)
         self._sync()
 
     @param.depends("follow_layer", watch=True)
@@ -284,7 +286,8 @@ class VoxelView(MonitorView):
         p = self.pane
         self._status.object = (
             f'<span class="amq-voxel-count" data-voxels="{self.scene.voxel_count}">'
-            f"{self.scene.voxel_count:,} voxels</span> · {u.live_voxels:,} live · "
+            f"{self.scene.voxel_count:,} voxels</span> · {self.scene.drawn_count:,} drawn · "
+            f"{u.live_voxels:,} live · "
             f"last {kind}: {p.last_arrays} arrays / {p.last_array_bytes / 1024:,.1f} kB sent, "
             f"{u.build_ms:.0f} ms build + {self.sync_ms:.0f} ms sync"
         )

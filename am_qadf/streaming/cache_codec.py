@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .serialization import compact
 from .timestamps import to_utc
 
 __all__ = ["encode", "decode"]
@@ -90,7 +91,7 @@ def encode(value: Any) -> bytes:
     >>> decode(encode({"x": float("nan"), "y": np.array([np.inf])}))["y"].tolist()
     [inf]
     """
-    return orjson.dumps(_tag(value), option=orjson.OPT_NON_STR_KEYS)
+    return compact(orjson.dumps(_tag(value), option=orjson.OPT_NON_STR_KEYS))
 
 
 def decode(data: bytes | str) -> Any:

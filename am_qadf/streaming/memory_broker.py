@@ -14,12 +14,22 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from .serialization import compact
+
 __all__ = ["MemoryBroker", "Record", "get_broker", "is_memory_address", "DEFAULT_PARTITIONS"]
 
 DEFAULT_PARTITIONS = 3
-#: Records kept per partition before the oldest are dropped (about 350 MB of simulator
-#: messages); ``AMQADF_MEMORY_RETENTION`` overrides it.
+#: Records kept per partition before the oldest are dropped; ``AMQADF_MEMORY_RETENTION``
+#: overrides it.
 DEFAULT_RETENTION = int(os.environ.get("AMQADF_MEMORY_RETENTION", 1_000_000))
+#: Bytes (values, keys, headers plus a per-record overhead) kept per partition, like
+#: Kafka's ``retention.bytes``: with 3 partitions the broker holds at most about
+#: 3 x 1.25 x 96 MiB, whatever the rate. ``AMQADF_MEMORY_RETENTION_BYTES`` overrides it.
+DEFAULT_RETENTION_BYTES = int(os.environ.get("AMQADF_MEMORY_RETENTION_BYTES", 96 * 2**20))
+#: Python object overhead of one stored record (Record, bytes and int objects), measured.
+RECORD_OVERHEAD = 160
 
 _brokers: dict[str, MemoryBroker] = {}
 _brokers_lock = threading.Lock()
@@ -67,6 +77,7 @@ class Record:
 class _Partition:
     base_offset: int = 0
     records: list[Record] = field(default_factory=list)
+    nbytes: int = 0  # estimated memory held by ``records``
 
     @property
     def end_offset(self) -> int:
@@ -77,6 +88,15 @@ class _Partition:
 class _Group:
     members: dict[str, set[str]] = field(default_factory=dict)  # member id -> topics
     generation: int = 0
+
+
+def _record_bytes(rec: Record) -> int:
+    return (
+        RECORD_OVERHEAD
+        + len(rec.value or b"")
+        + len(rec.key or b"")
+        + sum(len(k) + len(v) for k, v in rec.headers)
+    )
 
 
 class MemoryBroker:
@@ -94,10 +114,16 @@ class MemoryBroker:
         name: str = "",
         partitions: int = DEFAULT_PARTITIONS,
         retention: int = DEFAULT_RETENTION,
+        retention_bytes: int = DEFAULT_RETENTION_BYTES,
     ) -> None:
+        if retention < 1 or retention_bytes < 1:
+            raise ValueError(
+                f"retention and retention_bytes must be >= 1, got {retention}, {retention_bytes}"
+            )
         self.name = name
         self.default_partitions = partitions
         self.retention = retention
+        self.retention_bytes = retention_bytes
         self._topics: dict[str, list[_Partition]] = {}
         self._committed: dict[tuple[str, str, int], int] = {}
         self._groups: dict[str, _Group] = {}
@@ -158,14 +184,32 @@ class MemoryBroker:
             if not 0 <= p < len(parts):
                 raise ValueError(f"partition {p} does not exist in topic {topic!r}")
             part = parts[p]
-            rec = Record(topic, p, part.end_offset, ts, key, value, tuple(headers or ()))
+            hdrs = tuple((k, compact(v)) for k, v in headers or ())
+            value = None if value is None else compact(value)
+            key = None if key is None else compact(key)
+            rec = Record(topic, p, part.end_offset, ts, key, value, hdrs)
             part.records.append(rec)
-            if len(part.records) > self.retention * 5 // 4:
-                drop = len(part.records) - self.retention
-                del part.records[:drop]
-                part.base_offset += drop
+            part.nbytes += _record_bytes(rec)
+            if (
+                len(part.records) > self.retention * 5 // 4
+                or part.nbytes > self.retention_bytes * 5 // 4
+            ):
+                self._trim(part)
             self._cond.notify_all()
             return p, rec.offset
+
+    def _trim(self, part: _Partition) -> None:
+        """Drop the oldest records down to the retention (count and bytes); the 1/4 slack
+        in :meth:`produce` makes this run once per many messages, not on every one."""
+        sizes = np.fromiter((_record_bytes(r) for r in part.records), np.int64, len(part.records))
+        kept = np.cumsum(sizes[::-1])[::-1]  # bytes of each record and everything newer
+        drop = max(
+            len(part.records) - self.retention, int(np.count_nonzero(kept > self.retention_bytes))
+        )
+        drop = min(drop, len(part.records) - 1)  # always keep the newest record
+        del part.records[:drop]
+        part.base_offset += drop
+        part.nbytes = int(sizes[drop:].sum())
 
     def fetch(self, topic: str, partition: int, offset: int, max_records: int) -> list[Record]:
         """Records of one partition from ``offset`` on (at most ``max_records``)."""

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-__all__ = ["dumps", "loads", "to_jsonable"]
+__all__ = ["compact", "dumps", "loads", "to_jsonable"]
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 
@@ -29,6 +29,19 @@ def dumps(value: Any) -> bytes:
     b'{"v":1.5,"a":[0,1]}'
     """
     return orjson.dumps(value, default=_default, option=_OPTS)
+
+
+def compact(data: bytes) -> bytes:
+    """A copy of ``data`` that owns no more memory than its length.
+
+    orjson (3.13) returns bytes objects that keep a ~4 kB allocation whatever their
+    length; anything that holds encoded messages for long (the in-process broker, the
+    in-process cache) stores this copy instead, or 300-byte messages cost 4 kB each.
+
+    >>> compact(dumps({"a": 1}))
+    b'{"a":1}'
+    """
+    return memoryview(data).tobytes()
 
 
 def loads(data: bytes | str) -> Any:

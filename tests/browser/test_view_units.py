@@ -68,3 +68,24 @@ def test_voxel_scene_updates_only_live_bricks():
     assert scene.voxel_count == 3 * 64 + 128 + 128
     assert scene.set_threshold((1940.0, 2000.0)).settled_voxels + scene.voxel_count > 0
     scene.finalize()
+
+
+def test_voxel_scene_leaves_out_enclosed_voxels_while_opaque():
+    scene = VoxelScene((0.0, 0.0, 0.0), 0.5, (64, 64, 64))
+    g = np.arange(10)
+    ijk = np.stack(np.meshgrid(g, g, g, indexing="ij"), axis=-1).reshape(-1, 3)
+    values = np.where(ijk[:, 2] < 5, 1900.0, 2100.0)
+    upd = scene.load(ijk, values)
+    assert scene.voxel_count == 1000
+    assert upd.settled_voxels == scene.drawn_count == 1000 - 8**3  # the 8^3 core is hidden
+    # translucent voxels show what is inside: everything is drawn
+    upd = scene.set_opacity(0.5)
+    assert upd is not None and upd.settled_voxels == 1000
+    assert scene.set_opacity(0.4) is None  # still translucent: no rebuild
+    scene.set_opacity(1.0)
+    assert scene.drawn_count == 488
+    # a threshold that keeps the lower half exposes that half's former core from above
+    upd = scene.set_threshold((1800.0, 2000.0))
+    assert scene.voxel_count == 500
+    assert upd.settled_voxels == 500 - 8 * 8 * 3  # core rows z = 1..3 stay enclosed
+    scene.finalize()

@@ -372,6 +372,62 @@ def test_retention_trims_and_offsets_stay_monotonic(addr: str, broker: MemoryBro
     assert broker.produce("t", b"{}")[1] == 12
 
 
+def test_byte_retention_bounds_memory_and_keeps_the_newest(broker: MemoryBroker) -> None:
+    from am_qadf.streaming.memory_broker import RECORD_OVERHEAD
+
+    per_record = RECORD_OVERHEAD + 100 + 1
+    broker.retention_bytes = 10 * per_record
+    broker.create_topic("t", 1)
+    values = [bytes([65 + i % 26]) * 100 for i in range(200)]
+    for v in values:
+        broker.produce("t", v, key=b"k")
+        part = broker._topics["t"][0]
+        assert part.nbytes <= broker.retention_bytes * 5 // 4
+        assert part.nbytes == len(part.records) * per_record  # accounting stays exact
+    base, end = broker.offsets("t", 0)
+    assert end == 200 and 10 <= end - base <= 12
+    assert [r.value for r in broker.fetch("t", 0, 0, 1000)] == values[base:end]
+
+
+def test_one_record_above_the_byte_retention_is_still_kept(broker: MemoryBroker) -> None:
+    broker.retention_bytes = 50
+    broker.create_topic("t", 1)
+    for i in range(3):
+        broker.produce("t", b"x" * 1000 + b"%d" % i)
+    assert [r.value[-1:] for r in broker.fetch("t", 0, 0, 10)] == [b"2"]
+
+
+def test_stored_messages_cost_about_their_length(broker: MemoryBroker) -> None:
+    """orjson's bytes keep a ~4 kB allocation; the broker must store a compact copy."""
+    import tracemalloc
+
+    from am_qadf.streaming.serialization import dumps
+
+    broker.create_topic("t", 1)
+    n = 2000
+    tracemalloc.start(8)
+    try:
+        for i in range(n):  # encoded here, so the encoder's allocation is traced too
+            broker.produce("t", dumps({"seq": i, "temperature": 1900.5 + i}), partition=0)
+        # only what this test allocated (other tests may have left threads running)
+        mine = tracemalloc.Filter(True, __file__, all_frames=True)
+        held = sum(
+            st.size
+            for st in tracemalloc.take_snapshot().filter_traces([mine]).statistics("filename")
+        )
+        per_record = held / n
+    finally:
+        tracemalloc.stop()
+    stored = [r.value for r in broker.fetch("t", 0, 0, 5000)]
+    assert stored == [dumps({"seq": i, "temperature": 1900.5 + i}) for i in range(n)]
+    assert per_record < 400, f"{per_record:.0f} bytes held per 40-byte message"
+
+
+def test_retention_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="retention"):
+        MemoryBroker("bad", retention_bytes=0)
+
+
 def test_fetch_below_base_offset_starts_at_base(broker: MemoryBroker) -> None:
     broker.retention = 2
     broker.create_topic("t", 1)
