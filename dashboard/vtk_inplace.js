@@ -169,7 +169,16 @@
     // Apply the model's latest scene to the existing render window. One update at a
     // time: scenes that arrive while the browser is still drawing are coalesced into
     // the newest, so a slow (software) WebGL falls behind by one scene, never more.
+    const remove = View.prototype.remove
+    View.prototype.remove = function () {
+      this.__amqRemoved = true
+      clearTimeout(this.__amqTimer)
+      return remove.call(this)
+    }
     View.prototype.__amqSync = function () {
+      if (this.__amqRemoved) {
+        return
+      }
       if (this._vtk_renwin == null) {
         this.invalidate_render() // not rendered yet: a full render plots the new scene
         return
@@ -177,6 +186,20 @@
       const now = performance.now()
       if (this.__amqBusy && now - this.__amqBusySince < 10000) {
         this.__amqAgain = true // (an update that never finishes stops blocking after 10 s)
+        return
+      }
+      // Hidden (another tab) or drawn recently: come back later. Waiting four times as
+      // long as the last update took keeps the 3D view below ~20 % of the page's time,
+      // so a slow (software) WebGL never makes the rest of the page sluggish.
+      const hidden = this.el.getClientRects().length === 0
+      const wait = hidden ? 1000 : (this.__amqLastEnd || 0) + 4 * (this.__amqCost || 0) - now
+      if (wait > 0) {
+        if (this.__amqTimer == null) {
+          this.__amqTimer = setTimeout(() => {
+            this.__amqTimer = null
+            this.__amqSync()
+          }, wait)
+        }
         return
       }
       this.__amqBusy = true
@@ -193,6 +216,8 @@
         .then(() => this._set_camera_state())
         .catch((error) => console.error("3D scene update failed", error))
         .finally(() => {
+          this.__amqLastEnd = performance.now()
+          this.__amqCost = this.__amqLastEnd - now
           this.__amqSyncs = (this.__amqSyncs || 0) + 1
           this.el.setAttribute("data-amq-syncs", String(this.__amqSyncs))
           this.__amqBusy = false

@@ -125,8 +125,10 @@ def test_history_query_returns_rows_and_csv(open_page):
     _wait_loaded(page)
     page.locator(".bk-tab", has_text="History").first.click()
     page.locator(".amq-history-recent button").click()
+    # the query runs in the background ("Running query…" shows meanwhile); a loaded
+    # machine answers a minute of history (hundreds of thousands of rows) slowly
     rows = wait_until(
-        lambda: int_attr(page, ".amq-history-rows", "data-rows"), timeout=30, what="history rows"
+        lambda: int_attr(page, ".amq-history-rows", "data-rows"), timeout=75, what="history rows"
     )
     assert rows > 0
     assert page.locator(".amq-history-table").count() == 1
