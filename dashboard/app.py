@@ -3,7 +3,8 @@ servers when ``AMQADF_KAFKA`` / ``AMQADF_REDIS_URL`` / ``AMQADF_MONGO_URI`` /
 ``AMQADF_TOPIC`` / ``AMQADF_RATE`` are set (same code path).
 
 Query arguments: ``?kiosk=1`` for the shop-floor layout, ``?period=1000`` to refresh
-less often (milliseconds).
+less often (milliseconds), ``?watchdog=45`` to reload a page that got no refresh for
+that many seconds once the server answers again (after a restart).
 """
 
 from __future__ import annotations
@@ -35,11 +36,15 @@ try:
     period = max(100, min(60_000, int(_arg("period", "500"))))
 except ValueError:
     period = 500
+try:
+    watchdog = max(5, min(3600, int(_arg("watchdog", "45"))))
+except ValueError:
+    watchdog = 45
 
 pn.extension("vtk", "tabulator", notifications=True, reconnect=True, design="fast")
 hv.extension("bokeh", logo=False)
 pn.config.reconnect = True  # a screen left running for days re-attaches by itself
 
-Dashboard(monitor=get_monitor(), kiosk=kiosk, period_ms=period).servable(
+Dashboard(monitor=get_monitor(), kiosk=kiosk, period_ms=period, watchdog_s=watchdog).servable(
     title="AM-QADF Live" + (" · kiosk" if kiosk else "")
 )

@@ -28,6 +28,7 @@ import panel as pn
 import param
 
 from am_qadf.access_policy import AccessPolicy
+from am_qadf.streaming import to_utc
 
 from .access import session_policy
 from .alerts_view import AlertsView
@@ -98,6 +99,12 @@ class Dashboard(pn.viewable.Viewer):
 
     period_ms = param.Integer(default=500, bounds=(100, 60_000))
 
+    watchdog_s = param.Integer(
+        default=45,
+        bounds=(5, 3600),
+        doc="Reload the page this long after the last refresh, once the server answers.",
+    )
+
     title = param.String(default="AM-QADF Live")
 
     ticks = param.Integer(default=0, doc="Refreshes done by this session.")
@@ -136,7 +143,8 @@ class Dashboard(pn.viewable.Viewer):
             self.health = HealthView(**common)  # only its throughput figure is shown
             self.views.append(self.health)
             self.kiosk_status = KioskStatus()
-            self.watchdog = Watchdog()
+        # every page, not only kiosks: after a server restart its session is gone
+        self.watchdog = Watchdog(timeout_s=self.watchdog_s)
         self.header = html_pane("", css_classes=["amq-header-status"], sizing_mode="stretch_width")
         self.timings: dict[str, float] = {}
         self._callback: Any = None
@@ -168,7 +176,7 @@ class Dashboard(pn.viewable.Viewer):
             self._update_header(snap)
             if self.kiosk:
                 self.kiosk_status.update(snap, self.health.throughput, self.live.latest_values())
-                self.watchdog.heartbeat += 1
+            self.watchdog.heartbeat += 1
         self.ticks += 1
         total = (time.perf_counter() - t_start) * 1e3
         if total > 1000:
@@ -194,10 +202,17 @@ class Dashboard(pn.viewable.Viewer):
             ("voxels", voxels, f"<b>{voxels:,}</b> voxels"),
             ("alerts", alerts, f"<b>{alerts:,}</b> active alerts"),
         ]  # fmt: skip
+        # the newest message's own time (epoch ms): lets a page (or a benchmark) see how
+        # old what it shows is
+        try:
+            newest = f' data-newest="{to_utc(snap.get("newest_timestamp")).timestamp() * 1e3:.0f}"'
+        except (TypeError, ValueError):
+            newest = ""
         self.header.object = (
             '<div class="amq-hdr">'
             + "".join(
-                f'<span class="amq-hdr-item amq-hdr-{k}" data-{k}="{v}">{body}</span>'
+                f'<span class="amq-hdr-item amq-hdr-{k}" data-{k}="{v}"'
+                f"{newest if k == 'msgs' else ''}>{body}</span>"
                 for k, v, body in items
             )
             + "</div>"
@@ -281,6 +296,7 @@ class Dashboard(pn.viewable.Viewer):
         return pn.Column(
             self.header,
             pn.Row(pn.Column(*self._sidebar(), width=300), self._main()),
+            self.watchdog,
             sizing_mode="stretch_width",
         )
 
@@ -306,7 +322,7 @@ class Dashboard(pn.viewable.Viewer):
                 **common,
             )
         return pn.template.FastListTemplate(
-            main=[self._main()],
+            main=[self._main(), self.watchdog],
             sidebar=self._sidebar(),
             header=[self.header],
             sidebar_width=300,

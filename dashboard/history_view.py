@@ -112,6 +112,24 @@ class HistoryView(MonitorView):
             css_classes=["amq-history-csv"],
             width=150,
         )
+        self.keep_hours = pn.widgets.FloatInput(
+            name="Keep the last (hours)",
+            value=24.0,
+            start=0.01,
+            step=1.0,
+            width=150,
+            css_classes=["amq-history-keep"],
+        )
+        self.delete = pn.widgets.Button(
+            name="Delete older data",
+            button_type="danger",
+            button_style="outline",
+            css_classes=["amq-history-delete"],
+            width=150,
+            margin=(24, 10, 5, 10),
+            disabled=not self.permitted("delete_old_data"),  # viewers see it greyed out
+        )
+        self.delete.on_click(lambda _: self.delete_old_data())
         self.info = html_pane(
             "Choose a time range and press <b>Run query</b>.",
             sizing_mode="stretch_width",
@@ -133,6 +151,7 @@ class HistoryView(MonitorView):
         self._frame = pd.DataFrame()
         self._pending: tuple | None = None
         self._result: tuple | None = None
+        self._deleted: tuple | None = None
 
     def _recent(self) -> None:
         now = _naive_utc(datetime.now(UTC))
@@ -167,6 +186,31 @@ class HistoryView(MonitorView):
 
         threading.Thread(target=work, name="amqadf-history", daemon=True).start()
 
+    def delete_old_data(self) -> None:
+        """Delete stored history older than ``keep_hours`` (operators only; checked here
+        on the server, whatever the browser sent), in the background."""
+        reason = self.refuse("delete_old_data")
+        if reason is not None:
+            self.info.object = f'<span class="amq-error">{_esc(reason)}</span>'
+            return
+        storage = self.monitor.storage
+        hours = self.keep_hours.value
+        if storage is None or hours is None or not hours > 0:
+            self.info.object = '<span class="amq-error">Give the hours of history to keep.</span>'
+            return
+        cutoff = datetime.now(UTC) - timedelta(hours=float(hours))
+        self.delete.disabled = True
+        self.info.object = '<span class="amq-history-busy">Deleting…</span>'
+
+        def work() -> None:
+            try:
+                n = storage.delete_old_data(cutoff)
+                self._deleted = (cutoff, n, None)
+            except Exception as exc:  # shown on the next tick
+                self._deleted = (cutoff, None, exc)
+
+        threading.Thread(target=work, name="amqadf-history-delete", daemon=True).start()
+
     def query_now(
         self, start: datetime, end: datetime, filters: dict[str, Any] | None = None
     ) -> pd.DataFrame:
@@ -180,6 +224,16 @@ class HistoryView(MonitorView):
         return df
 
     def refresh(self, snapshot: dict[str, Any]) -> None:
+        if self._deleted is not None:
+            cutoff, n, error = self._deleted
+            self._deleted = None
+            self.delete.disabled = False
+            self.info.object = (
+                f'<span class="amq-error">Delete failed: {_esc(error)}</span>'
+                if error is not None
+                else f'<span class="amq-history-deleted" data-deleted="{n}">Deleted {n:,} '
+                f"records older than {cutoff:%Y-%m-%d %H:%M:%S} UTC</span>"
+            )
         if self._result is None:
             return
         (start, end, filters), df, error = self._result
@@ -245,7 +299,14 @@ class HistoryView(MonitorView):
         )
         return pn.Column(
             form,
-            pn.Row(self.run, self.download, self.info, sizing_mode="stretch_width"),
+            pn.Row(
+                self.run,
+                self.download,
+                self.info,
+                self.keep_hours,
+                self.delete,
+                sizing_mode="stretch_width",
+            ),
             self.plot,
             self.table,
             sizing_mode="stretch_width",

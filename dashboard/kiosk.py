@@ -78,8 +78,9 @@ class KioskStatus:
             tiles.append(
                 (info.short_label, f"{info.fmt(temp)}<small> {info.unit}</small>", "amq-k-sig")
             )
+        msgs = int((snapshot.get("stats") or {}).get("messages_processed") or 0)
         self.pane.object = (
-            '<div class="amq-kiosk-tiles">'
+            f'<div class="amq-kiosk-tiles" data-msgs="{msgs}">'
             + "".join(
                 f'<div class="amq-tile {css}"><div class="amq-tile-label">{label}</div>'
                 f'<div class="amq-tile-value">{value}</div></div>'

@@ -18,6 +18,7 @@ from .stream_storage import SpoolFullError, StreamStorage
 from .streaming_client import StreamingClient
 from .streaming_config import StreamingConfig
 from .streaming_result import StreamingResult
+from .timestamps import to_utc
 
 __all__ = [
     "BufferManager",
@@ -33,4 +34,5 @@ __all__ = [
     "StreamingConfig",
     "StreamingResult",
     "get_broker",
+    "to_utc",
 ]

@@ -62,12 +62,9 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s (last error: {last})")
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[str]:
-    """Base URL of a dashboard server on the embedded default (simulated build)."""
-    port = _free_port()
-    data_dir = tempfile.mkdtemp(prefix="amqadf-browser-")
-    log_path = Path(data_dir) / "panel-serve.log"
+def start_dashboard(port: int, data_dir: str, log_path: Path) -> subprocess.Popen:
+    """``panel serve dashboard/app.py`` on the embedded default at 127.0.0.1:``port``,
+    returned once it answers (its output goes to ``log_path``)."""
     env = {
         **os.environ,
         "AMQADF_DATA_DIR": data_dir,
@@ -84,24 +81,44 @@ def server() -> Iterator[str]:
         # sessions of closed pages stop their refresh quickly instead of after 15 s
         "--unused-session-lifetime", "3000", "--check-unused-sessions", "1000",
     ]  # fmt: skip
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    url = f"http://127.0.0.1:{port}/app"
     try:
         # /liveness answers without creating a session (a GET of /app would make one)
         _wait_http(f"http://127.0.0.1:{port}/liveness", proc, timeout=60)
-        yield url
     except Exception:
+        stop_dashboard(proc)
         print(log_path.read_text(errors="replace")[-4000:])
         raise
-    finally:
+    return proc
+
+
+def stop_dashboard(proc: subprocess.Popen) -> None:
+    """Stop a server from :func:`start_dashboard` (SIGTERM, then SIGKILL)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[str]:
+    """Base URL of a dashboard server on the embedded default (simulated build)."""
+    port = _free_port()
+    data_dir = tempfile.mkdtemp(prefix="amqadf-browser-")
+    log_path = Path(data_dir) / "panel-serve.log"
+    proc = start_dashboard(port, data_dir, log_path)
+    try:
+        yield f"http://127.0.0.1:{port}/app"
+    finally:
+        stop_dashboard(proc)
         # keep the server log of the last run for post-mortems
         shutil.copy(log_path, Path(tempfile.gettempdir()) / "amqadf-browser-server.log")
         shutil.rmtree(data_dir, ignore_errors=True)

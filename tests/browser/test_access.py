@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,6 +14,7 @@ from am_qadf.live_monitor import LiveMonitor, MonitorConfig
 from am_qadf.streaming import StreamingConfig
 from dashboard.alerts_view import AlertsView
 from dashboard.controls import Controls
+from dashboard.history_view import HistoryView
 
 
 @pytest.fixture
@@ -76,3 +78,81 @@ def test_policy_from_environment():
     assert AccessPolicy.from_env({}, login_configured=False).role(None) == "operator"
     locked = AccessPolicy.from_env({"AMQADF_OPEN_ACCESS": "0"}, login_configured=False)
     assert locked.role(None) == "viewer"
+
+
+def _store_two_ages(monitor) -> None:
+    now = datetime.now(UTC)
+    docs = [
+        {"timestamp": now - timedelta(hours=5), "build_id": "b", "layer": 1, "temperature": 1.0},
+        {"timestamp": now - timedelta(minutes=5), "build_id": "b", "layer": 2, "temperature": 2.0},
+    ]
+    assert monitor.storage.store_batch(docs) == 2
+
+
+def _wait_deleted(view) -> str:
+    deadline = time.monotonic() + 20
+    while view._deleted is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    view.refresh({})
+    return view.info.object
+
+
+def test_viewer_cannot_delete_old_data_even_through_the_callback(monitor):
+    _store_two_ages(monitor)
+    view = HistoryView(monitor=monitor, user="bob", policy=POLICY)
+    assert view.delete.disabled
+    view.keep_hours.value = 1.0
+    view.delete_old_data()
+    assert "may not delete_old_data" in view.info.object
+    time.sleep(0.3)
+    assert view._deleted is None
+    assert len(monitor.query_history(datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC))) == 2
+
+
+def test_operator_deletes_only_data_older_than_kept_hours(monitor):
+    _store_two_ages(monitor)
+    view = HistoryView(monitor=monitor, user="ada", policy=POLICY)
+    assert not view.delete.disabled
+    view.keep_hours.value = 1.0
+    view.delete_old_data()
+    assert 'data-deleted="1"' in _wait_deleted(view)
+    left = monitor.query_history(datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC))
+    assert [d["layer"] for d in left] == [2]
+
+
+def test_credentials_never_reach_the_page_or_the_log(tmp_path, caplog):
+    """Secrets from the configuration are passed to the clients, never shown or logged."""
+    import logging
+
+    import panel as pn
+
+    from dashboard.dashboard import Dashboard
+
+    secrets = ["k4fka-pw", "r3dis-pw"]
+    cfg = StreamingConfig.embedded(
+        kafka_bootstrap_servers=[f"memory://cred-{uuid.uuid4().hex[:8]}"],
+        storage_path=str(tmp_path),
+        kafka_config={"sasl.username": "amq", "sasl.password": secrets[0]},
+        redis_password=secrets[1],
+    )
+    caplog.set_level(logging.DEBUG)
+    mon = LiveMonitor(MonitorConfig(streaming=cfg, simulate=False))
+    mon.start()
+    try:
+        dash = Dashboard(monitor=mon, policy=POLICY)
+        dash.tick()
+        shown = [
+            str(p.object)
+            for p in dash.template().main[0].select(pn.pane.HTML)
+            + dash.health.summary().select(pn.pane.HTML)
+            + [dash.header]
+        ]
+        shown.append(repr(mon.config.streaming.describe()))
+        shown.append(caplog.text)
+        dash.stop()
+    finally:
+        mon.stop()
+    text = "\n".join(shown)
+    assert "in-process broker" in text or "memory://" in text  # the page did render
+    leaked = [s for s in secrets if s in text]
+    assert not leaked, f"secrets shown or logged: {leaked}"

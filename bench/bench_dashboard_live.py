@@ -1,0 +1,195 @@
+"""Benchmark the dashboard end to end in headless Chromium: latency and a soak run.
+
+``python bench/bench_dashboard_live.py latency`` starts ``panel serve dashboard/app.py``
+(embedded default, simulated build at ``--rate`` msg/s, loopback only), opens one page
+and records, for every refresh the page shows, how old the newest message on it is:
+browser clock minus the message's own timestamp (the simulator stamps each message
+with the time it is due and publishes it then, so this is produce -> visible). Printed:
+p50/p95 for the default refresh period (500 ms) and for ``?period=100``.
+
+``python bench/bench_dashboard_live.py soak --minutes 20`` opens three pages at 5 k
+msg/s and samples the server's RSS every 15 s and each page's updates per second.
+Targets (dashboard issue): p95 < 250 ms at 10 k msg/s; >= 2 updates/s per session;
+RSS within 10 % over the run (measured after a warm-up of a quarter of the run, at
+most 2 minutes). Figures are printed; nothing is asserted on time.
+
+Needs Debian's ``chromium`` (``AMQADF_CHROMIUM`` overrides the path) and Playwright.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("AMQADF_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+
+# Installed in each page: follows the header's data-newest (epoch ms of the newest
+# message shown) on every animation frame and records its age when it changes.
+SAMPLER = """() => {
+  const state = {lat: [], updates: 0, started: performance.now()};
+  window.__amqBench = state;
+  const find = () => {
+    const stack = [document];
+    while (stack.length) {
+      const root = stack.pop();
+      const el = root.querySelector('.amq-hdr-msgs');
+      if (el) return el;
+      root.querySelectorAll('*').forEach((e) => e.shadowRoot && stack.push(e.shadowRoot));
+    }
+    return null;
+  };
+  let el = null, last = null;
+  const tick = () => {
+    if (el == null || !el.isConnected) el = find();
+    const newest = el && el.getAttribute('data-newest');
+    if (newest && newest !== last) {
+      last = newest;
+      state.updates += 1;
+      state.lat.push(Date.now() - Number(newest));
+    }
+    requestAnimationFrame(tick);
+  };
+  tick();
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(rate: float, data_dir: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "AMQADF_RATE": str(rate), "AMQADF_DATA_DIR": data_dir}
+    cmd = [
+        sys.executable, "-m", "panel", "serve", str(ROOT / "dashboard" / "app.py"),
+        "--address", "127.0.0.1", "--port", str(port),
+        "--allow-websocket-origin", f"127.0.0.1:{port}",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/app"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=5).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("the dashboard did not start within 90 s")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def open_pages(browser, url: str, n: int, query: str = "") -> list:
+    pages = []
+    for _ in range(n):
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(url + query, timeout=90_000)
+        page.wait_for_selector(".amq-hdr-msgs", timeout=90_000)
+        pages.append(page)
+    return pages
+
+
+def latency(args: argparse.Namespace) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as data_dir, sync_playwright() as p:
+        proc, url = start_server(args.rate, data_dir)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            print(f"produce -> visible latency at {args.rate:,.0f} msg/s, {args.seconds} s each")
+            for query in ("", "?period=100"):
+                (page,) = open_pages(browser, url, 1, query)
+                time.sleep(10)  # warm-up: first render, buffers fill
+                page.evaluate(SAMPLER)
+                time.sleep(args.seconds)
+                s = page.evaluate("window.__amqBench")
+                page.close()
+                lat = np.asarray(s["lat"], dtype=float)
+                p50, p95 = np.percentile(lat, [50, 95]) if lat.size else (np.nan, np.nan)
+                print(
+                    f"  period {'100' if query else '500'} ms: {lat.size} samples, "
+                    f"p50 {p50:.0f} ms, p95 {p95:.0f} ms "
+                    f"({'PASS' if p95 < 250 else 'MISS'} p95 < 250 ms)"
+                )
+        finally:
+            browser.close()
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def soak(args: argparse.Namespace) -> None:
+    from playwright.sync_api import sync_playwright
+
+    duration = args.minutes * 60
+    warmup = min(duration / 4, 120)
+    with tempfile.TemporaryDirectory() as data_dir, sync_playwright() as p:
+        proc, url = start_server(args.rate, data_dir)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            pages = open_pages(browser, url, args.sessions)
+            for page in pages:
+                page.evaluate(SAMPLER)
+            t0 = time.monotonic()
+            samples: list[tuple[float, float]] = []
+            while (t := time.monotonic() - t0) < duration:
+                samples.append((t, rss_mib(proc.pid)))
+                time.sleep(min(15, duration - t))
+            samples.append((time.monotonic() - t0, rss_mib(proc.pid)))
+            stats = [page.evaluate("window.__amqBench") for page in pages]
+        finally:
+            browser.close()
+            proc.terminate()
+            proc.wait(timeout=30)
+    after = [r for t, r in samples if t >= warmup]
+    base, end, peak = after[0], after[-1], max(after)
+    drift = (end - base) / base * 100
+    rates = [s["updates"] / duration for s in stats]
+    print(f"soak: {args.sessions} sessions, {args.rate:,.0f} msg/s, {args.minutes:g} min")
+    print(f"  updates/s per session: {', '.join(f'{r:.2f}' for r in rates)} "
+          f"({'PASS' if min(rates) >= 2 else 'MISS'} >= 2)")  # fmt: skip
+    print(
+        f"  server RSS after {warmup:.0f} s warm-up {base:.0f} MiB -> end {end:.0f} MiB "
+        f"(peak {peak:.0f}): {drift:+.1f} % ({'PASS' if abs(drift) <= 10 else 'MISS'} within 10 %)"
+    )
+    print("  RSS samples (s, MiB):", ", ".join(f"{t:.0f}:{r:.0f}" for t, r in samples[::4]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    lat = sub.add_parser("latency", help="produce -> visible latency, one session")
+    lat.add_argument("--rate", type=float, default=10_000)
+    lat.add_argument("--seconds", type=int, default=60)
+    so = sub.add_parser("soak", help="several sessions: updates/s and server RSS")
+    so.add_argument("--rate", type=float, default=5_000)
+    so.add_argument("--sessions", type=int, default=3)
+    so.add_argument("--minutes", type=float, default=20)
+    args = ap.parse_args()
+    if not Path(CHROMIUM).exists():
+        print(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium")
+        return 1
+    (latency if args.what == "latency" else soak)(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
