@@ -17,8 +17,14 @@ __all__ = ["login_configured", "session_policy"]
 
 
 def login_configured() -> bool:
-    """True when this server asks users to log in (basic auth or OAuth)."""
-    return bool(pn.config.basic_auth or pn.config.oauth_provider)
+    """True when this server asks users to log in (basic auth or OAuth).
+
+    ``panel serve --basic-auth`` does not show in ``pn.config`` inside the session, so a
+    session with a logged-in user counts as well (without a log-in there is no user).
+    """
+    if pn.config.basic_auth or pn.config.oauth_provider:
+        return True
+    return pn.state.curdoc is not None and bool(pn.state.user)
 
 
 def session_policy() -> AccessPolicy:

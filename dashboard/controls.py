@@ -212,9 +212,10 @@ class Controls(MonitorView):
     def _render(self) -> None:
         state = "replaying" if self._seeking else (self.state or "stopped")
         paused = state == "paused"
-        self._pause.disabled = paused or state == "stopped"
-        self._resume.disabled = not paused
-        self._seek.disabled = self._seeking
+        viewer = not self.permitted("pause")  # viewers keep seeing the controls greyed out
+        self._pause.disabled = viewer or paused or state == "stopped"
+        self._resume.disabled = viewer or not paused
+        self._seek.disabled = viewer or self._seeking
         color = STATE_COLORS.get(state, STATE_COLORS["stopped"])
         replay = ""
         if self.replay_from_layer is not None:

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +62,22 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s (last error: {last})")
 
 
-def start_dashboard(port: int, data_dir: str, log_path: Path) -> subprocess.Popen:
-    """``panel serve dashboard/app.py`` on the embedded default at 127.0.0.1:``port``,
-    returned once it answers (its output goes to ``log_path``)."""
+def start_dashboard(
+    port: int,
+    data_dir: str,
+    log_path: Path,
+    extra_args: Sequence[str] = (),
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """``panel serve dashboard/app.py`` on the embedded default at 127.0.0.1:``port``
+    (plus ``extra_args``, e.g. a log-in), returned once it answers (its output goes to
+    ``log_path``)."""
     env = {
         **os.environ,
         "AMQADF_DATA_DIR": data_dir,
         "AMQADF_RATE": os.environ.get("AMQADF_TEST_RATE", "2500"),
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     for var in ("AMQADF_KAFKA", "AMQADF_REDIS_URL", "AMQADF_MONGO_URI", "AMQADF_TOPIC"):
         env.pop(var, None)  # these tests are about the embedded default
@@ -80,6 +88,7 @@ def start_dashboard(port: int, data_dir: str, log_path: Path) -> subprocess.Pope
         "--num-procs", "1", "--liveness",
         # sessions of closed pages stop their refresh quickly instead of after 15 s
         "--unused-session-lifetime", "3000", "--check-unused-sessions", "1000",
+        *extra_args,
     ]  # fmt: skip
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(

@@ -156,3 +156,10 @@ def test_credentials_never_reach_the_page_or_the_log(tmp_path, caplog):
     assert "in-process broker" in text or "memory://" in text  # the page did render
     leaked = [s for s in secrets if s in text]
     assert not leaked, f"secrets shown or logged: {leaked}"
+
+
+def test_viewer_controls_stay_disabled_after_refreshes(monitor):
+    controls = Controls(monitor=monitor, user="bob", policy=POLICY)
+    for _ in range(3):
+        controls.refresh(monitor.snapshot())
+    assert controls._pause.disabled and controls._resume.disabled and controls._seek.disabled
