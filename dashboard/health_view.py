@@ -39,37 +39,38 @@ def connection_rows(health: dict[str, Any]) -> list[dict[str, str]]:
         }
     )
     st = health.get("storage") or {}
-    cache = st.get("cache_backend")
     rows.append(
-        {
-            "system": "Redis",
-            "backend": {"redis": "Redis", "memory": "in-process cache"}.get(
-                cache, str(cache or "off")
-            ),
-            "state": "off" if not st else ("ok" if st.get("cache_ok") else "down"),
-            "detail": (
-                f"{st.get('cache_writes', 0):,} writes, {st.get('cache_failures', 0):,} failures"
-                if st
-                else "cache disabled"
-            ),
-        }
+        _storage_row(
+            st,
+            "Redis",
+            "cache",
+            {"redis": "Redis", "memory": "in-process cache"},
+            f"{st.get('cache_writes', 0):,} writes, {st.get('cache_failures', 0):,} failures",
+        )
     )
-    hist = st.get("history_backend")
     rows.append(
-        {
-            "system": "MongoDB",
-            "backend": {"mongodb": "MongoDB", "sqlite": "embedded history file"}.get(
-                hist, str(hist or "off")
-            ),
-            "state": "off" if not st else ("ok" if st.get("history_ok") else "down"),
-            "detail": (
-                f"{st.get('documents_inserted', 0):,} stored, {st.get('spooled', 0):,} spooled"
-                if st
-                else "history disabled"
-            ),
-        }
+        _storage_row(
+            st,
+            "MongoDB",
+            "history",
+            {"mongodb": "MongoDB", "sqlite": "embedded history file"},
+            f"{st.get('documents_inserted', 0):,} stored, {st.get('spooled', 0):,} spooled",
+        )
     )
     return rows
+
+
+def _storage_row(
+    st: dict[str, Any], system: str, part: str, names: dict[str, str], detail: str
+) -> dict[str, str]:
+    """The row of one storage part (``"cache"`` or ``"history"``) of ``StreamStorage.health()``."""
+    backend = st.get(f"{part}_backend")
+    return {
+        "system": system,
+        "backend": names.get(backend, str(backend or "off")),
+        "state": "off" if not st else ("ok" if st.get(f"{part}_ok") else "down"),
+        "detail": detail if st else f"{part} disabled",
+    }
 
 
 class HealthView(MonitorView):

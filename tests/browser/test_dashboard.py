@@ -30,6 +30,14 @@ def _wait_loaded(page) -> None:
     wait_until(lambda: (_msgs(page) or 0) > 0, timeout=45, what="messages in the header")
 
 
+def _wait_voxels(page) -> None:
+    wait_until(
+        lambda: (int_attr(page, ".amq-voxel-count", "data-voxels") or 0) > 0,
+        timeout=40,
+        what="voxels in the 3D view",
+    )
+
+
 def _distinct_colors(png: bytes) -> int:
     from PIL import Image
 
@@ -178,11 +186,7 @@ def _syncs(pane) -> int:
 def test_voxel_view_draws_and_updates_in_place(open_page):
     page = open_page()
     _wait_loaded(page)
-    wait_until(
-        lambda: (int_attr(page, ".amq-voxel-count", "data-voxels") or 0) > 0,
-        timeout=40,
-        what="voxels in the 3D view",
-    )
+    _wait_voxels(page)
     pane = page.locator(".amq-voxel-pane").first
     canvases = pane.locator("canvas")
     wait_until(lambda: canvases.count() > 0, timeout=45, what="the 3D canvas")
@@ -229,11 +233,7 @@ def test_main_view_screenshot(open_page):
     """Runs last: by now the build has layers, alerts and a replay behind it."""
     page = open_page()
     _wait_loaded(page)
-    wait_until(
-        lambda: (int_attr(page, ".amq-voxel-count", "data-voxels") or 0) > 0,
-        timeout=40,
-        what="voxels in the 3D view",
-    )
+    _wait_voxels(page)
     time.sleep(8)  # live plots fill their window, the layer map and alerts come in
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "main.png"))
