@@ -25,6 +25,9 @@ _DT = "__datetime__"
 _FL = "__float__"
 _CX = "__complex__"
 _PLAIN = frozenset({int, str, bool, type(None)})
+#: One orjson pass with ``_tag`` as the fallback for datetimes, numpy values, complex
+#: numbers and the rest orjson cannot write faithfully by itself.
+_FAST = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def _keep(v: Any) -> bool:
@@ -91,7 +94,12 @@ def encode(value: Any) -> bytes:
     >>> decode(encode({"x": float("nan"), "y": np.array([np.inf])}))["y"].tolist()
     [inf]
     """
-    return compact(orjson.dumps(_tag(value), option=orjson.OPT_NON_STR_KEYS))
+    data = orjson.dumps(value, default=_tag, option=_FAST)
+    if b"null" in data:
+        # orjson writes NaN and inf as null; walk the value to tag them (rare: None
+        # values and the text "null" also land here, and come out the same)
+        data = orjson.dumps(_tag(value), option=orjson.OPT_NON_STR_KEYS)
+    return compact(data)
 
 
 def decode(data: bytes | str) -> Any:

@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from . import cache_codec
 from .history_filters import matches
-from .timestamps import now_utc, to_epoch_us, to_utc
+from .timestamps import from_epoch_us, now_utc, to_epoch_us, to_utc
 
 __all__ = [
     "HistoryStore",
@@ -45,6 +46,7 @@ def default_data_dir() -> Path:
 
 
 _SCALARS = frozenset({float, int, str, bool, type(None)})
+_SCALARS_OR_DATETIME = _SCALARS | {datetime}
 
 
 def _plain(value: Any) -> Any:
@@ -75,23 +77,38 @@ def prepare_documents(batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     if not isinstance(batch, list | tuple):
         raise TypeError(f"batch_data must be a list of dicts, got {type(batch).__name__}")
-    docs: list[dict[str, Any]] = []
     ingest = now_utc()
-    for i, item in enumerate(batch):
-        if not isinstance(item, dict):
-            raise TypeError(f"batch_data[{i}] must be a dict, got {type(item).__name__}")
-        doc = {
-            (k if type(k) is str else str(k)): (v if type(v) in _SCALARS else _plain(v))
-            for k, v in item.items()
-        }
+    if _copies_as_is(batch):
+        docs = [dict(item) for item in batch]
+    else:
+        docs = []
+        for i, item in enumerate(batch):
+            if not isinstance(item, dict):
+                raise TypeError(f"batch_data[{i}] must be a dict, got {type(item).__name__}")
+            docs.append(
+                {
+                    (k if type(k) is str else str(k)): (v if type(v) in _SCALARS else _plain(v))
+                    for k, v in item.items()
+                }
+            )
+    for i, doc in enumerate(docs):
         try:
             doc["timestamp"] = to_utc(doc["timestamp"]) if "timestamp" in doc else ingest
         except (TypeError, ValueError) as exc:
             raise ValueError(f"batch_data[{i}].timestamp: {exc}") from None
         if "_id" not in doc and all(k in doc for k in ("topic", "partition", "offset")):
             doc["_id"] = f"{doc['topic']}:{doc['partition']}:{doc['offset']}"
-        docs.append(doc)
     return docs
+
+
+def _copies_as_is(batch: Sequence[Any]) -> bool:
+    """True when every item is a dict of string keys and scalar or datetime values, the
+    shape decoded and validated messages have: a plain copy then stores them faithfully."""
+    if not all(type(item) is dict for item in batch):
+        return False
+    keys = set(map(type, chain.from_iterable(batch)))
+    values = set(map(type, chain.from_iterable(map(dict.values, batch))))
+    return keys <= {str} and values <= _SCALARS_OR_DATETIME
 
 
 class HistoryStore(Protocol):
@@ -152,20 +169,35 @@ class SqliteHistory:
         self._db.execute(f'CREATE INDEX IF NOT EXISTS "{table}_ts" ON "{table}" (ts)')
 
     def insert(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
-        rows = []
-        for d in docs:
-            doc_id = str(d.get("_id") or uuid.uuid4().hex)
-            body = {k: v for k, v in d.items() if k != "_id"}
-            rows.append((doc_id, to_epoch_us(d["timestamp"]), cache_codec.encode(body)))
+        # _id and timestamp live in their own columns (the timestamp exact to the
+        # microsecond) and are taken out of each document while the batch is encoded,
+        # then put back. The batch goes to SQLite as one JSON array, so the insert runs
+        # in one call without the GIL and the consumer thread keeps going meanwhile.
+        keys = [(d.pop("_id", None), d.pop("timestamp")) for d in docs]
+        try:
+            payload = cache_codec.encode(
+                [
+                    [str(doc_id or uuid.uuid4().hex), to_epoch_us(ts), d]
+                    for (doc_id, ts), d in zip(keys, docs, strict=True)
+                ]
+            )
+        finally:
+            for (doc_id, ts), d in zip(keys, docs, strict=True):
+                d["timestamp"] = ts
+                if doc_id is not None:
+                    d["_id"] = doc_id
         with self._lock:
             before = self._db.total_changes
             self._db.execute("BEGIN")
-            self._db.executemany(
-                f'INSERT OR IGNORE INTO "{self.table}" (id, ts, doc) VALUES (?, ?, ?)', rows
+            self._db.execute(
+                f'INSERT OR IGNORE INTO "{self.table}" (id, ts, doc) SELECT '
+                "json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+                "json_extract(value, '$[2]') FROM json_each(?)",
+                (payload,),
             )
             self._db.execute("COMMIT")
             inserted = self._db.total_changes - before
-        return inserted, len(rows) - inserted
+        return inserted, len(docs) - inserted
 
     def query(
         self,
@@ -188,8 +220,8 @@ class SqliteHistory:
             if not rows:
                 break
             last_ts, last_rowid = rows[-1][2], rows[-1][3]
-            for doc_id, blob, _ts, _rowid in rows:
-                doc = cache_codec.decode(blob)
+            for doc_id, blob, ts, _rowid in rows:
+                doc = {"timestamp": from_epoch_us(ts), **cache_codec.decode(blob)}
                 if not filters or matches(doc, filters):
                     doc["_id"] = doc_id
                     out.append(doc)

@@ -11,6 +11,8 @@ import logging
 import threading
 import time
 import uuid
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from .kafka_producer import normalize_servers
@@ -23,6 +25,12 @@ __all__ = ["KafkaConsumer", "decode_record"]
 log = logging.getLogger(__name__)
 
 _RESETS = ("earliest", "latest")
+
+
+@lru_cache(maxsize=4096)
+def _record_time(timestamp_ms: int) -> datetime:
+    # producers batch, so thousands of records share one millisecond timestamp
+    return from_epoch_us(timestamp_ms * 1000)
 
 
 def decode_record(
@@ -46,7 +54,7 @@ def decode_record(
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "timestamp": from_epoch_us(int(timestamp_ms) * 1000),
+        "timestamp": _record_time(int(timestamp_ms)),
         "key": key.decode("utf-8", "replace") if key is not None else None,
         "value": None,
         "size": len(value) if value is not None else 0,

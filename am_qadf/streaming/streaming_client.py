@@ -12,9 +12,10 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -43,6 +44,14 @@ RESULT_FIELDS = {
 #: Message fields that are never buffered as signals.
 _NOT_SIGNALS = frozenset({"timestamp", "_id", "topic", "partition", "offset"})
 _CALLBACK_ATTEMPTS = 3
+#: Batches processed but not yet stored and delivered; bounds the writer's queue.
+_IN_FLIGHT = 4
+
+
+class _Batch(NamedTuple):
+    msgs: list[dict[str, Any]]  # every polled message: their offsets are stored together
+    good: list[dict[str, Any]]  # the valid ones, to deliver
+    docs: list[dict[str, Any]]  # the documents to store
 
 
 def _build_storage(config: StreamingConfig) -> StreamStorage | None:
@@ -112,10 +121,14 @@ class StreamingClient:
         self._consumer: KafkaConsumer | None = None
         self._dlq: KafkaProducer | None = None
         self._thread: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
         self._stop = threading.Event()
         self._backpressure = False
         self._consumer_state = "stopped"
         self._listeners: list[Callable[[list[dict[str, Any]], StreamingResult], None]] = []
+        self._done: deque[list[dict[str, Any]]] = deque()  # stored + delivered, offsets due
+        self._flight = threading.Condition()
+        self._in_flight = 0  # polled batches not yet delivered
         self._control: queue.SimpleQueue[tuple[Callable[[], Any], Future]] = queue.SimpleQueue()
 
     # -- processors ---------------------------------------------------------------------
@@ -404,6 +417,22 @@ class StreamingClient:
             raise RuntimeError("no consumer running; call start_consumer() first")
         self._consumer.pause()
         self._consumer_state = "paused"
+        self._wait_delivered(timeout_s=5.0)
+
+    def _wait_delivered(self, timeout_s: float) -> None:
+        """Wait until batches polled before now are stored and delivered, so nothing
+        reaches the callback after :meth:`pause` returns (not from the client's own
+        threads, where it would wait for itself)."""
+        if threading.current_thread() in (self._thread, self._writer):
+            return
+        deadline = time.monotonic() + timeout_s
+        try:  # a barrier: the batch the consumer thread was polling is counted after it
+            self.run_between_batches(lambda: None).result(timeout=timeout_s)
+        except TimeoutError:
+            return
+        with self._flight:
+            left = max(0.0, deadline - time.monotonic())
+            self._flight.wait_for(lambda: self._in_flight == 0, timeout=left)
 
     def resume(self) -> None:
         """Resume consumption after :meth:`pause`."""
@@ -447,22 +476,23 @@ class StreamingClient:
             self._dead_lettered += len(msgs)
 
     def _store(self, consumer: KafkaConsumer, docs: list[dict[str, Any]]) -> bool:
-        """Store docs, pausing the consumer while the spool is full; False if stopped."""
+        """Store docs, pausing the consumer while the spool is full; False if stopped
+        while the spool was full."""
         storage = self.storage
-        if storage is None or not self.config.enable_mongodb_storage:
+        if storage is None or not self.config.enable_mongodb_storage or not docs:
             return True
-        while not self._stop.is_set():
+        while True:
             try:
                 storage.store_batch(docs)
                 break
             except SpoolFullError:
+                if self._stop.is_set():
+                    return False
                 if not self._backpressure:
                     log.warning("history spool full: pausing consumption until storage is back")
                     consumer.pause()
                     self._backpressure = True
                 self._stop.wait(0.5)
-        else:
-            return False
         if self._backpressure and storage.spooled < storage.spool_limit // 2:
             self._backpressure = False
             if self._consumer_state == "running":
@@ -470,9 +500,37 @@ class StreamingClient:
         return True
 
     def _run(self, consumer: KafkaConsumer, callback: Callable) -> None:
-        pending: list[dict[str, Any]] = []  # processed, offsets not yet stored (spooling)
-        while not self._stop.is_set():
+        """Consumer thread: poll, validate, process; storage and delivery run behind it
+        in the writer thread, and offsets are stored here once the writer is done."""
+        writes: queue.Queue[_Batch | None] = queue.Queue(maxsize=_IN_FLIGHT)
+        writer = self._writer = threading.Thread(
+            target=self._write_loop,
+            args=(consumer, callback, writes),
+            name="amqadf-storage",
+            daemon=True,
+        )
+        writer.start()
+        try:
+            self._consume_loop(consumer, writes, writer)
+        finally:
+            while writer.is_alive():  # the writer finishes what it has, then stops
+                try:
+                    writes.put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            writer.join()
+            self._store_done_offsets(consumer)  # batches before any failure are done
+            with self._flight:
+                self._in_flight = 0
+                self._flight.notify_all()
+
+    def _consume_loop(
+        self, consumer: KafkaConsumer, writes: queue.Queue, writer: threading.Thread
+    ) -> None:
+        while not self._stop.is_set() and writer.is_alive():
             self._run_control()
+            self._store_done_offsets(consumer)
             try:
                 msgs = consumer.poll(timeout_ms=100)
             except Exception as exc:
@@ -482,12 +540,10 @@ class StreamingClient:
                 log.exception("consumer poll failed")
                 self._stop.wait(1.0)
                 continue
-            storage = self._storage
             if not msgs:
-                if storage is not None and storage.spooled and storage.flush_spool() and pending:
-                    consumer.store_offsets(pending)
-                    pending = []
                 continue
+            with self._flight:
+                self._in_flight += 1
             good, bad, reasons = [], [], []
             for m in msgs:
                 reason = m.get("error") or self.validator.check(m["value"], m.get("size", 0))
@@ -496,56 +552,106 @@ class StreamingClient:
                     reasons.append(reason)
                 else:
                     good.append(m)
-            if bad:
-                try:
-                    self._dead_letter(bad, reasons)
-                except Exception:
-                    # cannot set them aside: stop uncommitted so a restart retries them
-                    log.exception("dead-lettering failed; stopping the consumer uncommitted")
-                    self._consumer_state = "failed"
-                    return
             try:
-                if good:
-                    values = [m["value"] for m in good]
-                    result = self.process_stream_batch(values)
-                    self._notify(values, result)
-                    docs = [
-                        {**m["value"], "_id": f"{m['topic']}:{m['partition']}:{m['offset']}"}
-                        for m in good
-                    ]
-                    if not self._store(consumer, docs):
-                        return  # stopped while waiting for storage: offsets stay uncommitted
-                    for m in good:
-                        m.pop("raw", None)  # kept only for dead-lettering
-                    self._deliver(callback, good)
-                    if storage is None:
-                        storage = self._storage
-                    if storage is not None:
-                        storage.cache_recent_data(
-                            f"latest:{good[-1]['topic']}",
-                            {"message": good[-1]["value"], "offset": good[-1]["offset"]},
-                        )
-            except Exception as exc:
-                # Nothing may be skipped silently: later offsets would commit past this
-                # batch. Dead-letter it; if even that fails, stop without committing so
-                # a restart delivers it again.
-                error = f"batch failed: {type(exc).__name__}: {exc}"
-                with self._lock:
-                    self._errors += 1
-                    self._last_error = error
-                log.exception("batch handling failed; dead-lettering it")
+                if bad:
+                    self._dead_letter(bad, reasons)
+                docs = self._process(good)
+            except Exception:
+                # cannot set them aside: stop uncommitted so a restart retries them
+                log.exception("dead-lettering failed; stopping the consumer uncommitted")
+                self._consumer_state = "failed"
+                return
+            batch = _Batch(msgs, good if docs else [], docs)
+            while True:
                 try:
-                    self._dead_letter(good, [error] * len(good))
+                    writes.put(batch, timeout=0.1)
+                    break
+                except queue.Full:
+                    if not writer.is_alive():
+                        return
+
+    def _process(self, good: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run processors and listeners on the valid messages; return their documents
+        to store (none if the batch failed and was dead-lettered instead)."""
+        if not good:
+            return []
+        try:
+            values = [m["value"] for m in good]
+            result = self.process_stream_batch(values)
+            self._notify(values, result)
+            return [
+                {**m["value"], "_id": f"{m['topic']}:{m['partition']}:{m['offset']}"} for m in good
+            ]
+        except Exception as exc:
+            self._batch_failed(good, exc)
+            return []
+
+    def _batch_failed(self, good: list[dict[str, Any]], exc: Exception) -> None:
+        # Nothing may be skipped silently: later offsets would commit past this batch.
+        # Dead-letter it; if even that fails the caller stops without committing, so a
+        # restart delivers it again.
+        error = f"batch failed: {type(exc).__name__}: {exc}"
+        with self._lock:
+            self._errors += 1
+            self._last_error = error
+        log.exception("batch handling failed; dead-lettering it")
+        self._dead_letter(good, [error] * len(good))
+
+    def _write_loop(self, consumer: KafkaConsumer, callback: Callable, writes: queue.Queue) -> None:
+        """Writer thread: store each batch, then deliver it to the callback, then hand its
+        offsets back to the consumer thread (held while documents wait in the spool)."""
+        held: list[dict[str, Any]] = []
+        while True:
+            try:
+                batch = writes.get(timeout=0.1)
+            except queue.Empty:
+                storage = self._storage
+                if held and storage is not None and storage.flush_spool():
+                    self._done.append(held)
+                    held = []
+                continue
+            if batch is None:
+                return
+            try:
+                if not self._store(consumer, batch.docs):
+                    return  # stopped while the spool was full: offsets stay uncommitted
+                if batch.good:
+                    for m in batch.good:
+                        m.pop("raw", None)  # kept only for dead-lettering
+                    self._deliver(callback, batch.good)
+                    self._cache_latest(batch.good[-1])
+            except Exception as exc:
+                try:
+                    self._batch_failed(batch.good, exc)
                 except Exception:
                     log.exception("dead-lettering failed; stopping the consumer uncommitted")
                     self._consumer_state = "failed"
+                    self._stop.set()
                     return
-            pending.extend(msgs)
+            held.extend(batch.msgs)
+            storage = self._storage
             if storage is None or storage.spooled == 0:
-                consumer.store_offsets(pending)
-                pending = []
-                if not self.config.enable_auto_commit:
-                    consumer.commit()
+                self._done.append(held)
+                held = []
+            with self._flight:
+                self._in_flight -= 1
+                self._flight.notify_all()
+
+    def _cache_latest(self, m: dict[str, Any]) -> None:
+        storage = self._storage
+        if storage is not None:
+            storage.cache_recent_data(
+                f"latest:{m['topic']}", {"message": m["value"], "offset": m["offset"]}
+            )
+
+    def _store_done_offsets(self, consumer: KafkaConsumer) -> None:
+        done: list[dict[str, Any]] = []
+        while self._done:
+            done.extend(self._done.popleft())
+        if done:
+            consumer.store_offsets(done)
+            if not self.config.enable_auto_commit:
+                consumer.commit()
 
     def _notify(self, batch: list[dict[str, Any]], result: StreamingResult) -> None:
         for listener in list(self._listeners):

@@ -404,6 +404,29 @@ def test_prepare_documents_does_not_mutate_input() -> None:
     assert "_id" not in item and item["timestamp"].tzinfo is None
 
 
+def test_sqlite_insert_keeps_documents_and_exact_values(tmp_path) -> None:
+    # The batch is encoded as one JSON array with _id and timestamp taken out; the
+    # documents must come back whole (they are retried from the spool) and exact.
+    history = SqliteHistory(tmp_path / "h.sqlite3")
+    docs = prepare_documents(
+        [
+            {"_id": "a", "timestamp": ts(1), "v": 0.1 + 0.2, "n": None, "nan": float("nan")},
+            {"timestamp": ts(2), "big": 2**62, "text": 'null "quoted" é', "arr": np.arange(2.0)},
+        ]
+    )
+    snapshot = [dict(d) for d in docs]
+    assert history.insert(docs) == (2, 0)
+    assert docs == snapshot  # same keys and values (the NaN is the same object)
+    assert docs[0]["_id"] == "a" and docs[1]["timestamp"] == ts(2)
+    first, second = history.query(*WIDE, {})
+    assert first["_id"] == "a" and first["timestamp"] == ts(1)
+    assert first["v"] == 0.1 + 0.2 and first["n"] is None and np.isnan(first["nan"])
+    assert second["big"] == 2**62 and second["text"] == 'null "quoted" é'
+    assert second["arr"] == [0.0, 1.0] and second["timestamp"] == ts(2)
+    assert history.insert(docs) == (1, 1)  # "a" again is ignored; no _id: a new document
+    history.close()
+
+
 # -- history: querying ----------------------------------------------------------------------
 def test_query_sorted_ascending_even_when_inserted_out_of_order(storage) -> None:
     order = [5, 1, 4, 0, 3, 2]

@@ -514,6 +514,77 @@ def test_failed_batch_is_not_lost(cfg, clients, tmp_path) -> None:
     assert dead == 2 or sorted(second_seen.seqs())[:2] == [0, 1]
 
 
+def small_batches(cfg: StreamingConfig, tmp_path) -> StreamingConfig:
+    return StreamingConfig.embedded(
+        storage_path=str(tmp_path),
+        kafka_bootstrap_servers=cfg.kafka_bootstrap_servers,
+        kafka_topic=cfg.kafka_topic,
+        consumer_group_id="grp",
+        max_poll_records=5,
+    )
+
+
+def test_each_batch_is_stored_before_the_callback_gets_it(cfg, clients, tmp_path) -> None:
+    small = small_batches(cfg, tmp_path)
+    client = clients(small)
+    missing: list[int] = []
+
+    def check(messages) -> None:
+        stored = {d["seq"] for d in client.storage.query_stream_history(*WIDE)}
+        missing.extend(m["value"]["seq"] for m in messages if m["value"]["seq"] not in stored)
+
+    produce(small, 40)
+    got = Collector()
+    client.start_consumer([small.kafka_topic], lambda msgs: (check(msgs), got(msgs)))
+    assert wait_until(lambda: len(got.messages) >= 40)
+    client.stop_consumer()
+    assert missing == []
+
+
+def test_nothing_is_delivered_after_pause_returns(cfg, clients, tmp_path) -> None:
+    # A slow callback keeps batches queued behind the consumer thread; pause() must
+    # wait for them, or deliveries would go on after it returned.
+    small = small_batches(cfg, tmp_path)
+    client = clients(small)
+    got = Collector()
+
+    def slow(messages) -> None:
+        time.sleep(0.05)
+        got(messages)
+
+    produce(small, 200)
+    client.start_consumer([small.kafka_topic], slow)
+    assert wait_until(lambda: got.batches >= 2)
+    client.pause()
+    held = len(got.messages)
+    time.sleep(0.5)
+    assert len(got.messages) == held < 200
+    client.resume()
+    assert wait_until(lambda: len(got.messages) >= 200)
+    client.stop_consumer()
+    assert sorted(got.seqs()) == list(range(200))
+
+
+def test_stop_stores_and_commits_every_delivered_batch(cfg, clients, tmp_path) -> None:
+    small = small_batches(cfg, tmp_path)
+    first = clients(small)
+    seen = Collector()
+    produce(small, 100)
+    first.start_consumer([small.kafka_topic], seen)
+    assert wait_until(lambda: seen.batches >= 3)
+    first.stop_consumer()
+    delivered = sorted(seen.seqs())
+    stored = sorted(d["seq"] for d in first.storage.query_stream_history(*WIDE))
+    assert stored == delivered
+    again = Collector()
+    second = clients(small)
+    second.start_consumer([small.kafka_topic], again)
+    assert wait_until(lambda: len(again.messages) >= 100 - len(delivered))
+    time.sleep(0.2)
+    second.stop_consumer()
+    assert sorted(delivered + again.seqs()) == list(range(100))  # none twice, none lost
+
+
 def test_oversized_messages_are_dead_lettered(cfg, clients) -> None:
     producer = KafkaProducer(cfg.kafka_bootstrap_servers, cfg.kafka_topic)
     producer.produce({"seq": 0, "value": 1.0, "blob": "x" * 500})
