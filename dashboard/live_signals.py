@@ -18,7 +18,6 @@ drawn as ``hv.HLine``.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Any
 
 import holoviews as hv
@@ -61,10 +60,6 @@ def minmax_bins(
         total = np.add.reduceat(np.where(finite, v, 0.0), starts)
         mean = total / np.add.reduceat(finite.astype(np.int64), starts)
     return (b[starts] + 0.5) * width, lo, hi, mean
-
-
-def _epoch_seconds(times: list[datetime]) -> np.ndarray:
-    return np.fromiter((x.timestamp() for x in times), dtype=np.float64, count=len(times))
 
 
 def _to_datetime64(seconds: np.ndarray) -> np.ndarray:
@@ -229,11 +224,11 @@ class LiveSignals(MonitorView):
         if complete_end <= trace.cursor:
             return
         span = min(t_new - trace.cursor, self.window_seconds) + width
-        values, times, _ = buf.get_time_window(span)
-        if len(times) == 0:
+        values, epoch_us = buf.get_time_window_arrays(span)
+        if epoch_us.size == 0:
             return
-        t = _epoch_seconds(times)
-        v = np.asarray(values, dtype=np.float64).reshape(len(times), -1)[:, 0]
+        t = epoch_us / 1e6
+        v = values.reshape(epoch_us.size, -1)[:, 0]
         keep = (t >= trace.cursor) & (t < complete_end)
         tb, lo, hi, mean = minmax_bins(t[keep], v[keep], width)
         trace.cursor = complete_end

@@ -233,6 +233,31 @@ class BuildSimulator:
                 L += 1
         return out
 
+    def start_at(self, start_time: datetime) -> None:
+        """Move the build in time so that point 0 is at ``start_time`` (ground truth too).
+
+        A publisher calls it just before streaming, so the set-up time of a large build
+        does not leave every timestamp behind the wall clock.
+
+        >>> sim = BuildSimulator(1, n_points=30_000)
+        >>> sim.start_at(datetime(2026, 1, 1, tzinfo=UTC))
+        >>> sim.time_of(10_000) - sim.start_time == timedelta(seconds=10_000 / sim.sensor_rate_hz)
+        True
+        """
+        if not isinstance(start_time, datetime):
+            raise TypeError(f"start_time must be a datetime, got {type(start_time).__name__}")
+        start = start_time if start_time.tzinfo else start_time.replace(tzinfo=UTC)
+        shift = start - self.start_time
+        self.start_time = start
+
+        def moved(ev: DefectEvent) -> DefectEvent:
+            if ev.start_time is None or ev.end_time is None:
+                return ev
+            return ev.located(start_time=ev.start_time + shift, end_time=ev.end_time + shift)
+
+        self._events = [moved(ev) for ev in self._events]
+        self._hot = [moved(ev) for ev in self._hot]
+
     @property
     def ground_truth(self) -> list[DefectEvent]:
         """The injected defects, in stream order."""
@@ -376,6 +401,9 @@ class BuildSimulator:
         if not r > 0:
             raise ValueError(f"rate must be positive messages per second, got {rate!r}")
         pacer = Pacer(1.0 if real_time else 0.0)
+        # Stream time 0 is now, before the first layer is generated: message timestamps
+        # then keep step with the wall clock instead of trailing it by the set-up time.
+        pacer.wait(0.0)
         pending: list[dict[str, Any]] = []
         pending_idx: list[int] = []
         for chunk in self.iter_arrays():

@@ -71,6 +71,7 @@ class SimulationPublisher:
                 sensor_rate_hz=self.rate,
                 start_time=now_utc(),
             )
+            sim.start_at(now_utc())  # the set-up above took time; stream from now
             self.build_id = sim.build_id
             log.info("publishing simulated build %s", sim.build_id)
             for batch in sim.iter_batches(self.batch_size, real_time=True, rate=self.rate):

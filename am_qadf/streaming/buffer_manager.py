@@ -194,6 +194,27 @@ class BufferManager:
     def get_time_window(self, duration_seconds: float) -> Window:
         """Return the points no older than ``duration_seconds`` before the newest timestamp
         in the buffer (so replayed data works like live data)."""
+        with self._lock:
+            return self._window(self._time_slots(duration_seconds))
+
+    def get_time_window_arrays(self, duration_seconds: float) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`get_time_window`, as arrays only: ``(data, epoch_us)`` where
+        ``epoch_us`` is int64 microseconds since the epoch (UTC). No Python object is
+        made per point, so live views can read large windows many times a second.
+
+        >>> b = BufferManager(buffer_size=10)
+        >>> b.add_batch(np.arange(4.0), np.array([1.0, 2.0, 3.0, 4.0]))
+        >>> data, us = b.get_time_window_arrays(1.5)
+        >>> data.tolist(), us.tolist()
+        ([2.0, 3.0], [3000000, 4000000])
+        """
+        with self._lock:
+            slots = self._time_slots(duration_seconds)
+            if self._data is None or slots.size == 0:
+                return np.empty((0, *(self._point_shape or ()))), np.empty(0, dtype=np.int64)
+            return self._data[slots], self._times[slots]
+
+    def _time_slots(self, duration_seconds: float) -> np.ndarray:
         if not isinstance(duration_seconds, int | float | np.number) or isinstance(
             duration_seconds, bool
         ):
@@ -202,16 +223,15 @@ class BufferManager:
             )
         if not np.isfinite(duration_seconds) or duration_seconds < 0:
             raise ValueError(f"duration_seconds must be finite and >= 0, got {duration_seconds}")
-        with self._lock:
-            if self._size == 0:
-                return self._window(np.empty(0, dtype=np.int64))
-            slots = self._last(self._size)
-            times = self._times[slots]
-            if self._in_order:
-                cutoff = times[-1] - int(round(duration_seconds * 1e6))
-                return self._window(slots[np.searchsorted(times, cutoff, side="left") :])
-            cutoff = times.max() - int(round(duration_seconds * 1e6))
-            return self._window(slots[times >= cutoff])
+        if self._size == 0:
+            return np.empty(0, dtype=np.int64)
+        slots = self._last(self._size)
+        times = self._times[slots]
+        if self._in_order:
+            cutoff = times[-1] - int(round(duration_seconds * 1e6))
+            return slots[np.searchsorted(times, cutoff, side="left") :]
+        cutoff = times.max() - int(round(duration_seconds * 1e6))
+        return slots[times >= cutoff]
 
     def flush_buffer(self) -> Window:
         """Return every buffered point (oldest first) and empty the buffer."""

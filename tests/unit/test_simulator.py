@@ -241,8 +241,9 @@ def test_whole_build_and_real_time_pacing(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr("am_qadf.simulation.pacing.time.monotonic", lambda: 0.0)
     n = sum(len(b) for b in s.iter_batches(batch_size=100, real_time=True, rate=1000.0))
     assert n == s.total_points
-    # batches are due every 100 points at 1000 points/s; the clock is frozen at 0
-    assert sleeps[:3] == pytest.approx([0.1, 0.2, 0.3])
+    # the clock is frozen at 0 = stream time 0; a batch goes out when its last point
+    # (index 99, 199, 299 at 1000 points/s) is due
+    assert sleeps[:3] == pytest.approx([0.099, 0.199, 0.299])
 
 
 def test_pacer() -> None:
@@ -352,3 +353,20 @@ def test_replay_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="batch_size"):
         next(FileReplay(ok, speed=0).iter_batches(0))
     assert list(FileReplay(ok, speed=0).iter_batches(5)) == []
+
+
+def test_start_at_moves_the_build_and_its_ground_truth() -> None:
+    s = BuildSimulator(seed=3, n_points=60_000, n_defects=4)
+    before = s.ground_truth
+    later = s.start_time + timedelta(hours=1)
+    s.start_at(later)
+    assert s.time_of(0) == later
+    first = next(s.iter_batches(batch_size=10))
+    assert first[0]["timestamp"] == later
+    after = s.ground_truth
+    assert [e.start_index for e in after] == [e.start_index for e in before]
+    hour = timedelta(hours=1)
+    for a, b in zip(after, before, strict=True):
+        assert a.start_time - b.start_time == hour and a.end_time - b.end_time == hour
+    with pytest.raises(TypeError, match="start_time"):
+        s.start_at("2026-01-01")  # type: ignore[arg-type]
