@@ -78,6 +78,9 @@ def _card(title: str, body: Any, css: str, **kw: Any) -> pn.Column:
     )
 
 
+_SPC_TAB = 1  # index of the SPC tab in the main page
+
+
 @contextlib.contextmanager
 def _models_frozen() -> Iterator[None]:
     doc = pn.state.curdoc
@@ -169,6 +172,7 @@ class Dashboard(pn.viewable.Viewer):
         self.timings: dict[str, float] = {}
         self._callback: Any = None
         self._views_pending = False
+        self._spc_tab: pn.Tabs | None = None
         self._next_view = 0  # where the next refresh starts when the last ran out of time
         self._closed = False
 
@@ -187,7 +191,7 @@ class Dashboard(pn.viewable.Viewer):
             return
         t_start = time.perf_counter()
         snap = self.monitor.snapshot()
-        self.timings["snapshot"] = (time.perf_counter() - t_start) * 1e3
+        self.timings = {"snapshot": (time.perf_counter() - t_start) * 1e3}
         with pn.io.hold():
             self._update_header(snap)
             if self.kiosk:
@@ -223,6 +227,8 @@ class Dashboard(pn.viewable.Viewer):
         budget_s = self.tick_budget_ms / 1e3 if self.ticks else 0.0  # the first tick: all
         for i in range(n):
             view = self.views[(self._next_view + i) % n]
+            if self._off_screen(view):
+                continue
             t0 = time.perf_counter()
             try:
                 view.refresh(snap)
@@ -309,7 +315,15 @@ class Dashboard(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["amq-tabs"],
         )
+        # The SPC charts cost the most to refresh: only while their tab is shown, and
+        # at once when it is opened.
+        self._spc_tab = tabs
+        tabs.param.watch(lambda e: e.new == _SPC_TAB and self.spc.refresh({}), "active")
         return tabs
+
+    def _off_screen(self, view: Any) -> bool:
+        spc = getattr(self, "spc", None)  # kiosks have no SPC tab
+        return view is spc and (self._spc_tab is None or self._spc_tab.active != _SPC_TAB)
 
     def _sidebar(self) -> list[Any]:
         about = html_pane(

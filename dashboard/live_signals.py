@@ -79,6 +79,7 @@ class _SignalTrace:
         self.buffer = hv.streams.Buffer(_empty_frame(name), length=length, index=False)
         self.spc = hv.streams.Pipe(data=(np.nan, np.nan, np.nan))
         self.last_value = np.nan
+        self.due = 0.0  # time.monotonic() of its next update
 
     def reset(self) -> None:
         self.cursor = None
@@ -111,9 +112,11 @@ class LiveSignals(MonitorView):
         super().__init__(**params)
         length = int(np.ceil(2 * self.window_seconds / self.bin_seconds)) + 4
         self._traces = {s: _SignalTrace(s, length) for s in self.signals}
+        start = time.monotonic()
+        for i, trace in enumerate(self._traces.values()):
+            trace.due = start + i * self.update_seconds / len(self._traces)
         self._latest = html_pane("", css_classes=["amq-live-latest"], sizing_mode="stretch_width")
         self._plots = self._make_plots()
-        self._last_time = 0.0
 
     # -- plots ---------------------------------------------------------------------------
     def _make_plots(self) -> pn.viewable.Viewable:
@@ -191,18 +194,24 @@ class LiveSignals(MonitorView):
     # -- data ----------------------------------------------------------------------------
     def refresh(self, snapshot: dict[str, Any]) -> None:
         mon = self.monitor
-        if mon is None or time.monotonic() - self._last_time < self.update_seconds:
+        now = time.monotonic()
+        due = [t for t in self._traces.values() if now >= t.due]
+        if mon is None or not due:
             return
-        self._last_time = time.monotonic()
         spc = (mon.spc_state() or {}).get("signals", {})
-        for name, trace in self._traces.items():
+        for trace in due:
+            # Signals take turns (their first updates are spread over one period), so
+            # each refresh redraws a share of the plots: the same rate per plot, with
+            # smaller, evenly spread pieces of work for the server and the browser.
+            trace.due = max(trace.due + self.update_seconds, now)
             self._pull(trace)
-            s = spc.get(name) or {}
+            s = spc.get(trace.name) or {}
             center, sigma = s.get("center"), s.get("sigma")
             lines = (np.nan, np.nan, np.nan)
             if center is not None and sigma is not None and s.get("status") != "baseline":
                 lines = (center, center - 3 * sigma, center + 3 * sigma)
-            if lines != trace.spc.data and not (np.isnan(lines[0]) and np.isnan(trace.spc.data[0])):
+            old = trace.spc.data
+            if lines != old and not (np.isnan(lines[0]) and np.isnan(old[0])):
                 trace.spc.send(lines)
         self._latest.object = self._latest_html()
 

@@ -77,8 +77,7 @@ class SimulationPublisher:
             for batch in sim.iter_batches(self.batch_size, real_time=True, rate=self.rate):
                 if self._stop.is_set():
                     break
-                for msg in batch:
-                    self.producer.produce(msg, key=sim.build_id)
+                self.producer.produce_batch(batch, key=sim.build_id)
                 self.published += len(batch)
                 self.layer = batch[-1].get("layer")
             k += 1

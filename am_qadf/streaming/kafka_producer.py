@@ -134,12 +134,22 @@ class KafkaProducer:
         self.produce_raw(dumps(value), key, **kwargs)
 
     def produce_batch(self, values: Iterable[dict[str, Any]], key: str | None = None) -> int:
-        """Produce many messages with the same key; return how many were queued."""
-        n = 0
-        for v in values:
-            self.produce(v, key)
-            n += 1
-        return n
+        """Produce many messages with the same key; return how many were queued.
+
+        Every value is encoded before any is sent, so a bad one sends nothing.
+        """
+        values = list(values)
+        for i, v in enumerate(values):
+            if not isinstance(v, dict):
+                raise TypeError(f"values[{i}] must be a dict, got {type(v).__name__}")
+        encoded = [dumps(v) for v in values]
+        if self._producer is None and not self._closed:
+            self._broker.produce_many(self.topic, encoded, key=_encode_key(key))
+            self.delivered += len(encoded)
+            return len(encoded)
+        for raw in encoded:
+            self.produce_raw(raw, key)
+        return len(encoded)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every queued message is delivered (or ``timeout`` seconds pass)."""

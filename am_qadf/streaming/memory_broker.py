@@ -176,27 +176,50 @@ class MemoryBroker:
         timestamp_ms: int | None = None,
     ) -> tuple[int, int]:
         """Append one message; return ``(partition, offset)``."""
+        return self.produce_many(topic, [value], key, headers, partition, timestamp_ms)
+
+    def produce_many(
+        self,
+        topic: str,
+        values: list[bytes | None],
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> tuple[int, int]:
+        """Append messages that share a key, headers and timestamp, in one step; return
+        ``(partition, offset of the first)``. Like Kafka's sticky partitioner, messages
+        without a key all go to one partition (chosen round robin per call).
+
+        >>> b = MemoryBroker(partitions=1)
+        >>> b.produce_many("t", [b"1", b"2"], key=b"k")
+        (0, 0)
+        >>> b.offsets("t", 0)
+        (0, 2)
+        """
         self.create_topic(topic)
         p = self.partition_for(topic, key) if partition is None else int(partition)
         ts = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
+        hdrs = tuple((k, compact(v)) for k, v in headers or ())
+        key = None if key is None else compact(key)
         with self._cond:
             parts = self._topics[topic]
             if not 0 <= p < len(parts):
                 raise ValueError(f"partition {p} does not exist in topic {topic!r}")
             part = parts[p]
-            hdrs = tuple((k, compact(v)) for k, v in headers or ())
-            value = None if value is None else compact(value)
-            key = None if key is None else compact(key)
-            rec = Record(topic, p, part.end_offset, ts, key, value, hdrs)
-            part.records.append(rec)
-            part.nbytes += _record_bytes(rec)
+            first = part.end_offset
+            for value in values:
+                data = None if value is None else compact(value)
+                rec = Record(topic, p, part.end_offset, ts, key, data, hdrs)
+                part.records.append(rec)
+                part.nbytes += _record_bytes(rec)
             if (
                 len(part.records) > self.retention * 5 // 4
                 or part.nbytes > self.retention_bytes * 5 // 4
             ):
                 self._trim(part)
             self._cond.notify_all()
-            return p, rec.offset
+            return p, first
 
     def _trim(self, part: _Partition) -> None:
         """Drop the oldest records down to the retention (count and bytes); the 1/4 slack

@@ -158,6 +158,18 @@ def test_produce_batch_and_topic_override(addr: str, broker: MemoryBroker) -> No
     assert side[0]["headers"] == {"h": b"1"}
 
 
+def test_produce_batch_is_all_or_nothing_and_in_order(addr: str, broker: MemoryBroker) -> None:
+    producer = KafkaProducer([addr], "batch")
+    with pytest.raises(TypeError, match=r"values\[1\]"):
+        producer.produce_batch([{"seq": 0}, ["not", "a", "dict"], {"seq": 2}], key="k")
+    assert producer.delivered == 0
+    assert all(broker.offsets("batch", p) == (0, 0) for p in range(broker.partitions("batch")))
+    producer.produce_batch([{"seq": i} for i in range(5)], key="k")
+    msgs = consume_all(KafkaConsumer([addr], "batch", group_id="g"), 5)
+    assert [m["value"]["seq"] for m in msgs] == list(range(5))  # one partition, in order
+    assert len({m["partition"] for m in msgs}) == 1
+
+
 # -- consumer groups ------------------------------------------------------------------------
 def test_two_consumers_in_a_group_split_partitions_exactly_once(addr: str) -> None:
     get_broker(addr).create_topic("split", 4)
