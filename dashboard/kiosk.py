@@ -40,8 +40,10 @@ class Watchdog(JSComponent):
       const timer = setInterval(async () => {
         if (Date.now() - last < model.timeout_s * 1000) return
         try {
-          const r = await fetch(window.location.href, { cache: 'no-store' })
-          if (r.ok) window.location.reload()
+          // Any answer means the server is up. HEAD, because a GET of the page would
+          // build a whole new session just to ask (ruinous on a busy server).
+          await fetch(window.location.href, { method: 'HEAD', cache: 'no-store' })
+          window.location.reload()
         } catch (e) { /* server still away: try again later */ }
       }, 5000)
       return () => clearInterval(timer)

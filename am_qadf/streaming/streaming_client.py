@@ -560,6 +560,7 @@ class StreamingClient:
                 # cannot set them aside: stop uncommitted so a restart retries them
                 log.exception("dead-lettering failed; stopping the consumer uncommitted")
                 self._consumer_state = "failed"
+                self._stop.set()  # the writer too, should it wait for a full spool
                 return
             batch = _Batch(msgs, good if docs else [], docs)
             while True:
