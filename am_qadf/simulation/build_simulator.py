@@ -239,7 +239,7 @@ class BuildSimulator:
         A publisher calls it just before streaming, so the set-up time of a large build
         does not leave every timestamp behind the wall clock.
 
-        >>> sim = BuildSimulator(1, n_points=30_000)
+        >>> sim = BuildSimulator(1, n_points=30_000, n_defects=0)
         >>> sim.start_at(datetime(2026, 1, 1, tzinfo=UTC))
         >>> sim.time_of(10_000) - sim.start_time == timedelta(seconds=10_000 / sim.sensor_rate_hz)
         True
