@@ -89,7 +89,7 @@ def start_server(rate: float, data_dir: str) -> tuple[subprocess.Popen, str]:
     cmd = [
         sys.executable, "-m", "panel", "serve", str(ROOT / "dashboard" / "app.py"),
         "--address", "127.0.0.1", "--port", str(port),
-        "--allow-websocket-origin", f"127.0.0.1:{port}",
+        "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness",
     ]  # fmt: skip
     log = open(Path(data_dir) / "server.log", "wb")  # noqa: SIM115 (lives as long as the server)
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -97,7 +97,9 @@ def start_server(rate: float, data_dir: str) -> tuple[subprocess.Popen, str]:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=5).read()
+            # /liveness answers without building a session (a GET of /app builds one,
+            # which on a busy machine can take longer than any probe timeout)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=5).read()
             return proc, url
         except OSError:
             time.sleep(0.5)

@@ -78,9 +78,6 @@ def _card(title: str, body: Any, css: str, **kw: Any) -> pn.Column:
     )
 
 
-_SPC_TAB = 1  # index of the SPC tab in the main page
-
-
 @contextlib.contextmanager
 def _models_frozen() -> Iterator[None]:
     doc = pn.state.curdoc
@@ -172,7 +169,8 @@ class Dashboard(pn.viewable.Viewer):
         self.timings: dict[str, float] = {}
         self._callback: Any = None
         self._views_pending = False
-        self._spc_tab: pn.Tabs | None = None
+        self._last_snap: dict[str, Any] | None = None
+        self._tab_views: list[list[MonitorView]] = []  # per tab of the main page
         self._next_view = 0  # where the next refresh starts when the last ran out of time
         self._closed = False
 
@@ -190,7 +188,7 @@ class Dashboard(pn.viewable.Viewer):
         if self._closed:
             return
         t_start = time.perf_counter()
-        snap = self.monitor.snapshot()
+        snap = self._last_snap = self.monitor.snapshot()
         self.timings = {"snapshot": (time.perf_counter() - t_start) * 1e3}
         with pn.io.hold():
             self._update_header(snap)
@@ -227,7 +225,7 @@ class Dashboard(pn.viewable.Viewer):
         budget_s = self.tick_budget_ms / 1e3 if self.ticks else 0.0  # the first tick: all
         for i in range(n):
             view = self.views[(self._next_view + i) % n]
-            if self._off_screen(view):
+            if not view.shown:
                 continue
             t0 = time.perf_counter()
             try:
@@ -306,24 +304,38 @@ class Dashboard(pn.viewable.Viewer):
         return grid
 
     def _main(self) -> pn.viewable.Viewable:
+        # Views that live only in one tab are refreshed only while it is shown. History
+        # (it delivers finished queries) and Health (its summary is in the sidebar)
+        # keep refreshing.
+        tab_views: list[tuple[str, Any, list[MonitorView]]] = [
+            ("Overview", self._overview(), [self.live, self.voxels, self.layer_map, self.alerts]),
+            ("SPC", pn.Column(self.spc, height=720, sizing_mode="stretch_width"), [self.spc]),
+            ("History", self.history, []),
+            ("Health", self.health, []),
+        ]
         tabs = pn.Tabs(
-            ("Overview", self._overview()),
-            ("SPC", pn.Column(self.spc, height=720, sizing_mode="stretch_width")),
-            ("History", self.history),
-            ("Health", self.health),
+            *[(title, body) for title, body, _ in tab_views],
             dynamic=False,  # the 3D pane must not be torn down on every tab switch
             sizing_mode="stretch_width",
             css_classes=["amq-tabs"],
         )
-        # The SPC charts cost the most to refresh: only while their tab is shown, and
-        # at once when it is opened.
-        self._spc_tab = tabs
-        tabs.param.watch(lambda e: e.new == _SPC_TAB and self.spc.refresh({}), "active")
+        self._tab_views = [views for _, _, views in tab_views]
+        tabs.param.watch(lambda e: self.show_tab(e.new), "active")
+        self.show_tab(tabs.active)
         return tabs
 
-    def _off_screen(self, view: Any) -> bool:
-        spc = getattr(self, "spc", None)  # kiosks have no SPC tab
-        return view is spc and (self._spc_tab is None or self._spc_tab.active != _SPC_TAB)
+    def show_tab(self, index: int) -> None:
+        """Mark the views of tab ``index`` shown and the other tabs' views hidden; the
+        views that come into sight catch up at once (session thread)."""
+        appeared = []
+        for i, views in enumerate(self._tab_views):
+            for view in views:
+                if view.shown != (i == index):
+                    view.shown = i == index
+                    appeared += [view] if view.shown else []
+        if self._last_snap is not None and not self._closed:
+            for view in appeared:
+                view.refresh(self._last_snap)
 
     def _sidebar(self) -> list[Any]:
         about = html_pane(

@@ -73,13 +73,13 @@ _TIME = hv.Dimension("time", label="time (UTC)")
 class _SignalTrace:
     """The streamed trace of one signal: a time cursor, a Buffer and SPC lines."""
 
-    def __init__(self, name: str, length: int) -> None:
+    def __init__(self, name: str, length: int, due: float) -> None:
         self.name = name
         self.cursor: float | None = None  # end (epoch s) of the last bin sent
         self.buffer = hv.streams.Buffer(_empty_frame(name), length=length, index=False)
         self.spc = hv.streams.Pipe(data=(np.nan, np.nan, np.nan))
         self.last_value = np.nan
-        self.due = 0.0  # time.monotonic() of its next update
+        self.due = due  # time.monotonic() of its next update
 
     def reset(self) -> None:
         self.cursor = None
@@ -111,10 +111,11 @@ class LiveSignals(MonitorView):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         length = int(np.ceil(2 * self.window_seconds / self.bin_seconds)) + 4
-        self._traces = {s: _SignalTrace(s, length) for s in self.signals}
-        start = time.monotonic()
-        for i, trace in enumerate(self._traces.values()):
-            trace.due = start + i * self.update_seconds / len(self._traces)
+        # staggered: the traces take turns instead of all updating in the same tick
+        start, step = time.monotonic(), self.update_seconds / max(len(self.signals), 1)
+        self._traces = {
+            s: _SignalTrace(s, length, due=start + i * step) for i, s in enumerate(self.signals)
+        }
         self._latest = html_pane("", css_classes=["amq-live-latest"], sizing_mode="stretch_width")
         self._plots = self._make_plots()
 

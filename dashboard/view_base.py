@@ -54,6 +54,12 @@ class MonitorView(pn.viewable.Viewer):
         doc="Who may act; checked here, on the server, before every operator action.",
     )
 
+    shown = param.Boolean(
+        default=True,
+        doc="On screen. The dashboard skips refreshing a view while it is off screen "
+        "(in a hidden tab) and refreshes it as soon as it is shown again.",
+    )
+
     def permitted(self, action: str) -> bool:
         """True when this session's user may take ``action`` (see :class:`AccessPolicy`)."""
         return self.policy.allows(self.user, action, kiosk=self.kiosk)

@@ -135,6 +135,18 @@
         delete this.on_change
       }
     }
+    // Panel's default axes ({}) have no ticks and draw nothing, yet their label mapper
+    // reads the whole depth buffer back on every render. On a software WebGL that
+    // readPixels was most of each 3D update (0.3-0.5 s a render), so tickless axes
+    // are not built.
+    const setAxes = View.prototype._set_axes
+    View.prototype._set_axes = function () {
+      const axes = this.model.axes
+      const tickers = axes == null ? [] : [axes.xticker, axes.yticker, axes.zticker]
+      if (tickers.some((t) => t != null && Array.isArray(t.ticks) && t.ticks.length > 0)) {
+        setAxes.call(this)
+      }
+    }
     const syncPlot = View.prototype._sync_plot
     View.prototype._sync_plot = function (state, onSceneReady) {
       const ctx = strictContext(this._synchronizer_context)

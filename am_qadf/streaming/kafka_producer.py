@@ -35,6 +35,13 @@ def normalize_servers(bootstrap_servers: list[str] | str) -> list[str]:
     return servers
 
 
+def _encode_value(value: Any, name: str) -> bytes:
+    """JSON bytes of one message value, which must be a dict (``name`` says which)."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a dict, got {type(value).__name__}")
+    return dumps(value)
+
+
 def _encode_key(key: str | bytes | None) -> bytes | None:
     if key is None or isinstance(key, bytes):
         return key
@@ -129,26 +136,22 @@ class KafkaProducer:
 
         Keyword ``topic=`` sends to another topic, ``headers=`` adds headers.
         """
-        if not isinstance(value, dict):
-            raise TypeError(f"value must be a dict, got {type(value).__name__}")
-        self.produce_raw(dumps(value), key, **kwargs)
+        self.produce_raw(_encode_value(value, "value"), key, **kwargs)
 
     def produce_batch(self, values: Iterable[dict[str, Any]], key: str | None = None) -> int:
         """Produce many messages with the same key; return how many were queued.
 
         Every value is encoded before any is sent, so a bad one sends nothing.
         """
-        values = list(values)
-        for i, v in enumerate(values):
-            if not isinstance(v, dict):
-                raise TypeError(f"values[{i}] must be a dict, got {type(v).__name__}")
-        encoded = [dumps(v) for v in values]
-        if self._producer is None and not self._closed:
+        if self._closed:
+            raise RuntimeError("producer is closed")
+        encoded = [_encode_value(v, f"values[{i}]") for i, v in enumerate(values)]
+        if self._producer is None:  # in-process broker: one step for the whole batch
             self._broker.produce_many(self.topic, encoded, key=_encode_key(key))
             self.delivered += len(encoded)
-            return len(encoded)
-        for raw in encoded:
-            self.produce_raw(raw, key)
+        else:
+            for raw in encoded:
+                self.produce_raw(raw, key)
         return len(encoded)
 
     def flush(self, timeout: float = 30.0) -> None:

@@ -89,3 +89,39 @@ def test_voxel_scene_leaves_out_enclosed_voxels_while_opaque():
     assert scene.voxel_count == 500
     assert upd.settled_voxels == 500 - 8 * 8 * 3  # core rows z = 1..3 stay enclosed
     scene.finalize()
+
+
+def test_views_in_hidden_tabs_wait_and_catch_up_when_shown(tmp_path):
+    import uuid
+
+    from am_qadf.live_monitor import LiveMonitor, MonitorConfig
+    from am_qadf.streaming import StreamingConfig
+    from dashboard.dashboard import Dashboard
+
+    servers = [f"memory://tabs-{uuid.uuid4().hex[:8]}"]
+    cfg = StreamingConfig.embedded(kafka_bootstrap_servers=servers, storage_path=str(tmp_path))
+    mon = LiveMonitor(MonitorConfig(streaming=cfg, simulate=False))
+    dash = Dashboard(monitor=mon)
+    tabs = dash._main()
+    refreshed: list[str] = []
+
+    def recorder(name: str):
+        return lambda snap: refreshed.append(name)
+
+    for view in dash.views:
+        view.refresh = recorder(type(view).__name__)
+    dash.tick()
+    assert "SPCView" not in refreshed and "LiveSignals" in refreshed
+    assert {"HistoryView", "HealthView", "Controls"} <= set(refreshed)  # not tab-bound
+
+    refreshed.clear()
+    tabs.active = 1  # SPC: it catches up at once; the overview's views stop
+    assert refreshed == ["SPCView"]
+    refreshed.clear()
+    dash.tick()
+    assert "SPCView" in refreshed and not {"LiveSignals", "VoxelView"} & set(refreshed)
+
+    refreshed.clear()
+    tabs.active = 0
+    assert set(refreshed) == {"LiveSignals", "VoxelView", "LayerMap", "AlertsView"}
+    dash.stop()
