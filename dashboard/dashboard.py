@@ -256,12 +256,14 @@ class Dashboard(pn.viewable.Viewer):
             ("voxels", voxels, f"<b>{voxels:,}</b> voxels"),
             ("alerts", alerts, f"<b>{alerts:,}</b> active alerts"),
         ]  # fmt: skip
-        # the newest message's own time (epoch ms): lets a page (or a benchmark) see how
-        # old what it shows is
+        # the newest message's own time and the time this line left the server (epoch
+        # ms): lets a page (or a benchmark) see how old what it shows is, and where
+        # that age comes from
         try:
             newest = f' data-newest="{to_utc(snap.get("newest_timestamp")).timestamp() * 1e3:.0f}"'
         except (TypeError, ValueError):
             newest = ""
+        newest += f' data-sent="{time.time() * 1e3:.0f}"'
         self.header.object = (
             '<div class="amq-hdr">'
             + "".join(

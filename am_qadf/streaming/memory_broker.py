@@ -12,7 +12,8 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import repeat
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -60,9 +61,8 @@ def get_broker(bootstrap_servers: list[str] | str = "memory://") -> MemoryBroker
         return _brokers[name]
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One stored message."""
+class Record(NamedTuple):
+    """One stored message (as :meth:`MemoryBroker.fetch` returns it)."""
 
     topic: str
     partition: int
@@ -76,7 +76,12 @@ class Record:
 @dataclass
 class _Partition:
     base_offset: int = 0
-    records: list[Record] = field(default_factory=list)
+    # (timestamp_ms, key, value, headers) per offset from base_offset on. Plain tuples
+    # of atoms, which the garbage collector stops tracking once it has seen them: with
+    # objects here (a slotted Record, even a named tuple) every full collection walked
+    # the million records, 0.3-0.4 s with the whole process stopped, every few seconds
+    # at 10 k msg/s.
+    records: list[tuple[int, bytes | None, bytes | None, tuple]] = field(default_factory=list)
     nbytes: int = 0  # estimated memory held by ``records``
 
     @property
@@ -90,13 +95,13 @@ class _Group:
     generation: int = 0
 
 
-def _record_bytes(rec: Record) -> int:
-    return (
-        RECORD_OVERHEAD
-        + len(rec.value or b"")
-        + len(rec.key or b"")
-        + sum(len(k) + len(v) for k, v in rec.headers)
-    )
+def _record_bytes(entry: tuple[int, bytes | None, bytes | None, tuple]) -> int:
+    _, key, value, headers = entry
+    return RECORD_OVERHEAD + len(value or b"") + len(key or b"") + _headers_bytes(headers)
+
+
+def _headers_bytes(headers: tuple[tuple[str, bytes], ...]) -> int:
+    return sum(len(k) + len(v) for k, v in headers)
 
 
 class MemoryBroker:
@@ -208,11 +213,13 @@ class MemoryBroker:
                 raise ValueError(f"partition {p} does not exist in topic {topic!r}")
             part = parts[p]
             first = part.end_offset
-            for value in values:
-                data = None if value is None else compact(value)
-                rec = Record(topic, p, part.end_offset, ts, key, data, hdrs)
-                part.records.append(rec)
-                part.nbytes += _record_bytes(rec)
+            data = [None if v is None else compact(v) for v in values]
+            n = len(data)
+            part.records.extend(
+                zip(repeat(ts, n), repeat(key, n), data, repeat(hdrs, n), strict=True)
+            )
+            per_record = RECORD_OVERHEAD + len(key or b"") + _headers_bytes(hdrs)
+            part.nbytes += n * per_record + sum(len(d) for d in data if d)
             if (
                 len(part.records) > self.retention * 5 // 4
                 or part.nbytes > self.retention_bytes * 5 // 4
@@ -239,7 +246,9 @@ class MemoryBroker:
         with self._cond:
             part = self._topics[topic][partition]
             start = max(offset, part.base_offset) - part.base_offset
-            return part.records[start : start + max_records]
+            entries = part.records[start : start + max_records]
+        first = part.base_offset + start
+        return [Record(topic, partition, first + i, *e) for i, e in enumerate(entries)]
 
     def offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """``(earliest, end)`` offsets of a partition (end = next offset to be written)."""

@@ -71,6 +71,11 @@ def test_viewers_watch_operators_operate(browser, login_server, user, operator):
         _open_app(page, login_server)
         pause = page.locator(".amq-pause button").first
         wait_until(lambda: pause.count() > 0, 30, what="the pause button")
+        # the controls follow the status line in a message of their own
+        state = page.locator(".amq-state-text").first
+        wait_until(
+            lambda: state.get_attribute("data-state") == "running", 30, what="controls running"
+        )
         assert pause.is_enabled() == operator
         assert page.locator(".amq-history-delete button").first.is_enabled() == operator
         content = page.content()
