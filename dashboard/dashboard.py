@@ -40,6 +40,7 @@ from .history_view import HistoryView
 from .kiosk import KioskStatus, Watchdog
 from .layer_map import LayerMap
 from .live_signals import LiveSignals
+from .loop_share import VIEWS_SHARE
 from .pipeline_cache import get_monitor, monitor_config
 from .signals import LIVE_SIGNALS
 from .spc_view import SPCView
@@ -195,14 +196,15 @@ class Dashboard(pn.viewable.Viewer):
             if self.kiosk:
                 self.kiosk_status.update(snap, self.health.throughput, self.live.latest_values())
             self.watchdog.heartbeat += 1
+        if self._views_pending or not VIEWS_SHARE.allows():
+            return  # the views' turn comes on a later tick; the status line went out
         doc = pn.state.curdoc
         if doc is not None and doc.session_context is not None:
             # The status line goes to the browser on its own, now: what the page says
             # is current must not wait for the plots. The views follow in a callback
             # of their own, right after (at most one waiting at a time).
-            if not self._views_pending:
-                self._views_pending = True
-                doc.add_next_tick_callback(lambda: self._refresh_all(snap, t_start))
+            self._views_pending = True
+            doc.add_next_tick_callback(lambda: self._refresh_all(snap, t_start))
         else:
             self._refresh_all(snap, t_start)
 
@@ -212,8 +214,10 @@ class Dashboard(pn.viewable.Viewer):
             return
         # one websocket message for all the views, and Bokeh re-walks the document's
         # models once instead of once per plot update
+        t0 = time.perf_counter()
         with pn.io.hold(), _models_frozen():
-            self._refresh_views(snap, time.perf_counter())
+            self._refresh_views(snap, t0)
+        VIEWS_SHARE.spend(time.perf_counter() - t0)
         self.ticks += 1
         total = (time.perf_counter() - t_start) * 1e3
         if total > 1000:

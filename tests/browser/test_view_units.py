@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from am_qadf.monitoring.alerts import AlertManager
 from dashboard.alerts_view import alerts_frame
@@ -125,3 +126,19 @@ def test_views_in_hidden_tabs_wait_and_catch_up_when_shown(tmp_path):
     tabs.active = 0
     assert set(refreshed) == {"LiveSignals", "VoxelView", "LayerMap", "AlertsView"}
     dash.stop()
+
+
+def test_loop_share_lets_view_refreshes_take_only_their_share():
+    from dashboard.loop_share import LoopShare
+
+    share = LoopShare(share=0.5, horizon_s=2.0)
+    starts = 0
+    for tick in range(400):  # 40 s of 100 ms ticks, each refresh asking for 150 ms
+        now = tick * 0.1
+        if share.allows(now):
+            starts += 1
+            share.spend(0.15, now)
+    # 150 ms each within half of the loop: about 0.5 / 0.15 = 3.3 refreshes a second
+    assert 100 <= starts <= 160  # (plus a first burst while the budget is untouched)
+    with pytest.raises(ValueError, match="share"):
+        LoopShare(share=0.0)
