@@ -245,9 +245,9 @@ class MemoryBroker:
         """Records of one partition from ``offset`` on (at most ``max_records``)."""
         with self._cond:
             part = self._topics[topic][partition]
-            start = max(offset, part.base_offset) - part.base_offset
+            first = max(offset, part.base_offset)  # read under the lock: a trim moves it
+            start = first - part.base_offset
             entries = part.records[start : start + max_records]
-        first = part.base_offset + start
         return [Record(topic, partition, first + i, *e) for i, e in enumerate(entries)]
 
     def offsets(self, topic: str, partition: int) -> tuple[int, int]:
