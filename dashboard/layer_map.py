@@ -80,6 +80,10 @@ class LayerMap(MonitorView):
 
         def points(data: tuple) -> hv.Points:
             xs, ys, sev = data
+            if len(xs) == 0:
+                # one undrawn point: an empty element leaves the colour column out of
+                # the plot's source (a browser warning on every update)
+                xs, ys, sev = [np.nan], [np.nan], ["info"]
             colors = [SEVERITY_COLORS.get(s, SEVERITY_COLORS["info"]) for s in sev]
             return hv.Points((xs, ys, sev, colors), kdims=["x", "y"], vdims=["severity", "color"])
 
