@@ -1,5 +1,6 @@
-"""The 3D voxel scene: a "settled" actor for the finished part of the build and a small
-"live" actor for the bricks that are changing, so an update re-sends only live voxels.
+"""The 3D voxel scene: the outer faces of the build, split into a "settled" actor for
+the finished part and a small "live" actor for the bricks that are changing, so an
+update re-sends only the live part.
 
 Panel's synchronized VTK pane re-serialises the whole scene *description* on every
 ``synchronize()`` (about 1,000 JSON nodes per actor, which Bokeh walks and encodes on
@@ -7,39 +8,44 @@ the server: tens of ms per actor under load) and, with
 :class:`~dashboard.vtk_pane.IncrementalVTK`, sends a data *array* only when its content
 is new to the browser. So the scene keeps the actor count minimal and constant:
 
-* **settled**: every voxel of the bricks that have been quiet for ``settle_seconds``.
-  Its arrays are rebuilt (and sent) only when bricks settle, at most once per
-  ``settle_interval`` seconds, e.g. when the build moves up a brick row.
+* **settled**: the bricks that have been quiet for ``settle_seconds``. Its arrays are
+  rebuilt (and sent) only when bricks settle, at most once per ``settle_interval``
+  seconds, e.g. when the build moves up a brick row.
 * **live**: the voxels of the bricks changed recently (in an L-PBF build, the brick row
-  being built). Rebuilt on every update; it costs 16 bytes per voxel (float32 centre +
-  float32 value).
+  being built), at full detail. Rebuilt on every update.
 * the outline of the current layer (a few line segments).
 
-Voxels are drawn by ``vtkGlyph3DMapper`` instancing one shared cube, so no triangles
-are made on the server, and coloured through a colour transfer function of nine nodes
-(a 256-entry lookup table would add ~24 kB of JSON per actor to every update). Values
-are kept in dense float32 chunks of 8 x 8 x 8 bricks (64³ voxels, NaN = empty), only for
-chunks that hold voxels.
+Voxels are drawn as their **exposed faces** only (a face whose neighbour cell holds no
+shown voxel), as one quad mesh per actor with a value per face. A solid 100³ block is
+60,000 faces instead of a million cubes. Browsers without a GPU (kiosk PCs, headless
+Chromium) draw about 4 µs per face, against about 200 µs per instanced cube, so the
+settled part also has a **level of detail**: when its faces exceed ``face_budget`` it
+is drawn from cells of 2, 4 or 8 voxels per edge (value = mean of the voxels inside),
+which keeps a frame near 100 ms whatever the build's size. The live part is always
+drawn at full detail. Values are kept in dense float32 chunks of 8 x 8 x 8 bricks
+(64³ voxels, NaN = empty), only for chunks that hold voxels, and coloured through a
+colour transfer function of nine nodes (a 256-entry lookup table would add ~24 kB of
+JSON per actor to every update).
 
 >>> import numpy as np
 >>> scene = VoxelScene((0.0, 0.0, 0.0), 0.5, (100, 100, 40), clim=(0.0, 1.0))
 >>> s = scene.load(np.array([[1, 2, 3], [70, 2, 3]]), np.array([0.2, 0.9]))
->>> s.settled_voxels, s.live_voxels, s.bytes_new
-(2, 0, 32)
+>>> s.settled_voxels, s.live_voxels, s.faces, s.detail
+(2, 0, 12, 1)
 >>> s = scene.update_bricks(np.array([[0, 0, 0]]), np.array([[1, 2, 3], [1, 2, 4]]),
 ...                         np.array([0.3, 0.4]), now=100.0)
->>> s.settled_rebuilt, s.live_voxels, scene.voxel_count
-(True, 2, 3)
+>>> s.settled_rebuilt, s.live_voxels, s.faces, scene.voxel_count
+(True, 2, 16, 3)
 >>> s = scene.update_bricks(np.array([[0, 0, 0]]), np.array([[1, 2, 3], [1, 2, 4], [1, 2, 5]]),
 ...                         np.array([0.3, 0.4, 0.5]), now=101.0)
->>> s.settled_rebuilt, s.live_voxels, s.bytes_new
-(False, 3, 48)
+>>> s.settled_rebuilt, s.live_voxels, s.faces
+(False, 3, 20)
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,12 +54,29 @@ import vtk
 
 from .theme import VOXEL_PALETTE, hex_to_rgb
 
-__all__ = ["BRICK", "SceneUpdate", "VoxelScene"]
+__all__ = ["BRICK", "SceneUpdate", "VoxelScene", "exposed_faces"]
 
 BRICK = 8  # voxels per brick edge (the VoxelGrid's storage unit)
-_OFFSETS = np.stack(
-    np.meshgrid(np.arange(BRICK), np.arange(BRICK), np.arange(BRICK), indexing="ij"), axis=-1
-).reshape(-1, 3)
+DETAILS = (1, 2, 4, 8)  # voxels per cell edge of the settled part's levels of detail
+
+Key = tuple[int, int, int]
+
+
+def _face_corners() -> np.ndarray:
+    """Lattice offsets (6, 4, 3) of the four corners of each face of a unit cell, in the
+    order -x, +x, -y, +y, -z, +z, going round each face."""
+    out = np.zeros((6, 4, 3), dtype=np.int64)
+    for axis in range(3):
+        u, v = (axis + 1) % 3, (axis + 2) % 3
+        for side in (0, 1):
+            c = out[2 * axis + side]
+            c[:, axis] = side
+            c[1, u] = c[2, u] = 1
+            c[2, v] = c[3, v] = 1
+    return out
+
+
+_CORNERS = _face_corners()
 
 
 @dataclass
@@ -62,54 +85,89 @@ class SceneUpdate:
 
     live_voxels: int = 0
     settled_voxels: int = 0
+    faces: int = 0  # faces the browser draws after this update (both actors)
+    detail: int = 1  # voxels per cell edge of the settled part (1 = full detail)
     settled_rebuilt: bool = False
     bytes_new: int = 0  # bytes of rebuilt VTK arrays (what the browser has not seen yet)
     build_ms: float = 0.0
     full: bool = False
 
 
-class _GlyphActor:
-    """One actor drawing a cube at each point, coloured by the point's value."""
+def exposed_faces(cells: np.ndarray, occupied: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Faces of the ``True`` cells of ``cells`` ((a, b, c) bool) not covered by a
+    neighbour: ``occupied`` ((a + 2, b + 2, c + 2) bool) is what covers, padded by one
+    cell on every side. Returns (cell index (n, 3), corner lattice points (n, 4, 3)).
 
-    def __init__(self, renderer: vtk.vtkRenderer, cube: pv.PolyData, ctf: vtk.vtkObject) -> None:
+    >>> occ = np.pad(np.ones((2, 1, 1), dtype=bool), 1)
+    >>> idx, corners = exposed_faces(occ[1:-1, 1:-1, 1:-1], occ)
+    >>> len(idx), corners.max(axis=(0, 1)).tolist()
+    (10, [2, 1, 1])
+    """
+    inner = [slice(1, -1)] * 3
+    idx, corners = [], []
+    for face in range(6):
+        axis, side = divmod(face, 2)
+        near = list(inner)
+        near[axis] = slice(2, None) if side else slice(0, -2)
+        found = np.argwhere(cells & ~occupied[tuple(near)])
+        idx.append(found)
+        corners.append(found[:, None, :] + _CORNERS[face][None])
+    return np.concatenate(idx), np.concatenate(corners)
+
+
+class _SurfaceActor:
+    """One actor drawing quads, coloured by a value per quad."""
+
+    def __init__(self, renderer: vtk.vtkRenderer, ctf: vtk.vtkObject) -> None:
         self.renderer = renderer
-        self.mapper = vtk.vtkGlyph3DMapper()  # instanced cubes (PyVista has no wrapper)
-        self.mapper.SetSourceData(cube)
-        self.mapper.ScalingOff()
-        self.mapper.OrientOff()
+        self.mapper = vtk.vtkPolyDataMapper()
         self.mapper.SetLookupTable(ctf)
         self.mapper.ScalarVisibilityOn()
-        self.mapper.SetScalarModeToUsePointData()
+        self.mapper.SetScalarModeToUseCellData()
         self.actor = vtk.vtkActor()
         self.actor.SetMapper(self.mapper)
         prop = self.actor.GetProperty()
         prop.SetAmbient(0.35)
         prop.SetDiffuse(0.75)
         prop.SetSpecular(0.1)
-        self.count = 0
+        self.voxels = 0  # voxels the faces stand for
+        self.faces = 0
         self.shown = False
 
-    def set_points(self, centers: np.ndarray, values: np.ndarray) -> int:
-        """Replace the drawn cubes; returns the bytes of the new arrays."""
-        self.count = int(centers.shape[0])
-        if self.count == 0:
+    def set_faces(
+        self, corners: np.ndarray, values: np.ndarray, origin: np.ndarray, step: float, voxels: int
+    ) -> int:
+        """Draw quads with lattice ``corners`` ((n, 4, 3) ints, in units of ``step`` from
+        ``origin``) and ``values``; returns the bytes of the new arrays."""
+        self.voxels, self.faces = int(voxels), int(corners.shape[0])
+        if self.faces == 0:
             if self.shown:
                 self.renderer.RemoveActor(self.actor)
                 self.shown = False
             return 0
-        poly = pv.PolyData()  # points only: the glyph mapper needs no vertex cells
-        poly.points = centers
-        poly.point_data.set_array(values, "value")
-        poly.point_data.active_scalars_name = "value"
+        flat = corners.reshape(-1, 3)
+        lo = flat.min(axis=0)
+        key = np.ravel_multi_index(tuple((flat - lo).T), tuple(flat.max(axis=0) - lo + 1))
+        unique, index = np.unique(key, return_inverse=True)  # shared corners, sent once
+        lattice = np.stack(np.unravel_index(unique, tuple(flat.max(axis=0) - lo + 1)), axis=1)
+        points = (origin + (lattice + lo) * step).astype(np.float32)
+        quads = np.empty((self.faces, 5), dtype=np.int64)
+        quads[:, 0] = 4
+        quads[:, 1:] = index.reshape(-1, 4)
+        poly = pv.PolyData(points, faces=quads.ravel())
+        poly.cell_data.set_array(values.astype(np.float32), "value")
+        poly.cell_data.active_scalars_name = "value"
         self.mapper.SetInputData(poly)
         if not self.shown:
             self.renderer.AddActor(self.actor)
             self.shown = True
-        return centers.nbytes + values.nbytes
+        # as serialised: float32 points, int32 cells (count + 4 ids), float32 values
+        return points.nbytes + self.faces * (5 * 4 + 4)
 
 
 class VoxelScene:
-    """Voxel cubes coloured by one signal, split into a settled and a live actor.
+    """The exposed faces of the voxels, coloured by one signal, split into a settled and
+    a live actor.
 
     Args:
         bbox_min: world position of voxel (0, 0, 0)'s lower corner.
@@ -119,6 +177,8 @@ class VoxelScene:
         settle_seconds: a brick unchanged this long moves to the settled actor...
         settle_interval: ...at most this often (each settling re-sends the settled actor).
         live_limit: settle at once when the live actor holds more voxels than this.
+        face_budget: draw the settled part at the finest level of detail with at most
+            this many faces (a browser without a GPU draws ~4 µs per face).
     """
 
     def __init__(
@@ -134,6 +194,7 @@ class VoxelScene:
         settle_seconds: float = 8.0,
         settle_interval: float = 20.0,
         live_limit: int = 60_000,
+        face_budget: int = 16_000,
         chunk_bricks: int = 8,
     ) -> None:
         self.bbox_min = np.asarray(bbox_min, dtype=np.float64)
@@ -144,13 +205,13 @@ class VoxelScene:
         self.settle_seconds = float(settle_seconds)
         self.settle_interval = float(settle_interval)
         self.live_limit = int(live_limit)
-        self._chunks: dict[tuple[int, int, int], np.ndarray] = {}
+        self.face_budget = int(face_budget)
+        self._chunks: dict[Key, np.ndarray] = {}
         self._live: dict[int, float] = {}  # flat brick id -> time of its last change
         self._in_settled: set[int] = set()  # bricks drawn by the settled actor
         self._last_settle = -np.inf
         self._threshold: tuple[float, float] | None = None
-        self._opacity = 1.0
-        self._hidden = 0  # settled voxels enclosed by others, not drawn
+        self._detail = 1
         self._layer_k: int | None = None
         self._layer_key: np.ndarray | None = None
         self._lo: np.ndarray | None = None  # occupied voxel bounds [lo, hi)
@@ -163,13 +224,10 @@ class VoxelScene:
         self.renderer = self.plotter.renderer
         self.renderer.SetDraw(False)
         self.render_window = self.plotter.ren_win
-        r = self.resolution
-        cube = pv.Cube(x_length=r, y_length=r, z_length=r)
-        cube.clear_data()  # no normals/texture coordinates: vtk.js shades flat cubes
         self.ctf = vtk.vtkColorTransferFunction()
         self._palette = tuple(palette)
-        self._settled = _GlyphActor(self.renderer, cube, self.ctf)
-        self._live_actor = _GlyphActor(self.renderer, cube, self.ctf)
+        self._settled = _SurfaceActor(self.renderer, self.ctf)
+        self._live_actor = _SurfaceActor(self.renderer, self.ctf)
         self.set_clim(clim)
 
         self._layer_mapper = vtk.vtkPolyDataMapper()
@@ -199,33 +257,32 @@ class VoxelScene:
         for a in (self._settled, self._live_actor):
             a.mapper.SetScalarRange(lo, hi)
 
-    def set_opacity(self, opacity: float) -> SceneUpdate | None:
-        """Opacity of the voxels (an actor property). Opaque voxels hide those enclosed
-        by others, which are then not drawn; crossing between opaque and translucent
-        rebuilds the actors (returned), otherwise no array is re-sent (None)."""
-        was_opaque = self._opacity >= 1.0
-        self._opacity = float(np.clip(opacity, 0.05, 1.0))
+    def set_opacity(self, opacity: float) -> None:
+        """Opacity of the surfaces (an actor property: no array is re-sent). Translucent
+        surfaces show the far side of the build; the threshold shows what is inside."""
         for a in (self._settled, self._live_actor):
-            a.actor.GetProperty().SetOpacity(self._opacity)
-        if (self._opacity >= 1.0) != was_opaque:
-            return self._rebuild(settle=True, full=True)
-        return None
+            a.actor.GetProperty().SetOpacity(float(np.clip(opacity, 0.05, 1.0)))
 
     def set_threshold(self, threshold: tuple[float, float] | None) -> SceneUpdate:
-        """Draw only voxels with ``lo <= value <= hi`` (None: all); rebuilds both actors."""
+        """Show only voxels with ``lo <= value <= hi`` (None: all); rebuilds both actors."""
         self._threshold = None if threshold is None else (float(threshold[0]), float(threshold[1]))
         return self._rebuild(settle=True, full=True)
 
     # -- state ------------------------------------------------------------------------------
     @property
     def voxel_count(self) -> int:
-        """Voxels shown (after the threshold), drawn or hidden inside the build."""
-        return self._settled.count + self._live_actor.count + self._hidden
+        """Voxels shown (after the threshold)."""
+        return self._settled.voxels + self._live_actor.voxels
 
     @property
-    def drawn_count(self) -> int:
-        """Voxel cubes the browser draws (the enclosed ones are left out)."""
-        return self._settled.count + self._live_actor.count
+    def face_count(self) -> int:
+        """Faces the browser draws."""
+        return self._settled.faces + self._live_actor.faces
+
+    @property
+    def detail(self) -> int:
+        """Voxels per cell edge the settled part is drawn with (1: full detail)."""
+        return self._detail
 
     @property
     def live_bricks(self) -> int:
@@ -238,13 +295,12 @@ class VoxelScene:
     def clear(self) -> None:
         """Remove every voxel (e.g. before a replay)."""
         self._chunks.clear()
-        self._hidden = 0
         self._live.clear()
         self._in_settled.clear()
         self._lo = self._hi = None
-        empty = np.empty((0, 3), dtype=np.float32)
+        empty = np.empty((0, 4, 3), dtype=np.int64)
         for a in (self._settled, self._live_actor):
-            a.set_points(empty, np.empty(0, dtype=np.float32))
+            a.set_faces(empty, np.empty(0), self.bbox_min, self.resolution, 0)
 
     # -- loading and updating ---------------------------------------------------------------
     def load(self, ijk: np.ndarray, values: np.ndarray) -> SceneUpdate:
@@ -267,7 +323,7 @@ class VoxelScene:
         now = time.monotonic() if now is None else float(now)
         bricks = np.asarray(bricks, dtype=np.int64).reshape(-1, 3)
         flat = np.ravel_multi_index(tuple(bricks.T), tuple(self.bdims)).tolist()
-        for b in bricks:  # forget what these bricks held (stale cubes must not remain)
+        for b in bricks:  # forget what these bricks held (stale voxels must not remain)
             cache = self._chunks.get(self._key(b))
             if cache is not None:
                 o = b * BRICK % self.edge
@@ -280,7 +336,7 @@ class VoxelScene:
         quiet = [f for f, t in self._live.items() if now - t >= self.settle_seconds]
         if quiet and (
             now - self._last_settle >= self.settle_interval
-            or self._live_actor.count > self.live_limit
+            or self._live_actor.voxels > self.live_limit
         ):
             settle = True
         if settle:
@@ -289,7 +345,7 @@ class VoxelScene:
             self._last_settle = now
         return self._rebuild(settle=settle, full=False)
 
-    def _key(self, brick: np.ndarray) -> tuple[int, int, int]:
+    def _key(self, brick: np.ndarray) -> Key:
         c = brick * BRICK // self.edge
         return (int(c[0]), int(c[1]), int(c[2]))
 
@@ -304,10 +360,7 @@ class VoxelScene:
         local = ijk - ck * self.edge
         order = np.lexsort((ck[:, 2], ck[:, 1], ck[:, 0]))
         ck, local, values = ck[order], local[order], values[order]
-        starts = np.flatnonzero(np.concatenate(([True], np.any(ck[1:] != ck[:-1], axis=1))))
-        ends = np.append(starts[1:], ck.shape[0])
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            key = (int(ck[s, 0]), int(ck[s, 1]), int(ck[s, 2]))
+        for key, s, e in _runs(ck):
             cache = self._chunks.get(key)
             if cache is None:
                 cache = self._chunks[key] = np.full((self.edge,) * 3, np.nan, dtype=np.float32)
@@ -319,85 +372,118 @@ class VoxelScene:
         t0 = time.perf_counter()
         upd = SceneUpdate(full=full, settled_rebuilt=settle)
         live = np.array(sorted(self._live), dtype=np.int64)
-        live_b = (
-            np.stack(np.unravel_index(live, tuple(self.bdims)), axis=1)
-            if live.size
-            else np.empty((0, 3), dtype=np.int64)
-        )
+        live_b = np.stack(np.unravel_index(live, tuple(self.bdims)), axis=1).reshape(-1, 3)
+        live_groups = dict(self._group(live_b))
+        memo: dict[tuple[Key, int], np.ndarray | None] = {}
+
+        def occupied(key: Key, detail: int) -> np.ndarray | None:
+            """Cells holding a shown voxel (settled or live) at ``detail``."""
+            if (key, detail) not in memo:
+                cache = self._chunks.get(key)
+                memo[key, detail] = None if cache is None else _coarse(self._shown(cache), detail)
+            return memo[key, detail]
+
         if settle:
-            ijk, vals = self._gather_settled(live_b)
-            upd.bytes_new += self._settled.set_points(*self._world(ijk, vals))
-            self._in_settled = (
-                set(
-                    np.unique(
-                        np.ravel_multi_index(tuple((ijk // BRICK).T), tuple(self.bdims))
-                    ).tolist()
-                )
-                if ijk.size
-                else set()
-            )
-        ijk, vals = self._gather_bricks(live_b)
-        upd.bytes_new += self._live_actor.set_points(*self._world(ijk, vals))
-        upd.live_voxels = self._live_actor.count
-        upd.settled_voxels = self._settled.count
+            upd.bytes_new += self._build_settled(live_groups, occupied)
+        upd.bytes_new += self._build_live(live_groups, occupied)
+        upd.live_voxels = self._live_actor.voxels
+        upd.settled_voxels = self._settled.voxels
+        upd.faces = self.face_count
+        upd.detail = self._detail
         self._update_layer_outline()
         upd.build_ms = (time.perf_counter() - t0) * 1e3
         return upd
 
-    def _world(self, ijk: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _shown(self, cache: np.ndarray) -> np.ndarray:
+        shown = np.isfinite(cache)
         if self._threshold is not None:
-            lo, hi = self._threshold
-            keep = (vals >= lo) & (vals <= hi)
-            ijk, vals = ijk[keep], vals[keep]
-        centers = (self.bbox_min + (ijk + 0.5) * self.resolution).astype(np.float32)
-        return centers, vals.astype(np.float32)
+            with np.errstate(invalid="ignore"):
+                shown &= (cache >= self._threshold[0]) & (cache <= self._threshold[1])
+        return shown
 
-    def _gather_bricks(self, bricks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Finite voxels (global ijk, values) of ``bricks``."""
-        out_ijk, out_v = [], []
-        if bricks.shape[0]:
-            keys = bricks * BRICK // self.edge
-            order = np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0]))
-            bricks, keys = bricks[order], keys[order]
-            starts = np.flatnonzero(np.concatenate(([True], np.any(keys[1:] != keys[:-1], axis=1))))
-            ends = np.append(starts[1:], keys.shape[0])
-            for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-                cache = self._chunks.get((int(keys[s, 0]), int(keys[s, 1]), int(keys[s, 2])))
-                if cache is None:
-                    continue
-                ijk = (bricks[s:e, None, :] * BRICK + _OFFSETS[None]).reshape(-1, 3)
-                local = ijk - keys[s] * self.edge
-                v = cache[local[:, 0], local[:, 1], local[:, 2]]
-                ok = np.isfinite(v)
-                out_ijk.append(ijk[ok])
-                out_v.append(v[ok])
-        return _concat(out_ijk, out_v)
+    def _group(self, bricks: np.ndarray) -> list[tuple[Key, np.ndarray]]:
+        """``bricks`` grouped by chunk, as (chunk key, brick coordinates in the chunk)."""
+        per = self.edge // BRICK
+        keys = bricks // per
+        order = np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0]))
+        bricks, keys = bricks[order], keys[order]
+        return [(key, bricks[s:e] - keys[s] * per) for key, s, e in _runs(keys)]
 
-    def _gather_settled(self, live_bricks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Finite voxels of every chunk, except those in ``live_bricks`` and, while the
-        voxels are opaque, those hidden inside the build (all six neighbours drawn)."""
-        out_ijk, out_v = [], []
-        self._hidden = 0
+    def _brick_mask(self, local_bricks: np.ndarray) -> np.ndarray:
+        """Voxel mask of a chunk that is True inside ``local_bricks``."""
+        per = self.edge // BRICK
+        m = np.zeros((per, per, per), dtype=bool)
+        m[tuple(local_bricks.T)] = True
+        return m.repeat(BRICK, 0).repeat(BRICK, 1).repeat(BRICK, 2)
+
+    def _build_settled(
+        self,
+        live_groups: dict[Key, np.ndarray],
+        occupied: Callable[[Key, int], np.ndarray | None],
+    ) -> int:
+        """Faces of every shown voxel outside the live bricks, at the finest level of
+        detail that keeps within ``face_budget``."""
+        cells: dict[Key, np.ndarray] = {}
         for key, cache in self._chunks.items():
-            base = np.asarray(key, dtype=np.int64) * self.edge
-            drawn = np.isfinite(cache)
-            if self._threshold is not None:
-                with np.errstate(invalid="ignore"):
-                    drawn &= (cache >= self._threshold[0]) & (cache <= self._threshold[1])
-            mask = drawn.copy()
-            for b in live_bricks:
-                o = b * BRICK - base
-                if np.all((o >= 0) & (o < self.edge)):
-                    mask[o[0] : o[0] + BRICK, o[1] : o[1] + BRICK, o[2] : o[2] + BRICK] = False
-            if self._opacity >= 1.0:
-                hidden = mask & _enclosed(drawn)
-                self._hidden += int(np.count_nonzero(hidden))
-                mask &= ~hidden
-            flat = np.flatnonzero(mask)
-            if flat.size:
-                out_ijk.append(np.stack(np.unravel_index(flat, mask.shape), axis=1) + base)
-                out_v.append(cache.ravel()[flat])
-        return _concat(out_ijk, out_v)
+            c = self._shown(cache)
+            if key in live_groups:
+                c &= ~self._brick_mask(live_groups[key])
+            if c.any():
+                cells[key] = c
+        voxels = sum(int(np.count_nonzero(c)) for c in cells.values())
+        per = self.edge // BRICK
+        self._in_settled = set()
+        for key, c in cells.items():
+            b = np.argwhere(c.reshape(per, BRICK, per, BRICK, per, BRICK).any(axis=(1, 3, 5)))
+            b += np.asarray(key) * per
+            self._in_settled.update(np.ravel_multi_index(tuple(b.T), tuple(self.bdims)).tolist())
+        for detail in DETAILS:
+            corners, values = [], []
+            size = self.edge // detail
+            for key, c in cells.items():
+                idx, cor = exposed_faces(_coarse(c, detail), _padded(key, detail, occupied, size))
+                cor += np.asarray(key) * size
+                corners.append(cor)
+                values.append(_coarse_mean(self._chunks[key], c, detail)[tuple(idx.T)])
+            count = sum(len(v) for v in values)
+            if count <= self.face_budget or detail == DETAILS[-1]:
+                break
+        self._detail = detail
+        return self._settled.set_faces(
+            _cat(corners, (0, 4, 3)),
+            _cat(values, (0,)),
+            self.bbox_min,
+            self.resolution * detail,
+            voxels,
+        )
+
+    def _build_live(
+        self,
+        live_groups: dict[Key, np.ndarray],
+        occupied: Callable[[Key, int], np.ndarray | None],
+    ) -> int:
+        """Faces of the shown voxels of the live bricks, at full detail."""
+        corners, values = [], []
+        voxels = 0
+        for key, local in live_groups.items():
+            cache = self._chunks.get(key)
+            if cache is None:
+                continue
+            cells = self._shown(cache) & self._brick_mask(local)
+            voxels += int(np.count_nonzero(cells))
+            # only the box around the live bricks (in a build: one brick row) is scanned
+            lo, hi = local.min(axis=0) * BRICK, (local.max(axis=0) + 1) * BRICK
+            box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+            pad = tuple(slice(a, b + 2) for a, b in zip(lo, hi, strict=True))
+            occ = _padded(key, 1, occupied, self.edge)
+            idx, cor = exposed_faces(cells[box], occ[pad])
+            idx += lo
+            cor += lo + np.asarray(key) * self.edge
+            corners.append(cor)
+            values.append(cache[tuple(idx.T)])
+        return self._live_actor.set_faces(
+            _cat(corners, (0, 4, 3)), _cat(values, (0,)), self.bbox_min, self.resolution, voxels
+        )
 
     # -- current layer ------------------------------------------------------------------------
     def set_current_layer(self, k: int | None) -> bool:
@@ -487,32 +573,67 @@ class VoxelScene:
         self.plotter.close()
 
 
-def _enclosed(occupied: np.ndarray) -> np.ndarray:
-    """Cells of a 3-D bool array whose six neighbours are all ``True`` (cells on the
-    array's faces count as exposed: their outer neighbours are unknown here).
+def _runs(keys: np.ndarray) -> list[tuple[Key, int, int]]:
+    """(key, start, end) of each run of equal rows in sorted ``keys`` ((n, 3) ints)."""
+    if keys.shape[0] == 0:
+        return []
+    starts = np.flatnonzero(np.concatenate(([True], np.any(keys[1:] != keys[:-1], axis=1))))
+    ends = np.append(starts[1:], keys.shape[0])
+    return [
+        ((int(keys[s, 0]), int(keys[s, 1]), int(keys[s, 2])), s, e)
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
 
-    >>> m = np.ones((3, 3, 3), dtype=bool)
-    >>> int(_enclosed(m).sum()), bool(_enclosed(m)[1, 1, 1])
-    (1, True)
+
+def _coarse(mask: np.ndarray, detail: int) -> np.ndarray:
+    """Cells of ``detail`` voxels per edge holding any ``True`` voxel of a cubic mask."""
+    if detail == 1:
+        return mask
+    n = mask.shape[0] // detail
+    return mask.reshape(n, detail, n, detail, n, detail).any(axis=(1, 3, 5))
+
+
+def _coarse_mean(values: np.ndarray, mask: np.ndarray, detail: int) -> np.ndarray:
+    """Mean of the ``mask``-ed ``values`` in each cell of ``detail`` voxels per edge.
+
+    >>> v = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
+    >>> _coarse_mean(v, v < 3, 2).tolist()
+    [[[1.0]]]
     """
-    out = np.zeros_like(occupied)
-    c = occupied[1:-1, 1:-1, 1:-1]
-    out[1:-1, 1:-1, 1:-1] = (
-        c
-        & occupied[:-2, 1:-1, 1:-1]
-        & occupied[2:, 1:-1, 1:-1]
-        & occupied[1:-1, :-2, 1:-1]
-        & occupied[1:-1, 2:, 1:-1]
-        & occupied[1:-1, 1:-1, :-2]
-        & occupied[1:-1, 1:-1, 2:]
-    )
+    if detail == 1:
+        return values
+    n = values.shape[0] // detail
+    shape = (n, detail, n, detail, n, detail)
+    total = np.where(mask, values, 0.0).reshape(shape).sum(axis=(1, 3, 5))
+    count = mask.reshape(shape).sum(axis=(1, 3, 5))
+    return total / np.maximum(count, 1)
+
+
+def _padded(
+    key: Key, detail: int, occupied: Callable[[Key, int], np.ndarray | None], size: int
+) -> np.ndarray:
+    """Occupancy of chunk ``key`` at ``detail`` ((size,) * 3 cells) padded by one cell on
+    each side with the touching planes of its six neighbour chunks."""
+    out = np.zeros((size + 2,) * 3, dtype=bool)
+    own = occupied(key, detail)
+    if own is not None:
+        out[1:-1, 1:-1, 1:-1] = own
+    for axis in range(3):
+        for side in (-1, 1):
+            near = list(key)
+            near[axis] += side
+            other = occupied((near[0], near[1], near[2]), detail)
+            if other is None:
+                continue
+            dst, src = [slice(1, -1)] * 3, [slice(None)] * 3
+            dst[axis] = 0 if side < 0 else size + 1
+            src[axis] = size - 1 if side < 0 else 0
+            out[tuple(dst)] = other[tuple(src)]
     return out
 
 
-def _concat(ijk: list[np.ndarray], v: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    if not ijk:
-        return np.empty((0, 3), dtype=np.int64), np.empty(0, dtype=np.float32)
-    return np.concatenate(ijk), np.concatenate(v)
+def _cat(parts: list[np.ndarray], empty: tuple[int, ...]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(empty)
 
 
 def _outline(

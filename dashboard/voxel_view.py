@@ -166,9 +166,7 @@ class VoxelView(MonitorView):
 
     @param.depends("opacity", watch=True)
     def _on_opacity(self) -> None:
-        upd = self.scene.set_opacity(self.opacity)
-        if upd is not None:
-            self._record(upd)
+        self.scene.set_opacity(self.opacity)
         self._sync()
 
     @param.depends("follow_layer", watch=True)
@@ -284,10 +282,12 @@ class VoxelView(MonitorView):
         u = self.last_update or SceneUpdate()
         kind = "full load" if u.full else ("settle" if u.settled_rebuilt else "update")
         p = self.pane
+        detail = "" if u.detail == 1 else f" (settled part at {u.detail}x coarser detail)"
         self._status.object = (
-            f'<span class="amq-voxel-count" data-voxels="{self.scene.voxel_count}">'
-            f"{self.scene.voxel_count:,} voxels</span> · {self.scene.drawn_count:,} drawn · "
-            f"{u.live_voxels:,} live · "
+            f'<span class="amq-voxel-count" data-voxels="{self.scene.voxel_count}" '
+            f'data-faces="{self.scene.face_count}" data-detail="{u.detail}">'
+            f"{self.scene.voxel_count:,} voxels</span> · {self.scene.face_count:,} faces"
+            f"{detail} · {u.live_voxels:,} live · "
             f"last {kind}: {p.last_arrays} arrays / {p.last_array_bytes / 1024:,.1f} kB sent, "
             f"{u.build_ms:.0f} ms build + {self.sync_ms:.0f} ms sync"
         )

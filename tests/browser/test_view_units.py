@@ -54,41 +54,76 @@ def test_voxel_scene_updates_only_live_bricks():
     ijk = np.concatenate([_brick(bi, bj, 1) for bi in range(2) for bj in range(2)])
     full = scene.load(ijk, np.full(len(ijk), 1900.0))
     assert full.settled_voxels == 256 and full.live_voxels == 0
+    assert full.faces == 2 * 16 * 16 + 4 * 16  # a 16 x 16 x 1 plate: top, bottom, rim
     # layer 2 in brick (0, 0, 0): the settled actor drops that brick once...
     b = _brick(0, 0, 2)
     upd = scene.update_bricks(np.array([[0, 0, 0]]), b, np.full(len(b), 1950.0), now=0.0)
     assert upd.settled_rebuilt and upd.live_voxels == 128 and upd.settled_voxels == 192
-    # ...later updates of the same brick send only its voxels
+    # ...later updates of the same brick send only the live brick's faces
     b = _brick(0, 0, 3)
     upd = scene.update_bricks(np.array([[0, 0, 0]]), b, np.full(len(b), 1950.0), now=1.0)
-    assert not upd.settled_rebuilt and upd.bytes_new == 192 * 16
+    assert not upd.settled_rebuilt and upd.live_voxels == 192
+    # the live 8 x 8 x 3 block: top, bottom, two open sides, and the two sides facing
+    # the one-layer plate, covered at z = 0 only
+    live_faces = 64 + 64 + 2 * 24 + 2 * 16
+    assert scene._live_actor.faces == live_faces
+    # corners are shared: 9 x 9 on top and bottom, the 32-point rim at z = 1 and 2;
+    # 12 B per corner, 5 cell ids and a value of 4 B per face
+    assert upd.bytes_new == (2 * 81 + 2 * 32) * 12 + live_faces * (5 * 4 + 4)
     # quiet bricks settle (at most once per settle_interval)
     b = _brick(1, 1, 2)
     upd = scene.update_bricks(np.array([[1, 1, 0]]), b, np.full(len(b), 1910.0), now=11.0)
     assert upd.settled_rebuilt and upd.live_voxels == 128
     assert scene.voxel_count == 3 * 64 + 128 + 128
-    assert scene.set_threshold((1940.0, 2000.0)).settled_voxels + scene.voxel_count > 0
+    assert scene.set_threshold((1940.0, 2000.0)).settled_voxels == 128 + 64
+    assert scene.voxel_count == 192
     scene.finalize()
 
 
-def test_voxel_scene_leaves_out_enclosed_voxels_while_opaque():
+def test_voxel_scene_draws_only_exposed_faces():
     scene = VoxelScene((0.0, 0.0, 0.0), 0.5, (64, 64, 64))
     g = np.arange(10)
     ijk = np.stack(np.meshgrid(g, g, g, indexing="ij"), axis=-1).reshape(-1, 3)
     values = np.where(ijk[:, 2] < 5, 1900.0, 2100.0)
     upd = scene.load(ijk, values)
-    assert scene.voxel_count == 1000
-    assert upd.settled_voxels == scene.drawn_count == 1000 - 8**3  # the 8^3 core is hidden
-    # translucent voxels show what is inside: everything is drawn
-    upd = scene.set_opacity(0.5)
-    assert upd is not None and upd.settled_voxels == 1000
-    assert scene.set_opacity(0.4) is None  # still translucent: no rebuild
-    scene.set_opacity(1.0)
-    assert scene.drawn_count == 488
-    # a threshold that keeps the lower half exposes that half's former core from above
+    assert scene.voxel_count == 1000 and upd.faces == scene.face_count == 6 * 100
+    # opacity is an actor property: nothing is rebuilt
+    scene.set_opacity(0.5)
+    assert scene._settled.actor.GetProperty().GetOpacity() == 0.5
+    # a threshold that keeps the lower half shows that half's top, formerly inside
     upd = scene.set_threshold((1800.0, 2000.0))
-    assert scene.voxel_count == 500
-    assert upd.settled_voxels == 500 - 8 * 8 * 3  # core rows z = 1..3 stay enclosed
+    assert scene.voxel_count == 500 and upd.faces == 2 * 100 + 4 * 50
+    scene.finalize()
+
+
+def test_voxel_scene_faces_meet_across_chunks():
+    # a 20-voxel bar across the boundary of two 16-voxel chunks has no face inside
+    scene = VoxelScene((0.0, 0.0, 0.0), 0.5, (64, 64, 64), chunk_bricks=2)
+    ijk = np.column_stack((np.arange(6, 26), np.zeros(20, int), np.zeros(20, int)))
+    assert scene.load(ijk, np.full(20, 1.0)).faces == 4 * 20 + 2
+    # a live brick next to settled voxels: neither side draws the faces between them
+    upd = scene.update_bricks(np.array([[1, 0, 0]]), ijk[2:10], np.full(8, 2.0), now=0.0)
+    assert upd.live_voxels == 8 and upd.settled_voxels == 12
+    assert upd.faces == 4 * 20 + 2
+    scene.finalize()
+
+
+def test_voxel_scene_coarsens_the_settled_part_to_its_face_budget():
+    g = np.arange(64)
+    ijk = np.stack(np.meshgrid(g, g, g, indexing="ij"), axis=-1).reshape(-1, 3)
+    values = (ijk[:, 0] // 2).astype(float)
+    scene = VoxelScene((0.0, 0.0, 0.0), 0.5, (64, 64, 64), face_budget=7000)
+    upd = scene.load(ijk, values)
+    # 6 x 64^2 = 24,576 faces at full detail; 6 x 32^2 = 6,144 at 2 voxels per cell
+    assert upd.detail == scene.detail == 2 and upd.faces == 6 * 32 * 32
+    assert scene.voxel_count == 64**3  # every voxel is still represented
+    # a cell's value is the mean of its voxels: x // 2 is constant over each cell
+    mapper = scene._settled.mapper
+    mapper.Update()
+    cell_values = np.asarray(mapper.GetInput().GetCellData().GetArray("value"))
+    assert sorted(np.unique(cell_values).tolist()) == list(range(32))
+    bounds = np.asarray(mapper.GetInput().GetBounds())
+    assert bounds.tolist() == [0.0, 32.0, 0.0, 32.0, 0.0, 32.0]  # same extent as the voxels
     scene.finalize()
 
 
