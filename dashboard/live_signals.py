@@ -5,7 +5,9 @@ the pipeline's signal buffer, folds them into fixed time bins (min and max of ea
 bin, so a one-sample spike is never averaged away) and sends just those rows to a
 ``hv.streams.Buffer``; Bokeh then streams them to the browser. SPC lines (centre and
 centre ± 3σ of the baseline the SPC processor learned) and the alarm thresholds are
-drawn as ``hv.HLine``.
+Bokeh spans added to each figure by a plot hook and moved in place when the SPC
+baseline changes: as HoloViews elements in the same overlay they were recomputed on
+every data update (a third of its cost).
 
 >>> import numpy as np
 >>> t = np.array([0.0, 0.25, 0.5, 1.25, 1.5, 2.75])
@@ -17,6 +19,7 @@ drawn as ``hv.HLine``.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -25,6 +28,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from bokeh.models import Span
 
 from .signals import LIVE_SIGNALS, signal_info
 from .theme import SIGNAL_COLORS
@@ -77,7 +81,9 @@ class _SignalTrace:
         self.name = name
         self.cursor: float | None = None  # end (epoch s) of the last bin sent
         self.buffer = hv.streams.Buffer(_empty_frame(name), length=length, index=False)
-        self.spc = hv.streams.Pipe(data=(np.nan, np.nan, np.nan))
+        self.spc: tuple[float, float, float] = (np.nan, np.nan, np.nan)  # centre, LCL, UCL
+        self.spans: list[Span] = []  # the SPC lines of the figure shown
+        self.figure: str | None = None  # Bokeh id of that figure
         self.last_value = np.nan
         self.due = due  # time.monotonic() of its next update
 
@@ -85,6 +91,57 @@ class _SignalTrace:
         self.cursor = None
         self.buffer.clear()
         self.last_value = np.nan
+
+    def set_spc(self, lines: tuple[float, float, float]) -> None:
+        """Move the SPC lines (NaN: hidden) of the figure shown."""
+        self.spc = lines
+        for span, y in zip(self.spans, lines, strict=True):
+            span.update(location=float(y) if np.isfinite(y) else 0.0, visible=bool(np.isfinite(y)))
+
+    def add_lines(self, plot: Any, element: Any, *, alarms: tuple[float | None, ...]) -> None:
+        """HoloViews plot hook: give the figure its SPC and alarm lines, once."""
+        fig = plot.state
+        if self.figure == fig.id:  # hooks also run on every update
+            return
+        self.figure = fig.id
+        for y in alarms:
+            if y is not None:
+                fig.add_layout(Span(location=y, dimension="width", **_ALARM_STYLE))
+        self.spans = [
+            Span(location=0.0, dimension="width", visible=False, **style)
+            for style in (_CENTER_STYLE, _LIMIT_STYLE, _LIMIT_STYLE)
+        ]
+        for span in self.spans:
+            fig.add_layout(span)
+        self.set_spc(self.spc)
+
+
+_ALARM_STYLE = {"line_color": "#e5484d", "line_dash": "dotted", "line_width": 1.5}
+_CENTER_STYLE = {"line_color": "#343a40", "line_width": 1, "line_alpha": 0.8}
+_LIMIT_STYLE = {"line_color": "#f5a524", "line_dash": "dashed", "line_width": 1.5}
+
+
+def _alarm_view(info: Any) -> tuple[float | None, float | None]:
+    """A y range that shows the alarm limits a little inside the frame (the plots'
+    soft range: the data may widen it).
+
+    >>> from dashboard.signals import signal_info
+    >>> _alarm_view(signal_info("temperature"))
+    (1625.0, 2175.0)
+    """
+    low, high = info.low, info.high
+    if low is None or high is None:
+        return (low, high)
+    margin = 0.05 * (high - low)
+    return (low - margin, high + margin)
+
+
+def _band(data: pd.DataFrame, name: str) -> hv.Area:
+    return hv.Area(data, kdims=[_TIME], vdims=[f"{name}_min", f"{name}_max"])
+
+
+def _mean(data: pd.DataFrame, vdim: hv.Dimension) -> hv.Curve:
+    return hv.Curve(data, kdims=[_TIME], vdims=[vdim])
 
 
 class LiveSignals(MonitorView):
@@ -128,31 +185,17 @@ class LiveSignals(MonitorView):
         panels = []
         for i, (name, trace) in enumerate(self._traces.items()):
             info = signal_info(name)
-            vdim = hv.Dimension(name, label=info.label, unit=info.unit or None)
+            vdim = hv.Dimension(
+                name, label=info.label, unit=info.unit or None, soft_range=_alarm_view(info)
+            )
             color = SIGNAL_COLORS.get(name, "#495057")
 
-            def trace_plot(
-                data: pd.DataFrame,
-                _vdim: hv.Dimension = vdim,
-                _name: str = name,
-                _color: str = color,
-            ) -> hv.Overlay:
-                band = hv.Area(data, kdims=[_TIME], vdims=[f"{_name}_min", f"{_name}_max"])
-                mean = hv.Curve(data, kdims=[_TIME], vdims=[_vdim])
-                return band.opts(color=_color, alpha=0.25, line_alpha=0) * mean.opts(
-                    color=_color, line_width=1.4
-                )
-
-            lines = hv.DynamicMap(self._spc_lines, streams=[trace.spc])
-            alarms = [
-                hv.HLine(y).opts(color="#e5484d", line_dash="dotted", line_width=1.5)
-                for y in (info.low, info.high)
-                if y is not None
-            ]
-            overlay = hv.DynamicMap(trace_plot, streams=[trace.buffer])
-            for a in alarms:
-                overlay = overlay * a
-            overlay = (overlay * lines).opts(
+            band = hv.DynamicMap(functools.partial(_band, name=name), streams=[trace.buffer])
+            mean = hv.DynamicMap(functools.partial(_mean, vdim=vdim), streams=[trace.buffer])
+            hook = functools.partial(trace.add_lines, alarms=(info.low, info.high))
+            overlay = (band * mean).opts(
+                hv.opts.Area(color=color, alpha=0.25, line_alpha=0),
+                hv.opts.Curve(color=color, line_width=1.4),
                 hv.opts.Overlay(
                     responsive=True,
                     height=height + (28 if i == len(self._traces) - 1 else 0),
@@ -167,7 +210,8 @@ class LiveSignals(MonitorView):
                     axiswise=True,
                     shared_axes=True,
                     min_height=60,
-                )
+                    hooks=[hook],
+                ),
             )
             panels.append(overlay)
         layout = (
@@ -181,15 +225,6 @@ class LiveSignals(MonitorView):
             css_classes=["amq-live-plots"],
             linked_axes=True,
             **({"theme": "dark_minimal"} if self.kiosk else {}),
-        )
-
-    @staticmethod
-    def _spc_lines(data: tuple[float, float, float]) -> hv.Overlay:
-        center, lcl, ucl = data
-        return (
-            hv.HLine(center).opts(color="#343a40", line_width=1, alpha=0.8)
-            * hv.HLine(lcl).opts(color="#f5a524", line_dash="dashed", line_width=1.5)
-            * hv.HLine(ucl).opts(color="#f5a524", line_dash="dashed", line_width=1.5)
         )
 
     # -- data ----------------------------------------------------------------------------
@@ -211,9 +246,8 @@ class LiveSignals(MonitorView):
             lines = (np.nan, np.nan, np.nan)
             if center is not None and sigma is not None and s.get("status") != "baseline":
                 lines = (center, center - 3 * sigma, center + 3 * sigma)
-            old = trace.spc.data
-            if lines != old and not (np.isnan(lines[0]) and np.isnan(old[0])):
-                trace.spc.send(lines)
+            if lines != trace.spc and not (np.isnan(lines[0]) and np.isnan(trace.spc[0])):
+                trace.set_spc(lines)
         self._latest.object = self._latest_html()
 
     def _pull(self, trace: _SignalTrace) -> None:
