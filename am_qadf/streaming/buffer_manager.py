@@ -15,6 +15,12 @@ __all__ = ["BufferManager"]
 Window = tuple[np.ndarray, list[datetime], list[dict[str, Any]]]
 
 
+def _ring(size: int) -> np.ndarray:
+    # Object arrays, not lists: the garbage collector does not walk numpy arrays, and
+    # lists of buffer_size slots made every full collection walk millions of them.
+    return np.full(size, None, dtype=object)
+
+
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -46,9 +52,9 @@ class BufferManager:
         self._point_shape: tuple[int, ...] | None = None
         self._data: np.ndarray | None = None
         self._times = np.zeros(self.buffer_size, dtype=np.int64)
-        self._meta: list[dict[str, Any] | None] = [None] * self.buffer_size
+        self._meta = _ring(self.buffer_size)  # dict or None per slot
         # Aware datetimes per slot, made once (at add or at first read) so windows are cheap.
-        self._dts: list[datetime | None] = [None] * self.buffer_size
+        self._dts = _ring(self.buffer_size)  # datetime or None per slot
         self._head = 0  # next slot to write
         self._size = 0
         self._in_order = True  # timestamps never decreased: windows can bisect
@@ -134,38 +140,31 @@ class BufferManager:
                 times[1:] < times[:-1]
             ):
                 self._in_order = False
-            idx = (self._head + np.arange(n)) % self.buffer_size
-            self._data[idx] = arr
-            self._times[idx] = times
+            meta = None if metadata is None else np.fromiter(metadata, object, n)
             first = self._head
-            end = first + n
-            meta = metadata if metadata is not None else [None] * n
-            self._put_ring(self._meta, first, meta)
-            self._put_ring(self._dts, first, [None] * n)
+            k = min(n, self.buffer_size - first)  # rows before the ring wraps
+            for ring_part, part in (
+                (slice(first, first + k), slice(0, k)),
+                (slice(0, n - k), slice(k, n)),
+            ):
+                self._data[ring_part] = arr[part]
+                self._times[ring_part] = times[part]
+                self._meta[ring_part] = None if meta is None else meta[part]
+                self._dts[ring_part] = None
             evicted = max(0, self._size + n - self.buffer_size)
             self.total_evicted += evicted
             self._size = min(self.buffer_size, self._size + n)
-            self._head = end % self.buffer_size
+            self._head = (self._head + n) % self.buffer_size
             self.total_added += n
 
-    def _put_ring(self, ring: list[Any], first: int, items: list[Any]) -> None:
-        end = first + len(items)
-        if end <= self.buffer_size:
-            ring[first:end] = items
-        else:
-            k = self.buffer_size - first
-            ring[first:] = items[:k]
-            ring[: end - self.buffer_size] = items[k:]
-
     def _timestamps(self, slots: np.ndarray) -> list[datetime]:
-        ring = self._dts
-        idx = slots.tolist()
-        out = [ring[i] for i in idx]
+        out = self._dts[slots].tolist()
         missing = [j for j, d in enumerate(out) if d is None]
         if missing:
             made = from_epoch_us(self._times[slots[missing]])
             for j, d in zip(missing, made, strict=True):
-                out[j] = ring[idx[j]] = d
+                out[j] = d
+            self._dts[slots[missing]] = np.fromiter(made, object, len(made))
         return out
 
     # -- reading ------------------------------------------------------------------------
@@ -177,11 +176,10 @@ class BufferManager:
         if self._data is None or slots.size == 0:
             shape = (0, *(self._point_shape or ()))
             return np.empty(shape, dtype=np.float64), [], []
-        meta = self._meta
         return (
             self._data[slots],
             self._timestamps(slots),
-            [meta[i] if meta[i] is not None else {} for i in slots.tolist()],
+            [m if m is not None else {} for m in self._meta[slots].tolist()],
         )
 
     def get_sliding_window(self, size: int | None = None) -> Window:
@@ -243,8 +241,8 @@ class BufferManager:
     def clear(self) -> None:
         """Drop every buffered point (statistics of totals are kept)."""
         with self._lock:
-            self._meta = [None] * self.buffer_size
-            self._dts = [None] * self.buffer_size
+            self._meta = _ring(self.buffer_size)
+            self._dts = _ring(self.buffer_size)
             self._head = 0
             self._size = 0
             self._in_order = True

@@ -13,8 +13,9 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
-from itertools import chain
+from datetime import UTC, datetime
+from itertools import chain, repeat
+from operator import attrgetter, contains, itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from . import cache_codec
 from .history_filters import matches
-from .timestamps import from_epoch_us, now_utc, to_epoch_us, to_utc
+from .timestamps import epoch_us_array, from_epoch_us, now_utc, to_epoch_us, to_utc
 
 __all__ = [
     "HistoryStore",
@@ -47,6 +48,7 @@ def default_data_dir() -> Path:
 
 _SCALARS = frozenset({float, int, str, bool, type(None)})
 _SCALARS_OR_DATETIME = _SCALARS | {datetime}
+_TZINFO = attrgetter("tzinfo")
 
 
 def _plain(value: Any) -> Any:
@@ -91,6 +93,8 @@ def prepare_documents(batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     for k, v in item.items()
                 }
             )
+    if _stamped_in_utc(docs) and all(map(contains, docs, repeat("_id"))):
+        return docs  # e.g. documents of validated messages: nothing to fill in
     for i, doc in enumerate(docs):
         try:
             doc["timestamp"] = to_utc(doc["timestamp"]) if "timestamp" in doc else ingest
@@ -101,14 +105,24 @@ def prepare_documents(batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return docs
 
 
+def _stamped_in_utc(docs: list[dict[str, Any]]) -> bool:
+    """True when every document's ``timestamp`` is already an aware UTC datetime."""
+    try:
+        stamps = list(map(itemgetter("timestamp"), docs))
+    except KeyError:
+        return False
+    return set(map(type, stamps)) == {datetime} and set(map(_TZINFO, stamps)) == {UTC}
+
+
 def _copies_as_is(batch: Sequence[Any]) -> bool:
     """True when every item is a dict of string keys and scalar or datetime values, the
     shape decoded and validated messages have: a plain copy then stores them faithfully."""
-    if not all(type(item) is dict for item in batch):
+    if not set(map(type, batch)) <= {dict}:
         return False
-    keys = set(map(type, chain.from_iterable(batch)))
-    values = set(map(type, chain.from_iterable(map(dict.values, batch))))
-    return keys <= {str} and values <= _SCALARS_OR_DATETIME
+    keys = set(chain.from_iterable(batch))  # few distinct keys: check those
+    if not all(type(k) is str for k in keys):
+        return False
+    return set(map(type, chain.from_iterable(map(dict.values, batch)))) <= _SCALARS_OR_DATETIME
 
 
 class HistoryStore(Protocol):
@@ -141,6 +155,33 @@ class HistoryStore(Protocol):
         """True when the backend answers."""
 
 
+_MISSING = object()
+_W = 20  # characters of each number in the insert's table blob, sign included
+_POWERS = 10 ** np.arange(_W - 2, -1, -1, dtype=np.int64)
+#: Row ``key`` of the batch: its document from the JSON array ?1, its timestamp and the
+#: start and length of its id in ?3 from the fixed-width table ?2.
+_INSERT = (
+    'INSERT OR IGNORE INTO "{table}" (id, ts, doc) SELECT '
+    f"CAST(substr(?3, CAST(substr(?2, key * {3 * _W} + {_W + 1}, {_W}) AS INTEGER), "
+    f"CAST(substr(?2, key * {3 * _W} + {2 * _W + 1}, {_W}) AS INTEGER)) AS TEXT), "
+    f"CAST(substr(?2, key * {3 * _W} + 1, {_W}) AS INTEGER), value FROM json_each(?1)"
+)
+
+
+def _fixed_width(numbers: np.ndarray) -> bytes:
+    """``numbers`` (int64) as zero-padded decimal text of ``_W`` characters each, a sign
+    or 0 first.
+
+    >>> _fixed_width(np.array([[7, -42]]))[:4], len(_fixed_width(np.array([[7, -42]])))
+    (b'0000', 40)
+    >>> int(_fixed_width(np.array([-42]))), int(_fixed_width(np.array([2**62])))
+    (-42, 4611686018427387904)
+    """
+    digits = np.abs(numbers)[..., None] // _POWERS % 10 + ord("0")
+    sign = np.where(numbers < 0, ord("-"), ord("0"))[..., None]
+    return np.concatenate((sign, digits), axis=-1).astype(np.uint8).tobytes()
+
+
 class SqliteHistory:
     """History in one SQLite file: survives restarts, needs no server.
 
@@ -171,31 +212,33 @@ class SqliteHistory:
     def insert(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
         # _id and timestamp live in their own columns (the timestamp exact to the
         # microsecond) and are taken out of each document while the batch is encoded,
-        # then put back. The batch goes to SQLite as one JSON array, so the insert runs
-        # in one call without the GIL and the consumer thread keeps going meanwhile.
-        keys = [(d.pop("_id", None), d.pop("timestamp")) for d in docs]
+        # then put back. SQLite gets the documents as one JSON array plus a blob of
+        # fixed-width (ts, id start, id length) numbers and a blob of the ids, so the
+        # insert runs in one call without the GIL (the consumer thread keeps going) and
+        # parses each document once.
+        ids = [d.pop("_id", None) for d in docs]
+        stamps = [d.pop("timestamp", _MISSING) for d in docs]
         try:
-            payload = cache_codec.encode(
-                [
-                    [str(doc_id or uuid.uuid4().hex), to_epoch_us(ts), d]
-                    for (doc_id, ts), d in zip(keys, docs, strict=True)
-                ]
-            )
+            payload = cache_codec.encode(docs)
         finally:
-            for (doc_id, ts), d in zip(keys, docs, strict=True):
-                d["timestamp"] = ts
+            for d, doc_id, stamp in zip(docs, ids, stamps, strict=True):
+                if stamp is not _MISSING:
+                    d["timestamp"] = stamp
                 if doc_id is not None:
                     d["_id"] = doc_id
+        ts = epoch_us_array(stamps)  # prepared documents all have one
+        texts = [str(i or uuid.uuid4().hex) for i in ids]
+        id_blob = "".join(texts).encode()
+        id_lens = np.fromiter(map(len, texts), np.int64, len(texts))
+        if len(id_blob) != id_lens.sum():  # not all ASCII: lengths in bytes
+            id_lens = np.array([len(t.encode()) for t in texts], dtype=np.int64)
+        starts = np.cumsum(id_lens) - id_lens + 1
+        table = _fixed_width(np.stack((ts, starts, id_lens), axis=1))
         with self._lock:
             before = self._db.total_changes
-            self._db.execute("BEGIN")
-            self._db.execute(
-                f'INSERT OR IGNORE INTO "{self.table}" (id, ts, doc) SELECT '
-                "json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-                "json_extract(value, '$[2]') FROM json_each(?)",
-                (payload,),
-            )
-            self._db.execute("COMMIT")
+            # One statement is one transaction (autocommit), and one release of the GIL:
+            # taking it back costs up to a switch interval while the consumer thread runs.
+            self._db.execute(_INSERT.format(table=self.table), (payload, table, id_blob))
             inserted = self._db.total_changes - before
         return inserted, len(docs) - inserted
 

@@ -13,11 +13,14 @@ import time
 import uuid
 from datetime import datetime
 from functools import lru_cache
+from operator import itemgetter, methodcaller
 from typing import Any
+
+import numpy as np
+import orjson
 
 from .kafka_producer import normalize_servers
 from .memory_broker import Record, get_broker, is_memory_address
-from .serialization import loads
 from .timestamps import from_epoch_us
 
 __all__ = ["KafkaConsumer", "decode_record"]
@@ -50,29 +53,52 @@ def decode_record(
     >>> decode_record("t", 0, 6, 0, None, b"not json")["error"][:12]
     'invalid JSON'
     """
+    decoded, error = None, None
+    if value is None:
+        error = "empty message value"
+    else:
+        try:
+            decoded = orjson.loads(value)
+        except Exception as exc:  # orjson.JSONDecodeError is a ValueError
+            error = f"invalid JSON: {exc}"
     msg: dict[str, Any] = {
         "topic": topic,
         "partition": partition,
         "offset": offset,
         "timestamp": _record_time(int(timestamp_ms)),
         "key": key.decode("utf-8", "replace") if key is not None else None,
-        "value": None,
+        "value": decoded,
         "size": len(value) if value is not None else 0,
     }
     if headers:
         msg["headers"] = {k: v for k, v in headers}
-    if keep_raw:
-        msg["raw"] = value
-    if value is None:
-        msg["error"] = "empty message value"
-        msg["raw"] = b""
-        return msg
-    try:
-        msg["value"] = loads(value)
-    except Exception as exc:  # orjson.JSONDecodeError is a ValueError
-        msg["error"] = f"invalid JSON: {exc}"
-        msg["raw"] = value
+    if keep_raw or error:
+        msg["raw"] = value if value is not None else b""
+    if error:
+        msg["error"] = error
     return msg
+
+
+_TOPIC, _PARTITION, _OFFSET = itemgetter("topic"), itemgetter("partition"), itemgetter("offset")
+_TOPIC_PARTITION = itemgetter("topic", "partition")
+_ERROR = methodcaller("error")
+
+
+def _next_offsets(messages: list[dict[str, Any]]) -> dict[tuple[str, int], int]:
+    """``{(topic, partition): highest offset + 1}`` over ``messages``.
+
+    >>> _next_offsets([{"topic": "t", "partition": 0, "offset": o} for o in (4, 9, 7)])
+    {('t', 0): 10}
+    """
+    offsets = list(map(_OFFSET, messages))
+    topics, partitions = set(map(_TOPIC, messages)), set(map(_PARTITION, messages))
+    if len(topics) == len(partitions) == 1:  # no tuple per message
+        return {(topics.pop(), partitions.pop()): max(offsets) + 1}
+    tps = list(map(_TOPIC_PARTITION, messages))
+    index = {tp: i for i, tp in enumerate(dict.fromkeys(tps))}
+    highest = np.full(len(index), -1, dtype=np.int64)
+    np.maximum.at(highest, list(map(index.__getitem__, tps)), offsets)
+    return {tp: int(o) + 1 for tp, o in zip(index, highest, strict=True)}
 
 
 class _MemoryBackend:
@@ -205,6 +231,8 @@ class _ConfluentBackend:
         from confluent_kafka import KafkaException
 
         msgs = self.consumer.consume(num_messages=max_records, timeout=timeout_s)
+        if not any(map(_ERROR, msgs)):  # the usual case: no Python call per message
+            return msgs
         good = []
         for m in msgs:
             err = m.error()
@@ -401,10 +429,9 @@ class KafkaConsumer:
 
     def store_offsets(self, messages: list[dict[str, Any]]) -> None:
         """Mark ``messages`` as processed; the next commit covers them."""
-        latest: dict[tuple[str, int], int] = {}
-        for m in messages:
-            tp = (m["topic"], m["partition"])
-            latest[tp] = max(latest.get(tp, -1), m["offset"] + 1)
+        latest = _next_offsets(messages)
+        if not latest:
+            return
         with self._lock:
             for tp, off in latest.items():
                 if off > self._stored.get(tp, -1):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ __all__ = ["ColumnCache", "column", "to_columns"]
 
 
 _NUMBERS = frozenset({float, int})
+_NOT_NUMBERS = frozenset({str, bytes, bool, type(None)})
 
 
 def _as_float(v: Any) -> float:
@@ -26,27 +28,39 @@ def _as_float(v: Any) -> float:
         return np.nan
 
 
+def _float_column(values: Sequence[Any]) -> np.ndarray:
+    types = set(map(type, values))
+    if types <= _NUMBERS:
+        return np.array(values, dtype=np.float64)
+    if types <= _NOT_NUMBERS:  # e.g. a text field: no conversion per value
+        return np.full(len(values), np.nan)
+    # Only numbers count: None, strings and booleans become NaN whatever else is there.
+    return np.fromiter(map(_as_float, values), dtype=np.float64, count=len(values))
+
+
 def column(batch: Sequence[dict[str, Any]], field: str) -> np.ndarray:
     """Return ``field`` of every message as a float64 array, NaN where missing or not numeric.
 
     >>> column([{"value": 1}, {"other": 2}, {"value": "x"}], "value")
     array([ 1., nan, nan])
     """
-    values = [m.get(field, np.nan) for m in batch]
-    if set(map(type, values)) <= _NUMBERS:
-        return np.array(values, dtype=np.float64)
-    # Only numbers count: None, strings and booleans become NaN whatever else is there.
-    return np.fromiter(map(_as_float, values), dtype=np.float64, count=len(values))
+    return _float_column([m.get(field, np.nan) for m in batch])
 
 
 def to_columns(batch: Sequence[dict[str, Any]], fields: Iterable[str]) -> dict[str, np.ndarray]:
     """Return ``{field: float64 array}`` for each requested field.
 
-    >>> cols = to_columns([{"x": 1.0, "y": 2.0}], ["x", "y"])
-    >>> cols["y"].tolist()
-    [2.0]
+    >>> cols = to_columns([{"x": 1.0, "y": 2.0, "id": "a"}, {"x": 3, "y": None}], ["x", "y", "id"])
+    >>> cols["x"].tolist(), cols["y"].tolist(), cols["id"].tolist()
+    ([1.0, 3.0], [2.0, nan], [nan, nan])
     """
-    return {f: column(batch, f) for f in fields}
+    out = {}
+    for f in fields:
+        try:  # the field is in every message: no Python call per message
+            out[f] = _float_column(list(map(itemgetter(f), batch)))
+        except KeyError:
+            out[f] = column(batch, f)
+    return out
 
 
 class ColumnCache:

@@ -67,11 +67,16 @@ class MessageValidator:
         for name, v in value.items():  # one pass over the message
             t = type(v)
             if t is float or t is int:
-                if name in numeric:
-                    if t is float and not math.isfinite(v):
-                        return f"field {name!r} is not finite"
-                    if bounds and (lo_hi := bounds.get(name)) and not lo_hi[0] <= v <= lo_hi[1]:
-                        return f"{name}={v} outside [{lo_hi[0]}, {lo_hi[1]}]"
+                # v - v is 0.0 for finite numbers only (cheaper than a call per field)
+                if v - v != 0.0 and name in numeric:
+                    return f"field {name!r} is not finite"
+                if (
+                    bounds
+                    and name in numeric
+                    and (lo_hi := bounds.get(name))
+                    and not lo_hi[0] <= v <= lo_hi[1]
+                ):
+                    return f"{name}={v} outside [{lo_hi[0]}, {lo_hi[1]}]"
             elif t is dict or t is list:
                 nested = True
             elif v is not None and name in numeric:

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,7 +29,7 @@ from .message_validation import MessageValidator
 from .stream_storage import SpoolFullError, StreamStorage
 from .streaming_config import StreamingConfig
 from .streaming_result import StreamingResult
-from .timestamps import now_utc, to_epoch_us
+from .timestamps import epoch_us_array, now_utc
 
 __all__ = ["StreamingClient", "StreamingConfig", "StreamingResult", "RESULT_FIELDS"]
 
@@ -227,24 +228,24 @@ class StreamingClient:
     @property
     def storage(self) -> StreamStorage | None:
         """The storage this client writes to, built from the config on first use."""
+        storage = self._storage  # set once: no lock (the consumer thread may hold it)
+        if storage is not None:
+            return storage
         with self._lock:
             if self._storage is None:
                 self._storage = _build_storage(self.config)
             return self._storage
 
     def _feed_buffers(self, batch: list[dict[str, Any]]) -> None:
-        keys = set().union(*map(dict.keys, batch)) - _NOT_SIGNALS
+        keys = set(chain.from_iterable(batch)) - _NOT_SIGNALS
         columns = self.column_cache.columns(batch, sorted(keys))
         signals = {k: c for k, c in columns.items() if not np.isnan(c).all()}
         if not signals:
             return
-        now = to_epoch_us(now_utc())
-        times = np.fromiter(
-            (to_epoch_us(t) if (t := m.get("timestamp")) is not None else now for m in batch),
-            np.int64,
-            count=len(batch),
-        )
-        stamps = times.astype("datetime64[us]")
+        now = now_utc()
+        stamps = epoch_us_array(
+            [t if (t := m.get("timestamp")) is not None else now for m in batch]
+        ).astype("datetime64[us]")
         for name, values in signals.items():
             buf = self._buffers.get(name)
             if buf is None:
@@ -262,9 +263,10 @@ class StreamingClient:
         """
         if not isinstance(data_batch, list | tuple):
             raise TypeError(f"data_batch must be a list of dicts, got {type(data_batch).__name__}")
-        for i, item in enumerate(data_batch):
-            if not isinstance(item, dict):
-                raise TypeError(f"data_batch[{i}] must be a dict, got {type(item).__name__}")
+        if not set(map(type, data_batch)) <= {dict}:  # else find the first non-dict
+            for i, item in enumerate(data_batch):
+                if not isinstance(item, dict):
+                    raise TypeError(f"data_batch[{i}] must be a dict, got {type(item).__name__}")
         batch = list(data_batch)
         start = time.perf_counter()
         result = StreamingResult(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
+from operator import floordiv, sub
 from typing import Any
 
 import numpy as np
@@ -86,6 +88,8 @@ def epoch_us_array(values: Any, *, name: str = "timestamps") -> np.ndarray:
 
     >>> epoch_us_array(np.array([0.5, 1.0])).tolist()
     [500000, 1000000]
+    >>> epoch_us_array([datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC), "1970-01-01T00:00:02"]).tolist()
+    [1000000, 2000000]
     """
     if isinstance(values, np.ndarray):
         if np.issubdtype(values.dtype, np.datetime64):
@@ -97,7 +101,14 @@ def epoch_us_array(values: Any, *, name: str = "timestamps") -> np.ndarray:
         values = values.tolist()
     if not isinstance(values, Sequence) or isinstance(values, str | bytes):
         raise TypeError(f"{name}: expected a sequence or array, got {type(values).__name__}")
-    return np.fromiter((to_epoch_us(v, name=name) for v in values), np.int64, count=len(values))
+    n = len(values)
+    if n and type(values[0]) is datetime and values[0].tzinfo is not None:
+        try:  # all aware datetimes (decoded messages): no Python call per value
+            deltas = map(sub, values, repeat(_EPOCH, n))
+            return np.fromiter(map(floordiv, deltas, repeat(_ONE_US, n)), np.int64, count=n)
+        except TypeError:  # a naive datetime, a string, ...: convert one by one
+            pass
+    return np.fromiter((to_epoch_us(v, name=name) for v in values), np.int64, count=n)
 
 
 def from_epoch_us(us: int | np.ndarray) -> Any:

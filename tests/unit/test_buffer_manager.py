@@ -111,6 +111,18 @@ def test_add_batch_across_the_wrap_point() -> None:
     assert buf.get_sliding_window(2)[0].tolist() == [[6.0, -6.0], [7.0, -7.0]]
 
 
+def test_slots_overwritten_after_a_read_show_the_new_times_and_metadata() -> None:
+    # datetimes made by a read are kept per slot; writing the slot again must drop them
+    buf = BufferManager(buffer_size=3)
+    buf.add_batch(np.arange(3.0), [ts(i) for i in range(3)], [{"i": 0}, None, {"i": 2}])
+    assert buf.get_sliding_window(3)[1:] == ([ts(0), ts(1), ts(2)], [{"i": 0}, {}, {"i": 2}])
+    buf.add_batch(np.arange(3.0, 5.0), [ts(3), ts(4)])
+    buf.add_data(np.array(5.0), ts(5), {"i": 5})
+    data, times, meta = buf.get_sliding_window(3)
+    assert data.tolist() == [3.0, 4.0, 5.0] and times == [ts(3), ts(4), ts(5)]
+    assert meta == [{}, {}, {"i": 5}] and meta[0] is not meta[1]
+
+
 def test_add_batch_larger_than_buffer_keeps_newest_rows() -> None:
     buf = BufferManager(buffer_size=4)
     buf.add_data(100.0, ts(-1), {"old": True})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 import zlib
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -467,6 +468,55 @@ def test_undecodable_values_give_error_and_raw(addr: str) -> None:
     assert empty["error"] == "empty message value" and empty["raw"] == b""
     assert array["value"] == [1, 2] and "error" not in array  # JSON, though not an object
     assert good["value"] == {"ok": True} and "error" not in good
+
+
+def test_store_offsets_takes_the_highest_offset_per_partition() -> None:
+    consumer = KafkaConsumer(["memory://offsets-any-order"], "t", group_id="g", auto_commit=False)
+    msgs = [
+        {"topic": t, "partition": p, "offset": o}
+        for t, p, o in [("t", 1, 4), ("t", 0, 9), ("t", 1, 2), ("u", 0, 5), ("t", 0, 3)]
+    ]
+    consumer.store_offsets(msgs)
+    assert consumer._stored == {("t", 0): 10, ("t", 1): 5, ("u", 0): 6}
+    consumer.store_offsets([{"topic": "t", "partition": 0, "offset": 1}])  # never moves back
+    consumer.store_offsets([])
+    assert consumer._stored[("t", 0)] == 10
+    consumer.close()
+
+
+class _FakeError:
+    def __init__(self, fatal: bool) -> None:
+        self._fatal = fatal
+
+    def fatal(self) -> bool:
+        return self._fatal
+
+
+class _FakeMessage:
+    def __init__(self, value: bytes, error: _FakeError | None = None) -> None:
+        self.value, self._error = value, error
+
+    def error(self) -> _FakeError | None:
+        return self._error
+
+
+def test_confluent_fetch_drops_errors_and_raises_fatal_ones(caplog) -> None:
+    from confluent_kafka import KafkaException
+
+    from am_qadf.streaming.kafka_consumer import _ConfluentBackend
+
+    backend = object.__new__(_ConfluentBackend)  # no broker: a fake librdkafka consumer
+    batches: list[list[_FakeMessage]] = []
+    backend.consumer = SimpleNamespace(consume=lambda num_messages, timeout: batches.pop(0))
+    good = [_FakeMessage(b"1"), _FakeMessage(b"2")]
+    batches.append(good)
+    assert backend.fetch(10, 0.1) == good
+    batches.append([good[0], _FakeMessage(b"", _FakeError(False)), good[1]])
+    assert backend.fetch(10, 0.1) == good
+    assert "Kafka consumer:" in caplog.text
+    batches.append([good[0], _FakeMessage(b"", _FakeError(True))])
+    with pytest.raises(KafkaException):
+        backend.fetch(10, 0.1)
 
 
 def test_decode_record_converts_timestamp_ms_to_utc() -> None:

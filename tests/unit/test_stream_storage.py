@@ -427,6 +427,42 @@ def test_sqlite_insert_keeps_documents_and_exact_values(tmp_path) -> None:
     history.close()
 
 
+def test_sqlite_insert_ids_and_timestamps_of_any_shape(tmp_path) -> None:
+    # ids and timestamps go to SQLite beside the JSON documents, as fixed-width numbers
+    # and one blob of ids: ids of any length and script, timestamps before 1970 and far
+    # ahead, generated ids for documents without one
+    history = SqliteHistory(tmp_path / "h.sqlite3")
+    items = [
+        ("é-ü:0:1", datetime(1900, 1, 1, tzinfo=UTC)),
+        ("x", datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("日本:3:" + "9" * 40, ts(0)),
+        (None, datetime(2200, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),
+    ]
+    docs = prepare_documents(
+        [{"timestamp": t, "v": i} | ({"_id": d} if d else {}) for i, (d, t) in enumerate(items)]
+    )
+    assert history.insert(docs) == (4, 0)
+    got = history.query(datetime(1800, 1, 1, tzinfo=UTC), datetime(2300, 1, 1, tzinfo=UTC), {})
+    assert [(d["_id"], d["timestamp"], d["v"]) for d in got[:3]] == [
+        (d, t, i) for i, (d, t) in enumerate(items[:3])
+    ]
+    assert len(got[3]["_id"]) == 32 and got[3]["timestamp"] == items[3][1]
+    assert history.insert(docs[:3]) == (0, 3)
+    history.close()
+
+
+def test_prepare_documents_copies_documents_that_need_nothing() -> None:
+    ready = [{"_id": "a", "timestamp": T0, "v": 1.0}, {"_id": "b", "timestamp": ts(1)}]
+    docs = prepare_documents(ready)
+    assert docs == ready and all(d is not r for d, r in zip(docs, ready, strict=True))
+    # one document that needs something: each is completed as usual
+    plus2 = datetime(2026, 1, 1, 2, tzinfo=timezone(timedelta(hours=2)))
+    mixed = [ready[0], {"timestamp": plus2, "topic": "t", "partition": 1, "offset": 2}]
+    second = prepare_documents(mixed)[1]
+    assert second["_id"] == "t:1:2" and second["timestamp"] == T0
+    assert second["timestamp"].tzinfo is UTC
+
+
 # -- history: querying ----------------------------------------------------------------------
 def test_query_sorted_ascending_even_when_inserted_out_of_order(storage) -> None:
     order = [5, 1, 4, 0, 3, 2]

@@ -7,7 +7,7 @@ import math
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,6 +24,7 @@ from am_qadf.streaming import (
     latency_stats,
     streaming_client,
 )
+from am_qadf.streaming.message_columns import to_columns
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -332,6 +333,59 @@ def test_signal_missing_from_first_message_is_still_buffered(cfg, clients) -> No
     client = clients(cfg)
     client.process_stream_batch([{"value": 1.0}, {"value": 2.0, "temperature": 900.0}])
     assert client.get_buffer("temperature").get_sliding_window(5)[0][-1] == 900.0
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ({"x": 1.0, "layer": 3, "big": 10**400, "note": float("nan")}, None),
+        ({"x": float("nan")}, "field 'x' is not finite"),
+        ({"value": float("-inf")}, "field 'value' is not finite"),
+        ({"layer": True}, "field 'layer' must be a number, got bool"),
+        ({"x": "1.0"}, "field 'x' must be a number, got str"),
+        ({"x": 300.0}, "x=300.0 outside [0.0, 250.0]"),
+        ({"x": 250}, None),
+        ({"other": 900.0}, None),  # bounds apply to numeric fields only
+    ],
+)
+def test_validator_numbers_and_bounds(value, reason) -> None:
+    validator = MessageValidator(bounds={"x": (0.0, 250.0), "other": (0.0, 1.0)})
+    assert validator.check(value) == reason
+
+
+def test_to_columns_by_field() -> None:
+    # a field in every message goes without a Python call per message; text fields
+    # become NaN without one; fields missing somewhere, bools and None are NaN there
+    batch = [
+        {"x": 1.0, "y": 2, "id": "a", "ok": True, "f": np.float32(1.5)},
+        {"x": 3.0, "y": None, "id": "b", "ok": 1.0, "f": 2.5},
+        {"x": 4.0, "id": "c", "ok": False, "f": "7"},
+    ]
+    cols = to_columns(batch, ["x", "y", "id", "ok", "f", "absent"])
+    assert cols["x"].tolist() == [1.0, 3.0, 4.0]
+    assert cols["y"][0] == 2.0 and np.isnan(cols["y"][1:]).all()
+    assert np.isnan(cols["id"]).all() and cols["id"].dtype == np.float64
+    assert np.isnan(cols["ok"][[0, 2]]).all() and cols["ok"][1] == 1.0
+    assert cols["f"][:2].tolist() == [1.5, 2.5] and np.isnan(cols["f"][2])
+    assert np.isnan(cols["absent"]).all()
+    assert to_columns([], ["x"])["x"].shape == (0,)
+
+
+def test_buffers_take_aware_naive_string_and_missing_timestamps(cfg, clients) -> None:
+    client = clients(cfg)
+    plus2 = timezone(timedelta(hours=2))
+    client.process_stream_batch(
+        [
+            {"value": 1.0, "timestamp": ts(1)},
+            {"value": 2.0, "timestamp": ts(2).astimezone(plus2)},
+            {"value": 3.0, "timestamp": ts(3).replace(tzinfo=None)},
+            {"value": 4.0, "timestamp": "2026-01-01T00:00:04Z"},
+        ]
+    )
+    client.process_stream_batch([{"value": 5.0, "timestamp": ts(5)}, {"value": 6.0}])
+    data, times, _ = client.get_buffer("value").get_sliding_window(10)
+    assert data.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert times[:5] == [ts(i) for i in range(1, 6)] and times[5] > ts(5)
 
 
 # -- background consumer -------------------------------------------------------------------

@@ -126,6 +126,15 @@ def test_epoch_us_array_inputs() -> None:
     assert empty.dtype == np.int64 and empty.shape == (0,)
 
 
+def test_epoch_us_array_of_aware_datetimes() -> None:
+    # aware datetimes (any zone) take the path without a Python call per value; a naive
+    # datetime, string or datetime64 after an aware first value still converts
+    before_epoch = datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert epoch_us_array([T, T.astimezone(PLUS2), before_epoch]).tolist() == [T_US, T_US, -1]
+    later = [T.replace(tzinfo=None), "1970-01-01T00:00:01Z", np.datetime64(0, "us")]
+    assert epoch_us_array([T, *later]).tolist() == [T_US, T_US, 1_000_000, 0]
+
+
 @pytest.mark.parametrize(
     ("values", "exc", "match"),
     [
