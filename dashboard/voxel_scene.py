@@ -277,6 +277,14 @@ class VoxelScene:
         self._threshold = None if threshold is None else (float(threshold[0]), float(threshold[1]))
         return self._rebuild(settle=True, full=True)
 
+    def set_face_budget(self, faces: int) -> SceneUpdate:
+        """Draw the settled part at the finest detail with at most ``faces`` faces;
+        rebuilds the settled actor."""
+        if faces < 1:
+            raise ValueError(f"face budget must be at least 1, got {faces}")
+        self.face_budget = int(faces)
+        return self._rebuild(settle=True, full=True)
+
     # -- state ------------------------------------------------------------------------------
     @property
     def voxel_count(self) -> int:

@@ -124,6 +124,12 @@ def test_voxel_scene_coarsens_the_settled_part_to_its_face_budget():
     assert sorted(np.unique(cell_values).tolist()) == list(range(32))
     bounds = np.asarray(mapper.GetInput().GetBounds())
     assert bounds.tolist() == [0.0, 32.0, 0.0, 32.0, 0.0, 32.0]  # same extent as the voxels
+    # the operator asks for full detail
+    upd = scene.set_face_budget(10**9)
+    assert upd.detail == 1 and upd.faces == 6 * 64 * 64
+    with pytest.raises(ValueError, match="face budget"):
+        scene.set_face_budget(0)
+    assert scene.face_budget == 10**9  # a refused budget changes nothing
     scene.finalize()
 
 
@@ -177,3 +183,20 @@ def test_loop_share_lets_view_refreshes_take_only_their_share():
     assert 100 <= starts <= 160  # (plus a first burst while the budget is untouched)
     with pytest.raises(ValueError, match="share"):
         LoopShare(share=0.0)
+
+
+def test_voxel_view_detail_setting_sets_the_scene_face_budget(tmp_path):
+    import uuid
+
+    from am_qadf.live_monitor import LiveMonitor, MonitorConfig
+    from am_qadf.streaming import StreamingConfig
+    from dashboard.voxel_view import DETAIL_FACES, VoxelView
+
+    servers = [f"memory://detail-{uuid.uuid4().hex[:8]}"]
+    cfg = StreamingConfig.embedded(kafka_bootstrap_servers=servers, storage_path=str(tmp_path))
+    view = VoxelView(monitor=LiveMonitor(MonitorConfig(streaming=cfg, simulate=False)))
+    assert view.scene.face_budget == DETAIL_FACES["fast"]
+    view.detail = "full"
+    assert view.scene.face_budget == DETAIL_FACES["full"]
+    assert view.last_update is not None and view.last_update.settled_rebuilt
+    view.close()
