@@ -44,7 +44,7 @@ from .loop_share import VIEWS_SHARE
 from .pipeline_cache import get_monitor, monitor_config
 from .signals import LIVE_SIGNALS
 from .spc_view import SPCView
-from .theme import ACCENT, KIOSK_CSS_FILE, LOGO_FILE, STATE_COLORS, read_css
+from .theme import ACCENT, KIOSK_CSS_FILE, LOGO_FILE, STATE_COLORS, OfflineFast, read_css
 from .view_base import MonitorView, html_pane
 from .voxel_view import VoxelView
 
@@ -392,6 +392,7 @@ class Dashboard(pn.viewable.Viewer):
             "favicon": str(LOGO_FILE) if LOGO_FILE.exists() else None,
             "header_background": "#0b1f2a" if self.kiosk else ACCENT,
             "raw_css": [css] if css else [],
+            "design": OfflineFast,
         }
         if self.kiosk:
             return pn.template.FastListTemplate(

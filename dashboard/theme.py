@@ -15,8 +15,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from panel.theme.fast import Fast
+
 __all__ = [
     "ACCENT",
+    "OfflineFast",
     "ASSETS_DIR",
     "CSS_FILE",
     "KIOSK_CSS_FILE",
@@ -120,3 +123,19 @@ def stylesheet() -> str:
     """The stylesheet, read once: Panel components live in shadow DOM, so every pane that
     shows dashboard markup carries it in its ``stylesheets``."""
     return read_css()
+
+
+class OfflineFast(Fast):
+    """Panel's Fast design without its web font (Open Sans, fetched from the internet):
+    kiosk PCs on the shop floor are often offline, and their page then waited for and
+    failed a font request on every load. The system sans-serif font is used instead.
+
+    >>> "font" in OfflineFast._resources and not OfflineFast._resources["font"]
+    True
+    """
+
+    _resources = {**Fast._resources, "font": {}}
+
+
+# Panel serves a design's own scripts from a folder named after its class
+OfflineFast.__name__ = Fast.__name__

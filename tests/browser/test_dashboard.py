@@ -9,6 +9,7 @@ import csv
 import io
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -227,6 +228,29 @@ def test_kiosk_hides_controls(open_page):
     time.sleep(4)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "kiosk.png"))
+
+
+def test_pages_request_nothing_beyond_the_dashboard_server(open_page, server):
+    # an operator kiosk on the shop floor is often offline: no font, script or style
+    # may come from anywhere but the dashboard's own server
+    host = urlsplit(server).netloc
+    outside: list[str] = []
+
+    def note(request) -> None:
+        url = urlsplit(request.url)
+        if url.scheme not in ("data", "blob") and url.netloc != host:
+            outside.append(request.url)
+
+    for query in ("", "?kiosk=1"):
+        page = open_page(query)
+        page.on("request", note)
+        page.reload(wait_until="domcontentloaded")  # from the first request on
+        wait_until(
+            lambda p=page: p.locator(".amq-voxel-pane canvas").count() > 0,
+            timeout=45,
+            what="the 3D canvas",
+        )
+    assert outside == []
 
 
 def test_main_view_screenshot(open_page):
