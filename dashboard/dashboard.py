@@ -333,12 +333,11 @@ class Dashboard(pn.viewable.Viewer):
     def show_tab(self, index: int) -> None:
         """Mark the views of tab ``index`` shown and the other tabs' views hidden; the
         views that come into sight catch up at once (session thread)."""
-        appeared = []
+        tab = self._tab_views[index] if 0 <= index < len(self._tab_views) else []
+        appeared = [view for view in tab if not view.shown]
         for i, views in enumerate(self._tab_views):
             for view in views:
-                if view.shown != (i == index):
-                    view.shown = i == index
-                    appeared += [view] if view.shown else []
+                view.shown = i == index
         if self._last_snap is not None and not self._closed:
             for view in appeared:
                 view.refresh(self._last_snap)
