@@ -258,6 +258,7 @@ class LiveMonitor:
             "build_id": last["build_id"],
             "newest_timestamp": last["timestamp"],
             "occupied_voxels": self.grid.occupied_count,
+            "grid_bytes": self.grid.memory_bytes,
             "alerts_active": self.alerts.statistics()["active"],
             "published": publisher.published if publisher is not None else None,
             "replays": self.replays,

@@ -35,21 +35,24 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("AMQADF_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 
+# The first element matching a selector, looking inside shadow roots (Panel's views).
+DEEP_FIND = """(selector) => {
+  const stack = [document];
+  while (stack.length) {
+    const root = stack.pop();
+    const el = root.querySelector(selector);
+    if (el) return el;
+    root.querySelectorAll('*').forEach((e) => e.shadowRoot && stack.push(e.shadowRoot));
+  }
+  return null;
+}"""
+
 # Installed in each page: follows the header's data-newest (epoch ms of the newest
 # message shown) on every animation frame and records its age when it changes.
 SAMPLER = """() => {
   const state = {lat: [], server: [], updates: 0, started: performance.now()};
   window.__amqBench = state;
-  const find = () => {
-    const stack = [document];
-    while (stack.length) {
-      const root = stack.pop();
-      const el = root.querySelector('.amq-hdr-msgs');
-      if (el) return el;
-      root.querySelectorAll('*').forEach((e) => e.shadowRoot && stack.push(e.shadowRoot));
-    }
-    return null;
-  };
+  const find = () => (DEEP_FIND)('.amq-hdr-msgs');
   let el = null, last = null;
   const tick = () => {
     if (el == null || !el.isConnected) el = find();
@@ -63,7 +66,14 @@ SAMPLER = """() => {
     requestAnimationFrame(tick);
   };
   tick();
-}"""
+}""".replace("DEEP_FIND", DEEP_FIND)
+
+
+# The voxel grid's bytes from the sidebar's health figures (data-grid-bytes).
+GRID_BYTES = """() => {
+  const el = (DEEP_FIND)('[data-grid-bytes]');
+  return el && el.getAttribute('data-grid-bytes');
+}""".replace("DEEP_FIND", DEEP_FIND)
 
 
 # Updates counted since the last read (None if the page reloaded and lost the sampler).
@@ -114,6 +124,15 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def grid_mib(page) -> float:
+    """The voxel grid's memory as the page's health figures show it (NaN if unseen)."""
+    try:
+        value = page.evaluate(GRID_BYTES)
+    except Exception:  # the page is reloading
+        return float("nan")
+    return int(value) / 2**20 if value else float("nan")
 
 
 def open_pages(browser, url: str, n: int, query: str = "") -> list:
@@ -177,9 +196,9 @@ def soak(args: argparse.Namespace) -> None:
             for page in pages:
                 page.evaluate(SAMPLER)
             t0 = time.monotonic()
-            samples: list[tuple[float, float]] = []
+            samples: list[tuple[float, float, float]] = []  # (s, RSS MiB, voxel grid MiB)
             while (t := time.monotonic() - t0) < duration:
-                samples.append((t, rss_mib(proc.pid)))
+                samples.append((t, rss_mib(proc.pid), grid_mib(pages[0])))
                 time.sleep(min(15, duration - t))
                 for i, page in enumerate(pages):  # collect, and notice pages that reloaded
                     try:
@@ -195,16 +214,19 @@ def soak(args: argparse.Namespace) -> None:
                             pass
                     else:
                         updates[i] += got
-            samples.append((time.monotonic() - t0, rss_mib(proc.pid)))
+            samples.append((time.monotonic() - t0, rss_mib(proc.pid), grid_mib(pages[0])))
         finally:
             browser.close()
             proc.terminate()
             proc.wait(timeout=30)
         log_lines = (Path(data_dir) / "server.log").read_text().splitlines()
     slow = [line for line in log_lines if "took" in line]
-    after = [r for t, r in samples if t >= warmup]
-    base, end, peak = after[0], after[-1], max(after)
+    after = [(r, g) for t, r, g in samples if t >= warmup]
+    (base, grid0), (end, grid1) = after[0], after[-1]
+    peak = max(r for r, _ in after)
     drift = (end - base) / base * 100
+    # the voxel grid holds the build itself: it grows with the build, by design
+    other = ((end - grid1) - (base - grid0)) / (base - grid0) * 100
     rates = [n / duration for n in updates]
     period = f", ?period={args.period}" if args.period else ""
     print(f"soak: {args.sessions} sessions, {args.rate:,.0f} msg/s, {args.minutes:g} min{period}")
@@ -215,7 +237,14 @@ def soak(args: argparse.Namespace) -> None:
         f"  server RSS after {warmup:.0f} s warm-up {base:.0f} MiB -> end {end:.0f} MiB "
         f"(peak {peak:.0f}): {drift:+.1f} % ({'PASS' if abs(drift) <= 10 else 'MISS'} within 10 %)"
     )
-    print("  RSS samples (s, MiB):", ", ".join(f"{t:.0f}:{r:.0f}" for t, r in samples[::4]))
+    print(
+        f"  of which the voxel grid (the build's data) {grid0:.0f} -> {grid1:.0f} MiB; "
+        f"the rest {other:+.1f} % ({'PASS' if abs(other) <= 10 else 'MISS'} within 10 %)"
+    )
+    print(
+        "  RSS / grid samples (s: MiB/MiB):",
+        ", ".join(f"{t:.0f}:{r:.0f}/{g:.0f}" for t, r, g in samples[::4]),
+    )
     print(f"  server refreshes over 1 s: {len(slow)}; the last ones:")
     for line in slow[-5:]:
         print("   ", line[:200])

@@ -143,6 +143,7 @@ class HealthView(MonitorView):
         self.n_total.value = processed
         self.n_buffer.value = self._buffer_use()
         health = snapshot.get("health") or {}
+        grid_bytes = int(snapshot.get("grid_bytes") or 0)  # the build's voxel data
         self.connections.object = self._connections_html(health)
         figures = (
             ("throughput", f"{self.throughput:,.0f} msg/s"),
@@ -150,9 +151,10 @@ class HealthView(MonitorView):
             ("consumer lag", f"{self.n_lag.value:,}"),
             ("errors / dead letters", f"{self.n_errors.value:,} / {self.n_dead.value:,}"),
             ("buffer use", f"{self.n_buffer.value:,.0f} %"),
+            ("voxel grid", f"{grid_bytes / 2**20:,.0f} MiB"),
         )
         self.compact.object = self._compact_html(health) + (
-            '<table class="amq-conn-table amq-figures"><tbody>'
+            f'<table class="amq-conn-table amq-figures" data-grid-bytes="{grid_bytes}"><tbody>'
             + "".join(f'<tr><td>{k}</td><td class="amq-fig">{v}</td></tr>' for k, v in figures)
             + "</tbody></table>"
         )

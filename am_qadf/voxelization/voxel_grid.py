@@ -392,6 +392,20 @@ class VoxelGrid:
             return out.reshape(self._dims_t)
 
     @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the grid's arrays (cheap: no per-voxel work). Grows with the
+        bricks the build touches, in steps (the pools grow by half when full).
+
+        >>> g = VoxelGrid((0, 0, 0), (4, 4, 4), 1.0)
+        >>> before = g.memory_bytes
+        >>> _ = g.add_points([[0.5, 0.5, 0.5]], {"t": [1.0]})
+        >>> g.memory_bytes > before
+        True
+        """
+        with self._lock:
+            return self._memory_bytes()
+
+    @property
     def occupied_count(self) -> int:
         """Number of voxels holding at least one point (cheap: no per-signal work).
 
