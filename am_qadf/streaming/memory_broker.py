@@ -25,9 +25,12 @@ DEFAULT_PARTITIONS = 3
 #: Records kept per partition before the oldest are dropped; ``AMQADF_MEMORY_RETENTION``
 #: overrides it.
 DEFAULT_RETENTION = int(os.environ.get("AMQADF_MEMORY_RETENTION", 1_000_000))
-#: Bytes (values, keys, headers plus a per-record overhead) kept per partition, like
-#: Kafka's ``retention.bytes``: with 3 partitions the broker holds at most about
-#: 3 x 1.25 x 96 MiB, whatever the rate. ``AMQADF_MEMORY_RETENTION_BYTES`` overrides it.
+#: Bytes (values, keys, headers plus a per-record overhead) kept per topic, all its
+#: partitions together (Kafka's ``retention.bytes`` is per partition; here each
+#: simulated build is keyed to its own partition, and a per-partition budget let the
+#: broker's memory grow by a step with each new build). The broker holds at most about
+#: 1.25 x 96 MiB per topic, whatever the rate; the partition written to keeps the most.
+#: ``AMQADF_MEMORY_RETENTION_BYTES`` overrides it.
 DEFAULT_RETENTION_BYTES = int(os.environ.get("AMQADF_MEMORY_RETENTION_BYTES", 96 * 2**20))
 #: Python object overhead of one stored record (Record, bytes and int objects), measured.
 RECORD_OVERHEAD = 160
@@ -93,6 +96,10 @@ class _Partition:
 class _Group:
     members: dict[str, set[str]] = field(default_factory=dict)  # member id -> topics
     generation: int = 0
+
+
+def _first_ts(part: _Partition) -> int:
+    return part.records[0][0]
 
 
 def _record_bytes(entry: tuple[int, bytes | None, bytes | None, tuple]) -> int:
@@ -220,26 +227,36 @@ class MemoryBroker:
             )
             per_record = RECORD_OVERHEAD + len(key or b"") + _headers_bytes(hdrs)
             part.nbytes += n * per_record + sum(len(d) for d in data if d)
-            if (
-                len(part.records) > self.retention * 5 // 4
-                or part.nbytes > self.retention_bytes * 5 // 4
-            ):
-                self._trim(part)
+            if len(part.records) > self.retention * 5 // 4:
+                self._trim(part, self.retention_bytes)
+            if sum(q.nbytes for q in parts) > self.retention_bytes * 5 // 4:
+                self._trim_topic(parts, part)
             self._cond.notify_all()
             return p, first
 
-    def _trim(self, part: _Partition) -> None:
-        """Drop the oldest records down to the retention (count and bytes); the 1/4 slack
-        in :meth:`produce` makes this run once per many messages, not on every one."""
+    def _trim(self, part: _Partition, max_bytes: int) -> None:
+        """Drop the oldest records of ``part`` down to the count retention and
+        ``max_bytes``; the 1/4 slack in :meth:`produce` makes this run once per many
+        messages, not on every one."""
         sizes = np.fromiter((_record_bytes(r) for r in part.records), np.int64, len(part.records))
         kept = np.cumsum(sizes[::-1])[::-1]  # bytes of each record and everything newer
-        drop = max(
-            len(part.records) - self.retention, int(np.count_nonzero(kept > self.retention_bytes))
-        )
+        drop = max(len(part.records) - self.retention, int(np.count_nonzero(kept > max_bytes)))
         drop = min(drop, len(part.records) - 1)  # always keep the newest record
         del part.records[:drop]
         part.base_offset += drop
         part.nbytes = int(sizes[drop:].sum())
+
+    def _trim_topic(self, parts: list[_Partition], current: _Partition) -> None:
+        """Bring a topic back to ``retention_bytes``: the other partitions give up their
+        oldest records first (oldest first record first), then ``current``."""
+        excess = sum(p.nbytes for p in parts) - self.retention_bytes
+        others = sorted((p for p in parts if p is not current and p.records), key=_first_ts)
+        for part in [*others, current]:
+            if excess <= 0:
+                break
+            before = part.nbytes
+            self._trim(part, max(before - excess, 0))
+            excess -= before - part.nbytes
 
     def fetch(self, topic: str, partition: int, offset: int, max_records: int) -> list[Record]:
         """Records of one partition from ``offset`` on (at most ``max_records``)."""

@@ -402,6 +402,32 @@ def test_byte_retention_bounds_memory_and_keeps_the_newest(broker: MemoryBroker)
     assert [r.value for r in broker.fetch("t", 0, 0, 1000)] == values[base:end]
 
 
+def test_byte_retention_is_per_topic_and_older_partitions_give_way(
+    broker: MemoryBroker,
+) -> None:
+    # each simulated build is keyed to its own partition: when a new build starts, the
+    # topic's memory must not grow by another partition's worth
+    from am_qadf.streaming.memory_broker import RECORD_OVERHEAD
+
+    per_record = RECORD_OVERHEAD + 100
+    broker.retention_bytes = 20 * per_record
+    broker.create_topic("t", 3)
+    for i in range(40):  # build 1 fills partition 0
+        broker.produce("t", b"a" * 100, partition=0, timestamp_ms=i)
+    for i in range(15):  # build 2 starts on partition 1
+        broker.produce("t", b"b" * 100, partition=1, timestamp_ms=100 + i)
+        parts = broker._topics["t"]
+        assert sum(p.nbytes for p in parts) <= broker.retention_bytes * 5 // 4
+    base0, end0 = broker.offsets("t", 0)
+    base1, end1 = broker.offsets("t", 1)
+    assert (base1, end1) == (0, 15)  # the partition written to keeps everything...
+    assert end0 == 40 and end0 - base0 <= 25 - 15  # ...the older one gave way
+    for i in range(30):  # build 2 goes on: build 1 is reduced to its newest record
+        broker.produce("t", b"b" * 100, partition=1, timestamp_ms=200 + i)
+    assert broker.offsets("t", 0) == (39, 40)
+    assert sum(p.nbytes for p in broker._topics["t"]) <= broker.retention_bytes * 5 // 4
+
+
 def test_one_record_above_the_byte_retention_is_still_kept(broker: MemoryBroker) -> None:
     broker.retention_bytes = 50
     broker.create_topic("t", 1)
