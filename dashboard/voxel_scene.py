@@ -156,9 +156,10 @@ class _SurfaceActor:
             return 0
         flat = corners.reshape(-1, 3)
         lo = flat.min(axis=0)
-        key = np.ravel_multi_index(tuple((flat - lo).T), tuple(flat.max(axis=0) - lo + 1))
+        shape = tuple(flat.max(axis=0) - lo + 1)
+        key = np.ravel_multi_index(tuple((flat - lo).T), shape)
         unique, index = np.unique(key, return_inverse=True)  # shared corners, sent once
-        lattice = np.stack(np.unravel_index(unique, tuple(flat.max(axis=0) - lo + 1)), axis=1)
+        lattice = np.stack(np.unravel_index(unique, shape), axis=1)
         points = (origin + (lattice + lo) * step).astype(np.float32)
         quads = np.empty((self.faces, 5), dtype=np.int64)
         quads[:, 0] = 4
@@ -397,7 +398,10 @@ class VoxelScene:
             """Cells holding a shown voxel (settled or live) at ``detail``."""
             if (key, detail) not in memo:
                 cache = self._chunks.get(key)
-                memo[key, detail] = None if cache is None else _coarse(self._shown(cache), detail)
+                if cache is None or detail == 1:
+                    memo[key, detail] = None if cache is None else self._shown(cache)
+                else:  # coarser levels from the full-detail one, computed once
+                    memo[key, detail] = _coarse(occupied(key, 1), detail)
             return memo[key, detail]
 
         if settle:
@@ -443,10 +447,10 @@ class VoxelScene:
         parts: list[tuple[Key, np.ndarray, np.ndarray]] = []  # key, cells, box (lo, hi)
         voxels = 0
         self._in_settled = set()
-        for key, cache in self._chunks.items():
-            cells = self._shown(cache)
+        for key in self._chunks:
+            cells = occupied(key, 1)
             if key in live_groups:
-                cells &= ~self._brick_mask(live_groups[key])
+                cells = cells & ~self._brick_mask(live_groups[key])
             bricks = np.argwhere(_coarse(cells, BRICK))
             if bricks.size == 0:
                 continue
@@ -467,17 +471,15 @@ class VoxelScene:
             return _exposed_masks(_coarse(cells[fine], detail), occ[padded])
 
         # the finest detail within budget, from face counts (cheap), then its faces
-        detail = next(
-            d
-            for d in DETAILS
-            if d == DETAILS[-1]
-            or sum(np.count_nonzero(m) for part in parts for m in scan(d, part)) <= self.face_budget
-        )
+        for detail in DETAILS:
+            masks = [scan(detail, part) for part in parts]
+            count = sum(np.count_nonzero(m) for part_masks in masks for m in part_masks)
+            if count <= self.face_budget:
+                break
         self._detail = detail
         corners, values = [], []
-        for part in parts:
-            key, cells, box = part
-            idx, cor = _faces(scan(detail, part))
+        for (key, cells, box), part_masks in zip(parts, masks, strict=True):
+            idx, cor = _faces(part_masks)
             cor += box[0] // detail + np.asarray(key) * (self.edge // detail)
             corners.append(cor)
             inner, _ = _box(*box)
@@ -499,10 +501,10 @@ class VoxelScene:
         corners, values = [], []
         voxels = 0
         for key, local in live_groups.items():
-            cache = self._chunks.get(key)
-            if cache is None:
+            shown = occupied(key, 1)
+            if shown is None:
                 continue
-            cells = self._shown(cache) & self._brick_mask(local)
+            cells = shown & self._brick_mask(local)
             voxels += int(np.count_nonzero(cells))
             # only the box around the live bricks (in a build: one brick row) is scanned
             lo, hi = local.min(axis=0) * BRICK, (local.max(axis=0) + 1) * BRICK
@@ -512,7 +514,7 @@ class VoxelScene:
             idx += lo
             cor += lo + np.asarray(key) * self.edge
             corners.append(cor)
-            values.append(cache[tuple(idx.T)])
+            values.append(self._chunks[key][tuple(idx.T)])
         return self._live_actor.set_faces(
             _cat(corners, (0, 4, 3)), _cat(values, (0,)), self.bbox_min, self.resolution, voxels
         )
