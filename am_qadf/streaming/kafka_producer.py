@@ -55,6 +55,8 @@ class KafkaProducer:
 
     ``memory://`` addresses use the in-process broker; anything else is a Kafka cluster.
     Extra librdkafka settings (SASL/SSL, acks, ...) go in ``config``.
+    ``delivered`` and ``failed`` count delivery reports; ``last_error`` is the newest
+    delivery error, or None.
 
     >>> producer = KafkaProducer(["memory://doc-producer"], "demo")
     >>> producer.produce({"sensor_id": "sensor1", "value": 100.0}, key="sensor1")
@@ -77,7 +79,7 @@ class KafkaProducer:
         self._closed = False
         self.delivered = 0
         self.failed = 0
-        self._last_error: str | None = None
+        self.last_error: str | None = None
         if is_memory_address(self.bootstrap_servers):
             self._broker = get_broker(self.bootstrap_servers)
             self._producer = None
@@ -100,9 +102,9 @@ class KafkaProducer:
             self.delivered += 1
         else:
             self.failed += 1
-            if self._last_error is None:
+            if self.last_error is None:
                 log.error("Kafka delivery failed: %s", err)
-            self._last_error = str(err)
+            self.last_error = str(err)
 
     def produce_raw(
         self,
