@@ -14,7 +14,7 @@ from .kafka_producer import KafkaProducer
 from .memory_broker import MemoryBroker, get_broker
 from .message_validation import MessageValidator
 from .stream_processor import StreamProcessor
-from .stream_storage import SpoolFullError, StreamStorage
+from .stream_storage import PreparedBatch, SpoolFullError, StreamStorage
 from .streaming_client import StreamingClient
 from .streaming_config import StreamingConfig
 from .streaming_result import StreamingResult
@@ -27,6 +27,7 @@ __all__ = [
     "KafkaProducer",
     "MemoryBroker",
     "MessageValidator",
+    "PreparedBatch",
     "SpoolFullError",
     "StreamProcessor",
     "StreamStorage",

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from itertools import chain, repeat
 from operator import attrgetter, contains, itemgetter
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -67,21 +67,32 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def prepare_documents(batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def prepare_documents(
+    batch: Sequence[dict[str, Any]], ids: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """Copy ``batch`` into storable documents, or raise before anything is stored.
 
     numpy values become Python values, datetimes become aware UTC (naive ones are UTC),
     a missing ``timestamp`` becomes the ingest time, and a message that carries Kafka
-    coordinates gets the deterministic ``_id`` ``"topic:partition:offset"``.
+    coordinates gets the deterministic ``_id`` ``"topic:partition:offset"``. ``ids``,
+    when given, are the documents' ``_id``s (one per document).
 
     >>> prepare_documents([{"topic": "t", "partition": 0, "offset": 7, "value": 1}])[0]["_id"]
     't:0:7'
+    >>> prepare_documents([{"value": 1}], ids=["b1:42"])[0]["_id"]
+    'b1:42'
     """
     if not isinstance(batch, list | tuple):
         raise TypeError(f"batch_data must be a list of dicts, got {type(batch).__name__}")
+    if ids is not None and len(ids) != len(batch):
+        raise ValueError(f"ids has {len(ids)} entries for {len(batch)} documents")
     ingest = now_utc()
     if _copies_as_is(batch):
-        docs = [dict(item) for item in batch]
+        if ids is None:
+            docs = [dict(item) for item in batch]
+        else:  # the copy and the id in one step
+            docs = [{**item, "_id": i} for item, i in zip(batch, ids, strict=True)]
+            ids = None
     else:
         docs = []
         for i, item in enumerate(batch):
@@ -93,6 +104,9 @@ def prepare_documents(batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     for k, v in item.items()
                 }
             )
+    if ids is not None:
+        for doc, i in zip(docs, ids, strict=True):
+            doc["_id"] = i
     if _stamped_in_utc(docs) and all(map(contains, docs, repeat("_id"))):
         return docs  # e.g. documents of validated messages: nothing to fill in
     for i, doc in enumerate(docs):
@@ -130,8 +144,16 @@ class HistoryStore(Protocol):
 
     name: str
 
+    def encode(self, docs: list[dict[str, Any]]) -> Any:
+        """The backend's write form of prepared ``docs``: the CPU-bound half of an insert,
+        so a pipeline can do it in the thread that holds the interpreter anyway."""
+
+    def insert_encoded(self, encoded: Any) -> tuple[int, int]:
+        """Write what :meth:`encode` returned; return ``(inserted, duplicates)``;
+        ``ConnectionError`` on outage."""
+
     def insert(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
-        """Store ``docs``; return ``(inserted, duplicates)``; ``ConnectionError`` on outage."""
+        """Store ``docs`` (``insert_encoded(encode(docs))``)."""
 
     def query(
         self,
@@ -182,6 +204,15 @@ def _fixed_width(numbers: np.ndarray) -> bytes:
     return np.concatenate((sign, digits), axis=-1).astype(np.uint8).tobytes()
 
 
+class _SqliteRows(NamedTuple):
+    """The parameters of one ``_INSERT``: documents, their (ts, id start, id length)
+    table and their ids."""
+
+    payload: bytes
+    table: bytes
+    ids: bytes
+
+
 class SqliteHistory:
     """History in one SQLite file: survives restarts, needs no server.
 
@@ -210,12 +241,14 @@ class SqliteHistory:
         self._db.execute(f'CREATE INDEX IF NOT EXISTS "{table}_ts" ON "{table}" (ts)')
 
     def insert(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
+        return self.insert_encoded(self.encode(docs))
+
+    def encode(self, docs: list[dict[str, Any]]) -> _SqliteRows:
         # _id and timestamp live in their own columns (the timestamp exact to the
         # microsecond) and are taken out of each document while the batch is encoded,
         # then put back. SQLite gets the documents as one JSON array plus a blob of
         # fixed-width (ts, id start, id length) numbers and a blob of the ids, so the
-        # insert runs in one call without the GIL (the consumer thread keeps going) and
-        # parses each document once.
+        # insert runs in one call without the GIL and parses each document once.
         ids = [d.pop("_id", None) for d in docs]
         stamps = [d.pop("timestamp", _MISSING) for d in docs]
         try:
@@ -234,13 +267,16 @@ class SqliteHistory:
             id_lens = np.array([len(t.encode()) for t in texts], dtype=np.int64)
         starts = np.cumsum(id_lens) - id_lens + 1
         table = _fixed_width(np.stack((ts, starts, id_lens), axis=1))
+        return _SqliteRows(payload, table, id_blob)
+
+    def insert_encoded(self, encoded: _SqliteRows) -> tuple[int, int]:
         with self._lock:
             before = self._db.total_changes
             # One statement is one transaction (autocommit), and one release of the GIL:
-            # taking it back costs up to a switch interval while the consumer thread runs.
-            self._db.execute(_INSERT.format(table=self.table), (payload, table, id_blob))
+            # taking it back costs up to a switch interval while another thread runs.
+            self._db.execute(_INSERT.format(table=self.table), encoded)
             inserted = self._db.total_changes - before
-        return inserted, len(docs) - inserted
+        return inserted, len(encoded.table) // (3 * _W) - inserted
 
     def query(
         self,
@@ -327,12 +363,18 @@ class MongoHistory:
             )
 
     def insert(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
+        return self.insert_encoded(self.encode(docs))
+
+    def encode(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [dict(d) for d in docs]  # pymongo adds a missing _id to what it is given
+
+    def insert_encoded(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
         from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure
 
         if not docs:
             return 0, 0
         try:
-            result = self.collection.insert_many([dict(d) for d in docs], ordered=False)
+            result = self.collection.insert_many(docs, ordered=False)
             return len(result.inserted_ids), 0
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])

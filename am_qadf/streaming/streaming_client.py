@@ -26,7 +26,7 @@ from .kafka_producer import KafkaProducer
 from .latency_stats import LatencyStats
 from .message_columns import ColumnCache
 from .message_validation import MessageValidator
-from .stream_storage import SpoolFullError, StreamStorage
+from .stream_storage import PreparedBatch, SpoolFullError, StreamStorage
 from .streaming_config import StreamingConfig
 from .streaming_result import StreamingResult
 from .timestamps import epoch_us_array, now_utc
@@ -52,7 +52,7 @@ _IN_FLIGHT = 4
 class _Batch(NamedTuple):
     msgs: list[dict[str, Any]]  # every polled message: their offsets are stored together
     good: list[dict[str, Any]]  # the valid ones, to deliver
-    docs: list[dict[str, Any]]  # the documents to store
+    docs: PreparedBatch | None  # their documents, ready to store (None: nothing to store)
 
 
 def _build_storage(config: StreamingConfig) -> StreamStorage | None:
@@ -477,15 +477,15 @@ class StreamingClient:
         with self._lock:
             self._dead_lettered += len(msgs)
 
-    def _store(self, consumer: KafkaConsumer, docs: list[dict[str, Any]]) -> bool:
+    def _store(self, consumer: KafkaConsumer, docs: PreparedBatch | None) -> bool:
         """Store docs, pausing the consumer while the spool is full; False if stopped
         while the spool was full."""
         storage = self.storage
-        if storage is None or not self.config.enable_mongodb_storage or not docs:
+        if storage is None or docs is None:
             return True
         while True:
             try:
-                storage.store_batch(docs)
+                storage.store_prepared(docs)
                 break
             except SpoolFullError:
                 if self._stop.is_set():
@@ -557,14 +557,14 @@ class StreamingClient:
             try:
                 if bad:
                     self._dead_letter(bad, reasons)
-                docs = self._process(good)
+                ok, docs = self._process(good)
             except Exception:
                 # cannot set them aside: stop uncommitted so a restart retries them
                 log.exception("dead-lettering failed; stopping the consumer uncommitted")
                 self._consumer_state = "failed"
                 self._stop.set()  # the writer too, should it wait for a full spool
                 return
-            batch = _Batch(msgs, good if docs else [], docs)
+            batch = _Batch(msgs, good if ok else [], docs)
             while True:
                 try:
                     writes.put(batch, timeout=0.1)
@@ -573,21 +573,25 @@ class StreamingClient:
                     if not writer.is_alive():
                         return
 
-    def _process(self, good: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run processors and listeners on the valid messages; return their documents
-        to store (none if the batch failed and was dead-lettered instead)."""
+    def _process(self, good: list[dict[str, Any]]) -> tuple[bool, PreparedBatch | None]:
+        """Run processors and listeners on the valid messages and prepare their documents
+        for storage here, in the thread that holds the interpreter anyway (the writer
+        then mostly waits for the backend). ``(False, None)`` if the batch failed and
+        was dead-lettered instead."""
         if not good:
-            return []
+            return False, None
         try:
             values = [m["value"] for m in good]
             result = self.process_stream_batch(values)
             self._notify(values, result)
-            return [
-                {**m["value"], "_id": f"{m['topic']}:{m['partition']}:{m['offset']}"} for m in good
-            ]
+            storage = self.storage
+            if storage is None or not self.config.enable_mongodb_storage:
+                return True, None
+            ids = [f"{m['topic']}:{m['partition']}:{m['offset']}" for m in good]
+            return True, storage.prepare_batch(values, ids)
         except Exception as exc:
             self._batch_failed(good, exc)
-            return []
+            return False, None
 
     def _batch_failed(self, good: list[dict[str, Any]], exc: Exception) -> None:
         # Nothing may be skipped silently: later offsets would commit past this batch.

@@ -51,7 +51,13 @@ class FakeHistory:
         self.batches: list[list[Any]] = []
         self.docs: dict[str, dict[str, Any]] = {}
 
+    def encode(self, docs):
+        return list(docs)
+
     def insert(self, docs):
+        return self.insert_encoded(self.encode(docs))
+
+    def insert_encoded(self, docs):
         self.insert_calls += 1
         if self.down:
             raise ConnectionError("fake history backend is down")

@@ -532,18 +532,21 @@ def test_start_consumer_validation(cfg, clients) -> None:
     assert client.health()["consumer_state"] == "stopped"
 
 
-def test_failed_batch_is_not_lost(cfg, clients, tmp_path) -> None:
+@pytest.mark.parametrize("step", ["prepare_batch", "store_prepared"])
+def test_failed_batch_is_not_lost(cfg, clients, tmp_path, step) -> None:
+    """Storage fails the first batch while preparing it (consumer thread) or writing it
+    (writer thread): the batch is dead-lettered or delivered again, never skipped."""
     get_broker(cfg.kafka_bootstrap_servers).create_topic(cfg.kafka_topic, 1)
     produce(cfg, 6)
+    calls = [0]
 
-    class RejectsFirstBatch(StreamStorage):
-        calls = 0
+    def rejects_first(self, *args):
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("document rejected")
+        return getattr(StreamStorage, step)(self, *args)
 
-        def store_batch(self, batch_data):
-            RejectsFirstBatch.calls += 1
-            if RejectsFirstBatch.calls == 1:
-                raise RuntimeError("document rejected")
-            return super().store_batch(batch_data)
+    RejectsFirstBatch = type("RejectsFirstBatch", (StreamStorage,), {step: rejects_first})
 
     small = StreamingConfig.embedded(
         storage_path=str(tmp_path),
