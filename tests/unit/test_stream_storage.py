@@ -469,6 +469,42 @@ def test_prepare_documents_copies_documents_that_need_nothing() -> None:
     assert second["timestamp"].tzinfo is UTC
 
 
+def test_prepare_documents_with_ids() -> None:
+    plain = [{"timestamp": T0, "v": 1.0}, {"timestamp": ts(1), "v": 2.0}]
+    nested = [{"timestamp": T0, "v": np.float32(1.5)}, {"timestamp": ts(1), "v": [1, 2]}]
+    for batch in (plain, nested):  # the fast copy and the converting copy
+        docs = prepare_documents(batch, ids=["a:0:1", "a:0:2"])
+        assert [d["_id"] for d in docs] == ["a:0:1", "a:0:2"]
+        assert "_id" not in batch[0]  # the input is left alone
+    with pytest.raises(ValueError, match="ids has 1 entries for 2 documents"):
+        prepare_documents(plain, ids=["x"])
+
+
+def test_prepared_batch_is_stored_once_however_often_it_is_written(storage) -> None:
+    # documents without _id get theirs when encoded: writing the same prepared batch
+    # again (a retry after a failed write) stores nothing twice
+    prepared = storage.prepare_batch([{"timestamp": T0, "v": 1.0}, {"timestamp": ts(1)}])
+    assert len(prepared.docs) == 2
+    assert storage.store_prepared(prepared) == 2
+    assert storage.store_prepared(prepared) == 0
+    assert storage.history.count() == 2
+    assert storage.stats["duplicates_ignored"] == 2
+
+
+def test_prepared_batch_follows_a_replaced_history(spooling) -> None:
+    fake = spooling.history
+    prepared = spooling.prepare_batch(docs(3))
+    spooling.history = type(fake)()  # prepared for another backend: encoded anew
+    assert spooling.store_prepared(prepared) == 3
+    assert spooling.history.batches == [[0, 1, 2]] and fake.batches == []
+
+
+def test_store_prepared_refuses_anything_else(storage) -> None:
+    with pytest.raises(TypeError, match="expected a PreparedBatch, got list"):
+        storage.store_prepared([{"v": 1.0}])
+    assert storage.history.count() == 0
+
+
 # -- history: querying ----------------------------------------------------------------------
 def test_query_sorted_ascending_even_when_inserted_out_of_order(storage) -> None:
     order = [5, 1, 4, 0, 3, 2]
