@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import chain, repeat
+from operator import attrgetter, contains
 from typing import Any
 
+import numpy as np
+
+from .message_columns import ColumnCache, to_columns
 from .timestamps import to_utc
 
 __all__ = ["MessageValidator", "NUMERIC_FIELDS"]
@@ -89,6 +96,80 @@ class MessageValidator:
         if nested and _depth(value, self.max_depth) > self.max_depth:
             return f"message nested deeper than {self.max_depth} levels"
         return None
+
+    def check_batch(
+        self,
+        values: Sequence[Any],
+        sizes: Sequence[int] | None = None,
+        *,
+        columns: ColumnCache | None = None,
+    ) -> list[str | None]:
+        """:meth:`check` for many values: the same reasons (None where acceptable), one
+        per value, and timestamps converted in place the same way.
+
+        The batch is checked column by column; only values that look wrong there are
+        checked one by one, for the reason. ``columns`` keeps the numeric columns it
+        builds, for processing of the same batch (list) afterwards.
+
+        >>> v = MessageValidator(bounds={"x": (0.0, 250.0)})
+        >>> v.check_batch([{"x": 1.0}, {"x": 900.0}, {"x": "a"}, {"y": None}])
+        [None, 'x=900.0 outside [0.0, 250.0]', "field 'x' must be a number, got str", None]
+        """
+        n = len(values)
+        sizes = [0] * n if sizes is None else sizes
+        if len(sizes) != n:
+            raise ValueError(f"sizes has {len(sizes)} entries for {n} values")
+        one_by_one = (
+            type(self).check is not MessageValidator.check  # a subclass decides
+            or not set(map(type, values)) <= {dict}
+            # nested values (their depth) and values no JSON decoder makes: rare
+            or not set(map(type, chain.from_iterable(map(dict.values, values)))) <= _JSON_SCALARS
+            or not self._convert_stamps(values)
+        )
+        if one_by_one:
+            return list(map(self.check, values, sizes))
+        suspect = np.asarray(sizes) > self.max_bytes
+        for name in self.required:
+            suspect |= ~np.fromiter(map(contains, values, repeat(name)), bool, n)
+        fields = sorted(set(chain.from_iterable(values)) & self._numeric)
+        try:
+            cols = (columns.columns if columns is not None else to_columns)(values, fields)
+        except OverflowError:  # an int beyond float range: check says if it is fine
+            return list(map(self.check, values, sizes))
+        for name, col in cols.items():
+            finite = np.isfinite(col)
+            if not finite.all():  # NaN also where missing or None, which are fine
+                given = np.fromiter((v.get(name) is not None for v in values), bool, n)
+                suspect |= given & ~finite
+            if lo_hi := self.bounds.get(name):
+                suspect |= (col < lo_hi[0]) | (col > lo_hi[1])
+        reasons: list[str | None] = [None] * n
+        for i in np.flatnonzero(suspect).tolist():
+            reasons[i] = self.check(values[i], sizes[i])
+        return reasons
+
+    @staticmethod
+    def _convert_stamps(values: Sequence[dict[str, Any]]) -> bool:
+        """Make every ISO-string ``timestamp`` of ``values`` an aware UTC datetime at
+        once; False (nothing changed) when any is not one, for :meth:`check` to convert
+        and explain one by one."""
+        stamped = [v for v in values if "timestamp" in v]
+        stamps = [v["timestamp"] for v in stamped]
+        if not set(map(type, stamps)) <= {str}:
+            return False
+        try:
+            parsed = list(map(datetime.fromisoformat, stamps))
+        except ValueError:
+            return False
+        if not set(map(_TZINFO, parsed)) <= {UTC}:
+            parsed = [to_utc(t) for t in parsed]  # naive (taken as UTC) or another offset
+        for v, t in zip(stamped, parsed, strict=True):
+            v["timestamp"] = t
+        return True
+
+
+_TZINFO = attrgetter("tzinfo")
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _depth(obj: Any, limit: int, level: int = 1) -> int:

@@ -267,7 +267,9 @@ class StreamingClient:
             for i, item in enumerate(data_batch):
                 if not isinstance(item, dict):
                     raise TypeError(f"data_batch[{i}] must be a dict, got {type(item).__name__}")
-        batch = list(data_batch)
+        # the caller's list itself when it is one: the columns validation built are
+        # found by its identity
+        batch = data_batch if type(data_batch) is list else list(data_batch)
         start = time.perf_counter()
         result = StreamingResult(
             timestamp=now_utc(),
@@ -546,18 +548,11 @@ class StreamingClient:
                 continue
             with self._flight:
                 self._in_flight += 1
-            good, bad, reasons = [], [], []
-            for m in msgs:
-                reason = m.get("error") or self.validator.check(m["value"], m.get("size", 0))
-                if reason:
-                    bad.append(m)
-                    reasons.append(reason)
-                else:
-                    good.append(m)
+            good, values, bad, reasons = self._validate(msgs)
             try:
                 if bad:
                     self._dead_letter(bad, reasons)
-                ok, docs = self._process(good)
+                ok, docs = self._process(good, values)
             except Exception:
                 # cannot set them aside: stop uncommitted so a restart retries them
                 log.exception("dead-lettering failed; stopping the consumer uncommitted")
@@ -573,7 +568,29 @@ class StreamingClient:
                     if not writer.is_alive():
                         return
 
-    def _process(self, good: list[dict[str, Any]]) -> tuple[bool, PreparedBatch | None]:
+    def _validate(
+        self, msgs: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[Any], list[dict[str, Any]], list[str]]:
+        """Split polled messages into the valid ones (and their values) and the invalid
+        ones (and why). The whole batch is checked at once; its values list is kept when
+        all are valid, so processing finds the columns validation built."""
+        values = [m["value"] for m in msgs]
+        sizes = [m.get("size", 0) for m in msgs]
+        checked = self.validator.check_batch(values, sizes, columns=self.column_cache)
+        if not any(checked):  # decode errors fail the check too
+            return msgs, values, [], []
+        good, bad, reasons = [], [], []
+        for m, reason in zip(msgs, checked, strict=True):
+            if reason:
+                bad.append(m)
+                reasons.append(m.get("error") or reason)
+            else:
+                good.append(m)
+        return good, [m["value"] for m in good], bad, reasons
+
+    def _process(
+        self, good: list[dict[str, Any]], values: list[Any]
+    ) -> tuple[bool, PreparedBatch | None]:
         """Run processors and listeners on the valid messages and prepare their documents
         for storage here, in the thread that holds the interpreter anyway (the writer
         then mostly waits for the backend). ``(False, None)`` if the batch failed and
@@ -581,7 +598,6 @@ class StreamingClient:
         if not good:
             return False, None
         try:
-            values = [m["value"] for m in good]
             result = self.process_stream_batch(values)
             self._notify(values, result)
             storage = self.storage

@@ -3,6 +3,7 @@ and StreamingConfig (validation, from_env, describe)."""
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -351,6 +352,72 @@ def test_signal_missing_from_first_message_is_still_buffered(cfg, clients) -> No
 def test_validator_numbers_and_bounds(value, reason) -> None:
     validator = MessageValidator(bounds={"x": (0.0, 250.0), "other": (0.0, 1.0)})
     assert validator.check(value) == reason
+
+
+_ODD_VALUES = [
+    {"x": 1.0, "layer": 3, "timestamp": "2026-01-01T00:00:00.000050+00:00"},
+    {"x": float("nan"), "timestamp": "2026-01-01T00:00:01Z"},
+    {"value": float("inf")},
+    {"layer": True},
+    {"x": "1.0"},
+    {"x": 300.0},
+    {"x": None, "layer": 2},
+    {"other": 900.0, "build_id": "B1"},
+    {"x": np.int64(3)},
+    {"x": np.float64(3.0)},
+    {"big": 10**400, "x": 2},
+    {"x": 10**400},
+    {"timestamp": "not a time"},
+    {"timestamp": "2026-01-01T02:00:00+02:00"},
+    {"timestamp": "2026-01-01T00:00:00"},
+    {"timestamp": 1767225600.5},
+    {"timestamp": datetime(2026, 1, 1)},
+    {"nested": {"a": [1, 2]}},
+    {"nested": [[[[[[[[[[1]]]]]]]]]]},
+    {"seq": 1, "required_too": 1},
+    None,
+    [1, 2],
+]
+
+
+@pytest.mark.parametrize("odd", range(len(_ODD_VALUES)))
+@pytest.mark.parametrize("where", ["alone", "among valid ones"])
+def test_check_batch_says_what_check_says(odd, where) -> None:
+    """check_batch is check for every value: the same reasons and, for values accepted,
+    the same converted timestamps, whether the odd value comes alone or among valid ones."""
+    validator = MessageValidator(bounds={"x": (0.0, 250.0), "other": (0.0, 1.0)}, max_bytes=500)
+    valid = [{"x": float(i), "layer": i, "timestamp": f"2026-01-01T00:00:0{i}Z"} for i in range(5)]
+    batch = [_ODD_VALUES[odd]] if where == "alone" else [*valid[:3], _ODD_VALUES[odd], *valid[3:]]
+    sizes = [100] * len(batch)
+    sizes[-1] = 501  # over max_bytes
+    one, many = copy.deepcopy(batch), copy.deepcopy(batch)
+    expected = [validator.check(v, size) for v, size in zip(one, sizes, strict=True)]
+    assert validator.check_batch(many, sizes) == expected
+    accepted = [(m, o) for m, o, why in zip(many, one, expected, strict=True) if why is None]
+    for m, o in accepted:  # the same values, timestamps converted alike
+        assert m == o and type(m.get("timestamp")) is type(o.get("timestamp"))
+
+
+def test_check_batch_required_fields_and_subclasses() -> None:
+    validator = MessageValidator(required=("seq",))
+    assert validator.check_batch([{"seq": 1}, {"x": 1.0}]) == [None, "missing required field 'seq'"]
+
+    class NoOdd(MessageValidator):
+        def check(self, value, size=0):
+            return "odd" if value.get("seq", 0) % 2 else super().check(value, size)
+
+    assert NoOdd().check_batch([{"seq": 1}, {"seq": 2}]) == ["odd", None]
+    with pytest.raises(ValueError, match="sizes has 1 entries for 2 values"):
+        validator.check_batch([{"seq": 1}, {"seq": 2}], [1])
+
+
+def test_check_batch_shares_its_columns_with_processing(cfg, clients) -> None:
+    client = clients(cfg)
+    batch = [{"x": 1.0, "value": 2.0}, {"x": 3.0, "value": 4.0}]
+    client.validator.check_batch(batch, columns=client.column_cache)
+    built = client.column_cache.columns(batch, ["x"])["x"]
+    client.process_stream_batch(batch)
+    assert client.column_cache.columns(batch, ["x"])["x"] is built
 
 
 def test_to_columns_by_field() -> None:
