@@ -179,7 +179,10 @@ class HistoryStore(Protocol):
 
 _MISSING = object()
 _W = 20  # characters of each number in the insert's table blob, sign included
-_POWERS = 10 ** np.arange(_W - 2, -1, -1, dtype=np.int64)
+#: "0000" ... "9999" as native uint32 words, and the powers of 10,000 that split an
+#: int64 into _W // 4 groups of four digits (the first digit is 0 below 10**19).
+_DIGIT_QUADS = np.frombuffer("".join(f"{i:04d}" for i in range(10_000)).encode(), np.uint32)
+_QUAD_POWERS = 10_000 ** np.arange(_W // 4 - 1, -1, -1, dtype=np.int64)
 #: Row ``key`` of the batch: its document from the JSON array ?1, its timestamp and the
 #: start and length of its id in ?3 from the fixed-width table ?2.
 _INSERT = (
@@ -199,9 +202,10 @@ def _fixed_width(numbers: np.ndarray) -> bytes:
     >>> int(_fixed_width(np.array([-42]))), int(_fixed_width(np.array([2**62])))
     (-42, 4611686018427387904)
     """
-    digits = np.abs(numbers)[..., None] // _POWERS % 10 + ord("0")
-    sign = np.where(numbers < 0, ord("-"), ord("0"))[..., None]
-    return np.concatenate((sign, digits), axis=-1).astype(np.uint8).tobytes()
+    quads = _DIGIT_QUADS[np.abs(numbers)[..., None] // _QUAD_POWERS % 10_000]
+    text = quads.view(np.uint8).reshape(*numbers.shape, _W)
+    text[..., 0] = np.where(numbers < 0, ord("-"), ord("0"))
+    return text.tobytes()
 
 
 class _SqliteRows(NamedTuple):

@@ -13,7 +13,7 @@ import redis
 
 from am_qadf.streaming import SpoolFullError, StreamStorage, cache_codec, stream_storage, ttl_cache
 from am_qadf.streaming.history_filters import matches
-from am_qadf.streaming.history_store import SqliteHistory, prepare_documents
+from am_qadf.streaming.history_store import SqliteHistory, _fixed_width, prepare_documents
 from am_qadf.streaming.ttl_cache import TTLCache
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -467,6 +467,16 @@ def test_prepare_documents_copies_documents_that_need_nothing() -> None:
     second = prepare_documents(mixed)[1]
     assert second["_id"] == "t:1:2" and second["timestamp"] == T0
     assert second["timestamp"].tzinfo is UTC
+
+
+def test_fixed_width_numbers_read_back_exactly() -> None:
+    rng = np.random.default_rng(7)
+    numbers = np.concatenate(
+        (rng.integers(-(2**62), 2**62, 3000), [0, 1, -1, 9999, 10_000, -10_001, 2**63 - 1])
+    )
+    text = _fixed_width(numbers.reshape(-1, 1))
+    assert len(text) == 20 * len(numbers)
+    assert [int(text[i : i + 20]) for i in range(0, len(text), 20)] == numbers.tolist()
 
 
 def test_prepare_documents_with_ids() -> None:
