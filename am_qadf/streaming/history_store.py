@@ -68,14 +68,19 @@ def _plain(value: Any) -> Any:
 
 
 def prepare_documents(
-    batch: Sequence[dict[str, Any]], ids: Sequence[str] | None = None
+    batch: Sequence[dict[str, Any]],
+    ids: Sequence[str] | None = None,
+    *,
+    check_types: bool = True,
 ) -> list[dict[str, Any]]:
     """Copy ``batch`` into storable documents, or raise before anything is stored.
 
     numpy values become Python values, datetimes become aware UTC (naive ones are UTC),
     a missing ``timestamp`` becomes the ingest time, and a message that carries Kafka
     coordinates gets the deterministic ``_id`` ``"topic:partition:offset"``. ``ids``,
-    when given, are the documents' ``_id``s (one per document).
+    when given, are the documents' ``_id``s (one per document). ``check_types=False``
+    skips scanning every value when the caller knows the batch is dicts of str keys
+    and JSON scalar or datetime values (validated messages are).
 
     >>> prepare_documents([{"topic": "t", "partition": 0, "offset": 7, "value": 1}])[0]["_id"]
     't:0:7'
@@ -87,7 +92,7 @@ def prepare_documents(
     if ids is not None and len(ids) != len(batch):
         raise ValueError(f"ids has {len(ids)} entries for {len(batch)} documents")
     ingest = now_utc()
-    if _copies_as_is(batch):
+    if not check_types or _copies_as_is(batch):
         if ids is None:
             docs = [dict(item) for item in batch]
         else:  # the copy and the id in one step

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ColumnCache", "column", "to_columns"]
+__all__ = ["ColumnCache", "column", "to_columns", "field_names", "value_types"]
 
 
 _NUMBERS = frozenset({float, int})
@@ -63,6 +64,24 @@ def to_columns(batch: Sequence[dict[str, Any]], fields: Iterable[str]) -> dict[s
     return out
 
 
+def field_names(batch: Sequence[dict[str, Any]]) -> frozenset[str]:
+    """Every field name in the batch.
+
+    >>> sorted(field_names([{"x": 1.0}, {"y": 2.0, "x": 3.0}]))
+    ['x', 'y']
+    """
+    return frozenset(chain.from_iterable(batch))
+
+
+def value_types(batch: Sequence[dict[str, Any]]) -> frozenset[type]:
+    """The type of every value in the batch.
+
+    >>> sorted(t.__name__ for t in value_types([{"x": 1.0}, {"id": "a", "n": None}]))
+    ['NoneType', 'float', 'str']
+    """
+    return frozenset(map(type, chain.from_iterable(map(dict.values, batch))))
+
+
 class ColumnCache:
     """Columns of the most recent batch, so processors sharing it convert each field once.
 
@@ -83,12 +102,31 @@ class ColumnCache:
         self._batch: Sequence[Any] | None = None
         self._cols: dict[str, np.ndarray] = {}
         self._clean: Sequence[dict[str, Any]] | None = None
+        self._derived: dict[str, Any] = {}
 
     def _bind(self, batch: Sequence[Any]) -> None:
         n = len(batch)
         key = (id(batch), n, id(batch[0]) if n else 0, id(batch[-1]) if n else 0)
         if key != self._key or self._batch is not batch:
             self._key, self._batch, self._cols, self._clean = key, batch, {}, None
+            self._derived = {}
+
+    def _once(self, batch: Sequence[Any], compute: Any) -> Any:
+        with self._lock:
+            self._bind(batch)
+            name = compute.__name__
+            if name not in self._derived:
+                self._derived[name] = compute(self.messages(batch))
+            return self._derived[name]
+
+    def field_names(self, batch: Sequence[Any]) -> frozenset[str]:
+        """:func:`field_names` of ``batch``, computed once per batch."""
+        return self._once(batch, field_names)
+
+    def value_types(self, batch: Sequence[Any]) -> frozenset[type]:
+        """:func:`value_types` of ``batch``, computed once per batch: the types as they
+        were when first asked (validation converts timestamp strings afterwards)."""
+        return self._once(batch, value_types)
 
     def messages(self, batch: Sequence[Any]) -> Sequence[dict[str, Any]]:
         """The batch with anything that is not a dict replaced by ``{}``."""

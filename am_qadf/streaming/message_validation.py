@@ -6,13 +6,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain, repeat
+from itertools import repeat
 from operator import attrgetter, contains
 from typing import Any
 
 import numpy as np
 
-from .message_columns import ColumnCache, to_columns
+from .message_columns import ColumnCache
 from .timestamps import to_utc
 
 __all__ = ["MessageValidator", "NUMERIC_FIELDS"]
@@ -119,11 +119,12 @@ class MessageValidator:
         sizes = [0] * n if sizes is None else sizes
         if len(sizes) != n:
             raise ValueError(f"sizes has {len(sizes)} entries for {n} values")
+        cache = columns if columns is not None else ColumnCache()
         one_by_one = (
             type(self).check is not MessageValidator.check  # a subclass decides
             or not set(map(type, values)) <= {dict}
             # nested values (their depth) and values no JSON decoder makes: rare
-            or not set(map(type, chain.from_iterable(map(dict.values, values)))) <= _JSON_SCALARS
+            or not cache.value_types(values) <= JSON_SCALARS
             or not self._convert_stamps(values)
         )
         if one_by_one:
@@ -131,9 +132,9 @@ class MessageValidator:
         suspect = np.asarray(sizes) > self.max_bytes
         for name in self.required:
             suspect |= ~np.fromiter(map(contains, values, repeat(name)), bool, n)
-        fields = sorted(set(chain.from_iterable(values)) & self._numeric)
+        fields = sorted(cache.field_names(values) & self._numeric)
         try:
-            cols = (columns.columns if columns is not None else to_columns)(values, fields)
+            cols = cache.columns(values, fields)
         except OverflowError:  # an int beyond float range: check says if it is fine
             return list(map(self.check, values, sizes))
         for name, col in cols.items():
@@ -169,7 +170,8 @@ class MessageValidator:
 
 
 _TZINFO = attrgetter("tzinfo")
-_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+#: The types of the values a JSON decoder makes, nested objects and arrays aside.
+JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _depth(obj: Any, limit: int, level: int = 1) -> int:

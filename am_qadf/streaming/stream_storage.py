@@ -170,11 +170,15 @@ class StreamStorage:
         return self.store_prepared(self.prepare_batch(batch_data))
 
     def prepare_batch(
-        self, batch_data: list[dict[str, Any]], ids: list[str] | None = None
+        self,
+        batch_data: list[dict[str, Any]],
+        ids: list[str] | None = None,
+        *,
+        check_types: bool = True,
     ) -> PreparedBatch:
         """Check, copy and encode documents for :meth:`store_prepared`, or raise before
-        anything is stored: the CPU-bound half of :meth:`store_batch`. ``ids`` are the
-        documents' ``_id``s, if given (one per document).
+        anything is stored: the CPU-bound half of :meth:`store_batch`. ``ids`` and
+        ``check_types`` are :func:`prepare_documents`'.
 
         A pipeline prepares in the thread that decodes and processes, and writes in
         another: one thread then holds the interpreter lock and the writer only waits
@@ -186,7 +190,7 @@ class StreamStorage:
         >>> len(prepared.docs), storage.store_prepared(prepared)
         (2, 2)
         """
-        docs = prepare_documents(batch_data, ids)
+        docs = prepare_documents(batch_data, ids, check_types=check_types)
         history, step = self.history, self.batch_size
         chunks = [history.encode(docs[i : i + step]) for i in range(0, len(docs), step)]
         return PreparedBatch(docs, chunks, history)

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from itertools import chain
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -25,7 +25,7 @@ from .kafka_consumer import KafkaConsumer
 from .kafka_producer import KafkaProducer
 from .latency_stats import LatencyStats
 from .message_columns import ColumnCache
-from .message_validation import MessageValidator
+from .message_validation import JSON_SCALARS, MessageValidator
 from .stream_storage import PreparedBatch, SpoolFullError, StreamStorage
 from .streaming_config import StreamingConfig
 from .streaming_result import StreamingResult
@@ -44,6 +44,8 @@ RESULT_FIELDS = {
 }
 #: Message fields that are never buffered as signals.
 _NOT_SIGNALS = frozenset({"timestamp", "_id", "topic", "partition", "offset"})
+#: Value types documents can be stored as they are (see ``prepare_documents``).
+_STORABLE = JSON_SCALARS | {datetime}
 _CALLBACK_ATTEMPTS = 3
 #: Batches processed but not yet stored and delivered; bounds the writer's queue.
 _IN_FLIGHT = 4
@@ -237,7 +239,7 @@ class StreamingClient:
             return self._storage
 
     def _feed_buffers(self, batch: list[dict[str, Any]]) -> None:
-        keys = set(chain.from_iterable(batch)) - _NOT_SIGNALS
+        keys = self.column_cache.field_names(batch) - _NOT_SIGNALS
         columns = self.column_cache.columns(batch, sorted(keys))
         signals = {k: c for k, c in columns.items() if not np.isnan(c).all()}
         if not signals:
@@ -604,7 +606,9 @@ class StreamingClient:
             if storage is None or not self.config.enable_mongodb_storage:
                 return True, None
             ids = [f"{m['topic']}:{m['partition']}:{m['offset']}" for m in good]
-            return True, storage.prepare_batch(values, ids)
+            # JSON scalars (known from validation) with timestamps now datetimes: no scan
+            plain = self.column_cache.value_types(values) <= _STORABLE
+            return True, storage.prepare_batch(values, ids, check_types=not plain)
         except Exception as exc:
             self._batch_failed(good, exc)
             return False, None

@@ -490,6 +490,13 @@ def test_prepare_documents_with_ids() -> None:
         prepare_documents(plain, ids=["x"])
 
 
+def test_prepare_documents_unchecked_copies_plain_batches_alike() -> None:
+    plain = [{"timestamp": T0, "v": 1.0, "id": "a", "n": None, "ok": True}, {"timestamp": ts(1)}]
+    checked = prepare_documents(plain, ids=["t:0:1", "t:0:2"])
+    unchecked = prepare_documents(plain, ids=["t:0:1", "t:0:2"], check_types=False)
+    assert unchecked == checked and all(u is not p for u, p in zip(unchecked, plain, strict=True))
+
+
 def test_prepared_batch_is_stored_once_however_often_it_is_written(storage) -> None:
     # documents without _id get theirs when encoded: writing the same prepared batch
     # again (a retry after a failed write) stores nothing twice

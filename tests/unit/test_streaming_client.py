@@ -25,7 +25,7 @@ from am_qadf.streaming import (
     latency_stats,
     streaming_client,
 )
-from am_qadf.streaming.message_columns import to_columns
+from am_qadf.streaming.message_columns import ColumnCache, to_columns
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -420,6 +420,38 @@ def test_check_batch_shares_its_columns_with_processing(cfg, clients) -> None:
     assert client.column_cache.columns(batch, ["x"])["x"] is built
 
 
+def test_column_cache_keeps_names_and_types_per_batch() -> None:
+    cache = ColumnCache()
+    batch = [{"x": 1.0, "id": "a"}, {"x": None}]
+    names = cache.field_names(batch)
+    assert names == {"x", "id"} and cache.field_names(batch) is names
+    assert cache.value_types(batch) == {float, str, type(None)}
+    batch[1]["x"] = "changed"  # kept as first seen for this batch ...
+    assert cache.value_types(batch) == {float, str, type(None)}
+    other = [{"y": 2}]  # ... and computed anew for another batch
+    assert cache.field_names(other) == {"y"} and cache.value_types(other) == {int}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"build_id": "B1", "layer": 2}, {"meta": {"part": "A", "path": [1, 2]}}],
+    ids=["plain", "nested"],
+)
+def test_stored_history_is_what_was_produced(cfg, clients, extra) -> None:
+    """Plain messages take the validated fast path into storage, nested ones the
+    converting one; both are stored exactly, with aware UTC timestamps."""
+    produce(cfg, 20, **extra)
+    client = clients(cfg)
+    got = Collector()
+    client.start_consumer([cfg.kafka_topic], got)
+    assert wait_until(lambda: len(got.messages) >= 20)
+    client.stop_consumer()
+    history = client.storage.query_stream_history(*WIDE)
+    assert [d["seq"] for d in history] == list(range(20))
+    assert all(d["timestamp"] == ts(d["seq"]) and d["timestamp"].tzinfo is UTC for d in history)
+    assert all({k: d[k] for k in extra} == extra for d in history)
+
+
 def test_to_columns_by_field() -> None:
     # a field in every message goes without a Python call per message; text fields
     # become NaN without one; fields missing somewhere, bools and None are NaN there
@@ -607,11 +639,11 @@ def test_failed_batch_is_not_lost(cfg, clients, tmp_path, step) -> None:
     produce(cfg, 6)
     calls = [0]
 
-    def rejects_first(self, *args):
+    def rejects_first(self, *args, **kwargs):
         calls[0] += 1
         if calls[0] == 1:
             raise RuntimeError("document rejected")
-        return getattr(StreamStorage, step)(self, *args)
+        return getattr(StreamStorage, step)(self, *args, **kwargs)
 
     RejectsFirstBatch = type("RejectsFirstBatch", (StreamStorage,), {step: rejects_first})
 
