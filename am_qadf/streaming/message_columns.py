@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ColumnCache", "column", "to_columns", "field_names", "value_types"]
+__all__ = ["ColumnCache", "column", "to_columns", "field_names"]
 
 
 _NUMBERS = frozenset({float, int})
@@ -25,18 +25,32 @@ def _as_float(v: Any) -> float:
         return np.nan
     try:
         return float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float
         return np.nan
 
 
-def _float_column(values: Sequence[Any]) -> np.ndarray:
-    types = set(map(type, values))
+def _float_column(values: Sequence[Any], types: set[type]) -> np.ndarray:
     if types <= _NUMBERS:
-        return np.array(values, dtype=np.float64)
+        try:
+            return np.array(values, dtype=np.float64)
+        except OverflowError:  # an int beyond float range: NaN there
+            pass
     if types <= _NOT_NUMBERS:  # e.g. a text field: no conversion per value
         return np.full(len(values), np.nan)
     # Only numbers count: None, strings and booleans become NaN whatever else is there.
     return np.fromiter(map(_as_float, values), dtype=np.float64, count=len(values))
+
+
+def _field(batch: Sequence[dict[str, Any]], name: str) -> tuple[np.ndarray, set[type]]:
+    """``name`` of every message as float64 (NaN where missing or not a number), and
+    the types of the values the messages have."""
+    try:  # the field is in every message: no Python call per message
+        values = list(map(itemgetter(name), batch))
+    except KeyError:
+        types = set(map(type, [m[name] for m in batch if name in m]))
+        return _float_column([m.get(name, np.nan) for m in batch], types | {float}), types
+    types = set(map(type, values))
+    return _float_column(values, types), types
 
 
 def column(batch: Sequence[dict[str, Any]], field: str) -> np.ndarray:
@@ -45,7 +59,7 @@ def column(batch: Sequence[dict[str, Any]], field: str) -> np.ndarray:
     >>> column([{"value": 1}, {"other": 2}, {"value": "x"}], "value")
     array([ 1., nan, nan])
     """
-    return _float_column([m.get(field, np.nan) for m in batch])
+    return _field(batch, field)[0]
 
 
 def to_columns(batch: Sequence[dict[str, Any]], fields: Iterable[str]) -> dict[str, np.ndarray]:
@@ -55,13 +69,7 @@ def to_columns(batch: Sequence[dict[str, Any]], fields: Iterable[str]) -> dict[s
     >>> cols["x"].tolist(), cols["y"].tolist(), cols["id"].tolist()
     ([1.0, 3.0], [2.0, nan], [nan, nan])
     """
-    out = {}
-    for f in fields:
-        try:  # the field is in every message: no Python call per message
-            out[f] = _float_column(list(map(itemgetter(f), batch)))
-        except KeyError:
-            out[f] = column(batch, f)
-    return out
+    return {f: _field(batch, f)[0] for f in fields}
 
 
 def field_names(batch: Sequence[dict[str, Any]]) -> frozenset[str]:
@@ -71,15 +79,6 @@ def field_names(batch: Sequence[dict[str, Any]]) -> frozenset[str]:
     ['x', 'y']
     """
     return frozenset(chain.from_iterable(batch))
-
-
-def value_types(batch: Sequence[dict[str, Any]]) -> frozenset[type]:
-    """The type of every value in the batch.
-
-    >>> sorted(t.__name__ for t in value_types([{"x": 1.0}, {"id": "a", "n": None}]))
-    ['NoneType', 'float', 'str']
-    """
-    return frozenset(map(type, chain.from_iterable(map(dict.values, batch))))
 
 
 class ColumnCache:
@@ -102,31 +101,36 @@ class ColumnCache:
         self._batch: Sequence[Any] | None = None
         self._cols: dict[str, np.ndarray] = {}
         self._clean: Sequence[dict[str, Any]] | None = None
-        self._derived: dict[str, Any] = {}
+        self._types: dict[str, set[type]] = {}
+        self._names: frozenset[str] | None = None
 
     def _bind(self, batch: Sequence[Any]) -> None:
         n = len(batch)
         key = (id(batch), n, id(batch[0]) if n else 0, id(batch[-1]) if n else 0)
         if key != self._key or self._batch is not batch:
             self._key, self._batch, self._cols, self._clean = key, batch, {}, None
-            self._derived = {}
-
-    def _once(self, batch: Sequence[Any], compute: Any) -> Any:
-        with self._lock:
-            self._bind(batch)
-            name = compute.__name__
-            if name not in self._derived:
-                self._derived[name] = compute(self.messages(batch))
-            return self._derived[name]
+            self._types = {}
+            self._names = None
 
     def field_names(self, batch: Sequence[Any]) -> frozenset[str]:
-        """:func:`field_names` of ``batch``, computed once per batch."""
-        return self._once(batch, field_names)
+        """:func:`field_names` of ``batch``, found once per batch."""
+        with self._lock:
+            self._bind(batch)
+            if self._names is None:
+                self._names = field_names(self.messages(batch))
+            return self._names
 
     def value_types(self, batch: Sequence[Any]) -> frozenset[type]:
-        """:func:`value_types` of ``batch``, computed once per batch: the types as they
-        were when first asked (validation converts timestamp strings afterwards)."""
-        return self._once(batch, value_types)
+        """The type of every value in ``batch``, found while converting all its fields
+        (once per batch): the types as they were then (validation converts timestamp
+        strings afterwards).
+
+        >>> sorted(t.__name__ for t in ColumnCache().value_types([{"x": 1.0}, {"id": "a"}]))
+        ['float', 'str']
+        """
+        with self._lock:
+            self._columns(batch, sorted(self.field_names(batch)))
+            return frozenset().union(*self._types.values())
 
     def messages(self, batch: Sequence[Any]) -> Sequence[dict[str, Any]]:
         """The batch with anything that is not a dict replaced by ``{}``."""
@@ -147,7 +151,9 @@ class ColumnCache:
         if missing:
             msgs = self._clean if self._clean is not None else batch
             try:
-                self._cols.update(to_columns(msgs, missing))
+                found = {f: _field(msgs, f) for f in missing}
             except (AttributeError, TypeError):
-                self._cols.update(to_columns(self.messages(batch), missing))
+                found = {f: _field(self.messages(batch), f) for f in missing}
+            for f, (col, types) in found.items():
+                self._cols[f], self._types[f] = col, types
         return {f: self._cols[f] for f in fields}

@@ -133,11 +133,7 @@ class MessageValidator:
         for name in self.required:
             suspect |= ~np.fromiter(map(contains, values, repeat(name)), bool, n)
         fields = sorted(cache.field_names(values) & self._numeric)
-        try:
-            cols = cache.columns(values, fields)
-        except OverflowError:  # an int beyond float range: check says if it is fine
-            return list(map(self.check, values, sizes))
-        for name, col in cols.items():
+        for name, col in cache.columns(values, fields).items():
             finite = np.isfinite(col)
             if not finite.all():  # NaN also where missing or None, which are fine
                 given = np.fromiter((v.get(name) is not None for v in values), bool, n)

@@ -468,6 +468,7 @@ def test_to_columns_by_field() -> None:
     assert cols["f"][:2].tolist() == [1.5, 2.5] and np.isnan(cols["f"][2])
     assert np.isnan(cols["absent"]).all()
     assert to_columns([], ["x"])["x"].shape == (0,)
+    assert np.isnan(to_columns([{"x": 10**400}, {"x": 1}], ["x"])["x"][0])  # beyond float
 
 
 def test_buffers_take_aware_naive_string_and_missing_timestamps(cfg, clients) -> None:
