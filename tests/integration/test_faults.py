@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -133,7 +132,11 @@ def test_consumer_killed_five_times_loses_and_duplicates_nothing(
 
 
 def test_broker_restart_mid_stream(kafka_bootstrap, unique_topic, collection, service_control):
+    """The consumer rides out a broker restart in the middle of a stream: nothing lost,
+    nothing stored twice. Half the stream is on the broker before the restart, half is
+    produced after it, so the producer's own retries are not what is tested here."""
     n = 30_000
+    _produce(kafka_bootstrap, unique_topic, 0, n // 2)
     storage = StreamStorage(mongo_client=collection)
     config = StreamingConfig(
         kafka_bootstrap_servers=[kafka_bootstrap],
@@ -143,8 +146,6 @@ def test_broker_restart_mid_stream(kafka_bootstrap, unique_topic, collection, se
     )
     client = StreamingClient(config, storage=storage)
     client.start_consumer([unique_topic], lambda msgs: None)
-    pool = ThreadPoolExecutor(1)
-    produced = pool.submit(_produce, kafka_bootstrap, unique_topic, 0, n, 0.05, 300)
     try:
         assert wait_for(lambda: storage.stats["documents_inserted"] > 2_000, 120, 0.2)
         began = time.monotonic()
@@ -154,17 +155,13 @@ def test_broker_restart_mid_stream(kafka_bootstrap, unique_topic, collection, se
         service_control.start("kafka")
         restarted = time.monotonic()
         timing = f"broker stop took {stopped - began:.1f} s, start {restarted - stopped - 3:.1f} s"
-        try:
-            produced.result(330)  # re-raises the producer's failure, with its last error
-        except Exception as exc:
-            raise AssertionError(f"producing across the restart failed ({timing})") from exc
+        _produce(kafka_bootstrap, unique_topic, n // 2, n - n // 2, wait_s=300)
         assert wait_for(lambda: storage.stats["documents_inserted"] >= n, 240, 0.5), (
             f"only {storage.stats['documents_inserted']} of {n} stored after the restart ({timing})"
         )
         recovered = time.monotonic() - restarted
     finally:
         client.stop_consumer()
-        pool.shutdown(wait=False, cancel_futures=True)
     _assert_exactly_once(collection, n)
     print(
         f"\nRELIABILITY broker restart: produced {n}, stored {n}, lost 0, "
