@@ -100,12 +100,12 @@ def test_seek_replays_from_first_layer(open_page):
         # the library resets grid, SPC and alerts for a clean replay
         wait_until(
             lambda: int_attr(page, ".amq-hdr-voxels", "data-voxels") == 0,
-            timeout=20,
+            timeout=40,
             what="the voxel grid to be cleared",
         )
         wait_until(
             lambda: int_attr(page, ".amq-hdr-alerts", "data-alerts") == 0,
-            timeout=10,
+            timeout=20,
             what="alerts to be reset",
         )
     finally:
@@ -116,7 +116,7 @@ def test_seek_replays_from_first_layer(open_page):
                 int_attr(page, ".amq-replay", "data-layer") is not None
                 and int_attr(page, ".amq-replay", "data-layer") + 1
             ),
-            timeout=20,
+            timeout=40,
             what="the replay to start",
         )
         - 1
@@ -124,7 +124,7 @@ def test_seek_replays_from_first_layer(open_page):
     assert replayed_from < layer_before, (replayed_from, layer_before)
     wait_until(
         lambda: (int_attr(page, ".amq-hdr-voxels", "data-voxels") or 0) > 0,
-        timeout=20,
+        timeout=40,
         what="voxels after the replay",
     )
 
