@@ -56,7 +56,9 @@ class KafkaProducer:
     ``memory://`` addresses use the in-process broker; anything else is a Kafka cluster.
     Extra librdkafka settings (SASL/SSL, acks, ...) go in ``config``.
     ``delivered`` and ``failed`` count delivery reports; ``last_error`` is the newest
-    delivery error, or None.
+    delivery error, or None. After a fatal error (the idempotent producer can lose its
+    sequence with a restarted broker) the messages it held fail, and the next message
+    goes through a new producer; ``restarts`` counts those.
 
     >>> producer = KafkaProducer(["memory://doc-producer"], "demo")
     >>> producer.produce({"sensor_id": "sensor1", "value": 100.0}, key="sensor1")
@@ -79,7 +81,9 @@ class KafkaProducer:
         self._closed = False
         self.delivered = 0
         self.failed = 0
+        self.restarts = 0
         self.last_error: str | None = None
+        self._fatal: str | None = None
         if is_memory_address(self.bootstrap_servers):
             self._broker = get_broker(self.bootstrap_servers)
             self._producer = None
@@ -87,24 +91,40 @@ class KafkaProducer:
             from confluent_kafka import Producer
 
             self._broker = None
-            conf = {
+            self._conf = {
                 "bootstrap.servers": ",".join(self.bootstrap_servers),
                 "linger.ms": 5,
                 "enable.idempotence": True,
                 "compression.type": "lz4",
                 "queue.buffering.max.messages": 500_000,
+                "error_cb": self._on_error,
+                **(config or {}),
             }
-            conf.update(config or {})
-            self._producer = Producer(conf)
+            self._producer = Producer(self._conf)
+
+    def _on_error(self, err: Any) -> None:
+        if err.fatal():
+            self._fatal = str(err)
 
     def _on_delivery(self, err: Any, _msg: Any) -> None:
         if err is None:
             self.delivered += 1
-        else:
-            self.failed += 1
-            if self.last_error is None:
-                log.error("Kafka delivery failed: %s", err)
-            self.last_error = str(err)
+            return
+        self.failed += 1
+        if self.last_error is None:
+            log.error("Kafka delivery failed: %s", err)
+        self.last_error = str(err)
+        if err.fatal() or err.name() == "_FATAL":
+            self._fatal = str(err)
+
+    def _restart_if_fatal(self) -> None:
+        # librdkafka's answer to a fatal error is a new producer instance
+        if self._fatal is not None:
+            from confluent_kafka import Producer
+
+            log.warning("Kafka producer failed fatally (%s); starting a new one", self._fatal)
+            self._producer, self._fatal = Producer(self._conf), None
+            self.restarts += 1
 
     def produce_raw(
         self,
@@ -123,6 +143,7 @@ class KafkaProducer:
             self._broker.produce(topic, value, key=k, headers=headers)
             self.delivered += 1
             return
+        self._restart_if_fatal()
         while True:
             try:
                 self._producer.produce(

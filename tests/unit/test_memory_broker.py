@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import numpy as np
+import orjson
 import pytest
 
 from am_qadf.streaming import KafkaConsumer, KafkaProducer, MemoryBroker, get_broker
@@ -670,3 +671,61 @@ def test_stored_records_add_nothing_to_garbage_collections():
     gc.collect()  # a record seen before its headers tuple is let go on the next pass
     assert len(gc.get_objects()) - before < 100
     assert broker.fetch("t", 0, 1, 1)[0].value == b'{"v": 1}'
+
+
+class _FakeKafkaError:
+    def __init__(self, fatal: bool) -> None:
+        self._fatal = fatal
+
+    def fatal(self) -> bool:
+        return self._fatal
+
+    def name(self) -> str:
+        return "_FATAL" if self._fatal else "_MSG_TIMED_OUT"
+
+    def __str__(self) -> str:
+        return "Local: Fatal error" if self._fatal else "Local: Message timed out"
+
+
+class _FakeLibrdkafkaProducer:
+    """Stands in for confluent_kafka.Producer: the first instance fails fatally."""
+
+    made: list[_FakeLibrdkafkaProducer] = []
+
+    def __init__(self, conf: dict) -> None:
+        self.conf = conf
+        self.sent: list[bytes] = []
+        _FakeLibrdkafkaProducer.made.append(self)
+
+    def produce(self, topic, value=None, key=None, headers=None, on_delivery=None) -> None:
+        self.sent.append(value)
+        broken = self is _FakeLibrdkafkaProducer.made[0]
+        on_delivery(_FakeKafkaError(fatal=True) if broken else None, None)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+def test_producer_starts_anew_after_a_fatal_error(monkeypatch) -> None:
+    import confluent_kafka
+
+    monkeypatch.setattr(confluent_kafka, "Producer", _FakeLibrdkafkaProducer)
+    monkeypatch.setattr(_FakeLibrdkafkaProducer, "made", [])
+    producer = KafkaProducer(["127.0.0.1:9"], "t", config={"acks": "all"})
+    producer.produce({"seq": 1})  # the first producer fails it fatally
+    assert (producer.failed, producer.delivered, producer.restarts) == (1, 0, 0)
+    assert producer.last_error == "Local: Fatal error"
+    producer.produce({"seq": 2})  # goes through a new producer, same settings
+    producer.produce({"seq": 3})
+    first, second = _FakeLibrdkafkaProducer.made
+    assert (producer.failed, producer.delivered, producer.restarts) == (1, 2, 1)
+    assert second.conf == first.conf and second.conf["acks"] == "all"
+    assert [orjson.loads(v)["seq"] for v in second.sent] == [2, 3]
+    # a fatal error reported through the error callback also starts a new producer
+    second.conf["error_cb"](_FakeKafkaError(fatal=True))
+    second.conf["error_cb"](_FakeKafkaError(fatal=False))
+    producer.produce({"seq": 4})
+    assert producer.restarts == 2 and len(_FakeLibrdkafkaProducer.made) == 3
