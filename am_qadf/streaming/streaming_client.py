@@ -578,7 +578,11 @@ class StreamingClient:
         all are valid, so processing finds the columns validation built."""
         values = [m["value"] for m in msgs]
         sizes = [m.get("size", 0) for m in msgs]
-        checked = self.validator.check_batch(values, sizes, columns=self.column_cache)
+        try:
+            checked = self.validator.check_batch(values, sizes, columns=self.column_cache)
+        except Exception:  # a validator bug must not stop the stream: check one by one
+            log.exception("batch validation failed; validating message by message")
+            checked = list(map(self.validator.check, values, sizes))
         if not any(checked):  # decode errors fail the check too
             return msgs, values, [], []
         good, bad, reasons = [], [], []

@@ -632,6 +632,21 @@ def test_start_consumer_validation(cfg, clients) -> None:
     assert client.health()["consumer_state"] == "stopped"
 
 
+def test_a_failing_batch_validation_falls_back_to_one_by_one(cfg, clients) -> None:
+    class Broken(MessageValidator):
+        def check_batch(self, values, sizes=None, *, columns=None):
+            raise RuntimeError("validator bug")
+
+    produce(cfg, 10)
+    client = clients(cfg, validator=Broken())
+    got = Collector()
+    client.start_consumer([cfg.kafka_topic], got)
+    assert wait_until(lambda: len(got.messages) >= 10)
+    client.stop_consumer()
+    assert sorted(got.seqs()) == list(range(10))
+    assert all(m["value"]["timestamp"].tzinfo is UTC for m in got.messages)
+
+
 @pytest.mark.parametrize("step", ["prepare_batch", "store_prepared"])
 def test_failed_batch_is_not_lost(cfg, clients, tmp_path, step) -> None:
     """Storage fails the first batch while preparing it (consumer thread) or writing it
