@@ -2,12 +2,14 @@
 
 All text that came from messages (message, metric, rule, build id) is HTML-escaped
 here and rendered with Tabulator's ``html`` formatter, so a crafted message can never
-inject markup. The table is rebuilt only when the set of alerts or their states
-changed (:meth:`AlertManager.statistics`), at most once per tick.
+inject markup. One row stands for an episode: ``seen`` counts its occurrences and
+gives the newest one's time. The table is rebuilt when the set of alerts or their
+states changed (:meth:`AlertManager.statistics`), at most once per tick, and when
+only the counts grew, at most every ``count_refresh_s`` seconds.
 
 >>> alerts_frame([])  # doctest: +NORMALIZE_WHITESPACE
 Empty DataFrame
-Columns: [id, time, severity, metric, rule, value, layer, where, message, state, ack]
+Columns: [id, time, severity, metric, rule, value, seen, layer, where, message, state, ack]
 Index: []
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import time
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +41,7 @@ _COLUMNS = [
     "metric",
     "rule",
     "value",
+    "seen",
     "layer",
     "where",
     "message",
@@ -46,16 +50,24 @@ _COLUMNS = [
 ]
 _SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 _ALERT_ID = re.compile(r'data-alert="([^"]+)"')
-_HTML_COLUMNS = ("severity", "metric", "rule", "value", "where", "message", "state", "ack")
+_HTML_COLUMNS = ("severity", "metric", "rule", "value", "seen", "where", "message", "state", "ack")
 
 
 def _esc(v: Any) -> str:
     return html.escape("" if v is None else str(v), quote=True)
 
 
-def _time(a: Any) -> str:
-    t = a.time or a.raised_at
+def _clock(t: Any) -> str:
     return t.strftime("%H:%M:%S.%f")[:-3] if isinstance(t, datetime) else ""
+
+
+def _seen(a: Any) -> str:
+    """Occurrences of the alert's episode, and the newest one's time."""
+    if not a.repeats:
+        return "1x"
+    last = _clock(a.last_time)
+    until = f' <span class="amq-seen-last">to {last}</span>' if last else ""
+    return f"{a.repeats + 1:,}x{until}"
 
 
 def alerts_frame(alerts: list[Any]) -> pd.DataFrame:
@@ -69,11 +81,12 @@ def alerts_frame(alerts: list[Any]) -> pd.DataFrame:
         rows.append(
             {
                 "id": a.id,
-                "time": _time(a),
+                "time": _clock(a.time or a.raised_at),
                 "severity": f'<span class="amq-sev amq-sev-{sev}">{_esc(a.severity)}</span>',
                 "metric": _esc(info.label),
                 "rule": _esc(a.rule),
                 "value": _esc(info.fmt(a.value)),
+                "seen": _seen(a),
                 "layer": "" if a.layer is None else str(a.layer),
                 "where": _esc(where),
                 "message": _esc(a.message),
@@ -97,9 +110,16 @@ class AlertsView(MonitorView):
 
     acknowledged = param.Integer(default=0, doc="Acknowledgements made from this view.")
 
+    count_refresh_s = param.Number(
+        default=2.0,
+        bounds=(0, None),
+        doc="Least seconds between rebuilds of the table when only occurrence counts grew.",
+    )
+
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._key: tuple | None = None
+        self._counted = (None, 0.0)  # occurrences shown, and when
         font = "16px" if self.kiosk else "13px"
         self.table = pn.widgets.Tabulator(
             alerts_frame([]),
@@ -112,7 +132,14 @@ class AlertsView(MonitorView):
             hidden_columns=["id", "rule", "where", "layer", "state"]
             + (["ack"] if self.kiosk else []),
             formatters={c: {"type": "html"} for c in _HTML_COLUMNS},
-            widths={"time": 96, "severity": 92, "metric": 150, "value": 76, "ack": 122},
+            widths={
+                "time": 96,
+                "severity": 92,
+                "metric": 150,
+                "value": 76,
+                "seen": 150,
+                "ack": 122,
+            },
             buttons={},
             configuration={"rowHeight": 40 if self.kiosk else 30},
             stylesheets=[stylesheet(), f".tabulator {{ font-size: {font}; }}"],
@@ -136,9 +163,13 @@ class AlertsView(MonitorView):
             stats.get("cleared"),
             stats.get("kept"),
         )
-        if key == self._key:
+        occurrences, now = stats.get("suppressed"), time.monotonic()
+        counts_due = (
+            occurrences != self._counted[0] and now - self._counted[1] >= self.count_refresh_s
+        )
+        if key == self._key and not counts_due:
             return
-        self._key = key
+        self._key, self._counted = key, (occurrences, now)
         n = self.max_rows
         if self.show == "active":  # active + acknowledged, newest n (copies at most 2n)
             alerts = mgr.history(limit=n, state="active") + mgr.history(

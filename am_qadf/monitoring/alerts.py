@@ -65,6 +65,11 @@ class Alert:
     acknowledged_by: str | None = None
     cleared_at: datetime | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: Later occurrences of the same (metric, rule) within its cooldown, counted here
+    #: instead of raising alerts of their own, and the newest of them.
+    repeats: int = 0
+    last_time: datetime | None = None
+    last_index: int | None = None
 
     @property
     def location(self) -> dict[str, Any]:
@@ -93,20 +98,24 @@ def _as_utc(t: Any) -> datetime | None:
 class AlertManager:
     """Raise, cool down, acknowledge, clear and list alerts; thread-safe.
 
-    ``cooldown_points``: after an alert for ``(metric, rule)`` at point index
-    ``i``, the same pair is suppressed until index ``i + cooldown_points``.
-    ``cooldown_seconds`` does the same on alert times. Either or both may be
-    set; an alert is suppressed while any applicable cooldown runs.
+    One alert stands for an episode: occurrences of the same ``(metric, rule)``
+    that follow each other within the cooldown are counted on the alert
+    (``repeats``, ``last_time``, ``last_index``) instead of raising new ones, so a
+    condition that lasts raises one alert, not one per cooldown.
+    ``cooldown_points``: an occurrence at point index ``i`` keeps the episode open
+    until index ``i + cooldown_points``; ``cooldown_seconds`` does the same on
+    times. Either or both may be set; an occurrence belongs to the open episode
+    while any applicable cooldown runs. Clearing the alert ends its episode.
     ``history_size`` bounds how many alerts are kept (oldest dropped first).
 
     >>> m = AlertManager(cooldown_points=100)
     >>> a = m.raise_alert("temperature", "threshold_high", 2500.0, index=10)
-    >>> m.raise_alert("temperature", "threshold_high", 2600.0, index=50) is None  # cooling down
+    >>> m.raise_alert("temperature", "threshold_high", 2600.0, index=50) is None  # same episode
     True
     >>> m.raise_alert("intensity", "threshold_high", 9e3, index=50) is not None  # other metric
     True
-    >>> m.acknowledge(a.id).state
-    'acknowledged'
+    >>> m.acknowledge(a.id).state, m.get(a.id).repeats, m.get(a.id).last_index
+    ('acknowledged', 1, 50)
     """
 
     def __init__(
@@ -143,6 +152,7 @@ class AlertManager:
         self._alerts: deque[Alert] = deque()
         self._by_id: dict[str, Alert] = {}
         self._last: dict[tuple[str, str], tuple[int | None, datetime | None]] = {}
+        self._episode: dict[tuple[str, str], Alert] = {}  # the alert of each open episode
         self._overrides: dict[tuple[str, str], tuple[int | None, float | None]] = {}
         self._seq = itertools.count(1)
         self._session = uuid.uuid4().hex[:8]
@@ -158,6 +168,11 @@ class AlertManager:
         with self._lock:
             self._overrides[(metric, rule)] = (points, seconds)
 
+    def cooldown(self, metric: str, rule: str) -> tuple[int | None, float | None]:
+        """``(points, seconds)`` of the cooldown that applies to ``(metric, rule)``."""
+        with self._lock:
+            return self._cooldowns((metric, rule))
+
     def _cooldowns(self, key: tuple[str, str]) -> tuple[int | None, float | None]:
         return self._overrides.get(key, (self.cooldown_points, self.cooldown_seconds))
 
@@ -166,7 +181,7 @@ class AlertManager:
         key = (metric, rule)
         with self._lock:
             last = self._last.get(key)
-            if last is None:
+            if last is None or key not in self._episode:
                 return None, None
             pts, secs = self._cooldowns(key)
             li, lt = last
@@ -177,7 +192,7 @@ class AlertManager:
 
     def _cooling(self, key: tuple[str, str], index: int | None, time: datetime | None) -> bool:
         last = self._last.get(key)
-        if last is None:
+        if last is None or key not in self._episode:
             return False
         pts, secs = self._cooldowns(key)
         li, lt = last
@@ -218,7 +233,7 @@ class AlertManager:
         key = (metric, rule)
         with self._lock:
             if self._cooling(key, index, time):
-                self.suppressed_count += 1
+                self._repeat(key, 1, index, time)
                 return None
             seq = next(self._seq)
             alert = Alert(
@@ -240,8 +255,10 @@ class AlertManager:
             if len(self._alerts) >= self.history_size:
                 old = self._alerts.popleft()
                 self._by_id.pop(old.id, None)
+                self._end_episode(old)
             self._alerts.append(alert)
             self._by_id[alert.id] = alert
+            self._episode[key] = alert
             self._last[key] = (alert.index, time)
             self.raised_count += 1
             listeners = list(self._listeners)
@@ -252,6 +269,54 @@ class AlertManager:
             except Exception:  # a broken UI callback must not stop the consumer
                 _log.exception("alert listener %r failed", cb)
         return snapshot
+
+    def continues_episode(
+        self, metric: str, rule: str, *, index: int | None = None, time: datetime | None = None
+    ) -> bool:
+        """True when an occurrence at ``index``/``time`` falls within the cooldown of the
+        open episode of ``(metric, rule)`` (it would be counted, not raised)."""
+        with self._lock:
+            return self._cooling((metric, rule), index, _as_utc(time))
+
+    def record_repeats(
+        self,
+        metric: str,
+        rule: str,
+        count: int,
+        *,
+        last_index: int | None = None,
+        last_time: datetime | None = None,
+    ) -> bool:
+        """Count ``count`` more occurrences on the open episode of ``(metric, rule)``, the
+        newest at ``last_index``/``last_time`` (the cooldown runs on from there). False,
+        with nothing counted, when no episode is open."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"count must be an int >= 0, got {count!r}")
+        key = (metric, rule)
+        with self._lock:
+            if key not in self._episode:
+                return False
+            self._repeat(key, count, last_index, _as_utc(last_time))
+            return True
+
+    def _repeat(
+        self, key: tuple[str, str], count: int, index: int | None, time: datetime | None
+    ) -> None:
+        alert = self._episode[key]
+        alert.repeats += count
+        if index is not None:
+            alert.last_index = int(index)
+        if time is not None:
+            alert.last_time = time
+        li, lt = self._last.get(key, (None, None))
+        self._last[key] = (li if index is None else int(index), lt if time is None else time)
+        self.suppressed_count += count
+
+    def _end_episode(self, alert: Alert) -> None:
+        key = (alert.metric, alert.rule)
+        if self._episode.get(key) is alert:
+            del self._episode[key]
+            self._last.pop(key, None)
 
     def add_listener(self, callback: Callable[[Alert], None]) -> None:
         """Call ``callback(alert)`` (outside the lock) for every newly raised alert."""
@@ -297,6 +362,7 @@ class AlertManager:
                 if a.state != "cleared":
                     a.state = "cleared"
                     a.cleared_at = now
+                    self._end_episode(a)  # the next occurrence raises a new alert
                     out.append(replace(a))
             return out
 
@@ -359,7 +425,8 @@ class AlertManager:
             return len(self._alerts)
 
     def statistics(self) -> dict[str, int]:
-        """Counts: raised, suppressed by cooldown, kept, and per state."""
+        """Counts: raised, suppressed by cooldown (counted on their episode's alert as
+        ``repeats``), kept, and per state."""
         with self._lock:
             out = {
                 "raised": self.raised_count,
@@ -376,6 +443,7 @@ class AlertManager:
             self._alerts.clear()
             self._by_id.clear()
             self._last.clear()
+            self._episode.clear()
 
     @staticmethod
     def ids(alerts: Iterable[Alert]) -> list[str]:

@@ -549,59 +549,66 @@ class AlertProcessor(_Processor):
         }
 
     def _raise(self, c: Candidate, view: BatchView, start: int) -> list[Alert]:
+        """One alert per episode of candidates (each within the cooldown of the one
+        before); the rest of an episode is counted on its alert."""
         mgr = self.alert_manager
         gidx = c.positions.astype(np.int64) + start
         n = gidx.size
+        if n == 0:
+            return []
+        pts, secs = mgr.cooldown(c.metric, c.rule)
+        within = np.zeros(n - 1, dtype=bool)  # candidate j + 1 continues candidate j's episode
+        if pts is not None:
+            within |= np.diff(gidx) < pts
+        if secs is not None:
+            with np.errstate(invalid="ignore"):  # NaN (no time) continues nothing
+                within |= np.diff(view.epochs()[c.positions]) < secs
+        starts = np.flatnonzero(np.concatenate(([True], ~within)))
+        ends = np.append(starts[1:], n)
         out: list[Alert] = []
-        next_i, next_t = mgr.suppressed_until(c.metric, c.rule)
-        j = int(np.searchsorted(gidx, next_i)) if next_i is not None else 0
-        while j < n:
-            pos = int(c.positions[j])
-            info = view.point_info(pos)
-            t = info["time"]
-            if next_t is not None and t is not None and t < next_t:
-                j = self._first_time_at_or_after(view, c.positions, j, next_t.timestamp())
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            first, last = view.point_info(int(c.positions[s])), None
+            if e - s > 1:
+                last = view.point_info(int(c.positions[e - 1]))
+            if s == 0 and mgr.continues_episode(
+                c.metric, c.rule, index=int(gidx[0]), time=first["time"]
+            ):  # the episode open since an earlier batch goes on
+                last = last or first
+                mgr.record_repeats(
+                    c.metric, c.rule, e - s, last_index=int(gidx[e - 1]), last_time=last["time"]
+                )
                 continue
-            value = float(c.values[j])
-            x, y, z = info["x"], info["y"], info["z"]
-            where = f" at layer {info['layer']}" if info["layer"] is not None else ""
-            if x is not None and y is not None and z is not None:
-                where += f" (x={x:.3f}, y={y:.3f}, z={z:.3f})"
-            build = f" [build {info['build_id']}]" if info["build_id"] is not None else ""
-            a = mgr.raise_alert(
-                c.metric,
-                c.rule,
-                value,
-                severity=c.severity,
-                message=f"{c.metric} {c.rule}: {value:.6g} ({c.description}){where}{build}",
-                time=t,
-                index=int(gidx[j]),
-                x=info["x"],
-                y=info["y"],
-                z=info["z"],
-                layer=info["layer"],
-                build_id=info["build_id"],
-                details={"description": c.description, **c.details},
-            )
+            a = self._raise_one(c, first, int(gidx[s]), s)
             if a is not None:
                 out.append(a)
-            next_i, next_t = mgr.suppressed_until(c.metric, c.rule)
-            nj = int(np.searchsorted(gidx, next_i)) if next_i is not None else j + 1
-            j = max(j + 1, nj)
+            if last is not None:
+                mgr.record_repeats(
+                    c.metric, c.rule, e - s - 1, last_index=int(gidx[e - 1]), last_time=last["time"]
+                )
         return out
 
-    @staticmethod
-    def _first_time_at_or_after(view: BatchView, positions: np.ndarray, j: int, t: float) -> int:
-        """Binary search over candidates j.. for the first with time >= t (times ascend)."""
-        lo, hi = j, positions.size
-        while lo < hi:
-            mid = (lo + hi) // 2
-            tm = view.epoch_at(int(positions[mid]))
-            if math.isfinite(tm) and tm < t:
-                lo = mid + 1
-            else:
-                hi = mid
-        return max(lo, j + 1)
+    def _raise_one(self, c: Candidate, info: dict[str, Any], index: int, j: int) -> Alert | None:
+        value = float(c.values[j])
+        x, y, z = info["x"], info["y"], info["z"]
+        where = f" at layer {info['layer']}" if info["layer"] is not None else ""
+        if x is not None and y is not None and z is not None:
+            where += f" (x={x:.3f}, y={y:.3f}, z={z:.3f})"
+        build = f" [build {info['build_id']}]" if info["build_id"] is not None else ""
+        return self.alert_manager.raise_alert(
+            c.metric,
+            c.rule,
+            value,
+            severity=c.severity,
+            message=f"{c.metric} {c.rule}: {value:.6g} ({c.description}){where}{build}",
+            time=info["time"],
+            index=index,
+            x=x,
+            y=y,
+            z=z,
+            layer=info["layer"],
+            build_id=info["build_id"],
+            details={"description": c.description, **c.details},
+        )
 
 
 def default_threshold_rules(

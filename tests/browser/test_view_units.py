@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,19 @@ def test_alert_text_is_escaped():
     assert "<img" not in row["message"] and "&lt;img" in row["message"]
     assert "&amp;" in row["message"]
     assert 'class="amq-sev amq-sev-critical"' in row["severity"]
+
+
+def test_alert_rows_count_the_episode():
+    mgr = AlertManager(cooldown_points=10)
+    t0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    mgr.raise_alert("temperature", "threshold_high", 2600.0, index=0, time=t0)
+    once = alerts_frame(mgr.history()).iloc[0]
+    assert once["seen"] == "1x"
+    mgr.record_repeats(
+        "temperature", "threshold_high", 1233, last_index=1233, last_time=t0 + timedelta(seconds=2)
+    )
+    row = alerts_frame(mgr.history()).iloc[0]
+    assert row["seen"].startswith("1,234x") and "12:00:02.000" in row["seen"]
 
 
 def test_history_filters_only_compare_fields():
@@ -200,3 +215,32 @@ def test_voxel_view_detail_setting_sets_the_scene_face_budget(tmp_path):
     assert view.scene.face_budget == DETAIL_FACES["full"]
     assert view.last_update is not None and view.last_update.settled_rebuilt
     view.close()
+
+
+def test_alerts_table_follows_counts_at_most_every_count_refresh_s(tmp_path, monkeypatch):
+    import uuid
+
+    from am_qadf.live_monitor import LiveMonitor, MonitorConfig
+    from am_qadf.streaming import StreamingConfig
+    from dashboard import alerts_view
+    from dashboard.alerts_view import AlertsView
+
+    servers = [f"memory://alerts-{uuid.uuid4().hex[:8]}"]
+    cfg = StreamingConfig.embedded(kafka_bootstrap_servers=servers, storage_path=str(tmp_path))
+    view = AlertsView(monitor=LiveMonitor(MonitorConfig(streaming=cfg, simulate=False)))
+    clock = [100.0]
+    monkeypatch.setattr(alerts_view.time, "monotonic", lambda: clock[0])
+    mgr = view.monitor.alerts
+    mgr.raise_alert("temperature", "threshold_high", 2600.0, index=0)
+    view.refresh({})
+    assert view.table.value["seen"].tolist() == ["1x"]
+    mgr.record_repeats("temperature", "threshold_high", 9, last_index=9)
+    clock[0] += 1.0  # only the count grew, 1 s after the last rebuild: not yet
+    view.refresh({})
+    assert view.table.value["seen"].tolist() == ["1x"]
+    clock[0] += 1.0
+    view.refresh({})
+    assert view.table.value["seen"].tolist() == ["10x"]
+    mgr.raise_alert("intensity", "threshold_high", 9e3, index=3)  # a new alert: at once
+    view.refresh({})
+    assert len(view.table.value) == 2

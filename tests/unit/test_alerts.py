@@ -15,24 +15,61 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def test_cooldown_in_points_is_per_metric_and_rule() -> None:
     m = AlertManager(cooldown_points=100)
-    assert m.raise_alert("temperature", "threshold_high", 2500.0, index=0) is not None
+    first = m.raise_alert("temperature", "threshold_high", 2500.0, index=0)
+    assert first is not None
     assert m.raise_alert("temperature", "threshold_high", 2500.0, index=99) is None
     # other rule, same metric; other metric, same rule: not suppressed
     assert m.raise_alert("temperature", "threshold_low", 1500.0, index=50) is not None
     assert m.raise_alert("intensity", "threshold_high", 9000.0, index=50) is not None
-    assert m.raise_alert("temperature", "threshold_high", 2500.0, index=100) is not None
-    assert m.suppressed_count == 1 and m.raised_count == 4
-    assert m.suppressed_until("temperature", "threshold_high") == (200, None)
+    # 100 points after the last occurrence (99), not after the alert: the same episode
+    assert m.raise_alert("temperature", "threshold_high", 2500.0, index=150) is None
+    assert m.suppressed_until("temperature", "threshold_high") == (250, None)
+    assert m.raise_alert("temperature", "threshold_high", 2500.0, index=250) is not None
+    assert m.suppressed_count == 2 and m.raised_count == 4
     assert m.suppressed_until("power", "threshold_high") == (None, None)
+    episode = m.get(first.id)
+    assert (episode.repeats, episode.last_index) == (2, 150)
 
 
 def test_cooldown_in_seconds() -> None:
     m = AlertManager(cooldown_points=None, cooldown_seconds=2.0)
-    assert m.raise_alert("t", "r", 1.0, time=T0) is not None
+    a = m.raise_alert("t", "r", 1.0, time=T0)
+    assert a is not None
     assert m.raise_alert("t", "r", 1.0, time=T0 + timedelta(seconds=1.9)) is None
-    assert m.raise_alert("t", "r", 1.0, time=T0 + timedelta(seconds=2)) is not None
+    assert m.raise_alert("t", "r", 1.0, time=T0 + timedelta(seconds=3.8)) is None
+    assert m.get(a.id).last_time == T0 + timedelta(seconds=3.8)
+    assert m.raise_alert("t", "r", 1.0, time=T0 + timedelta(seconds=5.9)) is not None
     # naive times are taken as UTC
-    assert m.raise_alert("t", "r", 1.0, time=datetime(2026, 1, 1, 0, 0, 3)) is None
+    assert m.raise_alert("t", "r", 1.0, time=datetime(2026, 1, 1, 0, 0, 7)) is None
+
+
+def test_a_lasting_condition_raises_one_alert_until_it_is_cleared() -> None:
+    m = AlertManager(cooldown_points=10)
+    a = m.raise_alert("temperature", "threshold_high", 2500.0, index=0)
+    assert not any(
+        m.raise_alert("temperature", "threshold_high", 2500.0, index=i) for i in range(1, 500)
+    )
+    assert m.record_repeats("temperature", "threshold_high", 20, last_index=520)
+    assert m.continues_episode("temperature", "threshold_high", index=529)
+    assert not m.continues_episode("temperature", "threshold_high", index=530)
+    kept = m.get(a.id)
+    assert (kept.repeats, kept.last_index, m.raised_count) == (519, 520, 1)
+    assert m.statistics()["suppressed"] == 519
+    m.acknowledge(a.id)  # acknowledged: still counting
+    assert m.raise_alert("temperature", "threshold_high", 2500.0, index=521) is None
+    m.clear(a.id)  # cleared: the episode is over, the next occurrence is a new alert
+    assert not m.record_repeats("temperature", "threshold_high", 1, last_index=522)
+    assert m.raise_alert("temperature", "threshold_high", 2500.0, index=523) is not None
+    with pytest.raises(ValueError, match="count must be an int >= 0"):
+        m.record_repeats("temperature", "threshold_high", -1)
+
+
+def test_an_episode_ends_with_its_alert_leaving_history() -> None:
+    m = AlertManager(cooldown_points=10, history_size=2)
+    m.raise_alert("a", "r", 1.0, index=0)
+    m.raise_alert("b", "r", 1.0, index=0)
+    m.raise_alert("c", "r", 1.0, index=0)  # drops a's alert: a's next occurrence is new
+    assert m.raise_alert("a", "r", 1.0, index=1) is not None
 
 
 def test_cooldown_override_and_zero() -> None:

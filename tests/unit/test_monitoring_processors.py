@@ -241,8 +241,13 @@ def test_alert_processor_thresholds_with_cooldown_across_batches() -> None:
     a = r1["alerts"][0]
     assert a["severity"] == "critical" and a["rule"] == "threshold_high" and a["index"] == 0
     assert a["layer"] == 1 and a["build_id"] == "b<1>" and "b<1>" in a["message"]
-    r2 = ap(msgs([2100.0, 2100.0], start=4))  # indices 4, 5: the second is past the cooldown
-    assert [x["index"] for x in r2["alerts"]] == [5]
+    r2 = ap(msgs([2100.0, 2100.0], start=4))  # indices 4, 5: the episode goes on
+    assert r2["alerts"] == [] and r2["n_suppressed"] == 2
+    episode = mgr.get(a["id"])
+    assert (episode.repeats, episode.last_index) == (4, 5)
+    assert episode.last_time is not None and episode.last_time > episode.time
+    r3 = ap(msgs([1900.0] * 5 + [2100.0], start=6))  # 5 quiet points: a new episode at 11
+    assert [x["index"] for x in r3["alerts"]] == [11]
     assert ap.alert_manager is mgr and ap.manager is mgr
 
 
@@ -270,8 +275,10 @@ def test_alert_processor_raises_from_spc_in_either_order() -> None:
 def test_alert_processor_time_cooldown_uses_message_times() -> None:
     mgr = AlertManager(cooldown_points=None, cooldown_seconds=0.001)  # 20 samples at 20 kHz
     ap = AlertProcessor(mgr, [ThresholdRule("temperature", high=2000.0)])
-    r = ap(msgs([2100.0] * 100))
-    assert [a["index"] for a in r["alerts"]] == [0, 20, 40, 60, 80]
+    r = ap(msgs([2100.0] * 10 + [1900.0] * 25 + [2100.0] * 10 + [1900.0] * 10 + [2100.0] * 5))
+    # 25 quiet samples (1.25 ms) end an episode, 10 (0.5 ms) do not
+    assert [a["index"] for a in r["alerts"]] == [0, 35]
+    assert mgr.get(r["alert_ids"][1]).repeats == 14
 
 
 def test_alert_processor_never_crashes_on_garbage() -> None:
