@@ -261,6 +261,8 @@ class LiveMonitor:
             "grid_bytes": self.grid.memory_bytes,
             "alerts_active": self.alerts.statistics()["active"],
             "published": publisher.published if publisher is not None else None,
+            # simulated messages the broker never took (it was down too long)
+            "publish_failed": publisher.producer.failed if publisher is not None else None,
             "replays": self.replays,
         }
 

@@ -153,6 +153,8 @@ class HealthView(MonitorView):
             ("buffer use", f"{self.n_buffer.value:,.0f} %"),
             ("voxel grid", f"{grid_bytes / 2**20:,.0f} MiB"),
         )
+        if lost := int(snapshot.get("publish_failed") or 0):  # shown only when it happens
+            figures = (*figures, ("simulator undelivered", f'<b class="amq-fig-bad">{lost:,}</b>'))
         self.compact.object = self._compact_html(health) + (
             f'<table class="amq-conn-table amq-figures" data-grid-bytes="{grid_bytes}"><tbody>'
             + "".join(f'<tr><td>{k}</td><td class="amq-fig">{v}</td></tr>' for k, v in figures)

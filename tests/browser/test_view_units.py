@@ -244,3 +244,19 @@ def test_alerts_table_follows_counts_at_most_every_count_refresh_s(tmp_path, mon
     mgr.raise_alert("intensity", "threshold_high", 9e3, index=3)  # a new alert: at once
     view.refresh({})
     assert len(view.table.value) == 2
+
+
+def test_health_shows_undelivered_simulated_messages_only_when_there_are_some(tmp_path):
+    import uuid
+
+    from am_qadf.live_monitor import LiveMonitor, MonitorConfig
+    from am_qadf.streaming import StreamingConfig
+    from dashboard.health_view import HealthView
+
+    servers = [f"memory://health-{uuid.uuid4().hex[:8]}"]
+    cfg = StreamingConfig.embedded(kafka_bootstrap_servers=servers, storage_path=str(tmp_path))
+    view = HealthView(monitor=LiveMonitor(MonitorConfig(streaming=cfg, simulate=False)))
+    view.refresh({"publish_failed": None})
+    assert "undelivered" not in view.compact.object
+    view.refresh({"publish_failed": 18_000})
+    assert "simulator undelivered" in view.compact.object and "18,000" in view.compact.object

@@ -47,6 +47,7 @@ def test_monitor_streams_the_simulated_build(monitor):
     snap = monitor.snapshot()
     assert snap["state"] == "running" and snap["build_id"] == "sim-7"
     assert snap["occupied_voxels"] > 0 and snap["published"] >= 5_000
+    assert snap["publish_failed"] == 0  # the in-process broker takes everything
     assert 0 < snap["grid_bytes"] <= monitor.grid.get_statistics()["memory_bytes"]  # only grows
     assert snap["health"]["storage"]["history_backend"] == "sqlite"
     assert set(monitor.client.buffers) >= {"temperature", "melt_pool_area", "power", "scan_speed"}
