@@ -79,8 +79,9 @@ def prepare_documents(
     a missing ``timestamp`` becomes the ingest time, and a message that carries Kafka
     coordinates gets the deterministic ``_id`` ``"topic:partition:offset"``. ``ids``,
     when given, are the documents' ``_id``s (one per document). ``check_types=False``
-    skips scanning every value when the caller knows the batch is dicts of str keys
-    and JSON scalar or datetime values (validated messages are).
+    skips scanning every value, for batches of dicts with str keys known to hold JSON
+    scalars and datetimes (validated messages); any other value is then left to the
+    history backend's encoding, which converts it too.
 
     >>> prepare_documents([{"topic": "t", "partition": 0, "offset": 7, "value": 1}])[0]["_id"]
     't:0:7'
@@ -375,7 +376,9 @@ class MongoHistory:
         return self.insert_encoded(self.encode(docs))
 
     def encode(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [dict(d) for d in docs]  # pymongo adds a missing _id to what it is given
+        # Copies (pymongo adds a missing _id to what it is given) with every value made
+        # BSON-ready, also in documents prepared without the type scan.
+        return prepare_documents(docs)
 
     def insert_encoded(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
         from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure

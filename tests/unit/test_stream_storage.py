@@ -13,7 +13,12 @@ import redis
 
 from am_qadf.streaming import SpoolFullError, StreamStorage, cache_codec, stream_storage, ttl_cache
 from am_qadf.streaming.history_filters import matches
-from am_qadf.streaming.history_store import SqliteHistory, _fixed_width, prepare_documents
+from am_qadf.streaming.history_store import (
+    MongoHistory,
+    SqliteHistory,
+    _fixed_width,
+    prepare_documents,
+)
 from am_qadf.streaming.ttl_cache import TTLCache
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -495,6 +500,20 @@ def test_prepare_documents_unchecked_copies_plain_batches_alike() -> None:
     checked = prepare_documents(plain, ids=["t:0:1", "t:0:2"])
     unchecked = prepare_documents(plain, ids=["t:0:1", "t:0:2"], check_types=False)
     assert unchecked == checked and all(u is not p for u, p in zip(unchecked, plain, strict=True))
+
+
+def test_unchecked_batches_with_other_values_are_still_stored_faithfully(storage) -> None:
+    # check_types=False trusts the caller; a value it should not have held (a processor
+    # enriched the message with numpy, say) is converted by the backend's encoding
+    odd = [{"timestamp": T0, "score": np.float32(0.5), "n": np.int64(3), "arr": np.arange(2)}]
+    storage.store_prepared(storage.prepare_batch(odd, ["t:0:1"], check_types=False))
+    got = storage.query_stream_history(*WIDE)[0]
+    assert (got["score"], got["n"], got["_id"]) == (0.5, 3, "t:0:1")
+    pymongo = pytest.importorskip("pymongo")
+    client = pymongo.MongoClient("mongodb://127.0.0.1:1", connect=False)
+    encoded = MongoHistory(client["db"]["c"]).encode(prepare_documents(odd, check_types=False))
+    assert encoded[0]["score"] == 0.5 and type(encoded[0]["n"]) is int
+    assert encoded[0]["arr"] == [0, 1] and encoded[0] is not odd[0]
 
 
 def test_prepared_batch_is_stored_once_however_often_it_is_written(storage) -> None:
