@@ -447,10 +447,24 @@ class VoxelScene:
         parts: list[tuple[Key, np.ndarray, np.ndarray]] = []  # key, cells, box (lo, hi)
         voxels = 0
         self._in_settled = set()
+        settled_cells: dict[Key, np.ndarray] = {}
+        memo: dict[tuple[Key, int], np.ndarray | None] = {}
+
+        def hides(key: Key, detail: int) -> np.ndarray | None:
+            """Cells that hide a settled face at ``detail``. At full detail every shown
+            voxel does; coarser, only settled ones: a coarse cell of a live brick may be
+            partly empty, and the live voxels drawn at full detail would leave a hole."""
+            if detail == 1 or key not in live_groups:
+                return occupied(key, detail)
+            if (key, detail) not in memo:
+                memo[key, detail] = _coarse(settled_cells[key], detail)
+            return memo[key, detail]
+
         for key in self._chunks:
             cells = occupied(key, 1)
             if key in live_groups:
                 cells = cells & ~self._brick_mask(live_groups[key])
+            settled_cells[key] = cells
             bricks = np.argwhere(_coarse(cells, BRICK))
             if bricks.size == 0:
                 continue
@@ -467,7 +481,7 @@ class VoxelScene:
             key, cells, box = part
             fine, _ = _box(*box)
             _, padded = _box(*(box // detail))
-            occ = _padded(key, detail, occupied, self.edge // detail)
+            occ = _padded(key, detail, hides, self.edge // detail)
             return _exposed_masks(_coarse(cells[fine], detail), occ[padded])
 
         # the finest detail within budget, from face counts (cheap), then its faces

@@ -148,6 +148,25 @@ def test_voxel_scene_coarsens_the_settled_part_to_its_face_budget():
     scene.finalize()
 
 
+def test_coarse_settled_faces_stay_under_a_partly_filled_live_brick():
+    # a settled 16 x 16 x 8 block drawn at 2 voxels per cell, and one voxel of the next
+    # layer in a live brick above it: that voxel covers a quarter of the coarse cell's
+    # top face under it, so the settled actor must still draw that face (no hole)
+    g16, g8 = np.arange(16), np.arange(8)
+    i, j, k = np.meshgrid(g16, g16, g8, indexing="ij")
+    block = np.stack((i.ravel(), j.ravel(), k.ravel()), axis=1)
+    scene = VoxelScene((0.0, 0.0, 0.0), 0.5, (64, 64, 64), face_budget=300)
+    assert scene.load(block, np.full(len(block), 1900.0)).detail == 2
+    assert scene._settled.faces == 2 * 8 * 8 + 4 * 8 * 4
+    voxel = np.array([[0, 0, 8]])
+    upd = scene.update_bricks(np.array([[0, 0, 1]]), voxel, np.array([1950.0]), now=0.0)
+    assert upd.live_voxels == 1 and upd.detail == 2
+    upd = scene.set_face_budget(300)  # the settled part is rebuilt with the brick live
+    assert upd.detail == 2 and scene._settled.faces == 2 * 8 * 8 + 4 * 8 * 4  # top whole
+    assert scene._live_actor.faces == 5  # the voxel's bottom rests on the settled top
+    scene.finalize()
+
+
 def test_views_in_hidden_tabs_wait_and_catch_up_when_shown(tmp_path):
     import uuid
 
