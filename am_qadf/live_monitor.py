@@ -111,6 +111,10 @@ class LiveMonitor:
         self._spc: dict[str, Any] = {}
         #: How many times the stream was replayed from the start (views reset on change).
         self.replays = 0
+        # lowest layer delivered since the latest replay began (None: no replay yet);
+        # kept here, in the consumer thread, so it does not depend on when a UI looks
+        self._replay_layer: int | None = None
+        self._replaying = False
         self._install_processors()
         self.client.add_result_listener(self._on_result)
 
@@ -132,6 +136,11 @@ class LiveMonitor:
             }
             if result.spc_results:
                 self._spc = result.spc_results
+            layer = self._last["layer"]
+            if self._replaying and isinstance(layer, int | float):
+                seen = int(layer)
+                if self._replay_layer is None or seen < self._replay_layer:
+                    self._replay_layer = seen
 
     @property
     def storage(self):  # noqa: ANN201 - StreamStorage | None
@@ -213,6 +222,7 @@ class LiveMonitor:
                 self._spc = {}
                 self._last = {"layer": None, "build_id": None, "timestamp": None}
                 self.replays += 1
+                self._replaying, self._replay_layer = True, None
             self.client.seek_to_beginning()
 
         self.client.run_between_batches(reset_and_seek).result(timeout=timeout)
@@ -249,6 +259,7 @@ class LiveMonitor:
         stats = self.client.get_stream_statistics()
         with self._lock:
             last = dict(self._last)
+            replay_layer = self._replay_layer
         publisher = self._publisher
         return {
             "state": stats["consumer_state"],
@@ -264,6 +275,7 @@ class LiveMonitor:
             # simulated messages the broker never took (it was down too long)
             "publish_failed": publisher.producer.failed if publisher is not None else None,
             "replays": self.replays,
+            "replay_from_layer": replay_layer,
         }
 
     def query_history(

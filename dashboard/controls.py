@@ -131,7 +131,6 @@ class Controls(MonitorView):
         )
         self._seeking = False
         self._seek_result: str | None = None
-        self._seek_mark: int | None = None  # messages processed when the replay started
 
     # -- actions ----------------------------------------------------------------------------
     def pause(self) -> None:
@@ -193,20 +192,10 @@ class Controls(MonitorView):
     # -- ticking ----------------------------------------------------------------------------
     def refresh(self, snapshot: dict[str, Any]) -> None:
         self.state = str(snapshot.get("state", ""))
-        processed = (snapshot.get("stats") or {}).get("messages_processed", 0)
         if self._seek_result is not None:
             self.message, self._seek_result = self._seek_result, None
             self._seeking = False
-            self._seek_mark = processed
-            self.replay_from_layer = None
-        layer = snapshot.get("current_layer")
-        replaying = self._seek_mark is not None and processed > self._seek_mark
-        if (
-            replaying
-            and layer is not None
-            and (self.replay_from_layer is None or layer < self.replay_from_layer)
-        ):
-            self.replay_from_layer = int(layer)
+        self.replay_from_layer = snapshot.get("replay_from_layer")
         self._render()
 
     def _render(self) -> None:

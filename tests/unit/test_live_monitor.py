@@ -78,8 +78,10 @@ def test_seek_replays_with_clean_state(monitor):
     monitor.start()
     assert _wait(lambda: monitor.snapshot()["stats"]["messages_processed"] >= 20_000)
     monitor.take_updated_bricks("v")
+    assert monitor.snapshot()["replay_from_layer"] is None  # no replay yet
     monitor.pause()
     monitor.seek_to_beginning()
+    assert monitor.snapshot()["replay_from_layer"] is None  # nothing replayed yet
     assert monitor.grid.occupied_count == 0
     assert monitor.alerts.active_alerts() == []
     assert all(
@@ -90,6 +92,9 @@ def test_seek_replays_with_clean_state(monitor):
     assert _wait(
         lambda: monitor.snapshot()["current_layer"] == 0 and monitor.grid.occupied_count > 0
     )
+    # the lowest layer replayed is kept as the pipeline delivers, whenever a UI looks
+    assert _wait(lambda: (monitor.snapshot()["current_layer"] or 0) >= 2)
+    assert monitor.snapshot()["replay_from_layer"] == 0
 
 
 def test_acknowledge_and_history(monitor):
