@@ -567,23 +567,22 @@ class AlertProcessor(_Processor):
         ends = np.append(starts[1:], n)
         out: list[Alert] = []
         for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            first, last = view.point_info(int(c.positions[s])), None
-            if e - s > 1:
-                last = view.point_info(int(c.positions[e - 1]))
-            if s == 0 and mgr.continues_episode(
+            first = view.point_info(int(c.positions[s]))
+            repeats_from = s  # the episode open since an earlier batch goes on...
+            if s > 0 or not mgr.continues_episode(
                 c.metric, c.rule, index=int(gidx[0]), time=first["time"]
-            ):  # the episode open since an earlier batch goes on
-                last = last or first
+            ):  # ...or this candidate begins one
+                if (a := self._raise_one(c, first, int(gidx[s]), s)) is not None:
+                    out.append(a)
+                repeats_from = s + 1
+            if e > repeats_from:
+                last = first if e - 1 == s else view.point_info(int(c.positions[e - 1]))
                 mgr.record_repeats(
-                    c.metric, c.rule, e - s, last_index=int(gidx[e - 1]), last_time=last["time"]
-                )
-                continue
-            a = self._raise_one(c, first, int(gidx[s]), s)
-            if a is not None:
-                out.append(a)
-            if last is not None:
-                mgr.record_repeats(
-                    c.metric, c.rule, e - s - 1, last_index=int(gidx[e - 1]), last_time=last["time"]
+                    c.metric,
+                    c.rule,
+                    e - repeats_from,
+                    last_index=int(gidx[e - 1]),
+                    last_time=last["time"],
                 )
         return out
 
