@@ -114,7 +114,6 @@ class LiveMonitor:
         # lowest layer delivered since the latest replay began (None: no replay yet);
         # kept here, in the consumer thread, so it does not depend on when a UI looks
         self._replay_layer: int | None = None
-        self._replaying = False
         self._install_processors()
         self.client.add_result_listener(self._on_result)
 
@@ -137,7 +136,7 @@ class LiveMonitor:
             if result.spc_results:
                 self._spc = result.spc_results
             layer = self._last["layer"]
-            if self._replaying and isinstance(layer, int | float):
+            if self.replays and isinstance(layer, int | float):
                 seen = int(layer)
                 if self._replay_layer is None or seen < self._replay_layer:
                     self._replay_layer = seen
@@ -222,7 +221,7 @@ class LiveMonitor:
                 self._spc = {}
                 self._last = {"layer": None, "build_id": None, "timestamp": None}
                 self.replays += 1
-                self._replaying, self._replay_layer = True, None
+                self._replay_layer = None
             self.client.seek_to_beginning()
 
         self.client.run_between_batches(reset_and_seek).result(timeout=timeout)
