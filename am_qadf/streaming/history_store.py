@@ -23,6 +23,7 @@ import numpy as np
 
 from . import cache_codec
 from .history_filters import matches
+from .serialization import JSON_SCALARS
 from .timestamps import epoch_us_array, from_epoch_us, now_utc, to_epoch_us, to_utc
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "prepare_documents",
     "default_data_dir",
     "INDEXED_FIELDS",
+    "STORABLE_TYPES",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,13 +48,13 @@ def default_data_dir() -> Path:
     return Path(env) if env else Path.home() / ".local" / "share" / "am_qadf"
 
 
-_SCALARS = frozenset({float, int, str, bool, type(None)})
-_SCALARS_OR_DATETIME = _SCALARS | {datetime}
+#: Value types a document keeps as they are (see :func:`prepare_documents`).
+STORABLE_TYPES = JSON_SCALARS | {datetime}
 _TZINFO = attrgetter("tzinfo")
 
 
 def _plain(value: Any) -> Any:
-    if type(value) in _SCALARS:
+    if type(value) in JSON_SCALARS:
         return value
     if isinstance(value, np.generic):
         return value.item()
@@ -106,7 +108,7 @@ def prepare_documents(
                 raise TypeError(f"batch_data[{i}] must be a dict, got {type(item).__name__}")
             docs.append(
                 {
-                    (k if type(k) is str else str(k)): (v if type(v) in _SCALARS else _plain(v))
+                    (k if type(k) is str else str(k)): (v if type(v) in JSON_SCALARS else _plain(v))
                     for k, v in item.items()
                 }
             )
@@ -142,7 +144,7 @@ def _copies_as_is(batch: Sequence[Any]) -> bool:
     keys = set(chain.from_iterable(batch))  # few distinct keys: check those
     if not all(type(k) is str for k in keys):
         return False
-    return set(map(type, chain.from_iterable(map(dict.values, batch)))) <= _SCALARS_OR_DATETIME
+    return set(map(type, chain.from_iterable(map(dict.values, batch)))) <= STORABLE_TYPES
 
 
 class HistoryStore(Protocol):

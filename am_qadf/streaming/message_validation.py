@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .message_columns import ColumnCache
+from .serialization import JSON_SCALARS
 from .timestamps import to_utc
 
 __all__ = ["MessageValidator", "NUMERIC_FIELDS"]
@@ -166,8 +167,6 @@ class MessageValidator:
 
 
 _TZINFO = attrgetter("tzinfo")
-#: The types of the values a JSON decoder makes, nested objects and arrays aside.
-JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _depth(obj: Any, limit: int, level: int = 1) -> int:

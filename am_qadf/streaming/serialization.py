@@ -7,7 +7,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-__all__ = ["compact", "dumps", "loads", "to_jsonable"]
+__all__ = ["JSON_SCALARS", "compact", "dumps", "loads", "to_jsonable"]
+
+#: The types of the values a JSON decoder makes, nested objects and arrays aside.
+JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 

@@ -15,17 +15,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import datetime
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from .buffer_manager import BufferManager
+from .history_store import STORABLE_TYPES
 from .kafka_consumer import KafkaConsumer
 from .kafka_producer import KafkaProducer
 from .latency_stats import LatencyStats
 from .message_columns import ColumnCache
-from .message_validation import JSON_SCALARS, MessageValidator
+from .message_validation import MessageValidator
 from .stream_storage import PreparedBatch, SpoolFullError, StreamStorage
 from .streaming_config import StreamingConfig
 from .streaming_result import StreamingResult
@@ -44,8 +44,6 @@ RESULT_FIELDS = {
 }
 #: Message fields that are never buffered as signals.
 _NOT_SIGNALS = frozenset({"timestamp", "_id", "topic", "partition", "offset"})
-#: Value types documents can be stored as they are (see ``prepare_documents``).
-_STORABLE = JSON_SCALARS | {datetime}
 _CALLBACK_ATTEMPTS = 3
 #: Batches processed but not yet stored and delivered; bounds the writer's queue.
 _IN_FLIGHT = 4
@@ -611,7 +609,7 @@ class StreamingClient:
                 return True, None
             ids = [f"{m['topic']}:{m['partition']}:{m['offset']}" for m in good]
             # JSON scalars (known from validation) with timestamps now datetimes: no scan
-            plain = self.column_cache.value_types(values) <= _STORABLE
+            plain = self.column_cache.value_types(values) <= STORABLE_TYPES
             return True, storage.prepare_batch(values, ids, check_types=not plain)
         except Exception as exc:
             self._batch_failed(good, exc)
