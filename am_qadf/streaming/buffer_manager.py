@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from .timestamps import epoch_us_array, from_epoch_us, to_epoch_us
 
-__all__ = ["BufferManager"]
+__all__ = ["BufferManager", "DataPoint"]
 
 Window = tuple[np.ndarray, list[datetime], list[dict[str, Any]]]
 
@@ -27,6 +28,25 @@ def _positive_int(value: Any, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return int(value)
+
+
+@dataclass(eq=False)
+class DataPoint:
+    """One buffered point as a record: its data, UTC timestamp and metadata.
+
+    The field order is the published AM-QADF's, so ``DataPoint(data, timestamp)``
+    written for it works here. :meth:`BufferManager.get_points` returns these; the
+    windows return the same points as columns, which is what plots and statistics want.
+
+    >>> from datetime import UTC, datetime
+    >>> point = DataPoint(np.array([1.5]), datetime(2026, 1, 1, tzinfo=UTC))
+    >>> point.data.tolist(), point.timestamp.year, point.metadata
+    ([1.5], 2026, {})
+    """
+
+    data: np.ndarray
+    timestamp: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class BufferManager:
@@ -59,7 +79,8 @@ class BufferManager:
         self._size = 0
         self._in_order = True  # timestamps never decreased: windows can bisect
         self.total_added = 0
-        self.total_evicted = 0
+        self.total_evicted = 0  # pushed out by newer points when the buffer was full
+        self.total_removed = 0  # taken out by clear, flush_buffer or clear_old_data
 
     # -- adding -------------------------------------------------------------------------
     def _ensure_storage(self, point_shape: tuple[int, ...]) -> None:
@@ -182,12 +203,47 @@ class BufferManager:
             [m if m is not None else {} for m in self._meta[slots].tolist()],
         )
 
+    def _newest(self, size: int | None) -> np.ndarray:
+        """Ring slots of the newest ``size`` points (default ``window_size``), oldest
+        first; call with the lock held."""
+        size = self.window_size if size is None else _positive_int(size, "size")
+        return self._last(min(size, self._size))
+
     def get_sliding_window(self, size: int | None = None) -> Window:
         """Return the newest ``size`` points (default ``window_size``) as
         ``(data_array, timestamps, metadata_list)``, oldest first."""
-        size = self.window_size if size is None else _positive_int(size, "size")
         with self._lock:
-            return self._window(self._last(min(size, self._size)))
+            return self._window(self._newest(size))
+
+    def get_window(self, size: int | None = None) -> np.ndarray:
+        """The data of the newest ``size`` points (default ``window_size``), oldest first:
+        the ``data_array`` of :meth:`get_sliding_window` alone, as the published
+        AM-QADF's ``get_window`` returns it. Shape ``(n, *point_shape)``; no timestamp
+        or metadata object is made, so it suits a plot refreshed many times a second.
+
+        >>> b = BufferManager(window_size=2, buffer_size=5)
+        >>> b.add_batch(np.arange(4.0), np.array([1.0, 2.0, 3.0, 4.0]))
+        >>> b.get_window().tolist(), b.get_window(3).tolist()
+        ([2.0, 3.0], [1.0, 2.0, 3.0])
+        """
+        with self._lock:
+            slots = self._newest(size)
+            if self._data is None:
+                return np.empty((0, *(self._point_shape or ())), dtype=np.float64)
+            return self._data[slots]
+
+    def get_points(self, size: int | None = None) -> list[DataPoint]:
+        """The newest ``size`` points (default ``window_size``) as :class:`DataPoint`
+        records, oldest first: :meth:`get_sliding_window` row by row.
+
+        >>> from datetime import UTC, datetime
+        >>> b = BufferManager()
+        >>> b.add_data(np.array([7.0]), datetime(2026, 1, 1, tzinfo=UTC), {"layer": 3})
+        >>> [(p.data.tolist(), p.metadata) for p in b.get_points()]
+        [([7.0], {'layer': 3})]
+        """
+        data, times, meta = self.get_sliding_window(size)
+        return list(map(DataPoint, data, times, meta))
 
     def get_time_window(self, duration_seconds: float) -> Window:
         """Return the points no older than ``duration_seconds`` before the newest timestamp
@@ -239,22 +295,107 @@ class BufferManager:
             return window
 
     def clear(self) -> None:
-        """Drop every buffered point (statistics of totals are kept)."""
+        """Drop every buffered point (counted in ``total_removed``; the totals are kept,
+        :meth:`reset` zeroes them too)."""
         with self._lock:
+            self.total_removed += self._size
             self._meta = _ring(self.buffer_size)
             self._dts = _ring(self.buffer_size)
             self._head = 0
             self._size = 0
             self._in_order = True
 
+    def reset(self) -> None:
+        """Drop every buffered point and zero the totals, as a new buffer of the same
+        sizes (the point shape may change after it).
+
+        >>> b = BufferManager(buffer_size=2)
+        >>> b.add_batch(np.arange(3.0), np.array([1.0, 2.0, 3.0]))
+        >>> b.reset()
+        >>> s = b.get_buffer_statistics()
+        >>> s["current_size"], s["total_added"], s["overflow_count"], s["total_removed"]
+        (0, 0, 0, 0)
+        """
+        with self._lock:
+            self.clear()
+            self._data = None
+            self._point_shape = None
+            self.total_added = self.total_evicted = self.total_removed = 0
+
+    def clear_old_data(self, max_age_seconds: float) -> int:
+        """Drop the points older than ``max_age_seconds`` before the newest timestamp in
+        the buffer and return how many were dropped.
+
+        What stays is exactly :meth:`get_time_window` of the same duration: ages are
+        measured from the newest point, not from the wall clock, so a replayed build is
+        trimmed as a live one is (for live data the two agree).
+
+        >>> b = BufferManager(buffer_size=10)
+        >>> b.add_batch(np.arange(5.0), np.array([0.0, 10.0, 20.0, 30.0, 40.0]))
+        >>> b.clear_old_data(15.0), b.get_window().tolist()
+        (3, [3.0, 4.0])
+        """
+        with self._lock:
+            keep = self._time_slots(max_age_seconds)
+            removed = self._size - keep.size
+            if removed:
+                self._compact(keep)
+                self.total_removed += removed
+            return removed
+
+    def _compact(self, keep: np.ndarray) -> None:
+        """Keep only ring slots ``keep`` (oldest first), moved to the ring's start."""
+        n = keep.size
+        if self._data is not None:
+            self._data[:n] = self._data[keep]  # fancy indexing copies before writing
+        self._times[:n] = self._times[keep]
+        meta, dts = self._meta[keep], self._dts[keep]
+        self._meta, self._dts = _ring(self.buffer_size), _ring(self.buffer_size)
+        self._meta[:n], self._dts[:n] = meta, dts
+        self._size, self._head = n, n % self.buffer_size
+        self._in_order = bool(np.all(self._times[1:n] >= self._times[: n - 1]))
+
+    def get_size(self) -> int:
+        """Number of points in the buffer now.
+
+        >>> b = BufferManager(buffer_size=2)
+        >>> b.add_batch(np.arange(3.0), np.array([1.0, 2.0, 3.0]))
+        >>> b.get_size()
+        2
+        """
+        return self._size
+
+    def is_full(self) -> bool:
+        """True when the buffer holds ``buffer_size`` points (the next one evicts the oldest).
+
+        >>> b = BufferManager(buffer_size=2)
+        >>> b.add_batch(np.arange(1.0), np.array([1.0]))
+        >>> b.is_full()
+        False
+        """
+        return self._size >= self.buffer_size
+
     def get_buffer_statistics(self) -> dict[str, Any]:
         """Return ``current_size, max_size, utilization_percent, oldest_timestamp,
-        newest_timestamp`` (timestamps of what is in the buffer now, or None)."""
+        newest_timestamp`` (timestamps of what is in the buffer now, or None), and
+        ``window_size``, ``total_added``, ``total_evicted`` (pushed out by newer points;
+        also under the published AM-QADF's name ``overflow_count``), ``total_removed``
+        (taken out by :meth:`clear`, :meth:`flush_buffer` or :meth:`clear_old_data`) and
+        ``age_span_seconds`` (newest minus oldest timestamp, 0.0 when empty).
+
+        >>> b = BufferManager(buffer_size=2)
+        >>> b.add_batch(np.arange(3.0), np.array([1.0, 2.0, 4.5]))
+        >>> s = b.get_buffer_statistics()
+        >>> s["overflow_count"], s["age_span_seconds"], s["utilization_percent"]
+        (1, 2.5, 100.0)
+        """
         with self._lock:
             oldest = newest = None
+            span_us = 0
             if self._size:
                 times = self._times[self._last(self._size)]
-                oldest, newest = from_epoch_us(int(times.min())), from_epoch_us(int(times.max()))
+                lo, hi = int(times.min()), int(times.max())
+                oldest, newest, span_us = from_epoch_us(lo), from_epoch_us(hi), hi - lo
             return {
                 "current_size": self._size,
                 "max_size": self.buffer_size,
@@ -264,4 +405,7 @@ class BufferManager:
                 "window_size": self.window_size,
                 "total_added": self.total_added,
                 "total_evicted": self.total_evicted,
+                "overflow_count": self.total_evicted,
+                "total_removed": self.total_removed,
+                "age_span_seconds": span_us / 1e6,
             }

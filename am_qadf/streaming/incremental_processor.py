@@ -11,11 +11,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from am_qadf.voxelization.voxel_grid import VoxelGrid, _check_coordinates, _numeric_array
+from am_qadf.voxelization.voxel_grid import (
+    AddResult,
+    VoxelGrid,
+    _check_coordinates,
+    _numeric_array,
+)
+
+from .timestamps import now_utc
 
 __all__ = ["IncrementalProcessor"]
 
@@ -34,8 +42,8 @@ class _VoxelSet:
         self._pending: list[np.ndarray] = []  # newer members, unsorted, disjoint
         self.count = 0
 
-    def add(self, flat: np.ndarray) -> None:
-        """Add unique indices ``flat``."""
+    def add(self, flat: np.ndarray) -> np.ndarray:
+        """Add unique indices ``flat``; return those that were not members yet."""
         chunk = flat >> _CHUNK_BITS
         slots = self._table[chunk]
         missing = slots < 0
@@ -63,6 +71,7 @@ class _VoxelSet:
             self.count += flat.size
             if len(self._pending) > _MAX_PENDING_ARRAYS:
                 self._pending = [np.concatenate(self._pending)]
+        return flat
 
     @staticmethod
     def _byte_of(flat: np.ndarray, slots: np.ndarray) -> np.ndarray:
@@ -116,14 +125,11 @@ class IncrementalProcessor:
     """
 
     def __init__(self, voxel_grid: VoxelGrid) -> None:
-        if not isinstance(voxel_grid, VoxelGrid):
-            raise TypeError(
-                f"voxel_grid must be a VoxelGrid, got {type(voxel_grid).__name__}; "
-                "create one with VoxelGrid(bbox_min, bbox_max, resolution)"
-            )
-        self.voxel_grid = voxel_grid
         self._lock = threading.RLock()
-        self._updated = _VoxelSet(int(np.prod(voxel_grid.dims)))
+        self._zero_counters()
+        self.set_voxel_grid(voxel_grid)
+
+    def _zero_counters(self) -> None:
         self._points = 0
         self._accepted = 0
         self._dropped = 0
@@ -132,6 +138,31 @@ class IncrementalProcessor:
         self._busy_s = 0.0
         self._last_batch_s = 0.0
         self._last_batch_points = 0
+        self._last_update: datetime | None = None
+
+    def set_voxel_grid(self, voxel_grid: VoxelGrid) -> None:
+        """Update ``voxel_grid`` from now on (e.g. a new build's grid).
+
+        The updated regions start empty, since they index the old grid; the counters
+        are kept (:meth:`reset` zeroes them).
+
+        >>> import numpy as np
+        >>> from am_qadf.voxelization.voxel_grid import VoxelGrid
+        >>> p = IncrementalProcessor(VoxelGrid((0, 0, 0), (10, 10, 10), 1.0))
+        >>> _ = p.update_voxel_grid([1.0], [[1, 1, 1]])
+        >>> p.set_voxel_grid(VoxelGrid((0, 0, 0), (4, 4, 4), 0.5))
+        >>> p.voxel_grid.dims, p.get_updated_regions()
+        ((8, 8, 8), [])
+        """
+        if not isinstance(voxel_grid, VoxelGrid):
+            raise TypeError(
+                f"voxel_grid must be a VoxelGrid, got {type(voxel_grid).__name__}; "
+                "create one with VoxelGrid(bbox_min, bbox_max, resolution)"
+            )
+        with self._lock:
+            self.voxel_grid = voxel_grid
+            self._updated = _VoxelSet(int(np.prod(voxel_grid.dims)))
+            self._box: np.ndarray | None = None  # (2, 3) lowest and highest updated ijk
 
     def update_voxel_grid(
         self, new_data: np.ndarray | Mapping[str, np.ndarray], coordinates: np.ndarray
@@ -157,14 +188,29 @@ class IncrementalProcessor:
         """
         t0 = time.perf_counter()
         coords = self._coordinates(coordinates)
+        signals = self._signals(new_data, coords.shape[0])
+        self._add(coords, signals, t0)
+        return self.voxel_grid
+
+    def _add(
+        self, coords: np.ndarray, signals: dict[str, np.ndarray], t0: float
+    ) -> AddResult | None:
+        """Add checked points to the grid and count them (None when there are none)."""
         n = coords.shape[0]
-        signals = self._signals(new_data, n)
         if n == 0:
-            return self.voxel_grid
+            return None
         with self._lock:
-            result = self.voxel_grid.add_points(coords, signals)
+            grid = self.voxel_grid
+            result = grid.add_points(coords, signals)
             if result.touched.size:
-                self._updated.add(result.touched)
+                fresh = self._updated.add(result.touched)
+                if fresh.size:  # voxels seen before are inside the box already
+                    ijk = np.stack(np.unravel_index(fresh, grid.dims))
+                    box = np.stack((ijk.min(axis=1), ijk.max(axis=1)))
+                    if self._box is not None:
+                        box[0] = np.minimum(box[0], self._box[0])
+                        box[1] = np.maximum(box[1], self._box[1])
+                    self._box = box
             self._points += n
             self._accepted += result.accepted
             self._dropped += result.dropped
@@ -174,7 +220,80 @@ class IncrementalProcessor:
             self._busy_s += dt
             self._last_batch_s = dt
             self._last_batch_points = n
-        return self.voxel_grid
+            self._last_update = now_utc()
+        return result
+
+    def process_signal_batch(
+        self,
+        signal_values: np.ndarray | Mapping[str, Any],
+        coordinates: np.ndarray | None = None,
+        signal_name: str = "value",
+    ) -> dict[str, Any]:
+        """Add one batch of a named signal and report what it did.
+
+        Either ``signal_values`` is ``(n,)`` values of ``signal_name`` at the ``(n, 3)``
+        ``coordinates``, or it is a dict of ``(n,)`` arrays by signal name, with the
+        coordinates under its ``"coordinates"`` key (the published AM-QADF's form) or
+        passed as ``coordinates``. Checks as :meth:`update_voxel_grid` does, and raises
+        before the grid changes.
+
+        Returns ``processed`` (True), ``points_processed``, ``points_accepted``,
+        ``signals_processed`` (names), ``voxel_grid_updated`` (a point landed in the
+        grid) and ``timestamp`` (UTC).
+
+        >>> import numpy as np
+        >>> from am_qadf.voxelization.voxel_grid import VoxelGrid
+        >>> p = IncrementalProcessor(VoxelGrid((0, 0, 0), (10, 10, 10), 1.0))
+        >>> r = p.process_signal_batch([1500.0, 99.0], [[1, 1, 1], [50, 0, 0]], "temp")
+        >>> r["signals_processed"], r["points_processed"], r["points_accepted"]
+        (['temp'], 2, 1)
+        >>> r = p.process_signal_batch({"coordinates": [[2, 2, 2]], "power": [200.0]})
+        >>> p.voxel_grid.available_signals
+        ['temp', 'power']
+        """
+        t0 = time.perf_counter()
+        if isinstance(signal_values, Mapping):
+            if signal_name != "value":
+                raise ValueError(
+                    "signal_name is for an array of one signal; a dict names its signals"
+                )
+            signal_values = dict(signal_values)
+            if "coordinates" in signal_values:
+                if coordinates is not None:
+                    raise ValueError(
+                        "coordinates given twice: as an argument and under "
+                        "signal_values['coordinates']"
+                    )
+                coordinates = signal_values.pop("coordinates")
+            if not signal_values:
+                raise ValueError("signal_values holds no signal: add at least one named array")
+        else:
+            if not isinstance(signal_name, str) or not signal_name:
+                raise ValueError(f"signal_name must be a non-empty string, got {signal_name!r}")
+            values = _numeric_array(signal_values, "signal_values")
+            if values.ndim != 1:
+                raise ValueError(
+                    f"signal_values must be 1-D (n,) values of {signal_name!r}, got shape "
+                    f"{values.shape}; pass a dict of arrays for several signals"
+                )
+            signal_values = {signal_name: values}
+        if coordinates is None:
+            raise ValueError(
+                "coordinates missing: pass them as coordinates or under "
+                "signal_values['coordinates']"
+            )
+        coords = self._coordinates(coordinates)
+        signals = self._signals(signal_values, coords.shape[0])
+        result = self._add(coords, signals, t0)
+        accepted = result.accepted if result is not None else 0
+        return {
+            "processed": True,
+            "points_processed": coords.shape[0],
+            "points_accepted": accepted,
+            "signals_processed": list(signals),
+            "voxel_grid_updated": accepted > 0,
+            "timestamp": now_utc(),
+        }
 
     def get_updated_regions(self) -> list[tuple[int, int, int]]:
         """Unique ``(i, j, k)`` voxel indices updated since the last reset, sorted.
@@ -233,6 +352,46 @@ class IncrementalProcessor:
         """
         with self._lock:
             self._updated.clear()
+            self._box = None
+
+    def get_combined_updated_region(
+        self,
+    ) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
+        """One box ``(min_xyz, max_xyz)`` in world coordinates around every voxel updated
+        since the last reset (whole voxels, within the grid's box), or None.
+
+        Kept up to date batch by batch, so asking costs nothing: a 3D view can re-render
+        just this box.
+
+        >>> import numpy as np
+        >>> from am_qadf.voxelization.voxel_grid import VoxelGrid
+        >>> p = IncrementalProcessor(VoxelGrid((0, 0, 0), (10, 10, 10), 0.5))
+        >>> _ = p.update_voxel_grid([1.0, 2.0], [[1.2, 2.0, 0.1], [3.9, 0.6, 0.2]])
+        >>> p.get_combined_updated_region()
+        ((1.0, 0.5, 0.0), (4.0, 2.5, 0.5))
+        """
+        with self._lock:
+            box, grid = self._box, self.voxel_grid
+        if box is None:
+            return None
+        lo = grid.bbox_min + box[0] * grid.resolution
+        hi = np.minimum(grid.bbox_min + (box[1] + 1) * grid.resolution, grid.bbox_max)
+        return tuple(lo.tolist()), tuple(hi.tolist())  # type: ignore[return-value]
+
+    def reset(self) -> None:
+        """Forget the updated regions and zero every counter; the grid keeps its data.
+
+        >>> import numpy as np
+        >>> from am_qadf.voxelization.voxel_grid import VoxelGrid
+        >>> p = IncrementalProcessor(VoxelGrid((0, 0, 0), (10, 10, 10), 1.0))
+        >>> _ = p.update_voxel_grid([5.0], [[2.5, 3.5, 4.5]])
+        >>> p.reset()
+        >>> p.get_statistics()["total_points_processed"], p.voxel_grid.occupied_count
+        (0, 1)
+        """
+        with self._lock:
+            self.reset_updated_regions()
+            self._zero_counters()
 
     def get_statistics(self) -> dict[str, Any]:
         """Processing counters and timings.
@@ -241,8 +400,11 @@ class IncrementalProcessor:
         ``points_dropped`` (outside the grid or non-finite coordinates),
         ``values_dropped`` (non-finite signal values), ``batches_processed``,
         ``updated_regions_count`` (unique voxels since the last reset),
-        ``last_batch_points``, ``last_batch_ms``, ``average_batch_ms`` and
-        ``points_per_second`` (rows / time spent inside :meth:`update_voxel_grid`).
+        ``last_batch_points``, ``last_batch_ms``, ``average_batch_ms``,
+        ``points_per_second`` (rows / time spent inside :meth:`update_voxel_grid`) and
+        ``last_update_time`` (UTC datetime of the last batch, or None). The published
+        AM-QADF's names are there too: ``total_updates`` (= ``batches_processed``),
+        ``regions_updated`` (= ``updated_regions_count``) and ``has_voxel_grid``.
 
         >>> from am_qadf.voxelization.voxel_grid import VoxelGrid
         >>> p = IncrementalProcessor(VoxelGrid((0, 0, 0), (10, 10, 10), 1.0))
@@ -263,6 +425,10 @@ class IncrementalProcessor:
                 "last_batch_ms": self._last_batch_s * 1e3,
                 "average_batch_ms": (self._busy_s / self._batches * 1e3) if self._batches else 0.0,
                 "points_per_second": (self._points / self._busy_s) if self._busy_s > 0 else 0.0,
+                "last_update_time": self._last_update,
+                "total_updates": self._batches,
+                "regions_updated": self._updated.count,
+                "has_voxel_grid": self.voxel_grid is not None,
             }
 
     def __repr__(self) -> str:

@@ -457,6 +457,23 @@ class KafkaConsumer:
                 self._backend.commit(dict(self._stored))
             self._last_commit = time.monotonic()
 
+    def consume(self, timeout_ms: int = 1000) -> list[dict[str, Any]]:
+        """The published AM-QADF's name for :meth:`poll`: the same messages, the same
+        wait.
+
+        >>> from am_qadf.streaming import KafkaProducer
+        >>> KafkaProducer(["memory://doc-consume"], "demo").produce({"value": 2.0})
+        >>> consumer = KafkaConsumer(["memory://doc-consume"], "demo", group_id="doc")
+        >>> [m["value"] for m in consumer.consume(100)]
+        [{'value': 2.0}]
+        >>> consumer.commit_offset(); consumer.close()
+        """
+        return self.poll(timeout_ms)
+
+    def commit_offset(self) -> None:
+        """The published AM-QADF's name for :meth:`commit` (see :meth:`consume`)."""
+        self.commit()
+
     def seek_to_beginning(self) -> None:
         """Replay every assigned partition from its earliest offset (also before assignment)."""
         with self._lock:

@@ -23,7 +23,7 @@ from .history_store import (
 from .timestamps import to_utc
 from .ttl_cache import TTLCache
 
-__all__ = ["StreamStorage", "SpoolFullError", "PreparedBatch"]
+__all__ = ["StreamStorage", "SpoolFullError", "PreparedBatch", "connect_redis"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,45 @@ class PreparedBatch(NamedTuple):
     history: HistoryStore
 
 
+def connect_redis(
+    host: str = "localhost",
+    port: int = 6379,
+    db: int = 0,
+    *,
+    password: str | None = None,
+    ssl: bool = False,
+) -> Any:
+    """A ``redis.Redis`` client for ``host:port`` database ``db``, with short socket
+    timeouts so an outage degrades the cache instead of stalling the stream. It connects
+    on first use, so building it never fails on an unreachable server.
+
+    >>> connect_redis("127.0.0.1", 6380, 2).connection_pool.connection_kwargs["db"]
+    2
+    >>> connect_redis(port=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: redis_port must be an int in 1..65535, got 0
+    """
+    if not isinstance(host, str) or not host:
+        raise ValueError(f"redis_host must be a non-empty string, got {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"redis_port must be an int in 1..65535, got {port!r}")
+    if isinstance(db, bool) or not isinstance(db, int) or db < 0:
+        raise ValueError(f"redis_db must be an int >= 0, got {db!r}")
+    import redis
+
+    return redis.Redis(
+        host=host,
+        port=port,
+        db=db,
+        password=password,
+        ssl=ssl,
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
+        health_check_interval=15,
+    )
+
+
 class StreamStorage:
     """Cache recent data and keep the stream's history.
 
@@ -48,7 +87,12 @@ class StreamStorage:
     (``path``, default under :func:`default_data_dir`) that survives restarts.
     ``mongo_client`` may be a pymongo ``MongoClient`` (database from its URI, default
     ``am_qadf``), ``Database``, ``Collection`` or a URI string; ``redis_client`` a
-    ``redis.Redis``. When MongoDB is unreachable, batches wait in a spool of at most
+    ``redis.Redis``. Instead of a Redis client, ``redis_host`` / ``redis_port`` /
+    ``redis_db`` (and ``redis_password``, ``redis_ssl``) name a server to connect to
+    (:func:`connect_redis`; unset parts take the spec's defaults localhost, 6379, 0).
+    Given none of them the cache stays in-process: unlike the published AM-QADF, no
+    server is tried silently, so what is used is what was asked for. When MongoDB is
+    unreachable, batches wait in a spool of at most
     ``spool_limit`` documents and are written, in order, when it is back. Documents
     are written ``batch_size`` at a time.
 
@@ -71,7 +115,26 @@ class StreamStorage:
         spool_limit: int = 200_000,
         key_prefix: str = "",
         batch_size: int = 1000,
+        redis_host: str | None = None,
+        redis_port: int | None = None,
+        redis_db: int | None = None,
+        redis_password: str | None = None,
+        redis_ssl: bool = False,
     ) -> None:
+        address = (redis_host, redis_port, redis_db)
+        if redis_client is None and any(a is not None for a in address):
+            redis_client = connect_redis(
+                "localhost" if redis_host is None else redis_host,
+                6379 if redis_port is None else redis_port,
+                0 if redis_db is None else redis_db,
+                password=redis_password,
+                ssl=redis_ssl,
+            )
+        elif any(a is not None for a in address):
+            raise ValueError(
+                "give redis_client or redis_host/redis_port/redis_db, not both: "
+                "the address would be ignored"
+            )
         if not isinstance(collection_name, str) or not collection_name:
             raise ValueError(f"collection_name must be a non-empty string, got {collection_name!r}")
         if spool_limit < 0:
@@ -107,6 +170,26 @@ class StreamStorage:
             "rejected_documents": 0,
         }
         self.rejected: deque[tuple[str, list[dict[str, Any]]]] = deque(maxlen=100)
+
+    @property
+    def redis_client(self) -> Any | None:
+        """The ``redis.Redis`` client the cache uses (None: the in-process cache).
+
+        >>> client = StreamStorage(redis_port=6390, path=":memory:").redis_client
+        >>> client.connection_pool.connection_kwargs["port"]
+        6390
+        """
+        return self.redis
+
+    @property
+    def mongo_client(self) -> Any | None:
+        """The pymongo ``MongoClient`` history goes to (None: the embedded SQLite file).
+
+        >>> print(StreamStorage(path=":memory:").mongo_client)
+        None
+        """
+        history = self.history
+        return history.collection.database.client if isinstance(history, MongoHistory) else None
 
     # -- cache --------------------------------------------------------------------------
     def _cache_failed(self, exc: Exception) -> None:
@@ -307,6 +390,31 @@ class StreamStorage:
     def delete_old_data(self, before_time: datetime) -> int:
         """Delete documents older than ``before_time``; return how many."""
         return self.history.delete_before(to_utc(before_time, name="before_time"))
+
+    def get_statistics(self) -> dict[str, Any]:
+        """Everything :meth:`health` reports, plus ``collection_name``,
+        ``document_count`` (documents in the history now; None when it cannot be
+        counted), ``redis_available`` and ``mongodb_available`` (that backend is in use
+        and reachable), as the published AM-QADF names them.
+
+        >>> storage = StreamStorage(path=":memory:")
+        >>> _ = storage.store_batch([{"value": 1.0}, {"value": 2.0}])
+        >>> s = storage.get_statistics()
+        >>> s["document_count"], s["documents_inserted"], s["redis_available"]
+        (2, 2, False)
+        """
+        stats = self.health()
+        try:
+            count: int | None = self.history.count()
+        except Exception:  # statistics must not fail when the backend is down
+            count = None
+        stats.update(
+            collection_name=self.collection_name,
+            document_count=count,
+            redis_available=stats["cache_backend"] == "redis" and stats["cache_ok"],
+            mongodb_available=stats["history_backend"] == "mongodb" and stats["history_ok"],
+        )
+        return stats
 
     def health(self) -> dict[str, Any]:
         """Backends, their reachability, spool use and counters, for health views."""

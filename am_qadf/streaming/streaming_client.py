@@ -59,20 +59,15 @@ def _build_storage(config: StreamingConfig) -> StreamStorage | None:
     """Storage described by ``config`` (None when both cache and history are off)."""
     if not (config.enable_redis_cache or config.enable_mongodb_storage):
         return None
-    redis_client = None
+    redis: dict[str, Any] = {}
     if config.enable_redis_cache:
-        import redis
-
-        redis_client = redis.Redis(
-            host=config.redis_host,
-            port=config.redis_port,
-            db=config.redis_db,
-            password=config.redis_password,
-            ssl=config.redis_ssl,
-            socket_timeout=2.0,
-            socket_connect_timeout=2.0,
-            health_check_interval=15,
-        )
+        redis = {
+            "redis_host": config.redis_host,
+            "redis_port": config.redis_port,
+            "redis_db": config.redis_db,
+            "redis_password": config.redis_password,
+            "redis_ssl": config.redis_ssl,
+        }
     mongo = config.mongodb_uri if config.enable_mongodb_storage else None
     path = None
     if config.storage_path:
@@ -80,11 +75,12 @@ def _build_storage(config: StreamingConfig) -> StreamStorage | None:
 
         path = Path(config.storage_path) / "history.sqlite3"
     return StreamStorage(
-        redis_client,
+        None,
         mongo,
         path=path,
         spool_limit=config.spool_limit,
         batch_size=config.storage_batch_size,
+        **redis,
     )
 
 
@@ -203,6 +199,25 @@ class StreamingClient:
             _run_action(action, future)
 
     @property
+    def kafka_consumer(self) -> KafkaConsumer | None:
+        """The consumer :meth:`start_consumer` made (None when no consumer runs).
+
+        >>> print(StreamingClient(StreamingConfig.embedded()).kafka_consumer)
+        None
+        """
+        return self._consumer
+
+    @property
+    def kafka_producer(self) -> KafkaProducer | None:
+        """The producer this client publishes with: dead letters go to
+        ``<topic><dead_letter_suffix>`` (None until the first one).
+
+        >>> print(StreamingClient(StreamingConfig.embedded()).kafka_producer)
+        None
+        """
+        return self._dlq
+
+    @property
     def processors(self) -> dict[str, Callable]:
         """Registered processors by name (a copy)."""
         with self._lock:
@@ -260,6 +275,7 @@ class StreamingClient:
         """Run ``data_batch`` through every registered processor and the signal buffers.
 
         A processor that raises is counted once in ``errors`` and the others still run.
+        ``metadata["processor_count"]`` is how many processors the batch went through.
         """
         if not isinstance(data_batch, list | tuple):
             raise TypeError(f"data_batch must be a list of dicts, got {type(data_batch).__name__}")
@@ -303,6 +319,7 @@ class StreamingClient:
         elapsed = (time.perf_counter() - start) * 1000.0
         result.processing_time_ms = elapsed
         result.metadata["processors"] = others
+        result.metadata["processor_count"] = len(processors)
         if errors:
             result.metadata["errors"] = errors
         with self._lock:
@@ -316,7 +333,8 @@ class StreamingClient:
     def get_stream_statistics(self) -> dict[str, Any]:
         """Counters since start or reset: ``messages_processed``, ``batches_processed``,
         ``average_latency_ms`` (mean batch time), ``throughput_messages_per_sec``
-        (messages / wall time), ``errors``, plus dead-letter, lag and state figures."""
+        (messages / wall time), ``errors``, ``total_processing_time_ms`` (sum of batch
+        times), plus dead-letter, lag and state figures."""
         with self._lock:
             s = self._latency.summary()
             consumer = self._consumer
@@ -324,6 +342,7 @@ class StreamingClient:
                 "messages_processed": s["items_processed"],
                 "batches_processed": s["calls"],
                 "average_latency_ms": s["average_latency_ms"],
+                "total_processing_time_ms": self._latency.total_ms,
                 "max_latency_ms": s["max_latency_ms"],
                 "last_latency_ms": s["last_latency_ms"],
                 "throughput_messages_per_sec": s["items_processed"] / s["elapsed_seconds"],

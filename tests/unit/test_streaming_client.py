@@ -154,7 +154,7 @@ def test_no_processors(cfg, clients) -> None:
     result = clients(cfg).process_stream_batch([{"value": 1.0}])
     assert result.voxel_updates is None and result.quality_metrics is None
     assert result.spc_results is None and result.alerts_generated == []
-    assert result.metadata == {"processors": {}}
+    assert result.metadata == {"processors": {}, "processor_count": 0}
 
 
 def test_raising_processor_counted_once_and_others_still_run(cfg, clients) -> None:
