@@ -152,3 +152,30 @@ def test_mongo_outage_spools_and_drains(mongo_uri, service_control):
     assert [d["v"] for d in docs] == list(range(400))
     client.get_default_database()[name].drop()
     client.close()
+
+
+def test_storage_from_redis_address_and_statistics(redis_url, mongo_uri, redis_client):
+    """The published AM-QADF's way to reach Redis (host/port/db, no client) and its
+    get_statistics / redis_client / mongo_client, against the real servers (#15)."""
+    from urllib.parse import urlparse
+
+    u = urlparse(redis_url)
+    name = f"it_{uuid.uuid4().hex[:10]}"
+    storage = StreamStorage(
+        mongo_client=mongo_uri,
+        collection_name=name,
+        redis_host=u.hostname,
+        redis_port=u.port or 6379,
+        redis_db=int(u.path.strip("/") or 0),
+        key_prefix=f"it:{uuid.uuid4().hex}:",
+    )
+    assert storage.cache_recent_data("state", {"layer": 7}, ttl_seconds=60) is True
+    assert redis_client.exists(storage.key_prefix + "state") == 1  # the same server and db
+    assert storage.get_cached_data("state") == {"layer": 7}
+    assert isinstance(storage.mongo_client, pymongo.MongoClient)
+    assert storage.store_batch([{"value": float(i)} for i in range(3)]) == 3
+    stats = storage.get_statistics()
+    assert stats["redis_available"] is True and stats["mongodb_available"] is True
+    assert stats["collection_name"] == name and stats["document_count"] == 3
+    storage.mongo_client.get_default_database()[name].drop()
+    storage.mongo_client.close()
