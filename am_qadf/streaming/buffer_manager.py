@@ -32,7 +32,7 @@ def _positive_int(value: Any, name: str) -> int:
 
 @dataclass(eq=False)
 class DataPoint:
-    """One buffered point as a record: its data, UTC timestamp and metadata.
+    """One buffered point as a record: data, timestamp (UTC from a buffer), metadata.
 
     The field order is the published AM-QADF's, so ``DataPoint(data, timestamp)``
     written for it works here. :meth:`BufferManager.get_points` returns these; the
@@ -215,17 +215,22 @@ class BufferManager:
         with self._lock:
             return self._window(self._newest(size))
 
-    def get_window(self, size: int | None = None) -> np.ndarray:
+    def get_window(self, size: int | None = None, *, window_size: int | None = None) -> np.ndarray:
         """The data of the newest ``size`` points (default ``window_size``), oldest first:
         the ``data_array`` of :meth:`get_sliding_window` alone, as the published
-        AM-QADF's ``get_window`` returns it. Shape ``(n, *point_shape)``; no timestamp
-        or metadata object is made, so it suits a plot refreshed many times a second.
+        AM-QADF's ``get_window`` returns it (the keyword ``window_size=`` is that
+        project's name for ``size``). Shape ``(n, *point_shape)``; no timestamp or
+        metadata object is made, so it suits a plot refreshed many times a second.
 
         >>> b = BufferManager(window_size=2, buffer_size=5)
         >>> b.add_batch(np.arange(4.0), np.array([1.0, 2.0, 3.0, 4.0]))
         >>> b.get_window().tolist(), b.get_window(3).tolist()
         ([2.0, 3.0], [1.0, 2.0, 3.0])
         """
+        if window_size is not None:
+            if size is not None:
+                raise TypeError("get_window: give size or window_size, not both")
+            size = window_size
         with self._lock:
             slots = self._newest(size)
             if self._data is None:

@@ -92,9 +92,8 @@ class StreamStorage:
     (:func:`connect_redis`; unset parts take the spec's defaults localhost, 6379, 0).
     Given none of them the cache stays in-process: unlike the published AM-QADF, no
     server is tried silently, so what is used is what was asked for. When MongoDB is
-    unreachable, batches wait in a spool of at most
-    ``spool_limit`` documents and are written, in order, when it is back. Documents
-    are written ``batch_size`` at a time.
+    unreachable, batches wait in a spool of at most ``spool_limit`` documents and are
+    written, in order, when it is back. Documents are written ``batch_size`` at a time.
 
     >>> import tempfile
     >>> from datetime import datetime, timedelta

@@ -59,9 +59,9 @@ def _build_storage(config: StreamingConfig) -> StreamStorage | None:
     """Storage described by ``config`` (None when both cache and history are off)."""
     if not (config.enable_redis_cache or config.enable_mongodb_storage):
         return None
-    redis: dict[str, Any] = {}
+    redis_address: dict[str, Any] = {}
     if config.enable_redis_cache:
-        redis = {
+        redis_address = {
             "redis_host": config.redis_host,
             "redis_port": config.redis_port,
             "redis_db": config.redis_db,
@@ -80,7 +80,7 @@ def _build_storage(config: StreamingConfig) -> StreamStorage | None:
         path=path,
         spool_limit=config.spool_limit,
         batch_size=config.storage_batch_size,
-        **redis,
+        **redis_address,
     )
 
 

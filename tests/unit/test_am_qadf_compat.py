@@ -63,6 +63,11 @@ def test_get_window_is_the_data_of_the_sliding_window() -> None:
     assert buf.get_window(50).tolist() == [3.0, 4.0, 5.0, 6.0, 7.0]  # capped at the buffer
     for size in (None, 1, 4):
         assert np.array_equal(buf.get_window(size), buf.get_sliding_window(size)[0])
+    assert buf.get_window(window_size=4).tolist() == [4.0, 5.0, 6.0, 7.0]  # published name
+    with pytest.raises(TypeError, match="not both"):
+        buf.get_window(2, window_size=4)
+    with pytest.raises(ValueError, match="size"):
+        buf.get_window(window_size=0)
 
 
 def test_get_window_keeps_point_shape_and_empty_shape() -> None:
