@@ -327,9 +327,9 @@ class IncrementalProcessor:
         >>> p.get_updated_indices().tolist()
         [[2, 3, 4]]
         """
-        with self._lock:
-            flat = self._updated.sorted()
-        return np.stack(np.unravel_index(flat, self.voxel_grid.dims), axis=1).astype(np.int64)
+        with self._lock:  # the set and its grid's dims together (set_voxel_grid swaps both)
+            flat, dims = self._updated.sorted(), self.voxel_grid.dims
+        return np.stack(np.unravel_index(flat, dims), axis=1).astype(np.int64)
 
     def get_updated_bricks(self) -> np.ndarray:
         """Unique 8x8x8 brick coordinates ``(n, 3)`` holding an updated voxel, sorted.
@@ -343,8 +343,9 @@ class IncrementalProcessor:
         >>> p.get_updated_bricks().tolist()
         [[0, 0, 0], [2, 1, 0]]
         """
-        grid = self.voxel_grid
-        bricks = grid.brick_of(self.get_updated_indices())
+        with self._lock:  # indices of this grid, not of one set_voxel_grid put after it
+            grid, ijk = self.voxel_grid, self.get_updated_indices()
+        bricks = grid.brick_of(ijk)
         bdims = grid.brick_dims
         flat = _sorted_unique(np.ravel_multi_index(tuple(bricks.T), bdims))
         return np.stack(np.unravel_index(flat, bdims), axis=1).astype(np.int64)
