@@ -19,12 +19,18 @@ COPY dashboard ./dashboard
 COPY assets ./assets
 RUN pip install ".[dashboard]"
 
-RUN useradd --create-home --uid 1000 app
+# /data (a volume in docker-compose.yml) keeps the generated log-in and cookie secret.
+RUN useradd --create-home --uid 1000 app && mkdir /data && chown app /data
 USER app
 
+# Redis and MongoDB need credentials: docker-compose.yml passes AMQADF_REDIS_URL and
+# AMQADF_MONGO_URI with the passwords from .env. Without them the image keeps its
+# history in /data.
 ENV AMQADF_KAFKA=kafka:29092 \
-    AMQADF_REDIS_URL=redis://redis:6379/0 \
-    AMQADF_MONGO_URI=mongodb://mongo:27017/am_qadf
+    AMQADF_DATA_DIR=/data \
+    AMQADF_PUBLIC_ORIGIN=localhost:5006
 
 EXPOSE 5006
-CMD ["panel", "serve", "dashboard/app.py", "--address", "0.0.0.0", "--port", "5006", "--allow-websocket-origin=*"]
+# Log-in required (a generated one unless AMQADF_USERS_FILE is given), cookie secret,
+# websocket open to AMQADF_PUBLIC_ORIGIN only: see dashboard/container.py.
+CMD ["python", "-m", "dashboard.container"]

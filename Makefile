@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 5006
 ADDRESS ?= 127.0.0.1
 
-.PHONY: demo dashboard test unit integration browser bench lint format services-start services-stop clean
+# `make docker-env` writes .env (random Redis and MongoDB passwords) for docker compose.
+.PHONY: docker-env demo dashboard test unit integration browser bench lint format services-start services-stop clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -42,6 +43,14 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+docker-env:
+	@if [ -f .env ]; then echo ".env exists: kept as it is"; else \
+	  umask 077; \
+	  printf 'AMQADF_REDIS_PASSWORD=%s\nAMQADF_MONGO_PASSWORD=%s\n' \
+	    "$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')" \
+	    "$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')" > .env; \
+	  echo "wrote .env with random passwords for Redis and MongoDB"; fi
 
 services-start:
 	services/run start

@@ -21,15 +21,48 @@ from typing import Any
 
 import numpy as np
 
-from am_qadf.streaming import StreamingClient, StreamingConfig
+from am_qadf.streaming import KafkaProducer, StreamingClient, StreamingConfig
 from am_qadf.streaming.brick_changes import BrickChangeLog
 from am_qadf.streaming.streaming_result import StreamingResult
 from am_qadf.streaming.timestamps import now_utc
 from am_qadf.voxelization.voxel_grid import VoxelGrid
 
-__all__ = ["LiveMonitor", "MonitorConfig"]
+__all__ = [
+    "KEEP_HOURS_RANGE",
+    "MAX_DEFECT_POINTS",
+    "LiveMonitor",
+    "MonitorConfig",
+    "check_keep_hours",
+]
 
 log = logging.getLogger(__name__)
+
+#: Least and most hours of history an operator may keep when deleting older data: less
+#: than an hour is the retention setting's job (``history_retention_s``), not a button's.
+KEEP_HOURS_RANGE = (1.0, 24.0 * 366 * 100)
+
+#: Most samples one test defect may publish.
+MAX_DEFECT_POINTS = 10_000
+
+
+def check_keep_hours(hours: Any) -> float:
+    """``hours`` of history to keep as a float, or ``ValueError`` saying what is wrong
+    (not a number, not finite, outside :data:`KEEP_HOURS_RANGE`).
+
+    >>> check_keep_hours(24)
+    24.0
+    >>> check_keep_hours(1e-9)
+    Traceback (most recent call last):
+    ...
+    ValueError: keep hours must be between 1 and 878,400 hours, got 1e-09
+    """
+    if isinstance(hours, bool) or not isinstance(hours, int | float | np.integer | np.floating):
+        raise ValueError(f"keep hours must be a number, got {type(hours).__name__}")
+    value = float(hours)
+    lo, hi = KEEP_HOURS_RANGE
+    if not np.isfinite(value) or not lo <= value <= hi:
+        raise ValueError(f"keep hours must be between {lo:,g} and {hi:,.0f} hours, got {hours!r}")
+    return value
 
 
 @dataclass
@@ -107,6 +140,7 @@ class LiveMonitor:
         self._publisher: Any = None
         self._stopping = threading.Event()
         self._retention_thread: threading.Thread | None = None
+        self._seek_lock = threading.Lock()  # one replay at a time, whoever asks
         self._last: dict[str, Any] = {"layer": None, "build_id": None, "timestamp": None}
         self._spc: dict[str, Any] = {}
         #: How many times the stream was replayed from the start (views reset on change).
@@ -207,7 +241,19 @@ class LiveMonitor:
 
     def seek_to_beginning(self, timeout: float = 30.0) -> None:
         """Replay from the first message with clean state: grid, SPC, alerts and
-        buffers are reset between two batches, then the consumer seeks."""
+        buffers are reset between two batches, then the consumer seeks.
+
+        Raises ``RuntimeError`` while another replay is still starting (two operators
+        pressing the button at once start one replay, not two).
+        """
+        if not self._seek_lock.acquire(blocking=False):
+            raise RuntimeError("a replay is already starting; wait for it to begin")
+        try:
+            self._seek(timeout)
+        finally:
+            self._seek_lock.release()
+
+    def _seek(self, timeout: float) -> None:
 
         def reset_and_seek() -> None:
             self.grid.clear()
@@ -225,6 +271,85 @@ class LiveMonitor:
             self.client.seek_to_beginning()
 
         self.client.run_between_batches(reset_and_seek).result(timeout=timeout)
+
+    def inject_test_defect(self, n_points: int = 60, temperature: float = 2650.0) -> int:
+        """Publish ``n_points`` overheating samples (a hot spot at the laser's current
+        position) into the simulated build, as a machine would; returns how many.
+
+        The alert processor turns them into a critical ``threshold_high`` alert: a check
+        of the whole path for demonstrations. Refused with ``RuntimeError`` unless this
+        monitor publishes a simulated build and the newest data is from it (fake samples
+        must never be stored under a real build's id), and with ``ValueError`` for an
+        ``n_points`` outside 1..:data:`MAX_DEFECT_POINTS` or a temperature that is not
+        a finite number.
+        """
+        if isinstance(n_points, bool) or not isinstance(n_points, int | np.integer):
+            raise ValueError(f"n_points must be an integer, got {type(n_points).__name__}")
+        if not 1 <= n_points <= MAX_DEFECT_POINTS:
+            raise ValueError(f"n_points must be between 1 and {MAX_DEFECT_POINTS}, got {n_points}")
+        if isinstance(temperature, bool) or not (
+            isinstance(temperature, int | float | np.number) and np.isfinite(temperature)
+        ):
+            raise ValueError(f"temperature must be a finite number, got {temperature!r}")
+        publisher = self._publisher
+        if not self.config.simulate or publisher is None:
+            raise RuntimeError(
+                "test defects go only into a simulated build, and this line is not simulated"
+            )
+        with self._lock:
+            build = self._last["build_id"]
+        if build is None or build != publisher.build_id:
+            raise RuntimeError(
+                f"the newest data is from build {build!r}, not the simulated build "
+                f"{publisher.build_id!r}: no test defect is put into it"
+            )
+        latest: dict[str, float] = {}
+        newest = None
+        for name in ("x", "y", "z", "layer", "power", "scan_speed"):
+            try:
+                values, times, _ = self.client.get_buffer(name).get_sliding_window(1)
+            except KeyError:
+                continue
+            if len(values):
+                latest[name] = float(np.ravel(values)[-1])
+                newest = times[-1] if newest is None else max(newest, times[-1])
+        if newest is None:
+            raise RuntimeError("no data has arrived yet: there is no position to put a defect at")
+        cfg = self.config.streaming
+        producer = KafkaProducer(
+            cfg.kafka_bootstrap_servers, cfg.kafka_topic, config=cfg.kafka_config
+        )
+        try:
+            for i in range(n_points):
+                msg = {
+                    "timestamp": newest + timedelta(microseconds=10 * (i + 1)),
+                    "build_id": build,
+                    "layer": int(latest.get("layer", 0)),
+                    "x": latest.get("x", 0.0) + 0.05 * i,
+                    "y": latest.get("y", 0.0),
+                    "z": latest.get("z", 0.0),
+                    "power": latest.get("power", 280.0),
+                    "scan_speed": latest.get("scan_speed", 1000.0),
+                    "temperature": float(temperature),
+                    "melt_pool_area": 0.03,
+                    "intensity": 2600.0,
+                    "value": float(temperature),
+                }
+                producer.produce(msg, key=str(build))
+            producer.flush()
+        finally:
+            producer.close()
+        return n_points
+
+    def delete_history(self, keep_hours: float) -> int:
+        """Delete stored history older than the newest ``keep_hours`` hours; returns how
+        many records went. ``keep_hours`` is checked first (:func:`check_keep_hours`):
+        a tiny, infinite or NaN value is refused, never taken as "delete everything"."""
+        hours = check_keep_hours(keep_hours)
+        storage = self.storage
+        if storage is None:
+            raise RuntimeError("history storage is disabled in this configuration")
+        return storage.delete_old_data(now_utc() - timedelta(hours=hours))
 
     def acknowledge(self, alert_id: str, by: str | None = None) -> dict[str, Any]:
         """Acknowledge an alert by id; returns it as a dict."""

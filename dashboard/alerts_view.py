@@ -1,11 +1,11 @@
 """Alerts: newest first, coloured by severity, acknowledged from the table.
 
-All text that came from messages (message, metric, rule, build id) is HTML-escaped
-here and rendered with Tabulator's ``html`` formatter, so a crafted message can never
-inject markup. One row stands for an episode: ``seen`` counts its occurrences and
-gives the newest one's time. The table is rebuilt when the set of alerts or their
-states changed (:meth:`AlertManager.statistics`), at most once per tick, and when
-only the counts grew, at most every ``count_refresh_s`` seconds.
+All text that came from messages (message, metric, rule, build id) is escaped here
+(:func:`dashboard.markup.esc`) and rendered with Tabulator's ``html`` formatter, so a
+crafted message can never inject markup. One row stands for an episode: ``seen``
+counts its occurrences and gives the newest one's time. The table is rebuilt when the
+set of alerts or their states changed (:meth:`AlertManager.statistics`), at most once
+per tick, and when only the counts grew, at most every ``count_refresh_s`` seconds.
 
 >>> alerts_frame([])  # doctest: +NORMALIZE_WHITESPACE
 Empty DataFrame
@@ -26,6 +26,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from .markup import esc
 from .signals import signal_info
 from .theme import stylesheet
 from .view_base import MonitorView, html_pane
@@ -53,10 +54,6 @@ _ALERT_ID = re.compile(r'data-alert="([^"]+)"')
 _HTML_COLUMNS = ("severity", "metric", "rule", "value", "seen", "where", "message", "state", "ack")
 
 
-def _esc(v: Any) -> str:
-    return html.escape("" if v is None else str(v), quote=True)
-
-
 def _clock(t: Any) -> str:
     return t.strftime("%H:%M:%S.%f")[:-3] if isinstance(t, datetime) else ""
 
@@ -82,18 +79,18 @@ def alerts_frame(alerts: list[Any]) -> pd.DataFrame:
             {
                 "id": a.id,
                 "time": _clock(a.time or a.raised_at),
-                "severity": f'<span class="amq-sev amq-sev-{sev}">{_esc(a.severity)}</span>',
-                "metric": _esc(info.label),
-                "rule": _esc(a.rule),
-                "value": _esc(info.fmt(a.value)),
+                "severity": f'<span class="amq-sev amq-sev-{sev}">{esc(a.severity)}</span>',
+                "metric": esc(info.label),
+                "rule": esc(a.rule),
+                "value": esc(info.fmt(a.value)),
                 "seen": _seen(a),
                 "layer": "" if a.layer is None else str(a.layer),
-                "where": _esc(where),
-                "message": _esc(a.message),
-                "state": f'<span class="amq-state amq-state-{_esc(state)}">{_esc(state)}</span>',
-                "ack": f'<span class="amq-ack-btn" data-alert="{_esc(a.id)}">Acknowledge</span>'
+                "where": esc(where),
+                "message": esc(a.message),
+                "state": f'<span class="amq-state amq-state-{esc(state)}">{esc(state)}</span>',
+                "ack": f'<span class="amq-ack-btn" data-alert="{esc(a.id)}">Acknowledge</span>'
                 if state == "active"
-                else f'<span class="amq-state amq-state-{_esc(state)}">{_esc(state)}</span>',
+                else f'<span class="amq-state amq-state-{esc(state)}">{esc(state)}</span>',
             }
         )
     return pd.DataFrame(rows, columns=_COLUMNS)

@@ -9,71 +9,21 @@ batches, so it runs off the session thread; its outcome shows on the next tick.
 
 from __future__ import annotations
 
-import html
 import logging
 import threading
 import time
-from datetime import timedelta
 from typing import Any
 
-import numpy as np
 import panel as pn
 import param
 
-from am_qadf.streaming import KafkaProducer
-
+from .markup import esc
 from .theme import STATE_COLORS
 from .view_base import MonitorView, html_pane
 
-__all__ = ["Controls", "inject_defect"]
+__all__ = ["Controls"]
 
 log = logging.getLogger(__name__)
-
-
-def inject_defect(monitor: Any, n_points: int = 60, temperature: float = 2650.0) -> int:
-    """Publish ``n_points`` overheating samples (a hot spot at the laser's current
-    position) to the monitored topic, as a machine would; returns how many were sent.
-
-    The alert processor turns them into a critical ``threshold_high`` alert. Meant for
-    demonstrations and end-to-end checks on a simulated build.
-    """
-    client = monitor.client
-    latest: dict[str, Any] = {}
-    newest = None
-    for name in ("x", "y", "z", "layer", "power", "scan_speed"):
-        try:
-            values, times, _ = client.get_buffer(name).get_sliding_window(1)
-        except KeyError:
-            continue
-        if len(values):
-            latest[name] = float(np.ravel(values)[-1])
-            newest = times[-1] if newest is None else max(newest, times[-1])
-    if newest is None:
-        raise RuntimeError("no data has arrived yet: there is no position to put a defect at")
-    snap = monitor.snapshot()
-    cfg = monitor.config.streaming
-    producer = KafkaProducer(cfg.kafka_bootstrap_servers, cfg.kafka_topic, config=cfg.kafka_config)
-    try:
-        for i in range(n_points):
-            msg = {
-                "timestamp": newest + timedelta(microseconds=10 * (i + 1)),
-                "build_id": snap.get("build_id"),
-                "layer": int(latest.get("layer", 0)),
-                "x": latest.get("x", 0.0) + 0.05 * i,
-                "y": latest.get("y", 0.0),
-                "z": latest.get("z", 0.0),
-                "power": latest.get("power", 280.0),
-                "scan_speed": latest.get("scan_speed", 1000.0),
-                "temperature": temperature,
-                "melt_pool_area": 0.03,
-                "intensity": 2600.0,
-                "value": temperature,
-            }
-            producer.produce(msg, key=str(snap.get("build_id")))
-        producer.flush()
-    finally:
-        producer.close()
-    return n_points
 
 
 class Controls(MonitorView):
@@ -172,6 +122,8 @@ class Controls(MonitorView):
                 self._seek_result = (
                     f"Replaying from the first message (started {time.strftime('%H:%M:%S')})"
                 )
+            except RuntimeError as exc:  # e.g. another operator's replay is starting
+                self._seek_result = f"Replay not started: {exc}"
             except Exception as exc:  # reported on the next tick, never raised in a thread
                 log.exception("seek to beginning failed")
                 self._seek_result = f"Replay failed: {exc}"
@@ -179,13 +131,18 @@ class Controls(MonitorView):
         threading.Thread(target=run, name="amqadf-seek", daemon=True).start()
 
     def inject(self) -> None:
-        """Publish a short hot spot (simulated builds): it should raise a critical alert."""
+        """Publish a short hot spot (simulated builds): it should raise a critical alert.
+        The monitor refuses it on a line that is not simulated, whatever the browser
+        sent (:meth:`LiveMonitor.inject_test_defect`)."""
         if self._denied("inject_defect"):
             return
         try:
-            n = inject_defect(self.monitor)
+            n = self.monitor.inject_test_defect()
             self.message = f"Injected a {n}-point hot spot at {time.strftime('%H:%M:%S')}"
-        except Exception as exc:
+        except (RuntimeError, ValueError) as exc:
+            self.message = f"Could not inject a defect: {exc}"
+        except Exception as exc:  # the broker refused it: say so, never raise in a callback
+            log.exception("injecting a test defect failed")
             self.message = f"Could not inject a defect: {exc}"
         self._render()
 
@@ -214,9 +171,9 @@ class Controls(MonitorView):
             )
         self._status.object = (
             f'<div class="amq-state-line"><span class="amq-dot" style="background:{color}"></span>'
-            f'<span class="amq-state-text" data-state="{html.escape(state)}">'
-            f"{html.escape(state.capitalize())}</span></div>"
-            f'<div class="amq-control-msg">{html.escape(self.message)}</div>{replay}'
+            f'<span class="amq-state-text" data-state="{esc(state)}">'
+            f"{esc(state.capitalize())}</span></div>"
+            f'<div class="amq-control-msg">{esc(self.message)}</div>{replay}'
         )
 
     def __panel__(self) -> pn.viewable.Viewable:

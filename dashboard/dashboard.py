@@ -18,7 +18,6 @@ From a terminal: ``panel serve dashboard/app.py`` (``?kiosk=1`` for a shop-floor
 from __future__ import annotations
 
 import contextlib
-import html
 import logging
 import time
 import uuid
@@ -41,6 +40,7 @@ from .kiosk import KioskStatus, Watchdog
 from .layer_map import LayerMap
 from .live_signals import LiveSignals
 from .loop_share import VIEWS_SHARE
+from .markup import TEXT_LIMIT, esc, whole_number
 from .pipeline_cache import get_monitor, monitor_config
 from .signals import LIVE_SIGNALS
 from .spc_view import SPCView
@@ -67,7 +67,7 @@ _CARD = {
 
 
 def _card(title: str, body: Any, css: str, **kw: Any) -> pn.Column:
-    head = html_pane(f'<div class="amq-card-title">{html.escape(title)}</div>', margin=(0, 0, 4, 0))
+    head = html_pane(f'<div class="amq-card-title">{esc(title)}</div>', margin=(0, 0, 4, 0))
     return pn.Column(
         head,
         body,
@@ -244,18 +244,18 @@ class Dashboard(pn.viewable.Viewer):
     def _update_header(self, snap: dict[str, Any]) -> None:
         state = str(snap.get("state", "stopped"))
         color = STATE_COLORS.get(state, STATE_COLORS["stopped"])
-        layer = snap.get("current_layer")
+        layer = whole_number(snap.get("current_layer"))
         msgs = int((snap.get("stats") or {}).get("messages_processed") or 0)
         voxels = int(snap.get("occupied_voxels") or 0)
         alerts = int(snap.get("alerts_active") or 0)
-        build = html.escape(str(snap.get("build_id") or "–"))
+        build = esc(snap.get("build_id") or "–", limit=TEXT_LIMIT)
         items = [
             ("build", build, f"Build <b>{build}</b>"),
-            ("layer", "" if layer is None else int(layer),
-             f"Layer <b>{'–' if layer is None else int(layer)}</b>"),
-            ("state", html.escape(state),
+            ("layer", "" if layer is None else layer,
+             f"Layer <b>{'–' if layer is None else layer}</b>"),
+            ("state", esc(state),
              f'<span class="amq-dot" style="background:{color}"></span>'
-             f"{html.escape(state.capitalize())}"),
+             f"{esc(state.capitalize())}"),
             ("msgs", msgs, f"<b>{msgs:,}</b> msgs"),
             ("voxels", voxels, f"<b>{voxels:,}</b> voxels"),
             ("alerts", alerts, f"<b>{alerts:,}</b> active alerts"),
@@ -265,7 +265,7 @@ class Dashboard(pn.viewable.Viewer):
         # that age comes from
         try:
             newest = f' data-newest="{to_utc(snap.get("newest_timestamp")).timestamp() * 1e3:.0f}"'
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             newest = ""
         newest += f' data-sent="{time.time() * 1e3:.0f}"'
         self.header.object = (

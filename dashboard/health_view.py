@@ -12,13 +12,13 @@ between two ticks (messages processed per second now, not since start).
 
 from __future__ import annotations
 
-import html
 import time
 from typing import Any
 
 import panel as pn
 import param
 
+from .markup import TEXT_LIMIT, esc
 from .view_base import MonitorView, html_pane
 
 __all__ = ["HealthView", "connection_rows"]
@@ -71,6 +71,16 @@ def _storage_row(
         "state": "off" if not st else ("ok" if st.get(f"{part}_ok") else "down"),
         "detail": detail if st else f"{part} disabled",
     }
+
+
+def _row_start(r: dict[str, str]) -> str:
+    """A connection row's cells up to its state (the detail cell, if any, follows)."""
+    system, state = esc(r["system"]), esc(r["state"])
+    return (
+        f'<tr class="amq-conn amq-conn-{system.lower()}" data-state="{state}">'
+        f'<td><span class="amq-dot amq-dot-{state}"></span>{system}</td>'
+        f'<td>{esc(r["backend"])}</td><td class="amq-conn-state">{state}</td>'
+    )
 
 
 class HealthView(MonitorView):
@@ -166,7 +176,11 @@ class HealthView(MonitorView):
             "mean throughput since start "
             f"{float(stats.get('throughput_messages_per_sec') or 0):,.0f} msg/s"
             + (" · <b>back-pressure: storage is behind</b>" if stats.get("backpressure") else "")
-            + (f" · last error: <code>{html.escape(str(last_error))}</code>" if last_error else "")
+            + (
+                f" · last error: <code>{esc(last_error, limit=TEXT_LIMIT)}</code>"
+                if last_error
+                else ""
+            )
         )
 
     def _buffer_use(self) -> float:
@@ -179,11 +193,7 @@ class HealthView(MonitorView):
     @staticmethod
     def _connections_html(health: dict[str, Any]) -> str:
         rows = "".join(
-            f'<tr class="amq-conn amq-conn-{r["system"].lower()}" data-state="{r["state"]}">'
-            f'<td><span class="amq-dot amq-dot-{r["state"]}"></span>{html.escape(r["system"])}</td>'
-            f'<td>{html.escape(r["backend"])}</td><td class="amq-conn-state">{r["state"]}</td>'
-            f"<td>{html.escape(r['detail'])}</td></tr>"
-            for r in connection_rows(health)
+            _row_start(r) + f"<td>{esc(r['detail'])}</td></tr>" for r in connection_rows(health)
         )
         return (
             '<table class="amq-conn-table"><thead><tr><th>System</th><th>Backend</th>'
@@ -192,13 +202,7 @@ class HealthView(MonitorView):
 
     @staticmethod
     def _compact_html(health: dict[str, Any]) -> str:
-        rows = "".join(
-            f'<tr class="amq-conn amq-conn-{r["system"].lower()}" data-state="{r["state"]}">'
-            f'<td><span class="amq-dot amq-dot-{r["state"]}"></span>{html.escape(r["system"])}</td>'
-            f"<td>{html.escape(r['backend'])}</td>"
-            f'<td class="amq-conn-state">{r["state"]}</td></tr>'
-            for r in connection_rows(health)
-        )
+        rows = "".join(_row_start(r) + "</tr>" for r in connection_rows(health))
         return f'<table class="amq-conn-table"><tbody>{rows}</tbody></table>'
 
     def summary(self) -> pn.viewable.Viewable:

@@ -3,7 +3,10 @@ them as a table and a plot, and download them as CSV.
 
 Queries go to :meth:`LiveMonitor.query_history` (MongoDB or the embedded history file);
 filters are built from the widgets only (field comparisons, never free text), so an
-operator cannot send operators the storage refuses.
+operator cannot send operators the storage refuses. Column names come from the stored
+messages, so the table's titles are escaped (:func:`dashboard.markup.column_titles`),
+and the CSV download neutralises cells a spreadsheet would run as formulas
+(:func:`history_csv`).
 
 >>> history_filters(build_id="sim-7", layers=(2, 4), signal="temperature",
 ...                 value_range=(1800.0, None))
@@ -12,9 +15,9 @@ operator cannot send operators the storage refuses.
 
 from __future__ import annotations
 
-import html
 import io
 import logging
+import math
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,11 +28,14 @@ import pandas as pd
 import panel as pn
 import param
 
+from am_qadf.live_monitor import KEEP_HOURS_RANGE, check_keep_hours
+
+from .markup import column_titles, esc
 from .signals import SIGNALS, signal_info
 from .theme import SIGNAL_COLORS
 from .view_base import MonitorView, html_pane
 
-__all__ = ["HistoryView", "history_filters"]
+__all__ = ["HistoryView", "history_csv", "history_filters"]
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +49,20 @@ def history_filters(
     signal: str | None = None,
     value_range: tuple[float | None, float | None] | None = None,
 ) -> dict[str, Any]:
-    """MongoDB-style filters for :meth:`LiveMonitor.query_history` from widget values."""
+    """MongoDB-style filters for :meth:`LiveMonitor.query_history` from widget values.
+
+    A bound that is not a finite number (NaN or infinity sent by a browser) raises
+    ``ValueError`` naming it.
+    """
     out: dict[str, Any] = {}
     if build_id:
         out["build_id"] = build_id
     for field, rng in (("layer", layers), (signal, value_range)):
         if not field or rng is None:
             continue
+        for bound in rng:
+            if bound is not None and not math.isfinite(bound):
+                raise ValueError(f"the {field} range must be finite numbers, got {bound!r}")
         cond = {}
         if rng[0] is not None:
             cond["$gte"] = rng[0]
@@ -62,6 +75,52 @@ def history_filters(
 
 def _naive_utc(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+#: First characters that make a spreadsheet read a cell as a formula (or, for tab and
+#: carriage return, move it into one).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert_text(values: pd.Series) -> pd.Series:
+    """Text cells that start like a formula, with a leading apostrophe (what spreadsheets
+    take as "this is text"); numbers and other cells as they are."""
+    text = values.map(type).eq(str)
+    if not text.any():
+        return values
+    risky = text & values.where(text, "").str.startswith(_FORMULA_START)
+    return values.where(~risky, "'" + values.where(risky, "").astype(str))
+
+
+def _iso_utc(values: pd.Series) -> pd.Series:
+    """Datetimes as ISO 8601 text with their UTC offset (naive ones are UTC)."""
+    t = pd.to_datetime(values, utc=True)
+    return t.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").where(t.notna(), "") + "+00:00"
+
+
+def history_csv(frame: pd.DataFrame) -> str:
+    """``frame`` as CSV for spreadsheets: timestamps in ISO 8601 with their UTC offset,
+    and text cells (and column names: they come from messages) that start with ``=``,
+    ``+``, ``-``, ``@``, a tab or a carriage return prefixed with an apostrophe, so a
+    spreadsheet shows them instead of running them. Numbers, negative ones included,
+    are written as they are.
+
+    >>> df = pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-01 12:00:00"]),
+    ...                    "note": ["=HYPERLINK(1)"], "power": [-3.5]})
+    >>> print(history_csv(df).strip())
+    timestamp,note,power
+    2026-01-01T12:00:00.000000+00:00,'=HYPERLINK(1),-3.5
+    """
+    out = pd.DataFrame(index=frame.index)
+    for i in range(frame.shape[1]):
+        col = frame.iloc[:, i]
+        if pd.api.types.is_datetime64_any_dtype(col):
+            col = _iso_utc(col)
+        elif not pd.api.types.is_numeric_dtype(col):  # text, or mixed values
+            col = _inert_text(col)
+        out[i] = col
+    out.columns = _inert_text(pd.Series(list(frame.columns), dtype=object)).tolist()
+    return out.to_csv(index=False)
 
 
 class HistoryView(MonitorView):
@@ -115,7 +174,8 @@ class HistoryView(MonitorView):
         self.keep_hours = pn.widgets.FloatInput(
             name="Keep the last (hours)",
             value=24.0,
-            start=0.01,
+            start=KEEP_HOURS_RANGE[0],
+            end=KEEP_HOURS_RANGE[1],
             step=1.0,
             width=150,
             css_classes=["amq-history-keep"],
@@ -160,6 +220,8 @@ class HistoryView(MonitorView):
 
     def _spec(self) -> tuple[datetime, datetime, dict[str, Any]]:
         start, end = self.time_range.value
+        if start > end:
+            raise ValueError("the time range ends before it starts")
         filters = history_filters(
             build_id=self.build.value.strip() or None,
             layers=(self.layer_from.value, self.layer_to.value),
@@ -173,7 +235,11 @@ class HistoryView(MonitorView):
         must not freeze the page); the next tick shows the result."""
         if self._pending is not None:
             return
-        spec = self._spec()
+        try:
+            spec = self._spec()
+        except (TypeError, ValueError) as exc:  # a browser sent what the form cannot hold
+            self.info.object = f'<span class="amq-error">Query not run: {esc(exc)}</span>'
+            return
         self._pending = spec
         self.run.disabled = True
         self.info.object = '<span class="amq-history-busy">Running query…</span>'
@@ -187,27 +253,30 @@ class HistoryView(MonitorView):
         threading.Thread(target=work, name="amqadf-history", daemon=True).start()
 
     def delete_old_data(self) -> None:
-        """Delete stored history older than ``keep_hours`` (operators only; checked here
-        on the server, whatever the browser sent), in the background."""
+        """Delete stored history older than ``keep_hours`` (operators only), in the
+        background. Role and hours are checked here, on the server, whatever the browser
+        sent: hours outside :data:`~am_qadf.live_monitor.KEEP_HOURS_RANGE`, infinite or
+        NaN are refused with the reason, never taken as "delete everything"."""
         reason = self.refuse("delete_old_data")
         if reason is not None:
-            self.info.object = f'<span class="amq-error">{_esc(reason)}</span>'
+            self.info.object = f'<span class="amq-error">{esc(reason)}</span>'
             return
-        storage = self.monitor.storage
-        hours = self.keep_hours.value
-        if storage is None or hours is None or not hours > 0:
-            self.info.object = '<span class="amq-error">Give the hours of history to keep.</span>'
+        if self.monitor.storage is None:
+            self.info.object = '<span class="amq-error">History storage is disabled.</span>'
             return
-        cutoff = datetime.now(UTC) - timedelta(hours=float(hours))
+        try:
+            hours = check_keep_hours(self.keep_hours.value)
+        except ValueError as exc:
+            self.info.object = f'<span class="amq-error">Nothing deleted: {esc(exc)}</span>'
+            return
         self.delete.disabled = True
         self.info.object = '<span class="amq-history-busy">Deleting…</span>'
 
         def work() -> None:
             try:
-                n = storage.delete_old_data(cutoff)
-                self._deleted = (cutoff, n, None)
+                self._deleted = (hours, self.monitor.delete_history(hours), None)
             except Exception as exc:  # shown on the next tick
-                self._deleted = (cutoff, None, exc)
+                self._deleted = (hours, None, exc)
 
         threading.Thread(target=work, name="amqadf-history-delete", daemon=True).start()
 
@@ -225,14 +294,14 @@ class HistoryView(MonitorView):
 
     def refresh(self, snapshot: dict[str, Any]) -> None:
         if self._deleted is not None:
-            cutoff, n, error = self._deleted
+            hours, n, error = self._deleted
             self._deleted = None
-            self.delete.disabled = False
+            self.delete.disabled = not self.permitted("delete_old_data")
             self.info.object = (
-                f'<span class="amq-error">Delete failed: {_esc(error)}</span>'
+                f'<span class="amq-error">Delete failed: {esc(error)}</span>'
                 if error is not None
                 else f'<span class="amq-history-deleted" data-deleted="{n}">Deleted {n:,} '
-                f"records older than {cutoff:%Y-%m-%d %H:%M:%S} UTC</span>"
+                f"records older than the last {hours:,g} hours</span>"
             )
         if self._result is None:
             return
@@ -240,18 +309,19 @@ class HistoryView(MonitorView):
         self._result = self._pending = None
         self.run.disabled = False
         if error is not None or df is None:
-            self.info.object = f'<span class="amq-error">Query failed: {_esc(error)}</span>'
+            self.info.object = f'<span class="amq-error">Query failed: {esc(error)}</span>'
             return
         self._frame = df
         self.rows = len(df)
-        self.table.value = df
+        # titles first: the columns are the stored messages' field names
+        self.table.param.update(titles=column_titles(df.columns), value=df)
         self.download.disabled = df.empty
         self._plot(df)
         more = " (limit reached)" if len(df) >= self.limit else ""
         self.info.object = (
             f'<span class="amq-history-rows" data-rows="{len(df)}">{len(df):,} rows{more}</span>'
             f" · {start:%Y-%m-%d %H:%M:%S} – {end:%H:%M:%S} UTC · filters: "
-            f"<code>{_esc(filters) if filters else 'none'}</code>"
+            f"<code>{esc(filters) if filters else 'none'}</code>"
         )
 
     def _plot(self, df: pd.DataFrame) -> None:
@@ -279,10 +349,7 @@ class HistoryView(MonitorView):
         )
 
     def _csv(self) -> io.StringIO:
-        buf = io.StringIO()
-        self._frame.to_csv(buf, index=False)
-        buf.seek(0)
-        return buf
+        return io.StringIO(history_csv(self._frame))
 
     def __panel__(self) -> pn.viewable.Viewable:
         form = pn.Row(
@@ -312,7 +379,3 @@ class HistoryView(MonitorView):
             sizing_mode="stretch_width",
             css_classes=["amq-history-view"],
         )
-
-
-def _esc(v: Any) -> str:
-    return html.escape(str(v))

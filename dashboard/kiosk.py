@@ -12,12 +12,12 @@ closed overnight...).
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import param
 from panel.custom import JSComponent
 
+from .markup import TEXT_LIMIT, esc, whole_number
 from .signals import signal_info
 from .theme import STATE_COLORS
 from .view_base import html_pane
@@ -61,14 +61,14 @@ class KioskStatus:
     def update(self, snapshot: dict[str, Any], rate: float, latest: dict[str, float]) -> None:
         state = str(snapshot.get("state", "stopped"))
         color = STATE_COLORS.get(state, STATE_COLORS["stopped"])
-        layer = snapshot.get("current_layer")
+        layer = whole_number(snapshot.get("current_layer"))
         tiles = [
-            ("Build", html.escape(str(snapshot.get("build_id") or "–")), "amq-k-build"),
-            ("Layer", "–" if layer is None else f"{int(layer):,}", "amq-k-layer"),
+            ("Build", esc(snapshot.get("build_id") or "–", limit=TEXT_LIMIT), "amq-k-build"),
+            ("Layer", "–" if layer is None else f"{layer:,}", "amq-k-layer"),
             (
                 "State",
                 f'<span class="amq-dot" style="background:{color}"></span>'
-                f"{html.escape(state.capitalize())}",
+                f"{esc(state.capitalize())}",
                 "amq-k-state",
             ),
             ("Throughput", f"{rate:,.0f}<small> msg/s</small>", "amq-k-rate"),
@@ -78,7 +78,11 @@ class KioskStatus:
         if temp is not None:
             info = signal_info("temperature")
             tiles.append(
-                (info.short_label, f"{info.fmt(temp)}<small> {info.unit}</small>", "amq-k-sig")
+                (
+                    esc(info.short_label),
+                    f"{esc(info.fmt(temp))}<small> {esc(info.unit)}</small>",
+                    "amq-k-sig",
+                )
             )
         msgs = int((snapshot.get("stats") or {}).get("messages_processed") or 0)
         self.pane.object = (

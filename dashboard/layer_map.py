@@ -21,6 +21,7 @@ import numpy as np
 import panel as pn
 import param
 
+from .markup import esc
 from .signals import signal_info
 from .theme import SEVERITY_COLORS, VOXEL_PALETTE, interpolate_palette
 from .view_base import MonitorView, html_pane
@@ -231,7 +232,7 @@ class LayerMap(MonitorView):
         self._title.object = (
             f'<span class="amq-layer-z" data-k="{k}">voxel layer {k} · '
             f"z {z0:.2f}–{z0 + self._res:.2f} mm</span> · {filled:,} voxels · "
-            f"colour: {info.title}" + (" · following the build" if self.follow else "")
+            f"colour: {esc(info.title)}" + (" · following the build" if self.follow else "")
         )
 
     def _push_alerts(self) -> None:

@@ -30,6 +30,7 @@ import panel as pn
 import param
 from bokeh.models import Span
 
+from .markup import esc
 from .signals import LIVE_SIGNALS, signal_info
 from .theme import SIGNAL_COLORS
 from .view_base import MonitorView, html_pane
@@ -295,9 +296,9 @@ class LiveSignals(MonitorView):
             color = SIGNAL_COLORS.get(name, "#495057")
             cells.append(
                 f'<div class="amq-latest-cell" style="border-left-color:{color}">'
-                f'<span class="amq-latest-label">{info.short_label}</span>'
-                f'<span class="amq-latest-value">{info.fmt(trace.last_value)}'
-                f" <small>{info.unit}</small></span></div>"
+                f'<span class="amq-latest-label">{esc(info.short_label)}</span>'
+                f'<span class="amq-latest-value">{esc(info.fmt(trace.last_value))}'
+                f" <small>{esc(info.unit)}</small></span></div>"
             )
         return '<div class="amq-latest">' + "".join(cells) + "</div>"
 

@@ -11,7 +11,6 @@ the point index and value.
 
 from __future__ import annotations
 
-import html
 import time
 from typing import Any
 
@@ -21,6 +20,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from .markup import esc
 from .signals import signal_info
 from .theme import SEVERITY_COLORS, SIGNAL_COLORS
 from .view_base import MonitorView, html_pane
@@ -184,8 +184,7 @@ class SPCView(MonitorView):
             ("violations marked", f"{len(chart.seen_alerts):,}"),
         ]
         body = "".join(
-            f'<div><span class="amq-k">{html.escape(k)}</span>'
-            f'<span class="amq-v">{html.escape(v)}</span></div>'
+            f'<div><span class="amq-k">{esc(k)}</span><span class="amq-v">{esc(v)}</span></div>'
             for k, v in cells
         )
         return f'<div class="amq-spc-kv">{body}</div>'

@@ -21,6 +21,7 @@ import numpy as np
 import panel as pn
 import param
 
+from .markup import esc
 from .signals import signal_info
 from .theme import VOXEL_PALETTE
 from .view_base import MonitorView, html_pane
@@ -288,10 +289,10 @@ class VoxelView(MonitorView):
         lo, hi = self.scene.clim
         stops = ", ".join(VOXEL_PALETTE)
         self._legend.object = (
-            f'<div class="amq-legend-box"><span class="amq-legend-title">{info.title}</span>'
-            f'<span class="amq-legend-lo">{info.fmt(lo)}</span>'
+            f'<div class="amq-legend-box"><span class="amq-legend-title">{esc(info.title)}</span>'
+            f'<span class="amq-legend-lo">{esc(info.fmt(lo))}</span>'
             f'<span class="amq-legend-bar" style="background:linear-gradient(90deg,{stops})">'
-            f'</span><span class="amq-legend-hi">{info.fmt(hi)}</span></div>'
+            f'</span><span class="amq-legend-hi">{esc(info.fmt(hi))}</span></div>'
         )
 
     def _update_status(self) -> None:
