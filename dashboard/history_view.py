@@ -95,7 +95,7 @@ def _inert_text(values: pd.Series) -> pd.Series:
 def _iso_utc(values: pd.Series) -> pd.Series:
     """Datetimes as ISO 8601 text with their UTC offset (naive ones are UTC)."""
     t = pd.to_datetime(values, utc=True)
-    return t.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").where(t.notna(), "") + "+00:00"
+    return (t.dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00").where(t.notna(), "")
 
 
 def history_csv(frame: pd.DataFrame) -> str:
@@ -107,7 +107,7 @@ def history_csv(frame: pd.DataFrame) -> str:
 
     >>> df = pd.DataFrame({"timestamp": pd.to_datetime(["2026-01-01 12:00:00"]),
     ...                    "note": ["=HYPERLINK(1)"], "power": [-3.5]})
-    >>> print(history_csv(df).strip())
+    >>> print(history_csv(df).replace("\\r", "").strip())
     timestamp,note,power
     2026-01-01T12:00:00.000000+00:00,'=HYPERLINK(1),-3.5
     """
@@ -120,7 +120,8 @@ def history_csv(frame: pd.DataFrame) -> str:
             col = _inert_text(col)
         out[i] = col
     out.columns = _inert_text(pd.Series(list(frame.columns), dtype=object)).tolist()
-    return out.to_csv(index=False)
+    # CRLF rows (RFC 4180): a field holding either line break is then quoted
+    return out.to_csv(index=False, lineterminator="\r\n")
 
 
 class HistoryView(MonitorView):

@@ -39,6 +39,9 @@ VIEWPORT = {"width": 1600, "height": 1000}
 
 pytestmark = pytest.mark.browser
 
+# a Panel app script, not a test module: importing it would start its pipeline
+collect_ignore = ["hostile_app.py"]
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -68,10 +71,11 @@ def start_dashboard(
     log_path: Path,
     extra_args: Sequence[str] = (),
     extra_env: dict[str, str] | None = None,
+    app: str = "dashboard/app.py",
 ) -> subprocess.Popen:
-    """``panel serve dashboard/app.py`` on the embedded default at 127.0.0.1:``port``
-    (plus ``extra_args``, e.g. a log-in), returned once it answers (its output goes to
-    ``log_path``)."""
+    """``panel serve dashboard/app.py`` (or another ``app`` script) on the embedded
+    default at 127.0.0.1:``port`` (plus ``extra_args``, e.g. a log-in), returned once it
+    answers (its output goes to ``log_path``)."""
     env = {
         **os.environ,
         "AMQADF_DATA_DIR": data_dir,
@@ -82,7 +86,7 @@ def start_dashboard(
     for var in ("AMQADF_KAFKA", "AMQADF_REDIS_URL", "AMQADF_MONGO_URI", "AMQADF_TOPIC"):
         env.pop(var, None)  # these tests are about the embedded default
     cmd = [
-        sys.executable, "-m", "panel", "serve", "dashboard/app.py",
+        sys.executable, "-m", "panel", "serve", app,
         "--port", str(port), "--address", "127.0.0.1",
         "--allow-websocket-origin", f"127.0.0.1:{port}",
         "--num-procs", "1", "--liveness",

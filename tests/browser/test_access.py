@@ -11,7 +11,7 @@ import pytest
 
 from am_qadf.access_policy import AccessPolicy
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
-from am_qadf.streaming import StreamingConfig
+from am_qadf.streaming import KafkaProducer, StreamingConfig
 from dashboard.alerts_view import AlertsView
 from dashboard.controls import Controls
 from dashboard.history_view import HistoryView
@@ -163,3 +163,47 @@ def test_viewer_controls_stay_disabled_after_refreshes(monitor):
     for _ in range(3):
         controls.refresh(monitor.snapshot())
     assert controls._pause.disabled and controls._resume.disabled and controls._seek.disabled
+
+
+@pytest.mark.parametrize("hours", [1e-9, 0.0, -5.0, float("inf"), float("nan"), 1e300, None])
+def test_keep_hours_are_checked_on_the_server(monitor, hours):
+    """The browser's minimum is not a check: 1e-9 hours would delete everything, inf
+    crashed the handler. The handler refuses them with the reason, deleting nothing."""
+    _store_two_ages(monitor)
+    view = HistoryView(monitor=monitor, user="ada", policy=POLICY)
+    view.keep_hours.value = hours
+    view.delete_old_data()
+    assert "Nothing deleted" in view.info.object and "keep hours" in view.info.object
+    assert view._deleted is None and not view.delete.disabled  # no deletion was started
+    assert len(monitor.query_history(datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC))) == 2
+
+
+def test_inject_defect_is_refused_on_a_real_line(monitor):
+    """An operator's click on a line that is not simulated (the button is hidden there,
+    but a crafted request still reaches the handler) stores no fake samples."""
+    cfg = monitor.config.streaming
+    producer = KafkaProducer(cfg.kafka_bootstrap_servers, cfg.kafka_topic)
+    now = datetime.now(UTC)
+    real = {"timestamp": now, "build_id": "real-1", "layer": 2, "x": 1.0, "y": 1.0, "z": 0.1,
+            "temperature": 1900.0}  # fmt: skip
+    producer.produce(real, key="real-1")
+    producer.flush()
+
+    def stored() -> list[dict]:
+        return monitor.query_history(now - timedelta(hours=1), now + timedelta(hours=1))
+
+    deadline = time.monotonic() + 30
+    while not stored() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    controls = Controls(monitor=monitor, user="ada", policy=POLICY)
+    controls.inject()
+    assert "Could not inject a defect" in controls.message
+    assert "simulated build" in controls.message
+    # a sentinel behind where fake samples would have gone (same key, same partition)
+    producer.produce({**real, "layer": 3, "temperature": 1901.0}, key="real-1")
+    producer.flush()
+    producer.close()
+    deadline = time.monotonic() + 30
+    while not any(d["layer"] == 3 for d in stored()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(d["temperature"] for d in stored()) == [1900.0, 1901.0]

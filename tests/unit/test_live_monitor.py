@@ -3,16 +3,20 @@ client with voxel/quality/SPC/alert processors -> grid, change log, storage."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from concurrent.futures import Future
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
+from am_qadf import live_monitor
 from am_qadf.cli import main as cli_main
-from am_qadf.live_monitor import LiveMonitor, MonitorConfig
+from am_qadf.live_monitor import KEEP_HOURS_RANGE, LiveMonitor, MonitorConfig, check_keep_hours
 from am_qadf.simulation.publisher import SimulationPublisher
-from am_qadf.streaming import IncrementalProcessor, StreamingConfig, get_broker
+from am_qadf.streaming import IncrementalProcessor, KafkaProducer, StreamingConfig, get_broker
 from am_qadf.streaming.brick_changes import BrickChangeLog
 from am_qadf.streaming.voxel_processor import VoxelProcessor
 from am_qadf.voxelization.voxel_grid import VoxelGrid
@@ -162,3 +166,111 @@ def test_cli_monitor_runs_and_stops(capsys, monkeypatch, tmp_path):
     assert cli_main(["monitor", "--seconds", "1.5", "--interval", "0.5", "--rate", "20000"]) == 0
     out = capsys.readouterr().out
     assert "monitoring am_qadf_monitoring" in out and "msgs" in out and "layer" in out
+
+
+# -- operator actions: every precondition checked by the monitor, whoever calls ------------
+
+
+def _line(tmp_path, *, simulate: bool, rate: float = 2_000) -> LiveMonitor:
+    servers = [f"memory://lm-op-{uuid.uuid4().hex[:8]}"]
+    cfg = MonitorConfig(
+        streaming=StreamingConfig.embedded(
+            kafka_bootstrap_servers=servers, storage_path=str(tmp_path), max_poll_records=1000
+        ),
+        simulate=simulate,
+        rate=rate,
+    )
+    return LiveMonitor(cfg)
+
+
+def _produce(mon: LiveMonitor, *msgs: dict) -> None:
+    cfg = mon.config.streaming
+    producer = KafkaProducer(cfg.kafka_bootstrap_servers, cfg.kafka_topic)
+    for m in msgs:
+        producer.produce(m)
+    producer.flush()
+    producer.close()
+
+
+def _real(i: int, build: str = "real-42", **extra) -> dict:
+    t = datetime(2026, 3, 1, 8, 0, tzinfo=UTC) + timedelta(milliseconds=i)
+    return {"timestamp": t, "build_id": build, "layer": 3, "x": 10.0, "y": 10.0, "z": 0.12,
+            "temperature": 1900.0, **extra}  # fmt: skip
+
+
+def test_test_defects_are_refused_on_a_line_that_is_not_simulated(tmp_path, monkeypatch):
+    mon = _line(tmp_path, simulate=False)
+    mon.start()
+    try:
+        _produce(mon, _real(0))
+        assert _wait(lambda: mon.snapshot()["stats"]["messages_processed"] == 1)
+        producers = []
+        monkeypatch.setattr(live_monitor, "KafkaProducer", lambda *a, **k: producers.append(a))
+        with pytest.raises(RuntimeError, match="only into a simulated build"):
+            mon.inject_test_defect()
+        assert producers == [], "refused before anything could be published"
+        assert mon.alerts.statistics()["raised"] == 0
+    finally:
+        mon.stop()
+
+
+def test_test_defects_go_only_into_the_simulated_build(tmp_path):
+    mon = _line(tmp_path, simulate=True)
+    mon.start()
+    try:
+        assert _wait(lambda: mon.snapshot()["build_id"] == "sim-7")
+        with pytest.raises(ValueError, match="n_points"):
+            mon.inject_test_defect(n_points=0)
+        with pytest.raises(ValueError, match="n_points"):
+            mon.inject_test_defect(n_points=10**9)
+        for bad in (float("nan"), float("inf"), "hot"):
+            with pytest.raises(ValueError, match="temperature"):
+                mon.inject_test_defect(temperature=bad)
+        assert mon.inject_test_defect(n_points=5) == 5
+        # a real machine's build arrives on the same topic: no fake samples into it
+        mon._publisher.stop()
+        _produce(mon, _real(0, build="real-42"))
+        assert _wait(lambda: mon.snapshot()["build_id"] == "real-42")
+        with pytest.raises(RuntimeError, match="'real-42', not the simulated build 'sim-7'"):
+            mon.inject_test_defect()
+    finally:
+        mon.stop()
+
+
+def test_keep_hours_are_checked_before_anything_is_deleted(tmp_path):
+    mon = _line(tmp_path, simulate=False)
+    now = datetime.now(UTC)
+    docs = [
+        {"timestamp": now - timedelta(hours=5), "build_id": "b", "layer": 1},
+        {"timestamp": now - timedelta(minutes=5), "build_id": "b", "layer": 2},
+    ]
+    assert mon.storage.store_batch(docs) == 2
+    for bad in (1e-9, 0.0, -1.0, float("inf"), float("nan"), 1e300, "24", None, True):
+        with pytest.raises(ValueError, match="keep hours"):
+            mon.delete_history(bad)
+    assert len(mon.query_history(now - timedelta(days=1), now)) == 2, "nothing was deleted"
+    assert check_keep_hours(np.float32(2.0)) == 2.0
+    assert mon.delete_history(KEEP_HOURS_RANGE[0]) == 1
+    assert [d["layer"] for d in mon.query_history(now - timedelta(days=1), now)] == [2]
+
+
+def test_one_replay_at_a_time(tmp_path, monkeypatch):
+    mon = _line(tmp_path, simulate=False)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_between_batches(fn):
+        entered.set()
+        release.wait(30)
+        done = Future()
+        done.set_result(None)
+        return done
+
+    monkeypatch.setattr(mon.client, "run_between_batches", slow_between_batches)
+    first = threading.Thread(target=mon.seek_to_beginning)
+    first.start()
+    assert entered.wait(30)
+    with pytest.raises(RuntimeError, match="already starting"):
+        mon.seek_to_beginning()
+    release.set()
+    first.join(30)
+    mon.seek_to_beginning()  # the first one is done: a new replay may start
