@@ -386,7 +386,7 @@ class Dashboard(pn.viewable.Viewer):
         self.start()
         css = read_css() + ("\n" + read_css(KIOSK_CSS_FILE) if self.kiosk else "")
         common = {
-            "title": self.title,
+            "title": esc(self.title),  # the template puts it into the page unescaped
             "logo": str(LOGO_FILE) if LOGO_FILE.exists() else None,
             "favicon": str(LOGO_FILE) if LOGO_FILE.exists() else None,
             "header_background": "#0b1f2a" if self.kiosk else ACCENT,

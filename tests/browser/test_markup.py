@@ -221,3 +221,13 @@ def test_history_filters_refuse_numbers_a_browser_should_not_send(monitor):
     view.value_min.value = float("inf")
     view.query()
     assert "Query not run" in view.info.object and view._pending is None
+
+
+def test_page_title_is_text(monitor):
+    """The page template puts its title into the header as HTML (no autoescape)."""
+    dash = Dashboard(monitor=monitor, title=f"Line {BUILD}", policy=AccessPolicy(open_access=True))
+    try:
+        shown = dash.template().title
+    finally:
+        dash.stop()
+    assert shown == esc(f"Line {BUILD}")
