@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from am_qadf.machine_profile import MachineProfile, ProfileError
 from am_qadf.monitoring.alerts import Alert, AlertManager
 from am_qadf.monitoring.batch_view import (
     ArrayBatchView,
@@ -50,37 +51,21 @@ __all__ = [
     "default_threshold_rules",
 ]
 
-DEFAULT_SIGNALS: tuple[str, ...] = (
-    "temperature",
-    "melt_pool_area",
-    "power",
-    "scan_speed",
-    "intensity",
-)
-"""Signals of :class:`am_qadf.simulation.BuildSimulator` messages."""
+_SIMULATOR = MachineProfile.default()
 
-SPC_SIGNALS: tuple[str, ...] = ("temperature", "melt_pool_area", "intensity")
-"""Process responses watched by SPC; power and speed are set-points and get thresholds."""
+# The simulator profile's figures, kept as names for code written before profiles;
+# new code takes them from the active MachineProfile.
+DEFAULT_SIGNALS: tuple[str, ...] = _SIMULATOR.signal_names
+"""Signals of the simulator's profile (:meth:`MachineProfile.default`)."""
 
-DEFAULT_RANGES: dict[str, tuple[float, float]] = {
-    "temperature": (300.0, 4000.0),
-    "melt_pool_area": (0.0, 1.0),
-    "power": (0.0, 1000.0),
-    "scan_speed": (0.0, 5000.0),
-    "intensity": (0.0, 1.0e5),
-}
-"""Physically plausible ranges, for the quality processor's out-of-range rate."""
+SPC_SIGNALS: tuple[str, ...] = _SIMULATOR.spc_signals
+"""Signals the simulator's profile charts; power and speed are set-points with thresholds."""
 
-DEFAULT_LIMITS: dict[str, dict[str, float]] = {
-    # About 7 sigma of the simulator's in-control noise around its nominal values
-    # (1900 K, 0.015 mm², 1000 counts; 280/210 W and 1000/750 mm/s hatch/contour).
-    "temperature": {"low": 1650.0, "high": 2150.0, "max_change": 400.0},
-    "melt_pool_area": {"low": 0.0085, "high": 0.0215},
-    "intensity": {"low": 500.0, "high": 1500.0},
-    "power": {"low": 150.0, "high": 320.0},
-    "scan_speed": {"low": 600.0, "high": 1150.0},
-}
-"""Alert thresholds matching the simulator's defaults; adapt them for a real machine."""
+DEFAULT_RANGES: dict[str, tuple[float, float]] = _SIMULATOR.ranges()
+"""Physically plausible ranges of the simulator's profile (quality processor)."""
+
+DEFAULT_LIMITS: dict[str, dict[str, float]] = _SIMULATOR.limits()
+"""Alert thresholds of the simulator's profile; another machine's come from its profile."""
 
 
 def _f(v: Any) -> float | None:
@@ -224,6 +209,8 @@ class SPCProcessor(_Processor):
     ``baseline_points`` finite values, or from :meth:`load_baselines`.
     ``per_layer=True`` keeps a chart per (signal, layer) whose limits come from
     the first baseline learned for the signal, so run rules restart each layer.
+    ``signal_charts`` gives a signal its own ``{"chart": kind, **options}``
+    (``baseline_points`` among them), e.g. from a machine profile's ``spc`` settings.
 
     The result is JSON-friendly::
 
@@ -253,6 +240,7 @@ class SPCProcessor(_Processor):
         n_latest: int = 20,
         max_reported: int = 100,
         column_cache: ColumnCache | None = None,
+        signal_charts: Mapping[str, Mapping[str, Any]] | None = None,
         **chart_options: Any,
     ) -> None:
         super().__init__(column_cache)
@@ -271,6 +259,14 @@ class SPCProcessor(_Processor):
             opts["rules"] = None if rules is None else list(rules)
         self.chart_options = opts
         make_chart(chart, baseline_points, **opts)  # fail fast on bad options
+        self.signal_charts = {s: dict(o) for s, o in (signal_charts or {}).items()}
+        unknown = sorted(set(self.signal_charts) - set(self.signals))
+        if unknown:
+            raise ValueError(
+                f"signal_charts for unknown signals {unknown}; signals: {self.signals}"
+            )
+        for s in self.signal_charts:
+            self._new_chart(s)  # fail fast on bad options
         self.spec_limits: dict[str, tuple[float | None, float | None]] = {}
         for s, lim in (spec_limits or {}).items():
             try:
@@ -289,7 +285,7 @@ class SPCProcessor(_Processor):
         self._templates: dict[str, dict[str, Any]] = {}
         if not self.per_layer:
             for s in self.signals:
-                self.charts[s] = make_chart(chart, baseline_points, name=s, **opts)
+                self.charts[s] = self._new_chart(s)
         self.last_violations: list[SPCViolations] = []
         self.total_violations = 0
 
@@ -322,17 +318,24 @@ class SPCProcessor(_Processor):
                 if self.per_layer:
                     self._templates[s] = chart.to_dict()
 
+    def _new_chart(self, signal: str) -> ControlChart:
+        """A fresh chart for ``signal``: its ``signal_charts`` entry, else the processor's."""
+        own = self.signal_charts.get(signal)
+        if own is None:
+            return make_chart(
+                self.chart_kind, self.baseline_points, name=signal, **self.chart_options
+            )
+        opts = dict(own)
+        kind = opts.pop("chart", self.chart_kind)
+        points = opts.pop("baseline_points", self.baseline_points)
+        return make_chart(kind, points, name=signal, **opts)
+
     def _chart_for(self, signal: str, layer: int) -> ControlChart:
         key = (signal, layer)
         chart = self.charts.get(key)
         if chart is None:
             tpl = self._templates.get(signal)
-            if tpl is not None:
-                chart = ControlChart.from_dict(tpl)
-            else:
-                chart = make_chart(
-                    self.chart_kind, self.baseline_points, name=signal, **self.chart_options
-                )
+            chart = ControlChart.from_dict(tpl) if tpl is not None else self._new_chart(signal)
             self.charts[key] = chart
             layers = [k for k in self.charts if k[0] == signal]
             for old in layers[: max(0, len(layers) - self.max_layers)]:
@@ -615,25 +618,34 @@ def default_threshold_rules(
     *,
     sample_rate_hz: float | None = None,
     max_missing: int = 20,
+    profile: MachineProfile | None = None,
 ) -> list[AlertRule]:
-    """Threshold, rate-of-change, missing-data and time-gap rules for the simulator's signals.
+    """Threshold, rate-of-change, missing-data and time-gap rules for a profile's signals
+    (default: the simulator's). ``limits`` replaces the profile's alarm limits.
+
+    A charted signal (``spc`` other than ``none``) above its high limit is critical
+    (too hot / too big / too bright means keyholing or spatter); anything else out
+    of limits is a warning. Charted signals also get a missing-data rule.
 
     >>> [type(r).__name__ for r in default_threshold_rules()][:3]
     ['ThresholdRule', 'ThresholdRule', 'RateOfChangeRule']
     """
-    lim = {k: dict(v) for k, v in (limits or DEFAULT_LIMITS).items()}
+    prof = profile if profile is not None else _SIMULATOR
+    lim = {k: dict(v) for k, v in (limits if limits is not None else prof.limits()).items()}
+    charted = prof.spc_signals
     rules: list[AlertRule] = []
     for metric, d in lim.items():
         if "high" in d:
-            # Too hot / too big / too bright means keyholing or spatter: critical.
-            sev = "critical" if metric in SPC_SIGNALS else "warning"
+            sev = "critical" if metric in charted else "warning"
             rules.append(ThresholdRule(metric, high=d["high"], severity=sev))
         if "low" in d:
             rules.append(ThresholdRule(metric, low=d["low"], severity="warning"))
         if "max_change" in d:
             rules.append(RateOfChangeRule(metric, max_change=d["max_change"], severity="info"))
-    for metric in SPC_SIGNALS:
+    for metric in charted:
         rules.append(MissingDataRule(metric, max_consecutive=max_missing, severity="warning"))
+    if sample_rate_hz is None:
+        sample_rate_hz = prof.machine.sample_rate_hz
     rules.append(
         GapRule(sample_rate_hz=sample_rate_hz, max_missing=max_missing, severity="warning")
     )
@@ -642,35 +654,43 @@ def default_threshold_rules(
 
 def default_processors(
     *,
+    profile: MachineProfile | None = None,
     alert_manager: AlertManager | None = None,
     limits: Mapping[str, Mapping[str, float]] | None = None,
     ranges: Mapping[str, tuple[float, float]] | None = None,
     sample_rate_hz: float | None = None,
     baseline_points: int = 5000,
-    ewma_lambda: float = 0.01,
-    ewma_L: float = 6.0,
+    ewma_lambda: float | None = None,
+    ewma_L: float | None = None,
     cooldown_points: int = 1000,
     column_cache: ColumnCache | None = None,
 ) -> dict[str, Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]]]:
-    """The quality, SPC and alert processors, configured for the simulator's signals.
+    """The quality, SPC and alert processors, configured from a machine profile
+    (default: the simulator's, :meth:`MachineProfile.default`).
 
-    SPC runs an EWMA chart (λ = 0.01 to catch slow drifts; L = 6 because at
-    20 kHz even a few nuisance signals per layer add up: ``bench/bench_detection.py``
-    measures the false-alarm rate) on temperature, melt-pool area and
-    intensity, with a baseline from the first ``baseline_points`` points. The
-    alert processor adds absolute thresholds (:data:`DEFAULT_LIMITS`), a
-    temperature rate-of-change rule, missing-data rules and a time-gap rule
-    (``sample_rate_hz=None``: the sample period is learned from the first
-    batch). Cooldown is ``cooldown_points`` per (metric, rule). The three
-    share one column cache; the alert processor exposes the shared
-    :class:`AlertManager` as ``.alert_manager``.
+    Quality covers every signal of the profile (plausible ``range``s). SPC
+    charts each signal whose ``spc`` is not ``none``, with that kind and its
+    ``spc_options``, baseline from the first ``baseline_points`` points (the
+    simulator's profile: EWMA, λ = 0.01 to catch slow drifts, L = 6 because at
+    20 kHz even a few nuisance signals per layer add up;
+    ``bench/bench_detection.py`` measures the false-alarm rate).
+    ``ewma_lambda``/``ewma_L`` override λ and L of the EWMA charts. The alert
+    processor adds the profile's thresholds (:func:`default_threshold_rules`;
+    ``limits`` replaces them), missing-data rules and a time-gap rule
+    (``sample_rate_hz``, else the profile's, else learned from the first batch).
+    Cooldown is ``cooldown_points`` per (metric, rule). The three share one
+    column cache; the alert processor exposes the shared :class:`AlertManager`
+    as ``.alert_manager``.
 
     >>> procs = default_processors()
     >>> sorted(procs)
     ['alert_processor', 'quality_processor', 'spc_processor']
     >>> procs["alert_processor"].alert_manager.cooldown_points
     1000
+    >>> procs["spc_processor"].charts["temperature"].kind
+    'ewma'
     """
+    prof = profile if profile is not None else _SIMULATOR
     cache = column_cache if column_cache is not None else ColumnCache()
     manager = (
         alert_manager
@@ -678,20 +698,50 @@ def default_processors(
         else AlertManager(cooldown_points=cooldown_points)
     )
     quality = QualityProcessor(
-        DEFAULT_SIGNALS, ranges if ranges is not None else DEFAULT_RANGES, column_cache=cache
-    )
-    spc = SPCProcessor(
-        SPC_SIGNALS,
-        chart="ewma",
-        baseline_points=baseline_points,
-        lam=ewma_lambda,
-        L=ewma_L,
+        prof.signal_names or ("value",),
+        ranges if ranges is not None else prof.ranges(),
         column_cache=cache,
     )
+    charts = prof.spc_charts()
+    for spec in charts.values():
+        if spec["chart"] == "ewma":
+            if ewma_lambda is not None:
+                spec["lam"] = ewma_lambda
+            if ewma_L is not None:
+                spec["L"] = ewma_L
+    spc: SPCProcessor | None = None
+    if charts:
+        try:
+            spc = SPCProcessor(
+                list(charts),
+                chart=next(iter(charts.values()))["chart"],
+                baseline_points=baseline_points,
+                column_cache=cache,
+                signal_charts=charts,
+            )
+        except (TypeError, ValueError) as exc:
+            bad = _bad_chart(charts, baseline_points)
+            raise ProfileError(prof.source, f"signals.{bad}.spc_options", str(exc)) from None
     alert = AlertProcessor(
         manager,
-        default_threshold_rules(limits, sample_rate_hz=sample_rate_hz),
+        default_threshold_rules(limits, sample_rate_hz=sample_rate_hz, profile=prof),
         spc=spc,
         column_cache=cache,
     )
-    return {"quality_processor": quality, "spc_processor": spc, "alert_processor": alert}
+    out: dict[str, Any] = {"quality_processor": quality}
+    if spc is not None:
+        out["spc_processor"] = spc
+    out["alert_processor"] = alert
+    return out
+
+
+def _bad_chart(charts: Mapping[str, Mapping[str, Any]], baseline_points: int) -> str:
+    """The first signal whose chart settings ``make_chart`` refuses."""
+    for s, spec in charts.items():
+        opts = dict(spec)
+        kind = opts.pop("chart")
+        try:
+            make_chart(kind, opts.pop("baseline_points", baseline_points), **opts)
+        except (TypeError, ValueError):
+            return s
+    return next(iter(charts))

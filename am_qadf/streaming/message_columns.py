@@ -132,6 +132,58 @@ class ColumnCache:
             self._columns(batch, sorted(self.field_names(batch)))
             return frozenset().union(*self._types.values())
 
+    def field_types(
+        self, batch: Sequence[Any], fields: Iterable[str]
+    ) -> dict[str, frozenset[type]]:
+        """The types of the values of each of ``fields`` in ``batch`` (converting the
+        fields not converted yet).
+
+        >>> ColumnCache().field_types([{"x": 1.0, "id": "a"}, {"x": None}], ["x"])["x"] == {
+        ...     float, type(None)}
+        True
+        """
+        with self._lock:
+            fields = list(fields)
+            self._columns(batch, fields)
+            return {f: frozenset(self._types[f]) for f in fields}
+
+    def assign(
+        self,
+        batch: Sequence[Any],
+        columns: dict[str, np.ndarray],
+        *,
+        types: dict[str, set[type]] | None = None,
+        drop: Iterable[str] = (),
+    ) -> None:
+        """Record that a step rewrote ``batch`` in place: it now has ``columns`` (with
+        the value ``types`` given; others are found when asked) and no longer has the
+        fields in ``drop``.
+
+        >>> cache, batch = ColumnCache(), [{"a": 1.0}]
+        >>> batch[0]["b"] = batch[0].pop("a") * 2
+        >>> cache.assign(batch, {"b": np.array([2.0])}, types={"b": {float}}, drop=["a"])
+        >>> sorted(cache.field_names(batch)), cache.columns(batch, ["b"])["b"].tolist()
+        (['b'], [2.0])
+        """
+        with self._lock:
+            self._bind(batch)
+            names = self._names
+            drop = set(drop)
+            for f in drop:
+                self._cols.pop(f, None)
+                self._types.pop(f, None)
+            for f, col in columns.items():
+                self._cols[f] = col
+                self._types.pop(f, None)
+            for f, t in (types or {}).items():
+                self._types[f] = set(t)
+            for f in [f for f in self._cols if f not in self._types]:
+                del self._cols[f]  # types unknown: convert again when asked
+            if names is not None:
+                self._names = (names - drop) | set(columns) | set(types or ())
+            else:
+                self._names = None
+
     def messages(self, batch: Sequence[Any]) -> Sequence[dict[str, Any]]:
         """The batch with anything that is not a dict replaced by ``{}``."""
         self._bind(batch)

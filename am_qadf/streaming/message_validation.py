@@ -12,25 +12,17 @@ from typing import Any
 
 import numpy as np
 
+from am_qadf.machine_profile import MachineProfile
+
 from .message_columns import ColumnCache
 from .serialization import JSON_SCALARS
 from .timestamps import to_utc
 
 __all__ = ["MessageValidator", "NUMERIC_FIELDS"]
 
-#: Fields that must be numbers when present (the simulator's message schema).
-NUMERIC_FIELDS = (
-    "x",
-    "y",
-    "z",
-    "layer",
-    "value",
-    "power",
-    "scan_speed",
-    "temperature",
-    "melt_pool_area",
-    "intensity",
-)
+#: Fields that must be numbers when present: the simulator's profile's position and
+#: signal fields, and ``value`` (a client with another profile uses that profile's).
+NUMERIC_FIELDS: tuple[str, ...] = ("value", *MachineProfile.default().numeric_fields)
 
 
 @dataclass

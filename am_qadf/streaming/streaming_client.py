@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from am_qadf.machine_profile import MachineProfile
+
 from .buffer_manager import BufferManager
 from .history_store import STORABLE_TYPES
 from .kafka_consumer import KafkaConsumer
@@ -26,6 +28,7 @@ from .kafka_producer import KafkaProducer
 from .latency_stats import LatencyStats
 from .message_columns import ColumnCache
 from .message_validation import MessageValidator
+from .profile_mapping import ProfileMapper
 from .stream_storage import PreparedBatch, SpoolFullError, StreamStorage
 from .streaming_config import StreamingConfig
 from .streaming_result import StreamingResult
@@ -100,11 +103,19 @@ class StreamingClient:
         *,
         storage: StreamStorage | None = None,
         validator: MessageValidator | None = None,
+        profile: MachineProfile | None = None,
     ) -> None:
         if config is not None and not isinstance(config, StreamingConfig):
             raise TypeError(f"config must be a StreamingConfig, got {type(config).__name__}")
+        if profile is not None and not isinstance(profile, MachineProfile):
+            raise TypeError(f"profile must be a MachineProfile, got {type(profile).__name__}")
         self.config = config or StreamingConfig()
-        self.validator = validator or MessageValidator()
+        #: The machine profile: how messages map onto signals (default: the simulator's).
+        self.profile = profile or MachineProfile.default()
+        self.mapper = ProfileMapper(self.profile)
+        self.validator = validator or MessageValidator(
+            numeric_fields=("value", *self.profile.numeric_fields)
+        )
         self._storage = storage
         self._processors: dict[str, Callable[[list[dict[str, Any]]], Any]] = {}
         #: Columns of the batch being processed; give it to processors to share it.
@@ -154,9 +165,12 @@ class StreamingClient:
         from .incremental_processor import IncrementalProcessor
         from .voxel_processor import VoxelProcessor
 
-        voxels = VoxelProcessor(IncrementalProcessor(grid), column_cache=self.column_cache)
+        voxels = VoxelProcessor(
+            IncrementalProcessor(grid), self.profile.signal_names, column_cache=self.column_cache
+        )
         self.register_processor("voxel_processor", voxels)
-        for name, proc in default_processors(column_cache=self.column_cache).items():
+        procs = default_processors(profile=self.profile, column_cache=self.column_cache)
+        for name, proc in procs.items():
             self.register_processor(name, proc)
         return self
 
@@ -287,6 +301,7 @@ class StreamingClient:
         # found by its identity
         batch = data_batch if type(data_batch) is list else list(data_batch)
         start = time.perf_counter()
+        self.mapper.map_batch(batch, self.column_cache)  # in place; nothing for the simulator
         result = StreamingResult(
             timestamp=now_utc(),
             data_batch=self.column_cache.columns(batch, ["value"])["value"],
@@ -354,6 +369,12 @@ class StreamingClient:
             }
         stats["consumer_lag"] = consumer.lag() if consumer is not None else 0
         return stats
+
+    def profile_statistics(self) -> dict[str, Any]:
+        """How well the machine profile fits the stream: fields missing in recent
+        messages, points outside the plate, fields the profile does not name
+        (see :meth:`ProfileMapper.statistics`)."""
+        return self.mapper.statistics()
 
     def reset_statistics(self) -> None:
         """Zero every counter and restart the throughput clock."""

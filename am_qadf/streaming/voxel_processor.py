@@ -7,12 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from am_qadf.machine_profile import MachineProfile
+
 from .incremental_processor import IncrementalProcessor
 from .message_columns import ColumnCache
 
 __all__ = ["VoxelProcessor", "DEFAULT_VOXEL_SIGNALS"]
 
-DEFAULT_VOXEL_SIGNALS = ("temperature", "melt_pool_area", "power", "scan_speed", "intensity")
+#: The simulator profile's signals (a client passes its own profile's).
+DEFAULT_VOXEL_SIGNALS: tuple[str, ...] = MachineProfile.default().signal_names
 
 
 class VoxelProcessor:
