@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from am_qadf.machine_profile import MachineProfile
 from am_qadf.streaming import KafkaProducer, StreamingClient, StreamingConfig
 from am_qadf.streaming.brick_changes import BrickChangeLog
 from am_qadf.streaming.streaming_result import StreamingResult
@@ -71,8 +72,10 @@ class MonitorConfig:
 
     ``streaming`` says where messages come from and where they are stored (default:
     everything embedded). ``simulate`` publishes a simulated build at ``rate``
-    messages per second into the topic. The voxel grid covers ``bbox_min``..``bbox_max``
-    (mm) at ``resolution`` mm.
+    messages per second into the topic. ``profile`` says how the machine's messages map
+    onto signals, their units, limits and SPC (None: the simulator's). The voxel grid
+    covers ``bbox_min``..``bbox_max`` (mm) at ``resolution`` mm (None: the profile's
+    plate and voxel size).
     """
 
     streaming: StreamingConfig = field(
@@ -82,9 +85,10 @@ class MonitorConfig:
     rate: float = 5000.0
     seed: int = 7
     publish_batch: int = 250
-    bbox_min: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    bbox_max: tuple[float, float, float] = (250.0, 250.0, 30.0)
-    resolution: float = 0.5
+    profile: MachineProfile | None = None
+    bbox_min: tuple[float, float, float] | None = None
+    bbox_max: tuple[float, float, float] | None = None
+    resolution: float | None = None
     #: Seconds of history kept in the embedded history file (None: keep everything;
     #: a MongoDB deployment keeps its own retention policy).
     history_retention_s: float | None = 1800.0
@@ -94,12 +98,15 @@ class MonitorConfig:
             raise ValueError(f"rate must be a positive number of messages/s, got {self.rate}")
         if self.publish_batch < 1:
             raise ValueError(f"publish_batch must be >= 1, got {self.publish_batch}")
+        if self.profile is not None and not isinstance(self.profile, MachineProfile):
+            raise TypeError(f"profile must be a MachineProfile, got {type(self.profile).__name__}")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> MonitorConfig:
         """Read ``AMQADF_*`` variables (see :meth:`StreamingConfig.from_env`) plus
         ``AMQADF_SIMULATE`` (1/0; default 1 on the in-process broker, else 0),
-        ``AMQADF_RATE`` and ``AMQADF_SEED``.
+        ``AMQADF_RATE``, ``AMQADF_SEED`` and ``AMQADF_PROFILE`` (a machine profile TOML;
+        a bad one fails here, naming file, key and reason).
 
         >>> MonitorConfig.from_env({"AMQADF_RATE": "2000"}).rate
         2000.0
@@ -121,6 +128,7 @@ class MonitorConfig:
             ),
             rate=float(env.get("AMQADF_RATE", 5000.0)),
             seed=int(env.get("AMQADF_SEED", 7)),
+            profile=MachineProfile.from_env(env),
         )
 
 
@@ -128,14 +136,32 @@ class LiveMonitor:
     """A running pipeline: source, client, processors, grid, alerts, storage.
 
     Everything here is safe to call from a UI thread while the consumer thread works.
+    ``profile`` (a :class:`MachineProfile` or a TOML path) overrides ``config.profile``.
     """
 
-    def __init__(self, config: MonitorConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: MonitorConfig | None = None,
+        *,
+        profile: MachineProfile | str | os.PathLike[str] | None = None,
+    ) -> None:
         self.config = config or MonitorConfig()
         cfg = self.config
-        self.grid = VoxelGrid(cfg.bbox_min, cfg.bbox_max, cfg.resolution, aggregation="mean")
+        #: The machine profile: signals, labels, units, limits, SPC, plate.
+        self.profile = (
+            MachineProfile.resolve(profile)
+            if profile is not None
+            else cfg.profile or MachineProfile.default()
+        )
+        lo, hi = self.profile.plate_bounds
+        self.grid = VoxelGrid(
+            cfg.bbox_min or lo,
+            cfg.bbox_max or hi,
+            cfg.resolution or self.profile.machine.voxel_mm,
+            aggregation="mean",
+        )
         self.changes = BrickChangeLog(self.grid.brick_dims)
-        self.client = StreamingClient(cfg.streaming)
+        self.client = StreamingClient(cfg.streaming, profile=self.profile)
         self._lock = threading.Lock()
         self._publisher: Any = None
         self._stopping = threading.Event()
@@ -400,6 +426,8 @@ class LiveMonitor:
             "publish_failed": publisher.producer.failed if publisher is not None else None,
             "replays": self.replays,
             "replay_from_layer": replay_layer,
+            # whether the profile fits the stream (missing fields, points off the plate)
+            "profile": self.client.profile_statistics(),
         }
 
     def query_history(

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["FileReplay", "write_recording"]
 
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_EPOCH_US = {"s": 1e6, "ms": 1e3, "us": 1.0, "ns": 1e-3}
 
 
 def _format_of(path: Path, fmt: str | None) -> str:
@@ -123,7 +124,10 @@ class FileReplay:
     Columns become message keys; ``timestamp`` becomes a UTC-aware datetime,
     integer columns stay ints, missing values stay NaN (floats) or are left
     out (other types). ``speed``: 1.0 real time, N times faster, 0 or inf as
-    fast as possible.
+    fast as possible. A recording in a machine's own shape paces on its time
+    column: ``time_field`` with ``time_unit`` ``"s"``/``"ms"``/``"us"``/``"ns"``
+    (epoch numbers, sent as they are) or ``"iso"`` (e.g. a machine profile's
+    ``fields.time``/``fields.time_unit``).
 
     >>> import tempfile, os
     >>> from am_qadf.simulation import BuildSimulator
@@ -140,6 +144,8 @@ class FileReplay:
         *,
         format: str | None = None,
         chunk_rows: int = 65_536,
+        time_field: str = "timestamp",
+        time_unit: str = "iso",
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -150,6 +156,9 @@ class FileReplay:
         if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
             raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
         self.chunk_rows = chunk_rows
+        if time_unit not in _EPOCH_US and time_unit != "iso":
+            raise ValueError(f"time_unit must be iso, s, ms, us or ns, got {time_unit!r}")
+        self.time_field, self.time_unit = time_field, time_unit
 
     def _frames(self) -> Iterator[Any]:
         pd = _pandas()
@@ -161,15 +170,24 @@ class FileReplay:
             for rb in pq.ParquetFile(str(self.path)).iter_batches(batch_size=self.chunk_rows):
                 yield rb.to_pandas()
 
-    @staticmethod
-    def _records(df: Any) -> tuple[list[dict[str, Any]], list[int | None]]:
+    def _records(self, df: Any) -> tuple[list[dict[str, Any]], list[int | None]]:
         pd = _pandas()
         n = len(df)
         cols: dict[str, list[Any]] = {}
         micros: list[int | None] = [None] * n
         for name in df.columns:
             s = df[name]
-            if name == "timestamp":
+            if name == self.time_field and self.time_unit != "iso":  # epoch numbers: kept
+                us = (
+                    pd.to_numeric(s, errors="coerce").to_numpy(np.float64)
+                    * _EPOCH_US[self.time_unit]
+                )
+                ok = np.isfinite(us)
+                micros = np.where(ok, us, 0).astype(np.int64).astype(object)
+                micros[~ok] = None
+                micros = micros.tolist()
+                cols[name] = s.to_numpy().tolist()
+            elif name == self.time_field:
                 if pd.api.types.is_datetime64_any_dtype(s):
                     ts = s if s.dt.tz is not None else s.dt.tz_localize(UTC)
                 else:
