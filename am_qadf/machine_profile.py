@@ -336,6 +336,42 @@ class MachineProfile:
             and all(s.is_identity for s in self.signals)
         )
 
+    def to_raw(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        """One canonical message in this machine's own shape (the inverse of ingestion),
+        for tools that publish as the machine would (test defects, demos). ``timestamp``
+        must be an aware datetime; fields the profile does not name are kept.
+
+        >>> from datetime import UTC, datetime
+        >>> p = MachineProfile.from_dict({"machine": {"id": "m"},
+        ...     "fields": {"time": "ts", "time_unit": "ms", "x": "px", "z": "pz"},
+        ...     "signals": {"temperature": {"field": "T_C", "offset": 273.15}}})
+        >>> p.to_raw({"timestamp": datetime(2024, 1, 1, tzinfo=UTC), "x": 1.0,
+        ...           "temperature": 1900.0, "o2": 5})
+        {'ts': 1704067200000, 'px': 1.0, 'T_C': 1626.85, 'o2': 5}
+        """
+        f = self.fields
+        names = {"x": f.x, "y": f.y, "z": f.z, "layer": f.layer, "build_id": f.build}
+        out: dict[str, Any] = {}
+        for key, v in message.items():
+            spec = self._by_name.get(key)
+            if key == "timestamp":
+                if f.time_unit == "iso":
+                    out[f.time] = v.isoformat() if hasattr(v, "isoformat") else v
+                else:
+                    per_s = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+                    us = round(v.timestamp() * 1e6)
+                    out[f.time] = (
+                        us * per_s[f.time_unit] // 1_000_000 if f.time_unit != "s" else us / 1e6
+                    )
+            elif spec is not None:
+                out[spec.field] = None if v is None else round((v - spec.offset) / spec.scale, 12)
+            elif key in names:
+                if names[key] is not None:
+                    out[names[key]] = v
+            else:
+                out[key] = v
+        return out
+
     @property
     def numeric_fields(self) -> tuple[str, ...]:
         """Raw message fields that must be numbers when present (for validation)."""

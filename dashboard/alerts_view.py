@@ -26,6 +26,8 @@ import pandas as pd
 import panel as pn
 import param
 
+from am_qadf.machine_profile import MachineProfile
+
 from .markup import esc
 from .signals import signal_info
 from .theme import stylesheet
@@ -67,11 +69,12 @@ def _seen(a: Any) -> str:
     return f"{a.repeats + 1:,}x{until}"
 
 
-def alerts_frame(alerts: list[Any]) -> pd.DataFrame:
-    """Rows for the table from :class:`Alert` objects (newest first), every text escaped."""
+def alerts_frame(alerts: list[Any], profile: MachineProfile | None = None) -> pd.DataFrame:
+    """Rows for the table from :class:`Alert` objects (newest first), every text escaped;
+    signal labels and units from ``profile`` (default: the simulator's)."""
     rows = []
     for a in reversed(alerts):
-        info = signal_info(a.metric)
+        info = signal_info(a.metric, profile)
         where = "" if a.x is None else f"x {a.x:.1f}, y {a.y:.1f}, z {a.z:.2f}"
         sev = a.severity if a.severity in _SEVERITY_RANK else "info"
         state = a.state
@@ -175,7 +178,7 @@ class AlertsView(MonitorView):
             alerts = sorted(alerts, key=lambda a: a.raised_at)[-n:]
         else:
             alerts = mgr.history(limit=n)
-        self.table.value = alerts_frame(alerts)
+        self.table.value = alerts_frame(alerts, self.profile)
         # critical and info alerts are few; warnings are the rest of the active ones
         by_sev = {
             s: len(mgr.active_alerts(include_acknowledged=False, severity=s))

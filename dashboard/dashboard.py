@@ -29,6 +29,7 @@ import panel as pn
 import param
 
 from am_qadf.access_policy import AccessPolicy
+from am_qadf.machine_profile import MachineProfile
 from am_qadf.streaming import to_utc
 
 from .access import session_policy
@@ -42,7 +43,7 @@ from .live_signals import LiveSignals
 from .loop_share import VIEWS_SHARE
 from .markup import TEXT_LIMIT, esc, whole_number
 from .pipeline_cache import get_monitor, monitor_config
-from .signals import LIVE_SIGNALS
+from .signals import profile_of
 from .spc_view import SPCView
 from .theme import ACCENT, KIOSK_CSS_FILE, LOGO_FILE, STATE_COLORS, OfflineFast, read_css
 from .view_base import MonitorView, html_pane
@@ -143,7 +144,9 @@ class Dashboard(pn.viewable.Viewer):
             "user": user,
             "policy": self.policy or session_policy(),
         }
-        live_signals = ["temperature", "melt_pool_area"] if self.kiosk else list(LIVE_SIGNALS)
+        self.profile = profile_of(self.monitor)
+        live_signals = list(self.profile.live_signals)
+        live_signals = live_signals[:2] if self.kiosk else live_signals
         self.live = LiveSignals(
             **common,
             window_seconds=30.0,
@@ -177,10 +180,25 @@ class Dashboard(pn.viewable.Viewer):
 
     # -- construction helpers -----------------------------------------------------------
     @classmethod
-    def embedded(cls, **params: Any) -> Dashboard:
+    def embedded(cls, profile: MachineProfile | str | None = None, **params: Any) -> Dashboard:
         """A ready dashboard on the embedded default (simulated build streamed over
-        ``memory://``, embedded storage; ``AMQADF_*`` variables still apply)."""
-        return cls(monitor=get_monitor(monitor_config()), **params)
+        ``memory://``, embedded storage; ``AMQADF_*`` variables still apply).
+
+        ``profile`` (a :class:`MachineProfile` or a TOML path; default
+        ``AMQADF_PROFILE``, else the simulator's) says which machine is monitored. The
+        pipeline is one per process: a later call with another profile gets a
+        :class:`ValueError` naming both.
+        """
+        cfg = monitor_config()
+        if profile is not None:
+            cfg.profile = MachineProfile.resolve(profile)
+        mon = get_monitor(cfg)
+        if profile is not None and mon.profile != cfg.profile:
+            raise ValueError(
+                f"this process already monitors {mon.profile.source}; one pipeline per "
+                f"process (asked for {cfg.profile.source})"
+            )
+        return cls(monitor=mon, **params)
 
     # -- ticking ----------------------------------------------------------------------------
     def tick(self) -> None:
@@ -194,7 +212,9 @@ class Dashboard(pn.viewable.Viewer):
         with pn.io.hold():
             self._update_header(snap)
             if self.kiosk:
-                self.kiosk_status.update(snap, self.health.throughput, self.live.latest_values())
+                self.kiosk_status.update(
+                    snap, self.health.throughput, self.live.latest_values(), self.profile
+                )
             self.watchdog.heartbeat += 1
         if self._views_pending or not VIEWS_SHARE.allows():
             return  # the views' turn comes on a later tick; the status line went out
@@ -249,7 +269,9 @@ class Dashboard(pn.viewable.Viewer):
         voxels = int(snap.get("occupied_voxels") or 0)
         alerts = int(snap.get("alerts_active") or 0)
         build = esc(snap.get("build_id") or "–", limit=TEXT_LIMIT)
+        machine = esc(self.profile.machine.title, limit=TEXT_LIMIT)
         items = [
+            ("machine", esc(self.profile.machine.id, limit=TEXT_LIMIT), f"<b>{machine}</b>"),
             ("build", build, f"Build <b>{build}</b>"),
             ("layer", "" if layer is None else layer,
              f"Layer <b>{'–' if layer is None else layer}</b>"),

@@ -1,5 +1,6 @@
-"""Health: throughput, latency, consumer lag, errors, dead letters, buffer use and the
-connection state of the broker (Kafka or the in-process one), Redis and MongoDB.
+"""Health: throughput, latency, consumer lag, errors, dead letters, buffer use, the
+connection state of the broker (Kafka or the in-process one), Redis and MongoDB, and
+whether the machine profile fits the stream (fields missing, points off the plate).
 
 Everything comes from :meth:`LiveMonitor.snapshot` (statistics and health of the
 streaming client) plus the signal buffers' own statistics. Throughput is measured
@@ -21,7 +22,45 @@ import param
 from .markup import TEXT_LIMIT, esc
 from .view_base import MonitorView, html_pane
 
-__all__ = ["HealthView", "connection_rows"]
+__all__ = ["HealthView", "connection_rows", "profile_fit_html"]
+
+
+def profile_fit_html(fit: dict[str, Any] | None) -> str:
+    """The machine profile and how it fits the stream (``snapshot()["profile"]``): one
+    line per problem, or that every expected field arrives; other fields are listed
+    (they are stored and can be plotted).
+
+    >>> print(profile_fit_html({"machine": "M290", "machine_id": "m2", "profile": "m.toml",
+    ...     "recent": 10000, "problems": ["field ts missing in 100 % of the last 10,000 messages"],
+    ...     "outside_plate": 0, "unnamed_fields": []}))  # doctest: +ELLIPSIS
+    <div class="amq-profile-fit" data-problems="1">...field ts missing in 100 %...
+    """
+    if not fit:
+        return ""
+    problems = list(fit.get("problems") or [])
+    head = (
+        f"<b>{esc(fit.get('machine', ''))}</b> "
+        f"({esc(fit.get('machine_id', ''))}) · profile "
+        f"<code>{esc(fit.get('profile', ''))}</code>"
+    )
+    if problems:
+        body = "".join(f'<li class="amq-fit-bad">{esc(p)}</li>' for p in problems)
+    elif fit.get("recent"):
+        body = (
+            '<li class="amq-fit-ok">every field of the profile arrives '
+            f"(last {fit['recent']:,} messages)</li>"
+        )
+    else:
+        body = "<li>no message yet</li>"
+    other = fit.get("unnamed_fields") or []
+    if other:
+        names = ", ".join(esc(n) for n in other[:20])
+        body += f"<li>other fields, stored and plottable: {names}</li>"
+    return (
+        f'<div class="amq-profile-fit" data-problems="{len(problems)}" '
+        f'data-outside-plate="{int(fit.get("outside_plate") or 0)}">'
+        f'<div class="amq-card-title">Machine profile</div>{head}<ul>{body}</ul></div>'
+    )
 
 
 def connection_rows(health: dict[str, Any]) -> list[dict[str, str]]:
@@ -135,6 +174,7 @@ class HealthView(MonitorView):
             "", sizing_mode="stretch_width", css_classes=["amq-connections-compact"]
         )
         self.detail = html_pane("", sizing_mode="stretch_width", css_classes=["amq-health-detail"])
+        self.fit = html_pane("", sizing_mode="stretch_width", css_classes=["amq-health-fit"])
         self._last: tuple[float, int] | None = None
 
     def refresh(self, snapshot: dict[str, Any]) -> None:
@@ -170,6 +210,9 @@ class HealthView(MonitorView):
             + "".join(f'<tr><td>{k}</td><td class="amq-fig">{v}</td></tr>' for k, v in figures)
             + "</tbody></table>"
         )
+        fit = profile_fit_html(snapshot.get("profile"))
+        if fit != self.fit.object:
+            self.fit.object = fit
         last_error = stats.get("last_error")
         self.detail.object = (
             f"max batch latency {float(stats.get('max_latency_ms') or 0):,.1f} ms · "
@@ -222,6 +265,7 @@ class HealthView(MonitorView):
                 css_classes=["amq-numbers"],
             ),
             self.connections,
+            self.fit,
             self.detail,
             sizing_mode="stretch_width",
             css_classes=["amq-health-view"],

@@ -31,8 +31,6 @@ import param
 from am_qadf.live_monitor import KEEP_HOURS_RANGE, check_keep_hours
 
 from .markup import column_titles, esc
-from .signals import SIGNALS, signal_info
-from .theme import SIGNAL_COLORS
 from .view_base import MonitorView, html_pane
 
 __all__ = ["HistoryView", "history_csv", "history_filters"]
@@ -147,8 +145,8 @@ class HistoryView(MonitorView):
         self.layer_to = pn.widgets.IntInput(name="Layer to", value=None, width=95, start=0)
         self.signal = pn.widgets.Select(
             name="Signal",
-            options={v.label: k for k, v in SIGNALS.items()},
-            value="temperature",
+            options={s.label: s.name for s in self.profile.signals},
+            value=self.profile.signal_names[0] if self.profile.signals else None,
             width=190,
             css_classes=["amq-history-signal"],
         )
@@ -332,7 +330,7 @@ class HistoryView(MonitorView):
             return
         step = max(1, int(np.ceil(len(df) / _PLOT_POINTS)))
         d = df.iloc[::step][["timestamp", sig]]
-        info = signal_info(sig)
+        info = self.info(sig)
         self.plot.object = hv.Scatter(
             d,
             kdims=[hv.Dimension("timestamp", label="time (UTC)")],
@@ -342,7 +340,7 @@ class HistoryView(MonitorView):
             height=300,
             size=3,
             alpha=0.6,
-            color=SIGNAL_COLORS.get(sig, "#495057"),
+            color=self.color(sig),
             title=f"{info.title}: {len(df):,} rows"
             + (f" (every {step}th shown)" if step > 1 else ""),
             show_grid=True,

@@ -17,8 +17,9 @@ from typing import Any
 import param
 from panel.custom import JSComponent
 
+from am_qadf.machine_profile import MachineProfile
+
 from .markup import TEXT_LIMIT, esc, whole_number
-from .signals import signal_info
 from .theme import STATE_COLORS
 from .view_base import html_pane
 
@@ -58,7 +59,15 @@ class KioskStatus:
         self.pane = html_pane("", css_classes=["amq-kiosk-status"], sizing_mode="stretch_width")
         self._last: tuple[float, int] | None = None
 
-    def update(self, snapshot: dict[str, Any], rate: float, latest: dict[str, float]) -> None:
+    def update(
+        self,
+        snapshot: dict[str, Any],
+        rate: float,
+        latest: dict[str, float],
+        profile: MachineProfile | None = None,
+    ) -> None:
+        """Show the tiles; the first of ``latest`` (the profile's first live signal) gets
+        its own tile, labelled from ``profile``."""
         state = str(snapshot.get("state", "stopped"))
         color = STATE_COLORS.get(state, STATE_COLORS["stopped"])
         layer = whole_number(snapshot.get("current_layer"))
@@ -74,13 +83,13 @@ class KioskStatus:
             ("Throughput", f"{rate:,.0f}<small> msg/s</small>", "amq-k-rate"),
             ("Active alerts", f"{int(snapshot.get('alerts_active') or 0):,}", "amq-k-alerts"),
         ]
-        temp = latest.get("temperature")
-        if temp is not None:
-            info = signal_info("temperature")
+        first = next(iter(latest), None)
+        if first is not None:
+            info = (profile or MachineProfile.default()).info(first)
             tiles.append(
                 (
                     esc(info.short_label),
-                    f"{esc(info.fmt(temp))}<small> {esc(info.unit)}</small>",
+                    f"{esc(info.fmt(latest[first]))}<small> {esc(info.unit)}</small>",
                     "amq-k-sig",
                 )
             )

@@ -22,7 +22,6 @@ import panel as pn
 import param
 
 from .markup import esc
-from .signals import signal_info
 from .theme import SEVERITY_COLORS, VOXEL_PALETTE, interpolate_palette
 from .view_base import MonitorView, html_pane
 from .voxel_scene import BRICK
@@ -38,7 +37,7 @@ _EMPTY_IMG = (np.array([0.0, 1.0]), np.array([0.0, 1.0]), np.full((2, 2), np.nan
 class LayerMap(MonitorView):
     """Heat map of voxel layer ``k`` coloured by ``signal``, alerts marked."""
 
-    signal = param.Selector(default="temperature", objects=["temperature"])
+    signal = param.Selector(default=None, objects=[])
 
     follow = param.Boolean(default=True, doc="Show the layer being built.")
 
@@ -54,8 +53,11 @@ class LayerMap(MonitorView):
         self._dims = tuple(int(d) for d in grid.dims)
         self._lo = np.asarray(grid.bbox_min, dtype=np.float64)
         self._res = float(grid.resolution)
-        signals = ["temperature", "melt_pool_area", "intensity", "power", "scan_speed"]
+        signals = list(self.profile.signal_names) or ["value"]
         self.param.signal.objects = signals
+        if self.signal not in signals:
+            with param.parameterized.discard_events(self):  # no view built yet
+                self.signal = signals[0]
         self.param.layer_k.bounds = (0, self._dims[2] - 1)
         self._vid = f"{self.viewer_id or id(self)}:layer"
         self._plane = np.full(self._dims[:2], np.nan, dtype=np.float32)
@@ -72,7 +74,7 @@ class LayerMap(MonitorView):
 
     # -- plot -------------------------------------------------------------------------------
     def _make_plot(self) -> pn.pane.HoloViews:
-        info = signal_info(self.signal)
+        info = self.info(self.signal)
         lo, hi = (info.low, info.high) if info.low is not None else (None, None)
 
         def image(data: tuple) -> hv.Image:
@@ -218,7 +220,7 @@ class LayerMap(MonitorView):
     def _push_image(self) -> None:
         box = self._crop()
         k = self._shown_k
-        info = signal_info(self.signal)
+        info = self.info(self.signal)
         if box is None or k is None:
             self._image.send(_EMPTY_IMG)
             self._title.object = '<span class="amq-layer-z">waiting for the first layer…</span>'

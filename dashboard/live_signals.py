@@ -1,4 +1,4 @@
-"""Live signals: the last N seconds of melt-pool temperature, area, power and speed.
+"""Live signals: the last N seconds of each live signal of the machine profile.
 
 Each tick reads, per signal, only the rows that arrived since the previous tick from
 the pipeline's signal buffer, folds them into fixed time bins (min and max of each
@@ -31,8 +31,6 @@ import param
 from bokeh.models import Span
 
 from .markup import esc
-from .signals import LIVE_SIGNALS, signal_info
-from .theme import SIGNAL_COLORS
 from .view_base import MonitorView, html_pane
 
 __all__ = ["LiveSignals", "minmax_bins"]
@@ -96,6 +94,8 @@ class _SignalTrace:
     def set_spc(self, lines: tuple[float, float, float]) -> None:
         """Move the SPC lines (NaN: hidden) of the figure shown."""
         self.spc = lines
+        if not self.spans:  # not drawn yet: add_lines places them at self.spc
+            return
         for span, y in zip(self.spans, lines, strict=True):
             span.update(location=float(y) if np.isfinite(y) else 0.0, visible=bool(np.isfinite(y)))
 
@@ -152,7 +152,9 @@ class LiveSignals(MonitorView):
     >>> view.refresh(monitor.snapshot())  # doctest: +SKIP
     """
 
-    signals = param.List(default=list(LIVE_SIGNALS), item_type=str, doc="Signals to plot.")
+    signals = param.List(
+        default=[], item_type=str, doc="Signals to plot (empty: the profile's live signals)."
+    )
 
     window_seconds = param.Number(default=30.0, bounds=(2.0, 600.0), doc="Visible time span.")
 
@@ -168,6 +170,8 @@ class LiveSignals(MonitorView):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
+        if not self.signals:
+            self.signals = list(self.profile.live_signals)
         length = int(np.ceil(2 * self.window_seconds / self.bin_seconds)) + 4
         # staggered: the traces take turns instead of all updating in the same tick
         start, step = time.monotonic(), self.update_seconds / max(len(self.signals), 1)
@@ -185,11 +189,11 @@ class LiveSignals(MonitorView):
         )
         panels = []
         for i, (name, trace) in enumerate(self._traces.items()):
-            info = signal_info(name)
+            info = self.info(name)
             vdim = hv.Dimension(
                 name, label=info.label, unit=info.unit or None, soft_range=_alarm_view(info)
             )
-            color = SIGNAL_COLORS.get(name, "#495057")
+            color = self.color(name)
 
             band = hv.DynamicMap(functools.partial(_band, name=name), streams=[trace.buffer])
             mean = hv.DynamicMap(functools.partial(_mean, vdim=vdim), streams=[trace.buffer])
@@ -292,8 +296,8 @@ class LiveSignals(MonitorView):
     def _latest_html(self) -> str:
         cells = []
         for name, trace in self._traces.items():
-            info = signal_info(name)
-            color = SIGNAL_COLORS.get(name, "#495057")
+            info = self.info(name)
+            color = self.color(name)
             cells.append(
                 f'<div class="amq-latest-cell" style="border-left-color:{color}">'
                 f'<span class="amq-latest-label">{esc(info.short_label)}</span>'

@@ -1,85 +1,68 @@
-"""What the dashboard knows about each process signal: label, unit, format, limits.
+"""What the dashboard knows about each process signal: label, unit, format, limits,
+colour — all from the machine profile of the monitor (``monitor.profile``).
 
-Alarm limits come from the library's defaults
-(:data:`am_qadf.monitoring.processors.DEFAULT_LIMITS`, the thresholds the alert
-processor uses); SPC limits come live from :meth:`LiveMonitor.spc_state`.
+A field the profile does not name still gets a readable label (it is stored and
+can be plotted). SPC limits come live from :meth:`LiveMonitor.spc_state`.
 
->>> SIGNALS["temperature"].unit
+>>> signal_info("temperature").unit
 'K'
->>> SIGNALS["melt_pool_area"].fmt(0.01512)
+>>> signal_info("melt_pool_area").fmt(0.01512)
 '0.01512'
 >>> signal_info("unknown_probe").label
 'Unknown probe'
+>>> signal_color("unknown_probe")
+'#495057'
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
-from am_qadf.monitoring.processors import DEFAULT_LIMITS
+from am_qadf.machine_profile import MachineProfile, SignalSpec
 
-__all__ = ["LIVE_SIGNALS", "SIGNALS", "SignalInfo", "signal_info"]
+__all__ = [
+    "LIVE_SIGNALS",
+    "SIGNALS",
+    "SignalInfo",
+    "profile_of",
+    "signal_color",
+    "signal_info",
+]
 
+#: Display metadata of one signal: the profile's :class:`SignalSpec` (label, unit,
+#: digits, low/high alarm limits, short label, colour; ``title`` and ``fmt``).
+SignalInfo = SignalSpec
 
-@dataclass(frozen=True)
-class SignalInfo:
-    """Display metadata of one signal."""
-
-    name: str
-    label: str
-    unit: str = ""
-    digits: int = 1
-    low: float | None = None  # alarm limits (None: no alarm on that side)
-    high: float | None = None
-    short: str = ""  # compact label for axes and tiles (default: label)
-
-    @property
-    def short_label(self) -> str:
-        """Compact label, e.g. ``"Temperature"``."""
-        return self.short or self.label
-
-    @property
-    def title(self) -> str:
-        """Label with unit, e.g. ``"Melt-pool temperature (K)"``."""
-        return f"{self.label} ({self.unit})" if self.unit else self.label
-
-    def fmt(self, value: float | None) -> str:
-        """Value formatted with this signal's precision ("–" for None/NaN)."""
-        if value is None or value != value:
-            return "–"
-        if self.digits < 0:  # significant digits
-            return f"{value:.{-self.digits}g}"
-        return f"{value:,.{self.digits}f}"
+_FALLBACK_COLOR = "#495057"
+# colours for signals whose profile gives none, by their place in the profile
+_PALETTE = ("#d9480f", "#1c7ed6", "#7048e8", "#2b8a3e", "#e67700", "#c2255c", "#0b7285")
 
 
-def _limits(name: str) -> tuple[float | None, float | None]:
-    d = DEFAULT_LIMITS.get(name, {})
-    return d.get("low"), d.get("high")
+def profile_of(monitor: Any) -> MachineProfile:
+    """The machine profile of ``monitor`` (the simulator's when it has none)."""
+    profile = getattr(monitor, "profile", None)
+    return profile if isinstance(profile, MachineProfile) else MachineProfile.default()
 
 
-SIGNALS: dict[str, SignalInfo] = {
-    "temperature": SignalInfo(
-        "temperature", "Melt-pool temperature", "K", 0, *_limits("temperature"), "Temperature"
-    ),
-    "melt_pool_area": SignalInfo(
-        "melt_pool_area", "Melt-pool area", "mm²", -4, *_limits("melt_pool_area"), "Area"
-    ),
-    "power": SignalInfo("power", "Laser power", "W", 1, *_limits("power"), "Power"),
-    "scan_speed": SignalInfo(
-        "scan_speed", "Scan speed", "mm/s", 0, *_limits("scan_speed"), "Speed"
-    ),
-    "intensity": SignalInfo(
-        "intensity", "Photodiode intensity", "counts", 0, *_limits("intensity"), "Intensity"
-    ),
-}
-
-#: The signals of the live view, in display order.
-LIVE_SIGNALS: tuple[str, ...] = ("temperature", "melt_pool_area", "power", "scan_speed")
+def signal_info(name: str, profile: MachineProfile | None = None) -> SignalSpec:
+    """Metadata of ``name`` in ``profile`` (default: the simulator's); a field the
+    profile does not name gets a readable label and no limits."""
+    return (profile or MachineProfile.default()).info(name)
 
 
-def signal_info(name: str) -> SignalInfo:
-    """Metadata of ``name``; an unknown signal gets a readable label and no limits."""
-    info = SIGNALS.get(name)
-    if info is None:
-        info = SignalInfo(name, name.replace("_", " ").capitalize(), "", -4)
-    return info
+def signal_color(name: str, profile: MachineProfile | None = None) -> str:
+    """Line colour of ``name``: the profile's, else one by its place in the profile."""
+    p = profile or MachineProfile.default()
+    spec = p.info(name)
+    if spec.color:
+        return spec.color
+    names = p.signal_names
+    return _PALETTE[names.index(name) % len(_PALETTE)] if name in names else _FALLBACK_COLOR
+
+
+#: The simulator profile's signals, for code written before profiles (views use
+#: their monitor's profile).
+SIGNALS: dict[str, SignalSpec] = {s.name: s for s in MachineProfile.default().signals}
+
+#: The simulator profile's live-view signals, in display order.
+LIVE_SIGNALS: tuple[str, ...] = MachineProfile.default().live_signals

@@ -1,4 +1,4 @@
-"""SPC view: the EWMA control chart the SPC processor runs, per signal, with violations.
+"""SPC view: the control chart the SPC processor runs, per charted signal, with violations.
 
 Every tick takes the latest chart statistics from :meth:`LiveMonitor.spc_state` (the
 newest points of the last batch, with their global point index) and streams the new
@@ -21,13 +21,28 @@ import panel as pn
 import param
 
 from .markup import esc
-from .signals import signal_info
-from .theme import SEVERITY_COLORS, SIGNAL_COLORS
+from .theme import SEVERITY_COLORS
 from .view_base import MonitorView, html_pane
 
 __all__ = ["SPCView"]
 
-_SPC_SIGNALS = ("temperature", "melt_pool_area", "intensity")
+_STAT_LABEL = {
+    "ewma": "EWMA",
+    "cusum": "CUSUM",
+    "imr": "individual",
+    "xbar_r": "subgroup mean",
+    "xbar_s": "subgroup mean",
+}
+
+
+def _chart_text(s: dict[str, Any]) -> str:
+    """Chart kind with its main option, e.g. ``EWMA (λ = 0.01)``.
+
+    >>> _chart_text({"chart": "ewma", "lam": 0.01}), _chart_text({"chart": "imr"})
+    ('EWMA (λ = 0.01)', 'IMR')
+    """
+    kind = str(s.get("chart", "")).upper()
+    return f"{kind} (λ = {s['lam']})" if s.get("lam") is not None else kind
 
 
 class _Chart:
@@ -58,9 +73,10 @@ class _Chart:
 
 
 class SPCView(MonitorView):
-    """EWMA chart (statistic, centre, UCL/LCL, rule violations) of a chosen signal."""
+    """Control chart (statistic, centre, UCL/LCL, rule violations) of a chosen signal:
+    the signals and chart kinds the machine profile charts."""
 
-    signal = param.Selector(default="temperature", objects=list(_SPC_SIGNALS))
+    signal = param.Selector(default=None, objects=[])
 
     history_points = param.Integer(default=4000, bounds=(100, 100_000))
 
@@ -68,16 +84,24 @@ class SPCView(MonitorView):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self._charts = {s: _Chart(s, self.history_points) for s in _SPC_SIGNALS}
+        charted = list(self.profile.spc_signals)
+        self.param.signal.objects = charted
+        if self.signal not in charted:
+            with param.parameterized.discard_events(self):  # no view built yet
+                self.signal = charted[0] if charted else None
+        self._charts = {s: _Chart(s, self.history_points) for s in charted}
         self._summary = html_pane("", sizing_mode="stretch_width", css_classes=["amq-spc-summary"])
         self._plots = {s: self._make_plot(c) for s, c in self._charts.items()}
-        self._holder = pn.Column(self._plots[self.signal], sizing_mode="stretch_both")
+        self._holder = pn.Column(
+            *([self._plots[self.signal]] if self.signal else []), sizing_mode="stretch_both"
+        )
         self._last_time = 0.0
 
     def _make_plot(self, chart: _Chart) -> pn.pane.HoloViews:
-        info = signal_info(chart.name)
-        color = SIGNAL_COLORS.get(chart.name, "#495057")
-        ydim = hv.Dimension("ewma", label=f"EWMA of {info.label.lower()}", unit=info.unit or None)
+        info = self.info(chart.name)
+        color = self.color(chart.name)
+        kind = _STAT_LABEL.get(info.spc, info.spc)
+        ydim = hv.Dimension("ewma", label=f"{kind} of {info.label.lower()}", unit=info.unit or None)
         xdim = hv.Dimension("index", label="point index")
 
         def stat(data: pd.DataFrame) -> hv.Curve:
@@ -104,7 +128,7 @@ class SPCView(MonitorView):
             hv.opts.Overlay(
                 responsive=True,
                 min_height=260,
-                title=f"EWMA chart: {info.title}",
+                title=f"{info.spc.upper()} chart: {info.title}",
                 show_grid=True,
                 framewise=True,
                 default_tools=["pan", "wheel_zoom", "reset"],
@@ -115,7 +139,7 @@ class SPCView(MonitorView):
 
     @param.depends("signal", watch=True)
     def _on_signal(self) -> None:
-        self._holder.objects = [self._plots[self.signal]]
+        self._holder.objects = [self._plots[self.signal]] if self.signal else []
         self._summary.object = self._summary_html()
 
     def refresh(self, snapshot: dict[str, Any]) -> None:
@@ -167,15 +191,19 @@ class SPCView(MonitorView):
             )
 
     def _summary_html(self) -> str:
+        if self.signal is None:
+            return (
+                '<div class="amq-spc-kv">the machine profile charts no signal (spc = "none")</div>'
+            )
         chart = self._charts[self.signal]
         s = chart.summary
-        info = signal_info(self.signal)
+        info = self.info(self.signal)
         if not s:
             return '<div class="amq-spc-kv">waiting for SPC results…</div>'
         status = str(s.get("status", "–"))
         progress = float(s.get("baseline_progress") or 0.0)
         cells = [
-            ("chart", f"{str(s.get('chart', '')).upper()} (λ = {s.get('lam', '–')})"),
+            ("chart", _chart_text(s)),
             ("status", status if status != "baseline" else f"learning baseline {progress:.0%}"),
             ("centre", info.fmt(s.get("center"))),
             ("σ", info.fmt(s.get("sigma"))),
@@ -194,7 +222,7 @@ class SPCView(MonitorView):
             self.param.signal,
             name="Signal",
             button_type="light",
-            options={signal_info(s).label: s for s in _SPC_SIGNALS},
+            options={self.info(s).label: s for s in self._charts},
             css_classes=["amq-spc-signal"],
         )
         return pn.Column(

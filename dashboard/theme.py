@@ -25,7 +25,6 @@ __all__ = [
     "KIOSK_CSS_FILE",
     "LOGO_FILE",
     "SEVERITY_COLORS",
-    "SIGNAL_COLORS",
     "STATE_COLORS",
     "VOXEL_PALETTE",
     "hex_to_rgb",
@@ -40,15 +39,6 @@ KIOSK_CSS_FILE = ASSETS_DIR / "kiosk.css"
 LOGO_FILE = ASSETS_DIR / "logo.svg"
 
 ACCENT = "#0f7b8a"  # teal: the product colour (header, active controls)
-
-#: Line colour of each live signal.
-SIGNAL_COLORS: dict[str, str] = {
-    "temperature": "#d9480f",
-    "melt_pool_area": "#1c7ed6",
-    "power": "#7048e8",
-    "scan_speed": "#2b8a3e",
-    "intensity": "#e67700",
-}
 
 SEVERITY_COLORS: dict[str, str] = {
     "critical": "#e5484d",

@@ -22,7 +22,9 @@ import panel as pn
 import param
 
 from am_qadf.access_policy import AccessPolicy
+from am_qadf.machine_profile import MachineProfile, SignalSpec
 
+from .signals import profile_of, signal_color
 from .theme import stylesheet
 
 __all__ = ["MonitorView", "html_pane"]
@@ -59,6 +61,19 @@ class MonitorView(pn.viewable.Viewer):
         doc="On screen. The dashboard skips refreshing a view while it is off screen "
         "(in a hidden tab) and refreshes it as soon as it is shown again.",
     )
+
+    @property
+    def profile(self) -> MachineProfile:
+        """The machine profile of the monitor: signals, labels, units, limits, SPC."""
+        return profile_of(self.monitor)
+
+    def info(self, signal: str) -> SignalSpec:
+        """Label, unit, format and limits of ``signal`` in the monitor's profile."""
+        return self.profile.info(signal)
+
+    def color(self, signal: str) -> str:
+        """Line colour of ``signal`` in the monitor's profile."""
+        return signal_color(signal, self.profile)
 
     def permitted(self, action: str) -> bool:
         """True when this session's user may take ``action`` (see :class:`AccessPolicy`)."""

@@ -22,7 +22,6 @@ import panel as pn
 import param
 
 from .markup import esc
-from .signals import signal_info
 from .theme import VOXEL_PALETTE
 from .view_base import MonitorView, html_pane
 from .voxel_scene import BRICK, SceneUpdate, VoxelScene
@@ -54,7 +53,7 @@ def brick_voxels(bricks: np.ndarray, dims: tuple[int, int, int]) -> np.ndarray:
 class VoxelView(MonitorView):
     """Incremental 3D rendering of the voxel grid with colour, threshold and opacity."""
 
-    signal = param.Selector(default="temperature", objects=["temperature"], doc="Colour by.")
+    signal = param.Selector(default=None, objects=[], doc="Colour by.")
 
     color_scale = param.Selector(
         default="alarm limits",
@@ -91,13 +90,13 @@ class VoxelView(MonitorView):
         super().__init__(**params)
         mon = self.monitor
         grid = mon.grid
-        signals = list(grid.available_signals) or ["temperature"]
-        for s in ("temperature", "melt_pool_area", "intensity", "power", "scan_speed"):
-            if s not in signals:
-                signals.append(s)
+        # the profile's signals first, then any other field the grid holds
+        signals = list(dict.fromkeys([*self.profile.signal_names, *grid.available_signals]))
+        signals = signals or ["value"]
         self.param.signal.objects = signals
         if self.signal not in signals:
-            self.signal = signals[0]
+            with param.parameterized.discard_events(self):  # no view built yet
+                self.signal = signals[0]
         self._vid = f"{self.viewer_id or id(self)}:voxels"
         self._dims = tuple(int(d) for d in grid.dims)
         self.scene = VoxelScene(
@@ -138,7 +137,7 @@ class VoxelView(MonitorView):
 
     # -- colour scale -----------------------------------------------------------------------
     def _clim_for(self, signal: str, values: np.ndarray | None) -> tuple[float, float]:
-        info = signal_info(signal)
+        info = self.info(signal)
         if self.color_scale == "alarm limits" and info.low is not None and info.high is not None:
             return (info.low, info.high)
         if values is not None and values.size:
@@ -285,7 +284,7 @@ class VoxelView(MonitorView):
 
     # -- text -------------------------------------------------------------------------------
     def _update_legend(self) -> None:
-        info = signal_info(self.signal)
+        info = self.info(self.signal)
         lo, hi = self.scene.clim
         stops = ", ".join(VOXEL_PALETTE)
         self._legend.object = (

@@ -49,6 +49,18 @@ def _iso_or_none(v: Any) -> datetime | None:
         return None
 
 
+def _percent(fraction: float) -> str:
+    """``fraction`` in per cent, never rounded to 0 or 100 when it is not.
+
+    >>> _percent(1.0), _percent(0.5), _percent(0.0004), _percent(0.99991)
+    ('100', '50', '0.04', '99.99')
+    """
+    p = 100.0 * fraction
+    if 1.0 <= p <= 99.0 or p in (0.0, 100.0):
+        return f"{p:.0f}"
+    return f"{p:.2f}"
+
+
 class ProfileMapper:
     """Map batches onto canonical names per ``profile`` and keep the fit figures.
 
@@ -241,7 +253,7 @@ class ProfileMapper:
             else {f: 0.0 for f in self._expected}
         )
         problems = [
-            f"field {f} missing in {100 * v:.0f} % of the last {n:,} messages"
+            f"field {f} missing in {_percent(v)} % of the last {n:,} messages"
             for f, v in frac.items()
             if v > 0
         ]
