@@ -21,8 +21,9 @@ def eos_messages(
     points_per_layer: int = 2_000,
     hot: tuple[int, int] | None = None,
     seed: int = 1,
+    rate_hz: float = 20_000.0,
 ) -> list[dict[str, Any]]:
-    """Messages ``start .. start + n`` of a 20 kHz raster over a 20 x 20 mm square.
+    """Messages ``start .. start + n`` of a ``rate_hz`` raster over a 20 x 20 mm square.
 
     ``hot=(a, b)``: points a..b run 500 K hot (threshold alerts and SPC signals)."""
     rng = np.random.default_rng(seed + start)
@@ -33,7 +34,7 @@ def eos_messages(
     if hot is not None:
         temp_c[(i >= hot[0]) & (i < hot[1])] += 500.0
     cols = {
-        "ts": (t0 + i // 20).tolist(),  # 20 points per millisecond
+        "ts": (t0 + (i * 1000.0 / rate_hz).astype(np.int64)).tolist(),
         "pos_x": (40.0 + (k % 100) * 0.2).tolist(),
         "pos_y": (40.0 + (k // 100) * 0.2).tolist(),
         "layer_no": (1 + i // points_per_layer).tolist(),
