@@ -23,7 +23,15 @@ __all__ = ["AccessPolicy", "OPERATOR_ACTIONS", "ANONYMOUS"]
 
 #: Actions only operators may take.
 OPERATOR_ACTIONS = frozenset(
-    {"pause", "resume", "seek", "acknowledge", "delete_old_data", "inject_defect"}
+    {
+        "pause",
+        "resume",
+        "seek",
+        "acknowledge",
+        "delete_old_data",
+        "inject_defect",
+        "relearn_baseline",
+    }
 )
 ANONYMOUS = "anonymous"
 

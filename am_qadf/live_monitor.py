@@ -23,6 +23,7 @@ import numpy as np
 
 from am_qadf.machine_profile import MachineProfile
 from am_qadf.streaming import KafkaProducer, StreamingClient, StreamingConfig
+from am_qadf.streaming.baseline_store import BaselineStore
 from am_qadf.streaming.brick_changes import BrickChangeLog
 from am_qadf.streaming.streaming_result import StreamingResult
 from am_qadf.streaming.timestamps import now_utc
@@ -174,6 +175,8 @@ class LiveMonitor:
         # lowest layer delivered since the latest replay began (None: no replay yet);
         # kept here, in the consumer thread, so it does not depend on when a UI looks
         self._replay_layer: int | None = None
+        self._baseline_store: BaselineStore | None = None
+        self._baseline: dict[str, Any] = {}
         self._install_processors()
         self.client.add_result_listener(self._on_result)
 
@@ -182,6 +185,108 @@ class LiveMonitor:
         procs = self.client.with_default_processors(self.grid).processors
         self.incremental = procs["voxel_processor"].incremental
         self.alerts = procs["alert_processor"].alert_manager
+        self.spc = procs.get("spc_processor")  # None when the profile charts no signal
+        self._apply_stored_baseline()
+
+    # -- SPC baselines per machine and recipe -------------------------------------------
+    @property
+    def baseline_store(self) -> BaselineStore:
+        """Where golden SPC baselines are kept (beside the history; memory without one)."""
+        if self._baseline_store is None:
+            storage = self.storage
+            self._baseline_store = BaselineStore(storage.history if storage else None)
+        return self._baseline_store
+
+    def _apply_stored_baseline(self) -> None:
+        """Fix the SPC limits from the baseline stored for this machine and material, if
+        any; otherwise they are learned from this build (and then saved)."""
+        m = self.profile.machine
+        info: dict[str, Any] = {"machine_id": m.id, "material": m.material}
+        if self.spc is None:
+            self._baseline = {**info, "origin": "none"}
+            return
+        try:
+            rec = self.baseline_store.load(m.id, m.material)
+        except Exception:  # storage down: learn from this build instead
+            log.exception("loading the stored SPC baseline failed")
+            rec = None
+        charts = self.spc.charts
+        usable = {
+            s: d
+            for s, d in ((rec or {}).get("baselines") or {}).items()
+            if s in charts and isinstance(d, dict) and d.get("kind") == charts[s].kind
+        }
+        if usable:
+            self.spc.load_baselines(usable)
+            self._baseline = {
+                **info,
+                "origin": "stored",
+                "build_id": rec.get("build_id"),
+                "learned_at": rec.get("learned_at"),
+                "learned_by": rec.get("learned_by"),
+                "signals": sorted(usable),
+            }
+        else:
+            self._baseline = {**info, "origin": "learning"}
+
+    def _save_learned_baseline(self) -> None:
+        """Consumer thread: once every chart learned its baseline from this build, keep
+        it as the golden baseline of this machine and material."""
+        spc = self.spc
+        if spc is None or self._baseline.get("origin") not in ("learning", "relearning"):
+            return
+        if not all(c.is_ready for c in spc.charts.values()):
+            return
+        m = self.profile.machine
+        by = self._baseline.get("requested_by")
+        try:
+            rec = self.baseline_store.save(
+                m.id, m.material, spc.baselines(), build_id=self._last["build_id"], learned_by=by
+            )
+        except Exception:
+            log.exception("saving the learned SPC baseline failed")
+            self._baseline = {**self._baseline, "origin": "learned", "saved": False}
+            return
+        self._baseline = {
+            "machine_id": m.id,
+            "material": m.material,
+            "origin": "learned",
+            "saved": True,
+            "build_id": rec["build_id"],
+            "learned_at": rec["learned_at"],
+            "learned_by": by,
+            "signals": sorted(rec["baselines"]),
+        }
+
+    def relearn_baseline(self, by: str | None = None, timeout: float = 30.0) -> None:
+        """Forget the SPC limits and learn them again from the coming points; the new
+        baseline replaces the stored one of this machine and material once learned.
+        (The caller checks who may: a dashboard asks its access policy first.)"""
+        spc = self.spc
+        if spc is None:
+            raise RuntimeError("the machine profile charts no signal: there is no baseline")
+
+        def relearn() -> None:
+            for name in list(spc.charts):
+                spc.charts[name] = spc._new_chart(name if isinstance(name, str) else name[0])
+            with self._lock:
+                self._spc = {}
+            m = self.profile.machine
+            self._baseline = {
+                "machine_id": m.id,
+                "material": m.material,
+                "origin": "relearning",
+                "requested_by": by,
+            }
+
+        self.client.run_between_batches(relearn).result(timeout=timeout)
+
+    def baseline_info(self) -> dict[str, Any]:
+        """Where the SPC baseline comes from: ``origin`` is ``stored`` (loaded for this
+        machine and material), ``learning``/``relearning`` (from this build),
+        ``learned`` (from this build, and saved) or ``none``; with ``machine_id``,
+        ``material``, ``build_id``, ``learned_at``, ``learned_by`` where known."""
+        return dict(self._baseline)
 
     def _on_result(self, batch: list[dict[str, Any]], result: StreamingResult) -> None:
         if result.voxel_updates:
@@ -200,6 +305,8 @@ class LiveMonitor:
                 seen = int(layer)
                 if self._replay_layer is None or seen < self._replay_layer:
                     self._replay_layer = seen
+        if result.spc_results and self._baseline.get("origin") in ("learning", "relearning"):
+            self._save_learned_baseline()
 
     @property
     def storage(self):  # noqa: ANN201 - StreamStorage | None
@@ -428,6 +535,7 @@ class LiveMonitor:
             "replay_from_layer": replay_layer,
             # whether the profile fits the stream (missing fields, points off the plate)
             "profile": self.client.profile_statistics(),
+            "baseline": self.baseline_info(),
         }
 
     def query_history(

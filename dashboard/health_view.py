@@ -33,7 +33,7 @@ def profile_fit_html(fit: dict[str, Any] | None) -> str:
     >>> print(profile_fit_html({"machine": "M290", "machine_id": "m2", "profile": "m.toml",
     ...     "recent": 10000, "problems": ["field ts missing in 100 % of the last 10,000 messages"],
     ...     "outside_plate": 0, "unnamed_fields": []}))  # doctest: +ELLIPSIS
-    <div class="amq-profile-fit" data-problems="1">...field ts missing in 100 %...
+    <div class="amq-profile-fit" data-problems="1" ...field ts missing in 100 %...
     """
     if not fit:
         return ""

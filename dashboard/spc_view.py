@@ -35,6 +35,37 @@ _STAT_LABEL = {
 }
 
 
+def baseline_html(b: dict[str, Any] | None, message: str = "") -> str:
+    """Where the SPC baseline comes from (``LiveMonitor.baseline_info()``), escaped.
+
+    >>> out = baseline_html({"origin": "stored", "machine_id": "m2", "material": "316L",
+    ...                      "build_id": "job-1", "learned_at": "2026-01-01T00:00:00+00:00"})
+    >>> "stored for m2 / 316L, learned from build job-1" in out
+    True
+    """
+    if not b:
+        return ""
+    origin = str(b.get("origin", ""))
+    who = f"{b.get('machine_id', '')} / {b.get('material') or 'no material'}"
+    where = f"from build {b.get('build_id') or '–'} at {b.get('learned_at') or '–'}"
+    text = {
+        "stored": f"baseline: stored for {who}, learned {where}",
+        "learned": f"baseline: learned from this build and saved for {who} ({where})"
+        if b.get("saved")
+        else "baseline: learned from this build (saving it failed)",
+        "learning": f"baseline: learning from this build (none stored for {who})",
+        "relearning": f"baseline: re-learning from the coming points for {who}",
+        "none": "no SPC: the machine profile charts no signal",
+    }.get(origin, f"baseline: {origin}")
+    if b.get("learned_by"):
+        text += f", by {b['learned_by']}"
+    extra = f' <span class="amq-baseline-msg">{html.escape(message)}</span>' if message else ""
+    return (
+        f'<div class="amq-baseline-src" data-origin="{html.escape(origin)}">'
+        f"{html.escape(text)}{extra}</div>"
+    )
+
+
 def _chart_text(s: dict[str, Any]) -> str:
     """Chart kind with its main option, e.g. ``EWMA (λ = 0.01)``.
 
@@ -82,8 +113,19 @@ class SPCView(MonitorView):
 
     update_seconds = param.Number(default=1.0, bounds=(0.0, 60.0))
 
+    message = param.String(default="", doc="Outcome of the latest re-learn request.")
+
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
+        self._baseline = html_pane("", sizing_mode="stretch_width", css_classes=["amq-baseline"])
+        self._relearn = pn.widgets.Button(
+            name="Re-learn baseline",
+            button_type="warning",
+            width=160,
+            css_classes=["amq-relearn"],
+            disabled=self.kiosk or not self.permitted("relearn_baseline"),
+        )
+        self._relearn.on_click(lambda _e: self.relearn_baseline())
         charted = list(self.profile.spc_signals)
         self.param.signal.objects = charted
         if self.signal not in charted:
@@ -171,6 +213,23 @@ class SPCView(MonitorView):
                 chart.limits.send(lim)
         self._pull_violations()
         self._summary.object = self._summary_html()
+        self._baseline.object = baseline_html(snapshot.get("baseline"), self.message)
+
+    def relearn_baseline(self) -> None:
+        """Learn the SPC limits again from the coming points (operators only, checked
+        here on the server); the new baseline replaces the stored one when learned."""
+        reason = self.refuse("relearn_baseline")
+        if reason is not None:
+            self.message = reason
+        else:
+            try:
+                self.monitor.relearn_baseline(by=self.user or "anonymous")
+                self.message = f"re-learning requested at {time.strftime('%H:%M:%S')}"
+            except (RuntimeError, TimeoutError) as exc:
+                self.message = f"could not re-learn: {exc}"
+        for chart in self._charts.values():
+            chart.reset()
+        self._baseline.object = baseline_html(self.monitor.baseline_info(), self.message)
 
     def _pull_violations(self) -> None:
         alerts = self.monitor.alerts.history(limit=300)
@@ -227,6 +286,7 @@ class SPCView(MonitorView):
         )
         return pn.Column(
             pn.Row(select, sizing_mode="stretch_width"),
+            pn.Row(self._baseline, self._relearn, sizing_mode="stretch_width"),
             self._summary,
             self._holder,
             sizing_mode="stretch_both",
