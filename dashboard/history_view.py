@@ -292,6 +292,12 @@ class HistoryView(MonitorView):
         return df
 
     def refresh(self, snapshot: dict[str, Any]) -> None:
+        # fields the profile does not name are stored too: offer them for plotting
+        other = (snapshot.get("profile") or {}).get("unnamed_fields") or []
+        options = dict(self.signal.options)
+        new = {n: n for n in other if n not in options.values()}
+        if new:
+            self.signal.options = {**options, **new}
         if self._deleted is not None:
             hours, n, error = self._deleted
             self._deleted = None

@@ -22,12 +22,12 @@ from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from itertools import compress, repeat
-from operator import is_not, setitem
+from operator import countOf, is_not, setitem
 from typing import Any
 
 import numpy as np
 
-from am_qadf.machine_profile import MachineProfile
+from am_qadf.machine_profile import CANONICAL_FIELDS, MachineProfile
 
 from .message_columns import ColumnCache
 from .timestamps import to_utc
@@ -64,7 +64,7 @@ def _percent(fraction: float) -> str:
 class ProfileMapper:
     """Map batches onto canonical names per ``profile`` and keep the fit figures.
 
-    >>> from am_qadf.machine_profile import MachineProfile
+    >>> from am_qadf.machine_profile import CANONICAL_FIELDS, MachineProfile
     >>> p = MachineProfile.from_dict({
     ...     "machine": {"id": "m1", "plate_mm": [100, 100, 10]},
     ...     "fields": {"time": "ts", "time_unit": "ms", "x": "px", "y": "py",
@@ -94,6 +94,9 @@ class ProfileMapper:
         self._renames = [(a, b) for a, b in renames if a != b]
         self._converted = [s for s in profile.signals if s.scale != 1 or s.offset]
         self._expected = profile.expected_fields
+        self._known = frozenset(
+            [*self._expected, *CANONICAL_FIELDS, *([f.build] if f.build else [])]
+        )
         self._lock = threading.Lock()
         self._recent: deque[tuple[int, np.ndarray, int]] = deque()
         self._recent_n = 0
@@ -133,7 +136,7 @@ class ProfileMapper:
             elif f in numeric:  # missing, null or not a number: its column is NaN there
                 out[i] = np.count_nonzero(np.isnan(cache.columns(batch, [f])[f]))
             else:  # ISO time: only whether it is there
-                out[i] = n - sum(map(dict.__contains__, batch, repeat(f)))
+                out[i] = countOf(map(dict.__contains__, batch, repeat(f)), False)
         return out
 
     def _map(self, batch: list[dict[str, Any]], cache: ColumnCache, names: frozenset[str]) -> None:
@@ -220,13 +223,11 @@ class ProfileMapper:
 
     # -- figures ----------------------------------------------------------------------------
     def _record(self, n: int, missing: np.ndarray, outside: int, names: frozenset[str]) -> None:
-        known = set(self._expected) | {"timestamp", "build_id", "x", "y", "z", "layer"}
-        if self.profile.fields.build:
-            known.add(self.profile.fields.build)
         with self._lock:
             self.messages += n
             self.outside_plate += outside
-            self.unnamed.update(names - known)
+            if not names <= self._known:
+                self.unnamed.update(names - self._known)
             self._recent.append((n, missing, outside))
             self._recent_n += n
             while len(self._recent) > 1 and self._recent_n - self._recent[0][0] >= self.window:

@@ -141,3 +141,20 @@ def test_a_profile_that_does_not_fit_is_visible_in_the_snapshot(tmp_path) -> Non
         assert any(p.startswith("field mp_temp_C missing in 100 % of the last") for p in problems)
     finally:
         mon.stop()
+
+
+def test_history_offers_fields_the_profile_does_not_name(tmp_path) -> None:
+    from dashboard.history_view import HistoryView
+
+    mon = LiveMonitor(
+        MonitorConfig(
+            streaming=StreamingConfig.embedded(storage_path=str(tmp_path)), simulate=False
+        ),
+        profile=str(EOS_PROFILE),
+    )
+    view = HistoryView(monitor=mon)
+    assert list(view.signal.options.values()) == ["temperature", "photodiode", "laser_power"]
+    assert view.signal.value == "temperature"
+    assert "Photodiode signal" in view.signal.options
+    view.refresh({"profile": {"unnamed_fields": ["chamber_o2_ppm"]}})
+    assert view.signal.options["chamber_o2_ppm"] == "chamber_o2_ppm"
