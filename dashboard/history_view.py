@@ -336,7 +336,7 @@ class HistoryView(MonitorView):
             return
         step = max(1, int(np.ceil(len(df) / _PLOT_POINTS)))
         d = df.iloc[::step][["timestamp", sig]]
-        info = self.info(sig)
+        info = self.spec_of(sig)
         self.plot.object = hv.Scatter(
             d,
             kdims=[hv.Dimension("timestamp", label="time (UTC)")],

@@ -74,7 +74,7 @@ class LayerMap(MonitorView):
 
     # -- plot -------------------------------------------------------------------------------
     def _make_plot(self) -> pn.pane.HoloViews:
-        info = self.info(self.signal)
+        info = self.spec_of(self.signal)
         lo, hi = (info.low, info.high) if info.low is not None else (None, None)
 
         def image(data: tuple) -> hv.Image:
@@ -220,7 +220,7 @@ class LayerMap(MonitorView):
     def _push_image(self) -> None:
         box = self._crop()
         k = self._shown_k
-        info = self.info(self.signal)
+        info = self.spec_of(self.signal)
         if box is None or k is None:
             self._image.send(_EMPTY_IMG)
             self._title.object = '<span class="amq-layer-z">waiting for the first layer…</span>'

@@ -189,7 +189,7 @@ class LiveSignals(MonitorView):
         )
         panels = []
         for i, (name, trace) in enumerate(self._traces.items()):
-            info = self.info(name)
+            info = self.spec_of(name)
             vdim = hv.Dimension(
                 name, label=info.label, unit=info.unit or None, soft_range=_alarm_view(info)
             )
@@ -296,7 +296,7 @@ class LiveSignals(MonitorView):
     def _latest_html(self) -> str:
         cells = []
         for name, trace in self._traces.items():
-            info = self.info(name)
+            info = self.spec_of(name)
             color = self.color(name)
             cells.append(
                 f'<div class="amq-latest-cell" style="border-left-color:{color}">'

@@ -140,7 +140,7 @@ class SPCView(MonitorView):
         self._last_time = 0.0
 
     def _make_plot(self, chart: _Chart) -> pn.pane.HoloViews:
-        info = self.info(chart.name)
+        info = self.spec_of(chart.name)
         color = self.color(chart.name)
         kind = _STAT_LABEL.get(info.spc, info.spc)
         ydim = hv.Dimension("ewma", label=f"{kind} of {info.label.lower()}", unit=info.unit or None)
@@ -256,7 +256,7 @@ class SPCView(MonitorView):
             )
         chart = self._charts[self.signal]
         s = chart.summary
-        info = self.info(self.signal)
+        info = self.spec_of(self.signal)
         if not s:
             return '<div class="amq-spc-kv">waiting for SPC results…</div>'
         status = str(s.get("status", "–"))
@@ -281,7 +281,7 @@ class SPCView(MonitorView):
             self.param.signal,
             name="Signal",
             button_type="light",
-            options={self.info(s).label: s for s in self._charts},
+            options={self.spec_of(s).label: s for s in self._charts},
             css_classes=["amq-spc-signal"],
         )
         return pn.Column(

@@ -67,7 +67,7 @@ class MonitorView(pn.viewable.Viewer):
         """The machine profile of the monitor: signals, labels, units, limits, SPC."""
         return profile_of(self.monitor)
 
-    def info(self, signal: str) -> SignalSpec:
+    def spec_of(self, signal: str) -> SignalSpec:
         """Label, unit, format and limits of ``signal`` in the monitor's profile."""
         return self.profile.info(signal)
 

@@ -137,7 +137,7 @@ class VoxelView(MonitorView):
 
     # -- colour scale -----------------------------------------------------------------------
     def _clim_for(self, signal: str, values: np.ndarray | None) -> tuple[float, float]:
-        info = self.info(signal)
+        info = self.spec_of(signal)
         if self.color_scale == "alarm limits" and info.low is not None and info.high is not None:
             return (info.low, info.high)
         if values is not None and values.size:
@@ -284,7 +284,7 @@ class VoxelView(MonitorView):
 
     # -- text -------------------------------------------------------------------------------
     def _update_legend(self) -> None:
-        info = self.info(self.signal)
+        info = self.spec_of(self.signal)
         lo, hi = self.scene.clim
         stops = ", ".join(VOXEL_PALETTE)
         self._legend.object = (

@@ -158,3 +158,7 @@ def test_history_offers_fields_the_profile_does_not_name(tmp_path) -> None:
     assert "Photodiode signal" in view.signal.options
     view.refresh({"profile": {"unnamed_fields": ["chamber_o2_ppm"]}})
     assert view.signal.options["chamber_o2_ppm"] == "chamber_o2_ppm"
+    view.signal.value = "temperature"
+    now = pd.Timestamp.now()
+    view._plot(pd.DataFrame({"timestamp": [now, now], "temperature": [2300.0, 2310.0]}))
+    assert view.plot.object.opts["title"].startswith("Melt-pool temperature (K): 2 rows")
