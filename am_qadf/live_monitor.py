@@ -436,9 +436,11 @@ class LiveMonitor:
                 f"the newest data is from build {build!r}, not the simulated build "
                 f"{publisher.build_id!r}: no test defect is put into it"
             )
+        from am_qadf.simulation.defects import TEST_DEFECT_CONTEXT, hot_spot_messages
+
         latest: dict[str, float] = {}
         newest = None
-        for name in ("x", "y", "z", "layer", "power", "scan_speed"):
+        for name in TEST_DEFECT_CONTEXT:
             try:
                 values, times, _ = self.client.get_buffer(name).get_sliding_window(1)
             except KeyError:
@@ -448,27 +450,13 @@ class LiveMonitor:
                 newest = times[-1] if newest is None else max(newest, times[-1])
         if newest is None:
             raise RuntimeError("no data has arrived yet: there is no position to put a defect at")
+        msgs = hot_spot_messages(latest, newest, build, n_points, float(temperature))
         cfg = self.config.streaming
         producer = KafkaProducer(
             cfg.kafka_bootstrap_servers, cfg.kafka_topic, config=cfg.kafka_config
         )
         try:
-            for i in range(n_points):
-                msg = {
-                    "timestamp": newest + timedelta(microseconds=10 * (i + 1)),
-                    "build_id": build,
-                    "layer": int(latest.get("layer", 0)),
-                    "x": latest.get("x", 0.0) + 0.05 * i,
-                    "y": latest.get("y", 0.0),
-                    "z": latest.get("z", 0.0),
-                    "power": latest.get("power", 280.0),
-                    "scan_speed": latest.get("scan_speed", 1000.0),
-                    "temperature": float(temperature),
-                    "melt_pool_area": 0.03,
-                    "intensity": 2600.0,
-                    "value": float(temperature),
-                }
-                producer.produce(msg, key=str(build))
+            producer.produce_batch(msgs, key=str(build))
             producer.flush()
         finally:
             producer.close()

@@ -59,11 +59,8 @@ def baseline_html(b: dict[str, Any] | None, message: str = "") -> str:
     }.get(origin, f"baseline: {origin}")
     if b.get("learned_by"):
         text += f", by {b['learned_by']}"
-    extra = f' <span class="amq-baseline-msg">{html.escape(message)}</span>' if message else ""
-    return (
-        f'<div class="amq-baseline-src" data-origin="{html.escape(origin)}">'
-        f"{html.escape(text)}{extra}</div>"
-    )
+    extra = f' <span class="amq-baseline-msg">{esc(message)}</span>' if message else ""
+    return f'<div class="amq-baseline-src" data-origin="{esc(origin)}">{esc(text)}{extra}</div>'
 
 
 def _chart_text(s: dict[str, Any]) -> str:

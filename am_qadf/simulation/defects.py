@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFECT_TYPES", "DROPOUT_MODES", "DefectEvent", "plan_defects"]
+__all__ = [
+    "DEFECT_TYPES",
+    "DROPOUT_MODES",
+    "TEST_DEFECT_CONTEXT",
+    "DefectEvent",
+    "plan_defects",
+    "hot_spot_messages",
+]
 
 DEFECT_TYPES: tuple[str, ...] = (
     "overheating",
@@ -206,3 +213,46 @@ def apply_measured(
                 for s in ("temperature", "melt_pool_area", "intensity"):
                     sig[s][sl] = np.nan
     return drop
+
+
+#: Fields of the newest simulated point that a test defect copies (where it goes, and
+#: the set-points it keeps).
+TEST_DEFECT_CONTEXT: tuple[str, ...] = ("x", "y", "z", "layer", "power", "scan_speed")
+
+
+def hot_spot_messages(
+    latest: dict[str, float],
+    newest: datetime,
+    build_id: str,
+    n_points: int = 60,
+    temperature: float = 2650.0,
+) -> list[dict[str, Any]]:
+    """``n_points`` overheating simulator messages at the laser's latest position
+    (``latest``: :data:`TEST_DEFECT_CONTEXT` values), 10 µs apart after ``newest``,
+    stepping 0.05 mm along x: a hot spot for an operator's end-to-end check.
+
+    >>> from datetime import UTC
+    >>> m = hot_spot_messages({"x": 1.0, "layer": 3}, datetime(2026, 1, 1, tzinfo=UTC),
+    ...                          "sim-7", n_points=2)
+    >>> m[1]["x"], m[1]["layer"], m[1]["temperature"], m[1]["timestamp"].microsecond
+    (1.05, 3, 2650.0, 20)
+    """
+    from datetime import timedelta
+
+    return [
+        {
+            "timestamp": newest + timedelta(microseconds=10 * (i + 1)),
+            "build_id": build_id,
+            "layer": int(latest.get("layer", 0)),
+            "x": latest.get("x", 0.0) + 0.05 * i,
+            "y": latest.get("y", 0.0),
+            "z": latest.get("z", 0.0),
+            "power": latest.get("power", 280.0),
+            "scan_speed": latest.get("scan_speed", 1000.0),
+            "temperature": float(temperature),
+            "melt_pool_area": 0.03,
+            "intensity": 2600.0,
+            "value": float(temperature),
+        }
+        for i in range(n_points)
+    ]
