@@ -44,6 +44,9 @@ class MessageValidator:
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     max_bytes: int = 64 * 1024
     max_depth: int = 8
+    #: Convert ``timestamp`` (ISO text, datetime) to an aware UTC datetime. Off when a
+    #: machine profile says ``timestamp`` holds epoch numbers (ingestion converts them).
+    convert_timestamp: bool = True
 
     def __post_init__(self) -> None:
         self._numeric = frozenset(self.numeric_fields)
@@ -57,7 +60,7 @@ class MessageValidator:
         for name in self.required:
             if name not in value:
                 return f"missing required field {name!r}"
-        if "timestamp" in value:
+        if self.convert_timestamp and "timestamp" in value:
             try:
                 value["timestamp"] = to_utc(value["timestamp"])
             except (TypeError, ValueError, OverflowError) as exc:
@@ -118,7 +121,7 @@ class MessageValidator:
             or not set(map(type, values)) <= {dict}
             # nested values (their depth) and values no JSON decoder makes: rare
             or not cache.value_types(values) <= JSON_SCALARS
-            or not self._convert_stamps(values)
+            or (self.convert_timestamp and not self._convert_stamps(values))
         )
         if one_by_one:
             return list(map(self.check, values, sizes))

@@ -114,7 +114,10 @@ class StreamingClient:
         self.profile = profile or MachineProfile.default()
         self.mapper = ProfileMapper(self.profile)
         self.validator = validator or MessageValidator(
-            numeric_fields=("value", *self.profile.numeric_fields)
+            numeric_fields=("value", *self.profile.numeric_fields),
+            # epoch numbers in "timestamp" are the profile's to convert, in its unit
+            convert_timestamp=self.profile.fields.time != "timestamp"
+            or self.profile.fields.time_unit == "iso",
         )
         self._storage = storage
         self._processors: dict[str, Callable[[list[dict[str, Any]]], Any]] = {}

@@ -167,3 +167,18 @@ def test_streaming_client_with_a_profile_runs_processors_on_canonical_signals() 
         == "field 'mp_temp_C' must be a number, got str"
     )
     assert np.isfinite(client.profile_statistics()["missing"]["ts"])
+
+
+def test_epoch_numbers_in_a_field_called_timestamp() -> None:
+    p = MachineProfile.from_dict(
+        {"machine": {"id": "m"}, "fields": {"time": "timestamp", "time_unit": "ms"}}
+    )
+    client = StreamingClient(StreamingConfig.embedded(), profile=p)
+    values = [{"timestamp": 1_700_000_000_123, "x": 1.0, "y": 1.0, "z": 0.1, "layer": 1}]
+    assert client.validator.check_batch(values) == [None]  # not read as seconds
+    client.process_stream_batch(values)
+    assert values[0]["timestamp"] == datetime(2023, 11, 14, 22, 13, 20, 123_000, tzinfo=UTC)
+    assert (
+        client.validator.check({"timestamp": "soon"})
+        == "field 'timestamp' must be a number, got str"
+    )
