@@ -9,6 +9,7 @@ that many seconds once the server answers again (after a restart).
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -22,7 +23,9 @@ if str(_HERE.parent) not in sys.path:
 import holoviews as hv  # noqa: E402
 import panel as pn  # noqa: E402
 
+from am_qadf.machine_profile import ProfileError  # noqa: E402
 from dashboard.dashboard import Dashboard  # noqa: E402
+from dashboard.markup import esc  # noqa: E402
 from dashboard.pipeline_cache import get_monitor  # noqa: E402
 
 
@@ -45,6 +48,17 @@ pn.extension("vtk", "tabulator", notifications=True, reconnect=True, design="fas
 hv.extension("bokeh", logo=False)
 pn.config.reconnect = True  # a screen left running for days re-attaches by itself
 
-Dashboard(monitor=get_monitor(), kiosk=kiosk, period_ms=period, watchdog_s=watchdog).servable(
-    title="AM-QADF Live" + (" · kiosk" if kiosk else "")
-)
+try:
+    monitor = get_monitor()
+except ProfileError as exc:  # AMQADF_PROFILE names a bad profile: say so on the page too
+    logging.getLogger("dashboard.app").error("bad machine profile: %s", exc)
+    monitor = None
+    pn.pane.HTML(
+        f'<div class="amq-profile-error"><b>The machine profile cannot be used.</b> '
+        f"{esc(exc)}</div>",
+        styles={"color": "#b42318", "font-size": "16px", "padding": "24px"},
+    ).servable(title="AM-QADF Live · bad machine profile")
+if monitor is not None:
+    Dashboard(monitor=monitor, kiosk=kiosk, period_ms=period, watchdog_s=watchdog).servable(
+        title="AM-QADF Live" + (" · kiosk" if kiosk else "")
+    )

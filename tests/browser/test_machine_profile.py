@@ -186,3 +186,23 @@ def test_dashboard_shows_another_machine_from_its_profile(page: Any) -> None:
     )
     assert "eos-m290-example.toml" in fit and "chamber_o2_ppm" in fit
     assert data_attr(page, ".amq-profile-fit", "data-problems") == "0"
+
+
+def test_a_bad_profile_is_named_on_the_page(browser: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "bad-m290.toml"
+    bad.write_text('[machine]\nid = "m"\n[signals.t]\nspc = "shewhart"\n')
+    port = _free_port()
+    log_path = tmp_path / "panel-serve.log"
+    proc = start_dashboard(port, str(tmp_path), log_path, extra_env={"AMQADF_PROFILE": str(bad)})
+    ctx = browser.new_context(viewport=VIEWPORT)
+    try:
+        pg = ctx.new_page()
+        pg.goto(f"http://127.0.0.1:{port}/app", wait_until="domcontentloaded", timeout=45_000)
+        text = wait_until(
+            lambda: _text(pg, ".amq-profile-error"), timeout=30, what="the profile error"
+        )
+        assert "bad-m290.toml: signals.t.spc: must be one of" in text
+        assert "bad machine profile: " in log_path.read_text()
+    finally:
+        ctx.close()
+        stop_dashboard(proc)
