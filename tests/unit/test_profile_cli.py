@@ -3,6 +3,7 @@ LiveMonitor on another machine's profile."""
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 
@@ -162,3 +163,26 @@ def test_history_offers_fields_the_profile_does_not_name(tmp_path) -> None:
     now = pd.Timestamp.now()
     view._plot(pd.DataFrame({"timestamp": [now, now], "temperature": [2300.0, 2310.0]}))
     assert view.plot.object.opts["title"].startswith("Melt-pool temperature (K): 2 rows")
+
+
+def test_dashboard_embedded_takes_a_profile(tmp_path, monkeypatch) -> None:
+    from dashboard.dashboard import Dashboard
+    from dashboard.pipeline_cache import shutdown_monitor
+
+    monkeypatch.setenv("AMQADF_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AMQADF_KAFKA", f"memory://emb-{uuid.uuid4().hex[:8]}")
+    monkeypatch.delenv("AMQADF_PROFILE", raising=False)
+    shutdown_monitor()
+    thresholds = gc.get_threshold()  # the server's GC tuning must not outlive the test
+    try:
+        dash = Dashboard.embedded(profile=MachineProfile.load(EOS_PROFILE))
+        assert dash.monitor.profile.machine.id == "m290-2"
+        assert dash.live.signals == ["temperature", "photodiode", "laser_power"]
+        assert dash.spc.param.signal.objects == ["temperature", "photodiode"]
+        with pytest.raises(ValueError, match="already monitors"):
+            Dashboard.embedded(profile=MachineProfile.default())  # one pipeline per process
+        assert Dashboard.embedded().monitor is dash.monitor
+    finally:
+        shutdown_monitor()
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
