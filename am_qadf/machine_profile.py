@@ -183,10 +183,11 @@ class MachineProfile:
     fields: FieldMap
     signals: tuple[SignalSpec, ...]
     source: str = "<dict>"
-    _by_name: dict[str, SignalSpec] = field(default_factory=dict, repr=False, compare=False)
+    _by_name: dict[str, SignalSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._by_name.update({s.name: s for s in self.signals})
+        # each instance its own index (dataclasses.replace makes a new one)
+        object.__setattr__(self, "_by_name", {s.name: s for s in self.signals})
 
     # -- construction -------------------------------------------------------------------
     @classmethod

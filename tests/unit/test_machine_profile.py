@@ -189,3 +189,14 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
         MachineProfile.load(bad)
     with pytest.raises(ProfileError, match="AMQADF_PROFILE|nope.toml"):
         MachineProfile.from_env({"AMQADF_PROFILE": str(missing)})
+
+
+def test_replace_gives_a_profile_of_its_own() -> None:
+    import dataclasses
+
+    p = MachineProfile.default()
+    q = dataclasses.replace(p, signals=p.signals[:1])
+    assert q.signal_names == ("temperature",)
+    with pytest.raises(KeyError):
+        q.signal("power")
+    assert p.signal("power").unit == "W"  # the original is untouched
