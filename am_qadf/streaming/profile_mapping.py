@@ -94,6 +94,7 @@ class ProfileMapper:
         self._renames = [(a, b) for a, b in renames if a != b]
         self._converted = [s for s in profile.signals if s.scale != 1 or s.offset]
         self._expected = profile.expected_fields
+        self._numeric = frozenset(profile.numeric_fields)
         self._known = frozenset(
             [*self._expected, *CANONICAL_FIELDS, *([f.build] if f.build else [])]
         )
@@ -129,7 +130,7 @@ class ProfileMapper:
     ) -> np.ndarray:
         n = len(batch)
         out = np.zeros(len(self._expected), dtype=np.int64)
-        numeric = set(self.profile.numeric_fields)
+        numeric = self._numeric
         for i, f in enumerate(self._expected):
             if f not in names:
                 out[i] = n
