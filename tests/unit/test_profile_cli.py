@@ -186,3 +186,11 @@ def test_dashboard_embedded_takes_a_profile(tmp_path, monkeypatch) -> None:
         shutdown_monitor()
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+def test_kiosk_tile_uses_the_profile() -> None:
+    from dashboard.kiosk import KioskStatus
+
+    k = KioskStatus()
+    k.update({"state": "running"}, 100.0, {"temperature": 2301.4}, MachineProfile.load(EOS_PROFILE))
+    assert "Temperature" in k.pane.object and "2,301" in k.pane.object and " K<" in k.pane.object
