@@ -13,7 +13,12 @@ is new to the browser. So the scene keeps the actor count minimal and constant:
   seconds, e.g. when the build moves up a brick row.
 * **live**: the voxels of the bricks changed recently (in an L-PBF build, the brick row
   being built), at full detail. Rebuilt on every update.
-* the outline of the current layer (a few line segments).
+* the outline of the current layer (a few line segments), the outline of the build
+  plate, and a marker at each located alert.
+
+Surfaces are drawn unlit (ambient only): the colour on screen is the colour the
+legend gives the value, whatever the face's angle to the light. A lit top face seen
+at a slant came out darker than its legend colour (a yellow turned olive).
 
 Voxels are drawn as their **exposed faces** only (a face whose neighbour cell holds no
 shown voxel), as one quad mesh per actor with a value per face. A solid 100³ block is
@@ -52,9 +57,9 @@ import numpy as np
 import pyvista as pv
 import vtk
 
-from .theme import VOXEL_PALETTE, hex_to_rgb
+from .theme import SEVERITY_COLORS, VOXEL_PALETTE, hex_to_rgb
 
-__all__ = ["BRICK", "SceneUpdate", "VoxelScene", "exposed_faces"]
+__all__ = ["BRICK", "SceneUpdate", "VoxelScene", "exposed_faces", "unlit"]
 
 BRICK = 8  # voxels per brick edge (the VoxelGrid's storage unit)
 DETAILS = (1, 2, 4, 8)  # voxels per cell edge of the settled part's levels of detail
@@ -124,6 +129,35 @@ def _faces(masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(idx), np.concatenate(corners)
 
 
+def unlit(prop: vtk.vtkProperty) -> vtk.vtkProperty:
+    """Make ``prop`` draw its colour as it is: no lighting, all ambient, no diffuse or
+    specular shading (the browser then shows exactly the colour map's colour).
+
+    >>> p = unlit(vtk.vtkProperty())
+    >>> p.GetLighting(), p.GetAmbient(), p.GetDiffuse(), p.GetSpecular()
+    (False, 1.0, 0.0, 0.0)
+    """
+    prop.LightingOff()
+    prop.SetAmbient(1.0)
+    prop.SetDiffuse(0.0)
+    prop.SetSpecular(0.0)
+    return prop
+
+
+def _line_actor(color: str, width: float) -> tuple[vtk.vtkActor, vtk.vtkPolyDataMapper]:
+    """An unlit actor of one colour for lines or points, and its mapper."""
+    mapper = vtk.vtkPolyDataMapper()
+    mapper.ScalarVisibilityOff()
+    actor = vtk.vtkActor()
+    actor.SetMapper(mapper)
+    prop = unlit(actor.GetProperty())
+    prop.SetColor(*hex_to_rgb(color))
+    prop.SetAmbientColor(*hex_to_rgb(color))
+    prop.SetLineWidth(width)
+    prop.SetPointSize(width)
+    return actor, mapper
+
+
 class _SurfaceActor:
     """One actor drawing quads, coloured by a value per quad."""
 
@@ -135,10 +169,7 @@ class _SurfaceActor:
         self.mapper.SetScalarModeToUseCellData()
         self.actor = vtk.vtkActor()
         self.actor.SetMapper(self.mapper)
-        prop = self.actor.GetProperty()
-        prop.SetAmbient(0.35)
-        prop.SetDiffuse(0.75)
-        prop.SetSpecular(0.1)
+        unlit(self.actor.GetProperty())
         self.voxels = 0  # voxels the faces stand for
         self.faces = 0
         self.shown = False
@@ -201,6 +232,8 @@ class VoxelScene:
         palette: Sequence[str] = VOXEL_PALETTE,
         background: str = "#f4f6f8",
         layer_color: str = "#00a3bf",
+        plate_color: str = "#868e96",
+        plate: tuple[Sequence[float], Sequence[float]] | None = None,
         settle_seconds: float = 8.0,
         settle_interval: float = 20.0,
         live_limit: int = 60_000,
@@ -240,14 +273,19 @@ class VoxelScene:
         self._live_actor = _SurfaceActor(self.renderer, self.ctf)
         self.set_clim(clim)
 
-        self._layer_mapper = vtk.vtkPolyDataMapper()
-        self._layer_mapper.ScalarVisibilityOff()
-        self._layer_actor = vtk.vtkActor()
-        self._layer_actor.SetMapper(self._layer_mapper)
-        prop = self._layer_actor.GetProperty()
-        prop.SetColor(*hex_to_rgb(layer_color))
-        prop.SetLineWidth(3.0)
-        prop.LightingOff()
+        self._layer_actor, self._layer_mapper = _line_actor(layer_color, 3.0)
+        self._plate_actor, plate_mapper = _line_actor(plate_color, 2.0)
+        if plate is None:  # the grid's footprint
+            plate = (self.bbox_min[:2], self.bbox_min[:2] + self.dims[:2] * self.resolution)
+        self.plate = (np.asarray(plate[0], float)[:2], np.asarray(plate[1], float)[:2])
+        plate_mapper.SetInputData(_rectangle(*self.plate, float(self.bbox_min[2])))
+        self.renderer.AddActor(self._plate_actor)
+        # alert markers, one actor per severity (fewer, bigger, on top: critical)
+        self._markers = {
+            sev: _line_actor(SEVERITY_COLORS[sev], size)
+            for sev, size in (("info", 8.0), ("warning", 10.0), ("critical", 14.0))
+        }
+        self._marker_key: dict[str, bytes] = {}
 
     # -- colour, threshold, opacity ---------------------------------------------------------
     @property
@@ -586,6 +624,45 @@ class VoxelScene:
         self.renderer.AddActor(self._layer_actor)
         return True
 
+    # -- alert markers ------------------------------------------------------------------------
+    def set_alert_markers(self, points: np.ndarray, severities: Sequence[str]) -> bool:
+        """Mark alert locations ``points`` ((n, 3) world x, y, z) with a dot in the colour
+        of each one's severity (info, warning, critical); True if the markers changed.
+
+        >>> scene = VoxelScene((0.0, 0.0, 0.0), 1.0, (8, 8, 8))
+        >>> scene.set_alert_markers(np.array([[1.0, 2.0, 3.0]]), ["critical"])
+        True
+        >>> scene.marker_count, scene.set_alert_markers(np.array([[1.0, 2.0, 3.0]]), ["critical"])
+        ({'info': 0, 'warning': 0, 'critical': 1}, False)
+        """
+        pts = np.array(points, dtype=np.float32).reshape(-1, 3)
+        sev = np.asarray(list(severities), dtype=object)
+        if sev.shape[0] != pts.shape[0]:
+            raise ValueError(f"{pts.shape[0]} alert points but {sev.shape[0]} severities")
+        # drawn half a voxel above the top of the voxel the alert fell in, so the surface
+        # of that voxel does not hide it
+        k = np.floor((pts[:, 2] - self.bbox_min[2]) / self.resolution)
+        pts[:, 2] = self.bbox_min[2] + (k + 1.5) * self.resolution
+        changed = False
+        for name, (actor, mapper) in self._markers.items():
+            mine = pts[sev == name] if pts.shape[0] else pts
+            key = mine.tobytes()
+            if self._marker_key.get(name, b"-") == key:
+                continue
+            changed = True
+            self._marker_key[name] = key
+            if mine.shape[0] == 0:
+                self.renderer.RemoveActor(actor)
+                continue
+            mapper.SetInputData(pv.PolyData(mine))  # one vertex per point
+            self.renderer.AddActor(actor)
+        return changed
+
+    @property
+    def marker_count(self) -> dict[str, int]:
+        """Alert markers shown, per severity."""
+        return {name: len(self._marker_key.get(name, b"")) // 12 for name in self._markers}
+
     # -- camera -------------------------------------------------------------------------------
     def default_camera(self, aspect: float = 1.4) -> dict[str, list[float]] | None:
         """An oblique view framing the occupied voxels in a view ``aspect`` times as wide
@@ -712,6 +789,17 @@ def _box(lo: np.ndarray, hi: np.ndarray) -> tuple[tuple[slice, ...], tuple[slice
 
 def _cat(parts: list[np.ndarray], empty: tuple[int, ...]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(empty)
+
+
+def _rectangle(lo: np.ndarray, hi: np.ndarray, z: float) -> pv.PolyData:
+    """The four edges of the rectangle ``lo``..``hi`` (x, y) at height ``z``.
+
+    >>> _rectangle(np.zeros(2), np.array([250.0, 250.0]), 0.0).n_lines
+    4
+    """
+    xs, ys = (lo[0], hi[0], hi[0], lo[0]), (lo[1], lo[1], hi[1], hi[1])
+    pts = np.array([(x, y, z) for x, y in zip(xs, ys, strict=True)], dtype=np.float32)
+    return pv.PolyData(pts, lines=np.array([2, 0, 1, 2, 1, 2, 2, 2, 3, 2, 3, 0]))
 
 
 def _outline(

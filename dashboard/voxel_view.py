@@ -21,13 +21,15 @@ import numpy as np
 import panel as pn
 import param
 
+from am_qadf.monitoring.alerts import AlertManager
+
 from .markup import esc
 from .theme import VOXEL_PALETTE
 from .view_base import MonitorView, html_pane
 from .voxel_scene import BRICK, SceneUpdate, VoxelScene
 from .vtk_pane import IncrementalVTK
 
-__all__ = ["DETAIL_FACES", "VoxelView", "brick_voxels"]
+__all__ = ["DETAIL_FACES", "VoxelView", "alert_locations", "brick_voxels"]
 
 # faces the settled part of the build may have at each "detail" setting (software WebGL
 # draws ~4 µs per face: 16 k faces turn at ~9 frames a second)
@@ -48,6 +50,25 @@ def brick_voxels(bricks: np.ndarray, dims: tuple[int, int, int]) -> np.ndarray:
     b = np.asarray(bricks, dtype=np.int64).reshape(-1, 3)
     ijk = (b[:, None, :] * BRICK + _OFFSETS[None, :, :]).reshape(-1, 3)
     return ijk[np.all(ijk < np.asarray(dims, dtype=np.int64), axis=1)]
+
+
+def alert_locations(alerts: AlertManager, limit: int = 500) -> tuple[np.ndarray, list[str]]:
+    """World (x, y, z) ((n, 3)) and severity of the newest ``limit`` alerts not cleared
+    yet that carry a location (alerts from SPC rules on a whole window have none).
+
+    >>> mgr = AlertManager()
+    >>> _ = mgr.raise_alert("temperature", "threshold_high", 2600.0, severity="critical",
+    ...                     x=10.0, y=20.0, z=1.5)
+    >>> _ = mgr.raise_alert("power", "ewma_high", 300.0)
+    >>> points, severities = alert_locations(mgr)
+    >>> points.tolist(), severities
+    ([[10.0, 20.0, 1.5]], ['critical'])
+    """
+    located = [
+        a for a in alerts.active_alerts() if a.x is not None and a.y is not None and a.z is not None
+    ][-limit:]
+    points = np.array([(a.x, a.y, a.z) for a in located], dtype=np.float64).reshape(-1, 3)
+    return points, [a.severity for a in located]
 
 
 class VoxelView(MonitorView):
@@ -93,7 +114,8 @@ class VoxelView(MonitorView):
         # the profile's signals first, then any other field the grid holds
         signals = list(dict.fromkeys([*self.profile.signal_names, *grid.available_signals]))
         signals = signals or ["value"]
-        self.param.signal.objects = signals
+        # shown by label and unit ("Melt-pool area (mm²)"), chosen by name
+        self.param.signal.objects = {self.spec_of(s).title: s for s in signals}
         if self.signal not in signals:
             with param.parameterized.discard_events(self):  # no view built yet
                 self.signal = signals[0]
@@ -150,13 +172,19 @@ class VoxelView(MonitorView):
             return (info.low, info.high)
         return (0.0, 1.0)
 
-    def _reset_threshold_widget(self) -> None:
+    def _reset_threshold_widget(self, *, keep: bool = False) -> None:
+        """Spread the value filter's slider around the colour range; with ``keep``, the
+        operator's filter stays as it is (the slider widens to hold it), else it is
+        cleared (a new signal: the old numbers mean nothing there)."""
         lo, hi = self.scene.clim
         span = hi - lo
         w = self._threshold_widget
         start, end = lo - 0.5 * span, hi + 0.5 * span
-        w.param.update(start=start, end=end, value=(start, end), step=span / 200)
-        self.threshold = None
+        kept = self.threshold if keep else None
+        if kept is not None:
+            start, end = min(start, kept[0]), max(end, kept[1])
+        w.param.update(start=start, end=end, value=kept or (start, end), step=span / 200)
+        self.threshold = kept
 
     def _on_threshold_widget(self, event: param.parameterized.Event) -> None:
         lo, hi = event.new
@@ -164,10 +192,17 @@ class VoxelView(MonitorView):
         self.threshold = None if (lo <= w.start and hi >= w.end) else (lo, hi)
 
     # -- reacting to controls ---------------------------------------------------------------
-    @param.depends("signal", "color_scale", watch=True)
+    @param.depends("signal", watch=True)
     def _on_signal(self) -> None:
+        self._rescale(keep_filter=False)
+
+    @param.depends("color_scale", watch=True)
+    def _on_color_scale(self) -> None:
+        self._rescale(keep_filter=True)
+
+    def _rescale(self, *, keep_filter: bool) -> None:
         self.scene.set_clim(self._clim_for(self.signal, None))
-        self._reset_threshold_widget()
+        self._reset_threshold_widget(keep=keep_filter)
         self._needs_full = True
         self._update(force=True)
 
@@ -229,7 +264,7 @@ class VoxelView(MonitorView):
             ijk, values = self._occupied()
             if self.color_scale == "data range":
                 self.scene.set_clim(self._clim_for(self.signal, values))
-                self._reset_threshold_widget()
+                self._reset_threshold_widget(keep=True)
             self._record(self.scene.load(ijk, values))
             self._needs_full = False
             self.full_loads += 1
@@ -242,6 +277,7 @@ class VoxelView(MonitorView):
             changed = True
         if self.follow_layer:
             changed |= self.scene.set_current_layer(self._current_k())
+        changed |= self.scene.set_alert_markers(*alert_locations(self.monitor.alerts))
         if changed or force:
             if self._auto_camera:
                 self._frame()
