@@ -30,6 +30,8 @@ from am_qadf.streaming.timestamps import now_utc
 from am_qadf.voxelization.voxel_grid import VoxelGrid
 
 __all__ = [
+    "DEFAULT_HISTORY_MAX_BYTES",
+    "DEFAULT_RETENTION_S",
     "KEEP_HOURS_RANGE",
     "MAX_DEFECT_POINTS",
     "LiveMonitor",
@@ -67,6 +69,29 @@ def check_keep_hours(hours: Any) -> float:
     return value
 
 
+#: How long the embedded history keeps messages by default (24 h, what the History
+#: tab's "Keep the last" offers), and the size it may grow to first: the simulated
+#: demo writes about 1.8 MB/s (5,000 messages/s at ~370 bytes each, see
+#: ``bench/bench_history_bytes.py``), so the size limit is what usually applies.
+DEFAULT_RETENTION_S = 24 * 3600.0
+DEFAULT_HISTORY_MAX_BYTES = 1024 * 2**20
+
+
+def _max_bytes(text: str | None) -> int | None:
+    """``AMQADF_HISTORY_MAX_MB`` in bytes (unset: the default; 0 or none: no limit)."""
+    if text is None or not text.strip():
+        return DEFAULT_HISTORY_MAX_BYTES
+    if text.strip().lower() in ("0", "none"):
+        return None
+    try:
+        mib = float(text)
+    except ValueError:
+        raise ValueError(f"AMQADF_HISTORY_MAX_MB must be a number of MiB, got {text!r}") from None
+    if not np.isfinite(mib) or mib <= 0:
+        raise ValueError(f"AMQADF_HISTORY_MAX_MB must be a positive number of MiB, got {text!r}")
+    return int(mib * 2**20)
+
+
 @dataclass
 class MonitorConfig:
     """What to monitor and how.
@@ -92,7 +117,10 @@ class MonitorConfig:
     resolution: float | None = None
     #: Seconds of history kept in the embedded history file (None: keep everything;
     #: a MongoDB deployment keeps its own retention policy).
-    history_retention_s: float | None = 1800.0
+    history_retention_s: float | None = DEFAULT_RETENTION_S
+    #: Most bytes the embedded history file may hold: beyond it the oldest messages are
+    #: deleted first (checked every few seconds; None: no size limit).
+    history_max_bytes: int | None = DEFAULT_HISTORY_MAX_BYTES
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.rate) or self.rate <= 0:
@@ -101,16 +129,25 @@ class MonitorConfig:
             raise ValueError(f"publish_batch must be >= 1, got {self.publish_batch}")
         if self.profile is not None and not isinstance(self.profile, MachineProfile):
             raise TypeError(f"profile must be a MachineProfile, got {type(self.profile).__name__}")
+        if self.history_max_bytes is not None and not self.history_max_bytes > 0:
+            raise ValueError(
+                f"history_max_bytes must be a positive number of bytes or None, "
+                f"got {self.history_max_bytes!r}"
+            )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> MonitorConfig:
         """Read ``AMQADF_*`` variables (see :meth:`StreamingConfig.from_env`) plus
         ``AMQADF_SIMULATE`` (1/0; default 1 on the in-process broker, else 0),
-        ``AMQADF_RATE``, ``AMQADF_SEED`` and ``AMQADF_PROFILE`` (a machine profile TOML;
-        a bad one fails here, naming file, key and reason).
+        ``AMQADF_RATE``, ``AMQADF_SEED``, ``AMQADF_PROFILE`` (a machine profile TOML;
+        a bad one fails here, naming file, key and reason), ``AMQADF_HISTORY_RETENTION_S``
+        and ``AMQADF_HISTORY_MAX_MB`` (size limit of the embedded history file in MiB;
+        ``0`` or ``none``: no limit).
 
         >>> MonitorConfig.from_env({"AMQADF_RATE": "2000"}).rate
         2000.0
+        >>> MonitorConfig.from_env({"AMQADF_HISTORY_MAX_MB": "256"}).history_max_bytes
+        268435456
         """
         env = dict(os.environ) if env is None else env
         streaming = StreamingConfig.from_env(
@@ -125,8 +162,9 @@ class MonitorConfig:
             history_retention_s=(
                 float(retention)
                 if retention
-                else (1800.0 if streaming.mongodb_uri is None else None)
+                else (DEFAULT_RETENTION_S if streaming.mongodb_uri is None else None)
             ),
+            history_max_bytes=_max_bytes(env.get("AMQADF_HISTORY_MAX_MB")),
             rate=float(env.get("AMQADF_RATE", 5000.0)),
             seed=int(env.get("AMQADF_SEED", 7)),
             profile=MachineProfile.from_env(env),
@@ -331,7 +369,9 @@ class LiveMonitor:
                 kafka_config=self.config.streaming.kafka_config,
             )
             self._publisher.start()
-        if self.config.history_retention_s and self._retention_thread is None:
+        cfg = self.config
+        bounded = cfg.history_retention_s or cfg.history_max_bytes
+        if bounded and self._retention_thread is None:
             self._stopping.clear()
             self._retention_thread = threading.Thread(
                 target=self._expire_history, name="amqadf-retention", daemon=True
@@ -339,19 +379,52 @@ class LiveMonitor:
             self._retention_thread.start()
 
     def _expire_history(self) -> None:
-        """Delete history older than the retention, once a minute, off the consumer thread."""
-        while not self._stopping.wait(60.0):
+        """Off the consumer thread: delete history older than the retention once a
+        minute, and keep the embedded history file within its size limit (checked every
+        ``SIZE_CHECK_S`` seconds)."""
+        ticks = 0
+        while not self._stopping.wait(self.SIZE_CHECK_S):
+            ticks += 1
             storage = self.storage
             if storage is None:
                 return
-            cutoff = now_utc() - timedelta(seconds=self.config.history_retention_s or 0)
             try:
-                deleted = storage.delete_old_data(cutoff)
+                self.trim_history()
+                if self.config.history_retention_s and ticks * self.SIZE_CHECK_S >= 60.0:
+                    ticks = 0
+                    cutoff = now_utc() - timedelta(seconds=self.config.history_retention_s)
+                    if deleted := storage.delete_old_data(cutoff):
+                        log.info("expired %d history records older than %s", deleted, cutoff)
             except Exception:
                 log.exception("expiring old history failed")
-                continue
-            if deleted:
-                log.info("expired %d history records older than %s", deleted, cutoff)
+
+    #: Seconds between two checks of the history file's size.
+    SIZE_CHECK_S = 10.0
+
+    def trim_history(self) -> int:
+        """Delete the oldest stored messages while the embedded history file is above
+        ``history_max_bytes`` (down to 90 % of it, so the next trim is not due at once);
+        return how many went (0: within its limit, no limit, or MongoDB)."""
+        storage, limit = self.storage, self.config.history_max_bytes
+        if storage is None or not limit:
+            return 0
+        size = storage.history_disk_bytes()
+        if size is None or size <= limit:
+            return 0
+        deleted = storage.trim_history(int(0.9 * limit))
+        if deleted:
+            log.info("history file at %d bytes: deleted its %d oldest records", size, deleted)
+        return deleted
+
+    def history_disk(self) -> dict[str, Any]:
+        """The embedded history file's bytes on disk, its size limit and its time
+        retention (seconds), for views that state them; bytes None for MongoDB."""
+        storage = self.storage
+        return {
+            "bytes": None if storage is None else storage.history_disk_bytes(),
+            "max_bytes": self.config.history_max_bytes,
+            "retention_s": self.config.history_retention_s,
+        }
 
     def stop(self) -> None:
         """Stop publishing and consuming (offsets of processed messages are committed)."""
@@ -524,6 +597,7 @@ class LiveMonitor:
             # whether the profile fits the stream (missing fields, points off the plate)
             "profile": self.client.profile_statistics(),
             "baseline": self.baseline_info(),
+            "history_disk": self.history_disk(),
         }
 
     def query_history(

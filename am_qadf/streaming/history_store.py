@@ -216,6 +216,10 @@ def _fixed_width(numbers: np.ndarray) -> bytes:
     return text.tobytes()
 
 
+#: Bytes the write-ahead log of the embedded history is cut back to after a checkpoint.
+_WAL_LIMIT = 64 * 2**20
+
+
 class _SqliteRows(NamedTuple):
     """The parameters of one ``_INSERT``: documents, their (ts, id start, id length)
     table and their ids."""
@@ -246,6 +250,9 @@ class SqliteHistory:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # after a checkpoint the write-ahead log is cut back to this size (it otherwise
+        # keeps the largest size it ever reached on disk)
+        self._db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
         self._db.execute(
             f'CREATE TABLE IF NOT EXISTS "{table}" '
             "(id TEXT PRIMARY KEY, ts INTEGER NOT NULL, doc BLOB NOT NULL)"
@@ -340,6 +347,56 @@ class SqliteHistory:
     def count(self) -> int:
         with self._lock:
             return self._db.execute(f'SELECT COUNT(*) FROM "{self.table}"').fetchone()[0]
+
+    def disk_bytes(self) -> int:
+        """Bytes the history takes on disk: the database file and its write-ahead log
+        (pages freed by deletions stay in the file and are reused by later inserts)."""
+        if str(self.path) == ":memory:":
+            return self.used_bytes()
+        wal = self.path.with_name(self.path.name + "-wal")
+        return sum(p.stat().st_size for p in (self.path, wal) if p.exists())
+
+    def used_bytes(self) -> int:
+        """Bytes of the database's pages that hold data (free pages not counted)."""
+        with self._lock:
+            pages, free, size = (
+                self._db.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("page_count", "freelist_count", "page_size")
+            )
+        return (pages - free) * size
+
+    def trim_to(self, max_bytes: int, *, chunk: int = 20_000) -> int:
+        """Delete the oldest documents, ``chunk`` at a time (the lock is let go between
+        chunks, so writers go on), until the data takes at most ``max_bytes``; return how
+        many went. Freed pages are reused by later inserts, so the file stops growing.
+
+        >>> import tempfile
+        >>> h = SqliteHistory(Path(tempfile.mkdtemp()) / "h.sqlite3")
+        >>> _ = h.insert(prepare_documents([{"v": "x" * 500} for _ in range(2000)]))
+        >>> h.trim_to(200_000, chunk=100) > 0, h.used_bytes() <= 200_000
+        (True, True)
+        """
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        deleted = 0
+        while (used := self.used_bytes()) > max_bytes:
+            with self._lock:
+                # rowids grow with inserts and go from the oldest end: their span is a
+                # cheap upper bound of the row count, so this deletes about the excess
+                lo, hi = self._db.execute(
+                    f'SELECT min(rowid), max(rowid) FROM "{self.table}"'
+                ).fetchone()
+                rows = 0 if lo is None else hi - lo + 1
+                excess = int(np.ceil((used - max_bytes) / max(used / max(rows, 1), 1.0)))
+                gone = self._db.execute(
+                    f'DELETE FROM "{self.table}" WHERE rowid IN '
+                    f'(SELECT rowid FROM "{self.table}" ORDER BY ts, rowid LIMIT ?)',
+                    (int(min(chunk, max(excess, 1))),),
+                ).rowcount
+            if gone <= 0:
+                break
+            deleted += gone
+        return deleted
 
     def ping(self) -> bool:
         return True

@@ -390,6 +390,35 @@ class StreamStorage:
         """Delete documents older than ``before_time``; return how many."""
         return self.history.delete_before(to_utc(before_time, name="before_time"))
 
+    def history_disk_bytes(self) -> int | None:
+        """Bytes the embedded history file takes on disk (with its write-ahead log);
+        None for MongoDB, which keeps its own storage.
+
+        >>> StreamStorage(path=":memory:").history_disk_bytes() >= 0
+        True
+        """
+        history = self.history
+        return history.disk_bytes() if isinstance(history, SqliteHistory) else None
+
+    def trim_history(self, max_bytes: int) -> int:
+        """Delete the oldest documents of the embedded history file until its data takes
+        at most ``max_bytes``; return how many went. The file then stops growing: later
+        inserts reuse the freed pages. ``TypeError`` for MongoDB (its deployment bounds
+        its own storage).
+
+        >>> import tempfile
+        >>> storage = StreamStorage(path=tempfile.mkdtemp() + "/history.sqlite3")
+        >>> _ = storage.store_batch([{"note": "x" * 500} for _ in range(2000)])
+        >>> storage.trim_history(300_000) > 0, storage.history_disk_bytes() > 0
+        (True, True)
+        """
+        history = self.history
+        if not isinstance(history, SqliteHistory):
+            raise TypeError(f"only the embedded history file can be trimmed, not {history.name}")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ValueError(f"max_bytes must be an int >= 0, got {max_bytes!r}")
+        return history.trim_to(max_bytes)
+
     def get_statistics(self) -> dict[str, Any]:
         """Everything :meth:`health` reports, plus ``collection_name``,
         ``document_count`` (documents in the history now; None when it cannot be
