@@ -8,6 +8,11 @@ messages, so the table's titles are escaped (:func:`dashboard.markup.column_titl
 and the CSV download neutralises cells a spreadsheet would run as formulas
 (:func:`history_csv`).
 
+The time range is either relative ("Last hour": measured back from the moment the
+query runs, not from when the page was opened) or typed (:func:`parse_time`). A query
+returns at most ``limit`` rows; when more match, the *newest* rows of the range are
+shown (:func:`fetch_newest`) and a notice says what was left out (:func:`cut_notice`).
+
 >>> history_filters(build_id="sim-7", layers=(2, 4), signal="temperature",
 ...                 value_range=(1800.0, None))
 {'build_id': 'sim-7', 'layer': {'$gte': 2, '$lte': 4}, 'temperature': {'$gte': 1800.0}}
@@ -19,7 +24,8 @@ import io
 import logging
 import math
 import threading
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import holoviews as hv
@@ -33,7 +39,17 @@ from am_qadf.live_monitor import KEEP_HOURS_RANGE, check_keep_hours
 from .markup import column_titles, esc
 from .view_base import MonitorView, html_pane
 
-__all__ = ["HistoryView", "history_csv", "history_filters"]
+__all__ = [
+    "RANGES",
+    "HistoryView",
+    "cut_notice",
+    "fetch_newest",
+    "history_csv",
+    "history_filters",
+    "parse_time",
+    "query_window",
+    "retention_text",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +87,188 @@ def history_filters(
     return out
 
 
-def _naive_utc(t: datetime) -> datetime:
-    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+#: Time ranges the form offers. A relative one is measured back from the moment the
+#: query runs; "Custom" takes the typed From / To times.
+RANGES: dict[str, timedelta | None] = {
+    "Last minute": timedelta(minutes=1),
+    "Last 10 minutes": timedelta(minutes=10),
+    "Last hour": timedelta(hours=1),
+    "Last 24 hours": timedelta(hours=24),
+    "Custom": None,
+}
+CUSTOM = "Custom"
+
+_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
+_CLOCK_FORMATS = ("%H:%M:%S.%f", "%H:%M:%S", "%H:%M")
+
+
+def parse_time(text: str, *, name: str, today: date) -> datetime:
+    """A time an operator typed, in UTC: ``YYYY-MM-DD HH:MM[:SS[.ffffff]]`` (a ``T``
+    instead of the space is fine), or ``HH:MM[:SS]`` for that time on ``today``.
+    ``ValueError`` names the field and shows the expected form.
+
+    >>> parse_time("2026-12-05 08:40", name="From", today=date(2026, 1, 1))
+    datetime.datetime(2026, 12, 5, 8, 40, tzinfo=datetime.timezone.utc)
+    >>> parse_time(" 14:05:30 ", name="To", today=date(2026, 12, 5)).isoformat()
+    '2026-12-05T14:05:30+00:00'
+    >>> parse_time("5th of May", name="From", today=date(2026, 12, 5))
+    Traceback (most recent call last):
+    ...
+    ValueError: From: '5th of May' is not a time; write it as 2026-12-05 14:30:00 or 14:30 (UTC)
+    """
+    t = (text or "").strip().replace("T", " ")
+    for fmt in _TIME_FORMATS:
+        try:
+            return datetime.strptime(t, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    for fmt in _CLOCK_FORMATS:
+        try:
+            clock = datetime.strptime(t, fmt).time()
+        except ValueError:
+            continue
+        return datetime.combine(today, clock, tzinfo=UTC)
+    raise ValueError(
+        f"{name}: {text!r} is not a time; write it as {today:%Y-%m-%d} 14:30:00 or 14:30 (UTC)"
+    )
+
+
+def query_window(
+    choice: str, start_text: str, end_text: str, now: datetime
+) -> tuple[datetime, datetime]:
+    """The (start, end) in UTC of a query run at ``now``: a relative ``choice`` of
+    :data:`RANGES` ends at ``now``; ``"Custom"`` takes the typed times
+    (:func:`parse_time`, a time of day on ``now``'s date).
+
+    >>> now = datetime(2026, 12, 5, 8, 40, tzinfo=UTC)
+    >>> [t.strftime("%H:%M") for t in query_window("Last hour", "", "", now)]
+    ['07:40', '08:40']
+    >>> query_window("Custom", "08:30", "08:20", now)
+    Traceback (most recent call last):
+    ...
+    ValueError: the time range ends (08:20:00) before it starts (08:30:00)
+    """
+    if choice not in RANGES:
+        raise ValueError(f"time range must be one of {list(RANGES)}, got {choice!r}")
+    span = RANGES[choice]
+    if span is not None:
+        return now - span, now
+    today = now.astimezone(UTC).date()
+    start = parse_time(start_text, name="From", today=today)
+    end = parse_time(end_text, name="To", today=today)
+    if start > end:
+        raise ValueError(
+            f"the time range ends ({end:%H:%M:%S}) before it starts ({start:%H:%M:%S})"
+        )
+    return start, end
+
+
+Fetch = Callable[[datetime, datetime, int], Sequence[dict[str, Any]]]
+
+
+def _cut_reason(rows: Sequence[Any], cap: int) -> str | None:
+    """Why ``rows`` (fetched with a limit of ``cap + 1``) are not all that matched."""
+    reason = getattr(rows, "reason", None)  # the storage's own (row limit, time budget)
+    if reason:
+        return str(reason)
+    return f"more than {cap:,} rows matched" if len(rows) > cap else None
+
+
+def fetch_newest(
+    fetch: Fetch, start: datetime, end: datetime, cap: int, tries: int = 6
+) -> tuple[list[dict[str, Any]], str | None]:
+    """At most ``cap`` rows of ``start``..``end``, oldest first, and why rows were left
+    out (None: these are all). ``fetch(start, end, limit)`` returns the oldest ``limit``
+    rows of a range; when more than ``cap`` match, the newest rows of the range are
+    looked for instead: the span the oldest ``cap`` rows took, measured back from
+    ``end``, narrowed or widened (at most ``tries`` more fetches, each of at most
+    ``cap + 1`` rows) until ``cap`` or fewer (but at least half as many) rows fall in it.
+
+    >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> rows = [{"timestamp": t0 + timedelta(seconds=i)} for i in range(100)]
+    >>> def fetch(a, b, n):
+    ...     return [r for r in rows if a <= r["timestamp"] <= b][:n]
+    >>> got, why = fetch_newest(fetch, t0, t0 + timedelta(seconds=99), 10)
+    >>> why, 5 <= len(got) <= 10, got[-1]["timestamp"].second
+    ('more than 10 rows matched', True, 39)
+    """
+    first = list(fetch(start, end, cap + 1))
+    reason = _cut_reason(first, cap)
+    if reason is None or len(first) < 2:
+        return first[:cap], reason
+    best, found = first[:cap], False
+    # the oldest `cap` rows took this long; as many newer ones take about as long
+    span = (best[-1]["timestamp"] - best[0]["timestamp"]) * 0.9
+    for _ in range(tries):
+        lo = max(start, end - span)
+        tail = list(fetch(lo, end, cap + 1))
+        if _cut_reason(tail, cap) is None:
+            best, found = tail, True
+            if len(tail) >= cap // 2 or lo == start:
+                break
+            span *= 2  # too few: look further back
+        elif len(tail) > 1:  # still too many: try the span these rows took
+            if not found:
+                best = tail[:cap]  # nearer the end than the oldest rows
+            span = (tail[: cap + 1][-1]["timestamp"] - lo) * 0.9
+        else:
+            break
+    return best, reason
+
+
+def cut_notice(
+    shown: int, first: datetime | None, last: datetime | None, reason: str | None
+) -> str:
+    """The notice for a query result (HTML): empty when every matching row is shown,
+    else how many rows are shown, which span they cover and why the rest is not.
+
+    >>> t = datetime(2026, 1, 1, 8, 0, 4, 250_000, tzinfo=UTC)
+    >>> cut_notice(3, t, t, None)
+    ''
+    >>> note = cut_notice(20_000, t - timedelta(seconds=4), t, "more than 20,000 rows matched")
+    >>> print(note.replace(". ", ".\\n"))  # doctest: +ELLIPSIS
+    <span class="amq-history-cut" data-cut="1">Showing 20,000 rows only, 08:00:00.250 – ...
+    Narrow the time range or the filters to see the rest.</span>
+    """
+    if reason is None:
+        return ""
+    span = (
+        f", {first:%H:%M:%S.%f}"[:-3] + f" – {last:%H:%M:%S.%f}"[:-3] + " UTC"
+        if first is not None and last is not None
+        else ""
+    )
+    return (
+        f'<span class="amq-history-cut" data-cut="1">Showing {shown:,} rows only{span}: '
+        f"{esc(reason)}. Narrow the time range or the filters to see the rest.</span>"
+    )
+
+
+def retention_text(disk: dict[str, Any] | None) -> str:
+    """What the history keeps, for the History tab (HTML): the time retention and the
+    size limit of the embedded history file with its size now, or that MongoDB keeps
+    its own policy.
+
+    >>> text = retention_text({"bytes": 300 * 2**20, "max_bytes": 2**30, "retention_s": 86400.0})
+    >>> print(text.replace(", ", ",\\n"))
+    <span class="amq-history-retention">Kept: the last 24 h,
+    at most 1,024 MiB (oldest deleted first) · now 300 MiB</span>
+    """
+    if not disk:
+        return ""
+    if disk.get("bytes") is None:
+        return (
+            '<span class="amq-history-retention">Kept as the MongoDB deployment\'s '
+            "retention policy says</span>"
+        )
+    keep = disk.get("retention_s")
+    limit = disk.get("max_bytes")
+    parts = [f"the last {keep / 3600:,.4g} h" if keep else "everything"]
+    if limit:
+        parts.append(f"at most {limit / 2**20:,.0f} MiB (oldest deleted first)")
+    return (
+        f'<span class="amq-history-retention">Kept: {", ".join(parts)} · '
+        f"now {disk['bytes'] / 2**20:,.0f} MiB</span>"
+    )
 
 
 #: First characters that make a spreadsheet read a cell as a formula (or, for tab and
@@ -131,13 +327,29 @@ class HistoryView(MonitorView):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        now = _naive_utc(datetime.now(UTC))
-        self.time_range = pn.widgets.DatetimeRangePicker(
+        # relative ranges are measured when the query runs; typed times when "Custom"
+        self.time_range = pn.widgets.Select(
             name="Time range (UTC)",
-            value=(now - timedelta(minutes=2), now + timedelta(minutes=1)),
-            width=330,
+            options=list(RANGES),
+            value="Last 10 minutes",
+            width=150,
             css_classes=["amq-history-range"],
         )
+        self.start_text = pn.widgets.TextInput(
+            name="From (UTC)",
+            placeholder="2026-12-05 08:30 or 08:30",
+            width=170,
+            disabled=True,
+            css_classes=["amq-history-from"],
+        )
+        self.end_text = pn.widgets.TextInput(
+            name="To (UTC)",
+            placeholder="2026-12-05 08:40 or 08:40",
+            width=170,
+            disabled=True,
+            css_classes=["amq-history-to"],
+        )
+        self.time_range.param.watch(self._on_range, "value")
         self.build = pn.widgets.TextInput(
             name="Build id", placeholder="any build", width=140, css_classes=["amq-history-build"]
         )
@@ -170,9 +382,12 @@ class HistoryView(MonitorView):
             css_classes=["amq-history-csv"],
             width=150,
         )
+        disk = self.monitor.history_disk() if self.monitor is not None else {}
+        keep_s = disk.get("retention_s") or 24 * 3600.0
         self.keep_hours = pn.widgets.FloatInput(
             name="Keep the last (hours)",
-            value=24.0,
+            # what the automatic retention keeps, so the two say the same
+            value=float(np.clip(min(keep_s / 3600, 24.0), *KEEP_HOURS_RANGE)),
             start=KEEP_HOURS_RANGE[0],
             end=KEEP_HOURS_RANGE[1],
             step=1.0,
@@ -194,6 +409,9 @@ class HistoryView(MonitorView):
             sizing_mode="stretch_width",
             css_classes=["amq-history-info"],
         )
+        self.retention = html_pane(
+            retention_text(disk), sizing_mode="stretch_width", css_classes=["amq-history-kept"]
+        )
         self.table = pn.widgets.Tabulator(
             pd.DataFrame(),
             pagination="remote",
@@ -213,21 +431,33 @@ class HistoryView(MonitorView):
         self._deleted: tuple | None = None
 
     def _recent(self) -> None:
-        now = _naive_utc(datetime.now(UTC))
-        self.time_range.value = (now - timedelta(minutes=1), now + timedelta(seconds=5))
+        self.time_range.value = "Last minute"
         self.query()
 
+    def _on_range(self, event: param.parameterized.Event) -> None:
+        custom = event.new == CUSTOM
+        self.start_text.disabled = self.end_text.disabled = not custom
+        if custom and not (self.start_text.value or self.end_text.value):
+            # start from the relative range chosen before, to the second, to edit
+            end = datetime.now(UTC).replace(microsecond=0)
+            start = end - (RANGES.get(event.old) or timedelta(minutes=10))
+            self.start_text.value = f"{start:%Y-%m-%d %H:%M:%S}"
+            self.end_text.value = f"{end:%Y-%m-%d %H:%M:%S}"
+
     def _spec(self) -> tuple[datetime, datetime, dict[str, Any]]:
-        start, end = self.time_range.value
-        if start > end:
-            raise ValueError("the time range ends before it starts")
+        start, end = query_window(
+            self.time_range.value,
+            self.start_text.value,
+            self.end_text.value,
+            datetime.now(UTC),  # now, when the query runs
+        )
         filters = history_filters(
             build_id=self.build.value.strip() or None,
             layers=(self.layer_from.value, self.layer_to.value),
             signal=self.signal.value,
             value_range=(self.value_min.value, self.value_max.value),
         )
-        return start.replace(tzinfo=UTC), end.replace(tzinfo=UTC), filters
+        return start, end, filters
 
     def query(self) -> None:
         """Run the query described by the widgets in the background (a long time range
@@ -282,9 +512,16 @@ class HistoryView(MonitorView):
     def query_now(
         self, start: datetime, end: datetime, filters: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """Query the history synchronously and return it as a DataFrame (no UI change)."""
-        docs = self.monitor.query_history(start, end, filters or None, limit=self.limit)
+        """Query the history synchronously and return it as a DataFrame (no UI change):
+        at most ``limit`` rows, the newest of the range when more match
+        (:func:`fetch_newest`); ``df.attrs["cut"]`` then says why rows were left out."""
+
+        def fetch(a: datetime, b: datetime, n: int) -> list[dict[str, Any]]:
+            return self.monitor.query_history(a, b, filters or None, limit=n)
+
+        docs, cut = fetch_newest(fetch, start, end, self.limit)
         df = pd.DataFrame(docs)
+        df.attrs["cut"] = cut
         if "_id" in df:
             df = df.drop(columns="_id")
         if "timestamp" in df:
@@ -308,25 +545,45 @@ class HistoryView(MonitorView):
                 else f'<span class="amq-history-deleted" data-deleted="{n}">Deleted {n:,} '
                 f"records older than the last {hours:,g} hours</span>"
             )
+        self.retention.object = retention_text(snapshot.get("history_disk"))
         if self._result is None:
             return
         (start, end, filters), df, error = self._result
         self._result = self._pending = None
         self.run.disabled = False
-        if error is not None or df is None:
-            self.info.object = f'<span class="amq-error">Query failed: {esc(error)}</span>'
-            return
+        if error is None and df is not None:
+            try:
+                self._show(start, end, filters, df)
+                return
+            except Exception as exc:  # never leave "Running query…" up
+                log.exception("showing the history result failed")
+                error = exc
+        self.info.object = f'<span class="amq-error">Query failed: {esc(error)}</span>'
+
+    def _show(
+        self, start: datetime, end: datetime, filters: dict[str, Any], df: pd.DataFrame
+    ) -> None:
         self._frame = df
         self.rows = len(df)
+        # A sort the operator chose on a column this result lacks (an empty result has
+        # none) would make the table fail (KeyError) when it sorts the new rows.
+        sorters = [s for s in self.table.sorters if s.get("field") in df.columns]
         # titles first: the columns are the stored messages' field names
-        self.table.param.update(titles=column_titles(df.columns), value=df)
+        self.table.param.update(titles=column_titles(df.columns), sorters=sorters, value=df)
         self.download.disabled = df.empty
         self._plot(df)
-        more = " (limit reached)" if len(df) >= self.limit else ""
+        stamps = df["timestamp"] if "timestamp" in df and not df.empty else None
+        notice = cut_notice(
+            len(df),
+            None if stamps is None else stamps.iloc[0],
+            None if stamps is None else stamps.iloc[-1],
+            df.attrs.get("cut"),
+        )
         self.info.object = (
-            f'<span class="amq-history-rows" data-rows="{len(df)}">{len(df):,} rows{more}</span>'
+            f'<span class="amq-history-rows" data-rows="{len(df)}">{len(df):,} rows</span>'
             f" · {start:%Y-%m-%d %H:%M:%S} – {end:%H:%M:%S} UTC · filters: "
             f"<code>{esc(filters) if filters else 'none'}</code>"
+            + (f"<br>{notice}" if notice else "")
         )
 
     def _plot(self, df: pd.DataFrame) -> None:
@@ -359,6 +616,8 @@ class HistoryView(MonitorView):
     def __panel__(self) -> pn.viewable.Viewable:
         form = pn.Row(
             self.time_range,
+            self.start_text,
+            self.end_text,
             self.last_minutes,
             self.build,
             self.layer_from,
@@ -379,6 +638,7 @@ class HistoryView(MonitorView):
                 self.delete,
                 sizing_mode="stretch_width",
             ),
+            self.retention,
             self.plot,
             self.table,
             sizing_mode="stretch_width",
