@@ -203,6 +203,14 @@ class HealthView(MonitorView):
             ("buffer use", f"{self.n_buffer.value:,.0f} %"),
             ("voxel grid", f"{grid_bytes / 2**20:,.0f} MiB"),
         )
+        disk = snapshot.get("history_disk") or {}
+        if disk.get("bytes") is not None:  # the embedded history file, against its limit
+            limit = disk.get("max_bytes")
+            size = f"{disk['bytes'] / 2**20:,.0f} MiB"
+            figures = (
+                *figures,
+                ("history file", f"{size} of {limit / 2**20:,.0f} MiB" if limit else size),
+            )
         if lost := int(snapshot.get("publish_failed") or 0):  # shown only when it happens
             figures = (*figures, ("simulator undelivered", f'<b class="amq-fig-bad">{lost:,}</b>'))
         self.compact.object = self._compact_html(health) + (

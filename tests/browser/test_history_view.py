@@ -99,3 +99,14 @@ def test_tab_states_the_retention_the_library_applies(view):
     view.refresh(view.monitor.snapshot())
     text = view.retention.object
     assert "the last 24 h" in text and "at most 1,024 MiB (oldest deleted first)" in text
+
+
+def test_health_shows_the_history_file_against_its_limit(view):
+    from dashboard.health_view import HealthView
+
+    health = HealthView(monitor=view.monitor)
+    health.refresh({"history_disk": {"bytes": 300 * 2**20, "max_bytes": 2**30}})
+    assert "history file" in health.compact.object
+    assert "300 MiB of 1,024 MiB" in health.compact.object
+    health.refresh({"history_disk": {"bytes": None, "max_bytes": 2**30}})  # MongoDB
+    assert "history file" not in health.compact.object
