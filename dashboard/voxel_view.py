@@ -359,7 +359,7 @@ class VoxelView(MonitorView):
         return pn.Column(
             pn.Row(
                 pn.widgets.Select.from_param(
-                    self.param.signal, name="Colour by", width=170, css_classes=["amq-voxel-signal"]
+                    self.param.signal, name="Colour by", width=220, css_classes=["amq-voxel-signal"]
                 ),
                 pn.widgets.RadioButtonGroup.from_param(
                     self.param.color_scale,
