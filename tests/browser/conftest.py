@@ -39,8 +39,8 @@ VIEWPORT = {"width": 1600, "height": 1000}
 
 pytestmark = pytest.mark.browser
 
-# a Panel app script, not a test module: importing it would start its pipeline
-collect_ignore = ["hostile_app.py"]
+# Panel app scripts, not test modules: importing one would start its pipeline or scene
+collect_ignore = ["hostile_app.py", "voxel_colour_app.py"]
 
 
 def _free_port() -> int:
