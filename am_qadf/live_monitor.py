@@ -71,7 +71,7 @@ def check_keep_hours(hours: Any) -> float:
 
 #: How long the embedded history keeps messages by default (24 h, what the History
 #: tab's "Keep the last" offers), and the size it may grow to first: the simulated
-#: demo writes about 1.8 MB/s (5,000 messages/s at ~370 bytes each, see
+#: demo writes about 1.5 MB/s (5,000 messages/s at ~300 bytes each, see
 #: ``bench/bench_history_bytes.py``), so the size limit is what usually applies.
 DEFAULT_RETENTION_S = 24 * 3600.0
 DEFAULT_HISTORY_MAX_BYTES = 1024 * 2**20

@@ -48,6 +48,18 @@ MESSAGE_FIELDS: tuple[str, ...] = (
 SIGNALS: tuple[str, ...] = ("temperature", "melt_pool_area", "power", "scan_speed", "intensity")
 """The process signals a message carries (``value`` repeats ``temperature``)."""
 
+#: Decimals each simulated reading is given, as its sensor would: pyrometer to 0.1 K,
+#: melt-pool area to 1 µm², power, speed and photodiode to 0.1 of their unit. Full
+#: float noise added ~90 bytes of digits no sensor resolves to every stored message
+#: (``bench/bench_history_bytes.py``). Positions are the scan path's, as commanded.
+SENSOR_DECIMALS: dict[str, int] = {
+    "temperature": 1,
+    "melt_pool_area": 6,
+    "power": 1,
+    "scan_speed": 1,
+    "intensity": 1,
+}
+
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 _NUMERIC = (
     "x",
@@ -291,6 +303,9 @@ class BuildSimulator:
         sig["power"] = power + rng.normal(0.0, m.power_noise, n)
         sig["scan_speed"] = speed + rng.normal(0.0, m.speed_noise, n)
         drop = apply_measured(self._events, base, base + n, sig, self.seed)
+        for name, decimals in SENSOR_DECIMALS.items():
+            if name in sig:
+                sig[name] = np.round(sig[name], decimals)
         sig["value"] = sig["temperature"].copy()
         idx = np.arange(base, base + n, dtype=np.int64)
         step_us = 1e6 / self.sensor_rate_hz

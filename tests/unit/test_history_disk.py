@@ -83,3 +83,14 @@ def test_monitor_trims_its_history_to_the_limit_and_reports_it(tmp_path):
     assert mon.storage.history.used_bytes() <= 450_000
     disk = mon.snapshot()["history_disk"]
     assert disk["max_bytes"] == 500_000 and disk["retention_s"] == DEFAULT_RETENTION_S
+
+
+def test_simulated_readings_carry_their_sensor_resolution():
+    """Float noise in the last digits cost ~70 bytes per stored message (bench)."""
+    from am_qadf.simulation.build_simulator import SENSOR_DECIMALS, BuildSimulator
+
+    (batch,) = BuildSimulator(seed=3, n_points=500, n_defects=0).iter_batches(500)
+    for name, decimals in SENSOR_DECIMALS.items():
+        values = [m[name] for m in batch if m.get(name) == m.get(name)]  # NaN: blanked
+        assert values and all(round(v, decimals) == v for v in values), name
+    assert SENSOR_DECIMALS["temperature"] == 1 and SENSOR_DECIMALS["power"] == 1
