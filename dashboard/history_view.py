@@ -167,11 +167,16 @@ Fetch = Callable[[datetime, datetime, int], Sequence[dict[str, Any]]]
 
 
 def _cut_reason(rows: Sequence[Any], cap: int) -> str | None:
-    """Why ``rows`` (fetched with a limit of ``cap + 1``) are not all that matched."""
-    reason = getattr(rows, "reason", None)  # the storage's own (row limit, time budget)
-    if reason:
-        return str(reason)
-    return f"more than {cap:,} rows matched" if len(rows) > cap else None
+    """Why ``rows`` (fetched with a limit of ``cap + 1``) are not all that matched: more
+    than ``cap`` came back, or the storage says it cut them (e.g. a time budget).
+
+    >>> _cut_reason([{}] * 3, 2), _cut_reason([{}], 2)
+    ('more than 2 rows matched', None)
+    """
+    if len(rows) > cap:
+        return f"more than {cap:,} rows matched"
+    reason = getattr(rows, "reason", None)  # a storage that reports its own cut
+    return str(reason) if reason else None
 
 
 def fetch_newest(

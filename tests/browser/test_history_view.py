@@ -110,3 +110,16 @@ def test_health_shows_the_history_file_against_its_limit(view):
     assert "300 MiB of 1,024 MiB" in health.compact.object
     health.refresh({"history_disk": {"bytes": None, "max_bytes": 2**30}})  # MongoDB
     assert "history file" not in health.compact.object
+
+
+def test_a_cut_the_storage_reports_is_shown_too():
+    from dashboard.history_view import cut_notice, fetch_newest
+
+    class Cut(list):
+        reason = "time budget of 30 s spent"
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = Cut([{"timestamp": t0}, {"timestamp": t0 + timedelta(seconds=1)}])
+    got, why = fetch_newest(lambda a, b, n: rows, t0, t0 + timedelta(hours=1), 10)
+    assert why == "time budget of 30 s spent" and len(got) == 2
+    assert "time budget of 30 s spent" in cut_notice(len(got), t0, t0, why)
