@@ -197,8 +197,8 @@ def fetch_newest(
     >>> why, 5 <= len(got) <= 10, got[-1]["timestamp"].second
     ('more than 10 rows matched', True, 39)
     """
-    first = list(fetch(start, end, cap + 1))
-    reason = _cut_reason(first, cap)
+    got = fetch(start, end, cap + 1)
+    reason, first = _cut_reason(got, cap), list(got)
     if reason is None or len(first) < 2:
         return first[:cap], reason
     best, found = first[:cap], False
@@ -206,8 +206,9 @@ def fetch_newest(
     span = (best[-1]["timestamp"] - best[0]["timestamp"]) * 0.9
     for _ in range(tries):
         lo = max(start, end - span)
-        tail = list(fetch(lo, end, cap + 1))
-        if _cut_reason(tail, cap) is None:
+        got = fetch(lo, end, cap + 1)
+        tail = list(got)
+        if _cut_reason(got, cap) is None:
             best, found = tail, True
             if len(tail) >= cap // 2 or lo == start:
                 break
