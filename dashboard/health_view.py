@@ -204,12 +204,18 @@ class HealthView(MonitorView):
             ("voxel grid", f"{grid_bytes / 2**20:,.0f} MiB"),
         )
         disk = snapshot.get("history_disk") or {}
+        history_file = ""
         if disk.get("bytes") is not None:  # the embedded history file, against its limit
             limit = disk.get("max_bytes")
             size = f"{disk['bytes'] / 2**20:,.0f} MiB"
             figures = (
                 *figures,
                 ("history file", f"{size} of {limit / 2**20:,.0f} MiB" if limit else size),
+            )
+            history_file = f" · history file {size}" + (
+                f" (limit {limit / 2**20:,.0f} MiB, oldest messages deleted first)"
+                if limit
+                else " (no size limit)"
             )
         if lost := int(snapshot.get("publish_failed") or 0):  # shown only when it happens
             figures = (*figures, ("simulator undelivered", f'<b class="amq-fig-bad">{lost:,}</b>'))
@@ -226,6 +232,7 @@ class HealthView(MonitorView):
             f"max batch latency {float(stats.get('max_latency_ms') or 0):,.1f} ms · "
             "mean throughput since start "
             f"{float(stats.get('throughput_messages_per_sec') or 0):,.0f} msg/s"
+            + history_file
             + (" · <b>back-pressure: storage is behind</b>" if stats.get("backpressure") else "")
             + (
                 f" · last error: <code>{esc(last_error, limit=TEXT_LIMIT)}</code>"

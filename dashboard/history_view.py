@@ -345,14 +345,14 @@ class HistoryView(MonitorView):
             name="From (UTC)",
             placeholder="2026-12-05 08:30 or 08:30",
             width=170,
-            disabled=True,
+            visible=False,  # shown for "Custom"
             css_classes=["amq-history-from"],
         )
         self.end_text = pn.widgets.TextInput(
             name="To (UTC)",
             placeholder="2026-12-05 08:40 or 08:40",
             width=170,
-            disabled=True,
+            visible=False,
             css_classes=["amq-history-to"],
         )
         self.time_range.param.watch(self._on_range, "value")
@@ -442,7 +442,7 @@ class HistoryView(MonitorView):
 
     def _on_range(self, event: param.parameterized.Event) -> None:
         custom = event.new == CUSTOM
-        self.start_text.disabled = self.end_text.disabled = not custom
+        self.start_text.visible = self.end_text.visible = custom
         if custom and not (self.start_text.value or self.end_text.value):
             # start from the relative range chosen before, to the second, to edit
             end = datetime.now(UTC).replace(microsecond=0)
