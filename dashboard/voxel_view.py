@@ -21,6 +21,7 @@ import numpy as np
 import panel as pn
 import param
 
+from am_qadf.machine_profile import SignalSpec
 from am_qadf.monitoring.alerts import AlertManager
 
 from .markup import esc
@@ -50,6 +51,11 @@ def brick_voxels(bricks: np.ndarray, dims: tuple[int, int, int]) -> np.ndarray:
     b = np.asarray(bricks, dtype=np.int64).reshape(-1, 3)
     ijk = (b[:, None, :] * BRICK + _OFFSETS[None, :, :]).reshape(-1, 3)
     return ijk[np.all(ijk < np.asarray(dims, dtype=np.int64), axis=1)]
+
+
+def _option(info: SignalSpec) -> str:
+    """A signal's short label with its unit, e.g. ``"Area (mm²)"``."""
+    return f"{info.short_label} ({info.unit})" if info.unit else info.short_label
 
 
 def alert_locations(alerts: AlertManager, limit: int = 500) -> tuple[np.ndarray, list[str]]:
@@ -114,8 +120,9 @@ class VoxelView(MonitorView):
         # the profile's signals first, then any other field the grid holds
         signals = list(dict.fromkeys([*self.profile.signal_names, *grid.available_signals]))
         signals = signals or ["value"]
-        # shown by label and unit ("Melt-pool area (mm²)"), chosen by name
-        self.param.signal.objects = {self.spec_of(s).title: s for s in signals}
+        # shown by short label and unit ("Area (mm²)"; the legend gives the full title),
+        # chosen by name
+        self.param.signal.objects = {_option(self.spec_of(s)): s for s in signals}
         if self.signal not in signals:
             with param.parameterized.discard_events(self):  # no view built yet
                 self.signal = signals[0]
@@ -359,7 +366,7 @@ class VoxelView(MonitorView):
         return pn.Column(
             pn.Row(
                 pn.widgets.Select.from_param(
-                    self.param.signal, name="Colour by", width=220, css_classes=["amq-voxel-signal"]
+                    self.param.signal, name="Colour by", width=170, css_classes=["amq-voxel-signal"]
                 ),
                 pn.widgets.RadioButtonGroup.from_param(
                     self.param.color_scale,

@@ -75,7 +75,8 @@ def test_colour_by_offers_labels_with_units(view):
     import panel as pn
 
     options = pn.widgets.Select.from_param(view.param.signal).options
-    assert options["Melt-pool area (mm²)"] == "melt_pool_area"
+    assert options["Area (mm²)"] == "melt_pool_area"
+    assert options["Temperature (K)"] == "temperature"
     assert "melt_pool_area" not in options
     view.signal = "melt_pool_area"  # still chosen by name
     assert "Melt-pool area (mm²)" in view._legend.object
