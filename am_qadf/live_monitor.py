@@ -404,7 +404,15 @@ class LiveMonitor:
     def trim_history(self) -> int:
         """Delete the oldest stored messages while the embedded history file is above
         ``history_max_bytes`` (down to 90 % of it, so the next trim is not due at once);
-        return how many went (0: within its limit, no limit, or MongoDB)."""
+        return how many went (0: within its limit, no limit, or MongoDB).
+
+        >>> import tempfile
+        >>> from am_qadf.streaming import StreamingConfig
+        >>> cfg = StreamingConfig.embedded(storage_path=tempfile.mkdtemp())
+        >>> mon = LiveMonitor(MonitorConfig(streaming=cfg, simulate=False))
+        >>> mon.trim_history()  # far below its 1 GiB
+        0
+        """
         storage, limit = self.storage, self.config.history_max_bytes
         if storage is None or not limit:
             return 0
@@ -418,7 +426,15 @@ class LiveMonitor:
 
     def history_disk(self) -> dict[str, Any]:
         """The embedded history file's bytes on disk, its size limit and its time
-        retention (seconds), for views that state them; bytes None for MongoDB."""
+        retention (seconds), for views that state them; bytes None for MongoDB.
+
+        >>> import tempfile
+        >>> from am_qadf.streaming import StreamingConfig
+        >>> cfg = StreamingConfig.embedded(storage_path=tempfile.mkdtemp())
+        >>> disk = LiveMonitor(MonitorConfig(streaming=cfg, simulate=False)).history_disk()
+        >>> disk["max_bytes"] == 2**30, disk["retention_s"]
+        (True, 86400.0)
+        """
         storage = self.storage
         return {
             "bytes": None if storage is None else storage.history_disk_bytes(),

@@ -388,7 +388,7 @@ class HistoryView(MonitorView):
             css_classes=["amq-history-csv"],
             width=150,
         )
-        disk = self.monitor.history_disk() if self.monitor is not None else {}
+        disk = self._disk()
         keep_s = disk.get("retention_s") or 24 * 3600.0
         self.keep_hours = pn.widgets.FloatInput(
             name="Keep the last (hours)",
@@ -435,6 +435,12 @@ class HistoryView(MonitorView):
         self._pending: tuple | None = None
         self._result: tuple | None = None
         self._deleted: tuple | None = None
+
+    def _disk(self) -> dict[str, Any]:
+        """What the monitor's history keeps (:meth:`LiveMonitor.history_disk`; empty for
+        a monitor that does not say)."""
+        report = getattr(self.monitor, "history_disk", None)
+        return report() if callable(report) else {}
 
     def _recent(self) -> None:
         self.time_range.value = "Last minute"

@@ -350,14 +350,25 @@ class SqliteHistory:
 
     def disk_bytes(self) -> int:
         """Bytes the history takes on disk: the database file and its write-ahead log
-        (pages freed by deletions stay in the file and are reused by later inserts)."""
+        (pages freed by deletions stay in the file and are reused by later inserts).
+
+        >>> import tempfile
+        >>> h = SqliteHistory(Path(tempfile.mkdtemp()) / "h.sqlite3")
+        >>> _ = h.insert(prepare_documents([{"v": 1.0}]))
+        >>> h.disk_bytes() >= h.used_bytes() > 0
+        True
+        """
         if str(self.path) == ":memory:":
             return self.used_bytes()
         wal = self.path.with_name(self.path.name + "-wal")
         return sum(p.stat().st_size for p in (self.path, wal) if p.exists())
 
     def used_bytes(self) -> int:
-        """Bytes of the database's pages that hold data (free pages not counted)."""
+        """Bytes of the database's pages that hold data (free pages not counted).
+
+        >>> SqliteHistory(":memory:").used_bytes() % 4096
+        0
+        """
         with self._lock:
             pages, free, size = (
                 self._db.execute(f"PRAGMA {name}").fetchone()[0]
