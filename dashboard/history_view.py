@@ -202,21 +202,26 @@ def fetch_newest(
     if reason is None or len(first) < 2:
         return first[:cap], reason
     best, found = first[:cap], False
+    # Tails from `cut` on hold too many rows, from `ok` on few enough; each guess stays
+    # between them (else their middle), so the search narrows whatever the data rate.
+    cut, ok = start, end
     # the oldest `cap` rows took this long; as many newer ones take about as long
-    span = (best[-1]["timestamp"] - best[0]["timestamp"]) * 0.9
+    guess = end - (best[-1]["timestamp"] - best[0]["timestamp"]) * 0.9
     for _ in range(tries):
-        lo = max(start, end - span)
+        lo = guess if cut < guess < ok else cut + (ok - cut) / 2
         got = fetch(lo, end, cap + 1)
         tail = list(got)
         if _cut_reason(got, cap) is None:
-            best, found = tail, True
-            if len(tail) >= cap // 2 or lo == start:
+            best, found, ok = tail, True, lo
+            if len(tail) >= cap // 2:
                 break
-            span *= 2  # too few: look further back
-        elif len(tail) > 1:  # still too many: try the span these rows took
+            # too few: rows are sparser here; look as far back as this density needs
+            guess = end - (end - lo) * min(8.0, 0.9 * cap / max(len(tail), 1))
+        elif len(tail) > 1:  # still too many: the span these rows took, from the end
+            cut = lo
             if not found:
                 best = tail[:cap]  # nearer the end than the oldest rows
-            span = (tail[: cap + 1][-1]["timestamp"] - lo) * 0.9
+            guess = end - (tail[: cap + 1][-1]["timestamp"] - lo) * 0.9
         else:
             break
     return best, reason

@@ -124,3 +124,23 @@ def test_a_cut_the_storage_reports_is_shown_too():
     got, why = fetch_newest(lambda a, b, n: rows, t0, t0 + timedelta(hours=1), 10)
     assert why == "time budget of 30 s spent" and len(got) == 2
     assert "time budget of 30 s spent" in cut_notice(len(got), t0, t0, why)
+
+
+def test_newest_rows_are_found_when_the_range_ends_sparse():
+    from dashboard.history_view import fetch_newest
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    # 100 rows a second for 10 s, then one row a second for 50 s
+    stamps = [t0 + timedelta(milliseconds=10 * i) for i in range(1000)]
+    stamps += [t0 + timedelta(seconds=10 + i) for i in range(1, 51)]
+    rows = [{"timestamp": t, "i": i} for i, t in enumerate(stamps)]
+    calls = []
+
+    def fetch(a, b, n):
+        calls.append((a, b))
+        return [r for r in rows if a <= r["timestamp"] <= b][:n]
+
+    got, why = fetch_newest(fetch, t0, stamps[-1], 200)
+    assert why == "more than 200 rows matched" and len(calls) <= 7
+    assert 100 <= len(got) <= 200 and got[-1]["i"] == 1049  # up to the newest row
+    assert [r["i"] for r in got] == list(range(1050 - len(got), 1050))  # contiguous
