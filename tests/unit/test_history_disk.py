@@ -94,3 +94,22 @@ def test_simulated_readings_carry_their_sensor_resolution():
         values = [m[name] for m in batch if m.get(name) == m.get(name)]  # NaN: blanked
         assert values and all(round(v, decimals) == v for v in values), name
     assert SENSOR_DECIMALS["temperature"] == 1 and SENSOR_DECIMALS["power"] == 1
+
+
+def test_running_monitor_keeps_its_history_file_within_the_limit(tmp_path):
+    import time
+
+    servers = [f"memory://disk-{uuid.uuid4().hex[:8]}"]
+    cfg = StreamingConfig.embedded(kafka_bootstrap_servers=servers, storage_path=str(tmp_path))
+    mon = LiveMonitor(MonitorConfig(streaming=cfg, simulate=False, history_max_bytes=500_000))
+    mon.SIZE_CHECK_S = 0.05  # instead of every 10 s
+    mon.storage.store_batch(_docs(0, 4000))
+    mon.start()
+    try:
+        for _ in range(1200):  # bounded wait for the background check
+            if mon.storage.history.used_bytes() <= 450_000:
+                break
+            time.sleep(0.05)
+        assert mon.storage.history.used_bytes() <= 450_000
+    finally:
+        mon.stop()
