@@ -143,16 +143,83 @@ class KafkaProducer:
             self._broker.produce(topic, value, key=k, headers=headers)
             self.delivered += 1
             return
+        self._produce_one(topic, value, k, headers, self._on_delivery)
+        self._producer.poll(0)
+
+    def _produce_one(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
+        on_delivery: Any,
+    ) -> None:
         self._restart_if_fatal()
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=k, headers=headers, on_delivery=self._on_delivery
+                    topic, value=value, key=key, headers=headers, on_delivery=on_delivery
                 )
-                break
+                return
             except BufferError:  # local queue full: let librdkafka send, then retry
                 self._producer.poll(0.05)
-        self._producer.poll(0)
+
+    @property
+    def max_message_bytes(self) -> int | None:
+        """The largest message this producer sends (librdkafka's ``message.max.bytes``);
+        None for the in-process broker, which has no limit."""
+        if self._producer is None:
+            return None
+        return int(self._conf.get("message.max.bytes", 1_000_000))
+
+    def produce_confirmed(
+        self,
+        records: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]],
+        timeout: float = 30.0,
+    ) -> list[str | None]:
+        """Produce ``(topic, value, key, headers)`` records and wait for their delivery
+        reports: one entry per record, None when the broker confirmed it, else why not
+        (refused at once, refused by the broker, or unconfirmed after ``timeout`` s).
+
+        >>> p = KafkaProducer(["memory://doc-confirmed"], "demo")
+        >>> p.produce_confirmed([("demo.dlq", b"{}", None, [("error", b"bad")])])
+        [None]
+        """
+        if self._closed:
+            raise RuntimeError("producer is closed")
+        errors: list[str | None] = [None] * len(records)
+        if self._producer is None:
+            for i, (topic, value, key, headers) in enumerate(records):
+                try:
+                    self._broker.produce(topic, value, key=key, headers=headers)
+                    self.delivered += 1
+                except Exception as exc:
+                    errors[i] = f"{type(exc).__name__}: {exc}"
+            return errors
+        from confluent_kafka import KafkaException
+
+        reported = [False] * len(records)
+
+        def report(i: int) -> Any:
+            def on_delivery(err: Any, msg: Any) -> None:
+                reported[i] = True
+                if err is not None:
+                    errors[i] = str(err)
+                self._on_delivery(err, msg)
+
+            return on_delivery
+
+        for i, (topic, value, key, headers) in enumerate(records):
+            try:
+                self._produce_one(topic, value, key, headers, report(i))
+            except (KafkaException, ValueError, TypeError) as exc:  # e.g. too large
+                reported[i] = True
+                errors[i] = f"refused by the producer: {exc}"
+        self._producer.flush(timeout)
+        for i, done in enumerate(reported):
+            if not done:
+                errors[i] = f"delivery not confirmed within {timeout} s"
+        return errors
 
     def produce(self, value: dict[str, Any], key: str | None = None, **kwargs: Any) -> None:
         """Produce one message; ``value`` is JSON-encoded (numpy values and datetimes too).

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
 from operator import attrgetter, contains
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,13 +17,21 @@ from am_qadf.machine_profile import MachineProfile
 
 from .message_columns import ColumnCache
 from .serialization import JSON_SCALARS
+from .streaming_config import FIELD_NAME_PATTERN
 from .timestamps import to_utc
+
+if TYPE_CHECKING:
+    from .streaming_config import StreamingConfig
 
 __all__ = ["MessageValidator", "NUMERIC_FIELDS"]
 
 #: Fields that must be numbers when present: the simulator's profile's position and
 #: signal fields, and ``value`` (a client with another profile uses that profile's).
 NUMERIC_FIELDS: tuple[str, ...] = ("value", *MachineProfile.default().numeric_fields)
+#: Integers BSON (MongoDB) can store; JSON allows any.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+#: Accepted field names remembered, so a name is matched against the pattern once.
+_KNOWN_NAMES = 4096
 
 
 @dataclass
@@ -30,13 +39,21 @@ class MessageValidator:
     """Validate decoded message values in place (``timestamp`` becomes an aware datetime).
 
     ``bounds`` optionally limits coordinates, e.g. ``{"x": (0, 250), "y": (0, 250)}``;
-    ``max_bytes`` limits the encoded size; ``required`` lists fields that must exist.
+    ``required`` lists fields that must exist. What one message may cost is limited:
+    ``max_bytes`` (encoded size), ``max_fields`` (keys, nested ones included),
+    ``max_depth`` (nesting), ``max_name_length`` and ``name_pattern`` (every key, nested
+    ones included, must match it whole). Numeric fields must be numbers (not strings,
+    booleans, lists or objects) and integers anywhere must fit in 64 bits.
 
     >>> v = MessageValidator(bounds={"x": (0.0, 250.0)})
     >>> v.check({"x": 10.0, "timestamp": "2026-01-01T00:00:00Z"}) is None
     True
     >>> v.check({"x": 900.0})
     'x=900.0 outside [0.0, 250.0]'
+    >>> v.check({"x": [9.0]})
+    "field 'x' must be a number, got list"
+    >>> print(v.check({"temp\\n": 1.0}))
+    field name 'temp\\n' has characters outside [A-Za-z_][A-Za-z0-9_\\-]*
     """
 
     numeric_fields: tuple[str, ...] = NUMERIC_FIELDS
@@ -47,9 +64,77 @@ class MessageValidator:
     #: Convert ``timestamp`` (ISO text, datetime) to an aware UTC datetime. Off when a
     #: machine profile says ``timestamp`` holds epoch numbers (ingestion converts them).
     convert_timestamp: bool = True
+    max_fields: int = 256
+    max_name_length: int = 64
+    name_pattern: str = FIELD_NAME_PATTERN
 
     def __post_init__(self) -> None:
         self._numeric = frozenset(self.numeric_fields)
+        self._name_re = re.compile(self.name_pattern)
+        self._names: set[str] = set()
+
+    @classmethod
+    def from_config(cls, config: StreamingConfig, **overrides: Any) -> MessageValidator:
+        """A validator with the message limits of ``config`` (``overrides`` win).
+
+        >>> from am_qadf.streaming import StreamingConfig
+        >>> MessageValidator.from_config(StreamingConfig(max_fields=10)).max_fields
+        10
+        """
+        limits: dict[str, Any] = {
+            "max_bytes": config.max_message_bytes,
+            "max_depth": config.max_nesting_depth,
+            "max_fields": config.max_fields,
+            "max_name_length": config.max_field_name_length,
+            "name_pattern": config.field_name_pattern,
+        }
+        return cls(**{**limits, **overrides})
+
+    def name_problem(self, name: Any) -> str | None:
+        """Why ``name`` cannot be a field name (None when it can).
+
+        >>> MessageValidator().name_problem("melt_pool_area") is None
+        True
+        >>> MessageValidator(max_name_length=4).name_problem("power")
+        "field name 'power' is longer than 4 characters"
+        """
+        if name in self._names:
+            return None
+        if type(name) is not str:
+            return f"field name {name!r} is not a string"
+        if len(name) > self.max_name_length:
+            return f"field name {name[:64]!r} is longer than {self.max_name_length} characters"
+        if self._name_re.fullmatch(name) is None:
+            return f"field name {name[:64]!r} has characters outside {self.name_pattern}"
+        if len(self._names) < _KNOWN_NAMES:
+            self._names.add(name)
+        return None
+
+    def _nested_problem(self, value: dict[str, Any]) -> str | None:
+        """Depth, key count, key names and integer range of nested objects and arrays."""
+        count = len(value)
+        stack = [(v, 2) for v in value.values() if type(v) is dict or type(v) is list]
+        while stack:
+            obj, level = stack.pop()
+            if level > self.max_depth:
+                return f"message nested deeper than {self.max_depth} levels"
+            if type(obj) is dict:
+                count += len(obj)
+                if count > self.max_fields:
+                    return f"message has more than {self.max_fields} fields (nested ones included)"
+                for k in obj:
+                    if problem := self.name_problem(k):
+                        return f"nested {problem}"
+                items = obj.values()
+            else:
+                items = obj
+            for c in items:
+                t = type(c)
+                if t is dict or t is list:
+                    stack.append((c, level + 1))
+                elif t is int and not _INT_MIN <= c <= _INT_MAX:
+                    return "nested integer outside the 64-bit range"
+        return None
 
     def check(self, value: Any, size: int = 0) -> str | None:
         """Return None when ``value`` is acceptable, else the reason it is not."""
@@ -57,6 +142,8 @@ class MessageValidator:
             return f"message value must be a JSON object, got {type(value).__name__}"
         if size > self.max_bytes:
             return f"message of {size} bytes exceeds the limit of {self.max_bytes}"
+        if len(value) > self.max_fields:
+            return f"message has {len(value)} fields, more than the limit of {self.max_fields}"
         for name in self.required:
             if name not in value:
                 return f"missing required field {name!r}"
@@ -65,10 +152,14 @@ class MessageValidator:
                 value["timestamp"] = to_utc(value["timestamp"])
             except (TypeError, ValueError, OverflowError) as exc:
                 return f"bad timestamp: {exc}"
-        numeric, bounds = self._numeric, self.bounds
+        numeric, bounds, known = self._numeric, self.bounds, self._names
         nested = False
         for name, v in value.items():  # one pass over the message
+            if name not in known and (problem := self.name_problem(name)):
+                return problem
             t = type(v)
+            if t is int and not _INT_MIN <= v <= _INT_MAX:
+                return f"field {name!r}: integer outside the 64-bit range"
             if t is float or t is int:
                 # v - v is 0.0 for finite numbers only (cheaper than a call per field)
                 if v - v != 0.0 and name in numeric:
@@ -81,6 +172,8 @@ class MessageValidator:
                 ):
                     return f"{name}={v} outside [{lo_hi[0]}, {lo_hi[1]}]"
             elif t is dict or t is list:
+                if name in numeric:
+                    return f"field {name!r} must be a number, got {t.__name__}"
                 nested = True
             elif v is not None and name in numeric:
                 if t is bool or not isinstance(v, int | float):
@@ -89,9 +182,7 @@ class MessageValidator:
                     bounds and (lo_hi := bounds.get(name)) and not lo_hi[0] <= v <= lo_hi[1]
                 ):
                     return f"field {name!r}={v} is not finite or outside its bounds"
-        if nested and _depth(value, self.max_depth) > self.max_depth:
-            return f"message nested deeper than {self.max_depth} levels"
-        return None
+        return self._nested_problem(value) if nested else None
 
     def check_batch(
         self,
@@ -126,9 +217,17 @@ class MessageValidator:
         if one_by_one:
             return list(map(self.check, values, sizes))
         suspect = np.asarray(sizes) > self.max_bytes
+        suspect |= np.fromiter(map(len, values), np.int64, n) > self.max_fields
+        names = cache.field_names(values)
+        if bad_names := {name for name in names if self.name_problem(name)}:
+            suspect |= np.fromiter((not bad_names.isdisjoint(v) for v in values), bool, n)
+        for name, col in cache.columns(values, cache.fields_of_type(values, int)).items():
+            # float rounding and ints beyond float (NaN): check() decides exactly
+            if (wide := ~(np.abs(col) < 2.0**63)).any():
+                suspect |= wide & np.fromiter(map(contains, values, repeat(name)), bool, n)
         for name in self.required:
             suspect |= ~np.fromiter(map(contains, values, repeat(name)), bool, n)
-        fields = sorted(cache.field_names(values) & self._numeric)
+        fields = sorted(names & self._numeric)
         for name, col in cache.columns(values, fields).items():
             finite = np.isfinite(col)
             if not finite.all():  # NaN also where missing or None, which are fine
@@ -155,23 +254,13 @@ class MessageValidator:
         except ValueError:
             return False
         if not set(map(_TZINFO, parsed)) <= {UTC}:
-            parsed = [to_utc(t) for t in parsed]  # naive (taken as UTC) or another offset
+            try:  # naive (taken as UTC) or another offset
+                parsed = [to_utc(t) for t in parsed]
+            except ValueError:  # one is out of range in UTC: check() says which
+                return False
         for v, t in zip(stamped, parsed, strict=True):
             v["timestamp"] = t
         return True
 
 
 _TZINFO = attrgetter("tzinfo")
-
-
-def _depth(obj: Any, limit: int, level: int = 1) -> int:
-    if level > limit:
-        return level
-    children = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, list) else ()
-    deepest = level
-    for c in children:
-        if isinstance(c, dict | list):
-            deepest = max(deepest, _depth(c, limit, level + 1))
-            if deepest > limit:
-                break
-    return deepest

@@ -34,11 +34,16 @@ class SpoolFullError(RuntimeError):
 
 class PreparedBatch(NamedTuple):
     """Documents made ready by :meth:`StreamStorage.prepare_batch`: the prepared
-    documents, and their write form for ``history`` in chunks of ``batch_size``."""
+    documents, and their write form for ``history`` in chunks of ``batch_size``;
+    ``positions`` holds each document's index in the batch given, ``rejected`` the
+    ``(index, reason)`` of documents that could not be prepared or stored (filled while
+    storing too: one bad document never costs the others of its batch)."""
 
     docs: list[dict[str, Any]]
     chunks: list[Any]
     history: HistoryStore
+    positions: list[int] | None = None
+    rejected: list[tuple[int, str]] | None = None
 
 
 def connect_redis(
@@ -46,6 +51,7 @@ def connect_redis(
     port: int = 6379,
     db: int = 0,
     *,
+    username: str | None = None,
     password: str | None = None,
     ssl: bool = False,
 ) -> Any:
@@ -72,6 +78,7 @@ def connect_redis(
         host=host,
         port=port,
         db=db,
+        username=username,
         password=password,
         ssl=ssl,
         socket_timeout=2.0,
@@ -88,7 +95,7 @@ class StreamStorage:
     ``mongo_client`` may be a pymongo ``MongoClient`` (database from its URI, default
     ``am_qadf``), ``Database``, ``Collection`` or a URI string; ``redis_client`` a
     ``redis.Redis``. Instead of a Redis client, ``redis_host`` / ``redis_port`` /
-    ``redis_db`` (and ``redis_password``, ``redis_ssl``) name a server to connect to
+    ``redis_db`` (and ``redis_username`` for an ACL user, ``redis_password``, ``redis_ssl``) name a server to connect to
     (:func:`connect_redis`; unset parts take the spec's defaults localhost, 6379, 0).
     Given none of them the cache stays in-process: unlike the published AM-QADF, no
     server is tried silently, so what is used is what was asked for. When MongoDB is
@@ -117,6 +124,7 @@ class StreamStorage:
         redis_host: str | None = None,
         redis_port: int | None = None,
         redis_db: int | None = None,
+        redis_username: str | None = None,
         redis_password: str | None = None,
         redis_ssl: bool = False,
     ) -> None:
@@ -126,6 +134,7 @@ class StreamStorage:
                 "localhost" if redis_host is None else redis_host,
                 6379 if redis_port is None else redis_port,
                 0 if redis_db is None else redis_db,
+                username=redis_username,
                 password=redis_password,
                 ssl=redis_ssl,
             )
@@ -257,10 +266,13 @@ class StreamStorage:
         ids: list[str] | None = None,
         *,
         check_types: bool = True,
+        isolate: bool = False,
     ) -> PreparedBatch:
         """Check, copy and encode documents for :meth:`store_prepared`, or raise before
         anything is stored: the CPU-bound half of :meth:`store_batch`. ``ids`` and
-        ``check_types`` are :func:`prepare_documents`'.
+        ``check_types`` are :func:`prepare_documents`'. With ``isolate`` a document that
+        cannot be prepared is left out and listed in ``rejected`` instead (a stream
+        sets one bad message aside, not its batch).
 
         A pipeline prepares in the thread that decodes and processes, and writes in
         another: one thread then holds the interpreter lock and the writer only waits
@@ -272,10 +284,27 @@ class StreamStorage:
         >>> len(prepared.docs), storage.store_prepared(prepared)
         (2, 2)
         """
-        docs = prepare_documents(batch_data, ids, check_types=check_types)
         history, step = self.history, self.batch_size
+        try:
+            docs = prepare_documents(batch_data, ids, check_types=check_types)
+            chunks = [history.encode(docs[i : i + step]) for i in range(0, len(docs), step)]
+            return PreparedBatch(docs, chunks, history, list(range(len(docs))), [])
+        except (TypeError, ValueError, OverflowError):
+            if not isolate or not isinstance(batch_data, list | tuple):
+                raise
+        # one document is bad: prepare them one by one and set the bad ones aside
+        docs, positions, rejected = [], [], []
+        for i, item in enumerate(batch_data):
+            try:
+                doc = prepare_documents([item], None if ids is None else [ids[i]])
+                history.encode(doc)
+            except (TypeError, ValueError, OverflowError) as exc:
+                rejected.append((i, f"{type(exc).__name__}: {exc}"))
+                continue
+            docs.extend(doc)
+            positions.append(i)
         chunks = [history.encode(docs[i : i + step]) for i in range(0, len(docs), step)]
-        return PreparedBatch(docs, chunks, history)
+        return PreparedBatch(docs, chunks, history, positions, rejected)
 
     def store_prepared(self, prepared: PreparedBatch) -> int:
         """Store what :meth:`prepare_batch` returned, as :meth:`store_batch` does."""
@@ -312,9 +341,14 @@ class StreamStorage:
         history, chunks = self.history, prepared.chunks
         if prepared.history is not history:  # the backend was replaced since: encode anew
             chunks = self.prepare_batch(prepared.docs).chunks
-        inserted = 0
-        for chunk in chunks:  # one write per storage batch
-            n, dups = history.insert_encoded(chunk)
+        inserted, step = 0, self.batch_size
+        for k, chunk in enumerate(chunks):  # one write per storage batch
+            try:
+                n, dups = history.insert_encoded(chunk)
+            except ConnectionError:
+                raise
+            except Exception:  # the server refuses a document: find it, store the others
+                n, dups = self._isolate(prepared, k * step, (k + 1) * step)
             inserted += n
             self.stats["documents_inserted"] += n
             self.stats["duplicates_ignored"] += dups
@@ -322,6 +356,31 @@ class StreamStorage:
             log.info("History storage reachable again")
         self._history_ok = True
         return inserted
+
+    def _isolate(self, prepared: PreparedBatch, lo: int, hi: int) -> tuple[int, int]:
+        """Insert ``prepared.docs[lo:hi]`` halving on refusal, so only the documents the
+        backend refuses by themselves are left out; they go to ``prepared.rejected``
+        (and :attr:`rejected`). ``(inserted, duplicates)``; ``ConnectionError`` passes."""
+        docs = prepared.docs[lo:hi]
+        if not docs:
+            return 0, 0
+        try:
+            return self.history.insert(docs)
+        except ConnectionError:
+            raise
+        except Exception as exc:
+            if len(docs) > 1:
+                mid = (lo + min(hi, len(prepared.docs))) // 2
+                a, b = self._isolate(prepared, lo, mid), self._isolate(prepared, mid, hi)
+                return a[0] + b[0], a[1] + b[1]
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            log.error("history storage refused document %r: %s", docs[0].get("_id"), reason)
+            position = prepared.positions[lo] if prepared.positions is not None else lo
+            if prepared.rejected is not None:
+                prepared.rejected.append((position, reason))
+            self.rejected.append((reason, docs))
+            self.stats["rejected_documents"] += 1
+            return 0, 0
 
     def _history_down(self, exc: Exception) -> None:
         if self._history_ok:

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from am_qadf.machine_profile import MachineProfile
 
 from .buffer_manager import BufferManager
+from .dead_letters import bounded_copy
 from .history_store import STORABLE_TYPES
 from .kafka_consumer import KafkaConsumer
 from .kafka_producer import KafkaProducer
@@ -50,6 +52,11 @@ _NOT_SIGNALS = frozenset({"timestamp", "_id", "topic", "partition", "offset"})
 _CALLBACK_ATTEMPTS = 3
 #: Batches processed but not yet stored and delivered; bounds the writer's queue.
 _IN_FLIGHT = 4
+#: Names of refused signals remembered, so each is counted once (while they fit).
+_REFUSED_NAMES = 10_000
+#: Payload kept when even the bounded dead-letter copy was refused (e.g. by a broker
+#: whose limit is below the producer's).
+_MINIMAL_COPY = 1024
 
 
 class _Batch(NamedTuple):
@@ -68,6 +75,7 @@ def _build_storage(config: StreamingConfig) -> StreamStorage | None:
             "redis_host": config.redis_host,
             "redis_port": config.redis_port,
             "redis_db": config.redis_db,
+            "redis_username": config.redis_username,
             "redis_password": config.redis_password,
             "redis_ssl": config.redis_ssl,
         }
@@ -113,7 +121,8 @@ class StreamingClient:
         #: The machine profile: how messages map onto signals (default: the simulator's).
         self.profile = profile or MachineProfile.default()
         self.mapper = ProfileMapper(self.profile)
-        self.validator = validator or MessageValidator(
+        self.validator = validator or MessageValidator.from_config(
+            self.config,
             numeric_fields=("value", *self.profile.numeric_fields),
             # epoch numbers in "timestamp" are the profile's to convert, in its unit
             convert_timestamp=self.profile.fields.time != "timestamp"
@@ -124,6 +133,8 @@ class StreamingClient:
         #: Columns of the batch being processed; give it to processors to share it.
         self.column_cache = ColumnCache()
         self._buffers: dict[str, BufferManager] = {}
+        self._refused: set[str] = set()  # numeric fields not buffered: max_signals reached
+        self._signals_refused = 0
         self._lock = threading.RLock()
         self._latency = LatencyStats()
         self._errors = 0
@@ -269,9 +280,25 @@ class StreamingClient:
             return self._storage
 
     def _feed_buffers(self, batch: list[dict[str, Any]]) -> None:
-        keys = self.column_cache.field_names(batch) - _NOT_SIGNALS
-        columns = self.column_cache.columns(batch, sorted(keys))
-        signals = {k: c for k, c in columns.items() if not np.isnan(c).all()}
+        names = self.column_cache.field_names(batch) - _NOT_SIGNALS
+        known = names & self._buffers.keys()
+        fresh = sorted(names - known - self._refused)
+        columns = self.column_cache.columns(batch, sorted(known) + fresh)
+        signals = {k: c for k in known if not np.isnan(c := columns[k]).all()}
+        room = self.config.max_signals - len(self._buffers)
+        for name in fresh:  # a buffer each while there is room; beyond it counted only
+            if np.isnan(col := columns[name]).all():
+                continue  # not numeric (yet)
+            if room > 0:
+                signals[name] = col
+                room -= 1
+                continue
+            if name not in self._refused:
+                self._signals_refused += 1
+                if len(self._refused) < _REFUSED_NAMES:
+                    self._refused.add(name)
+                else:
+                    log.warning("max_signals reached: refusing numeric field %r", name[:64])
         if not signals:
             return
         now = now_utc()
@@ -352,7 +379,16 @@ class StreamingClient:
         """Counters since start or reset: ``messages_processed``, ``batches_processed``,
         ``average_latency_ms`` (mean batch time), ``throughput_messages_per_sec``
         (messages / wall time), ``errors``, ``total_processing_time_ms`` (sum of batch
-        times), plus dead-letter, lag and state figures."""
+        times), plus dead-letter, lag and state figures, and ``signals_buffered`` /
+        ``signals_refused``: numeric fields with a buffer, and new ones refused a buffer
+        because ``config.max_signals`` was reached (each counted once).
+
+        >>> client = StreamingClient(StreamingConfig.embedded(max_signals=1))
+        >>> _ = client.process_stream_batch([{"a": 1.0, "b": 2.0}])
+        >>> s = client.get_stream_statistics()
+        >>> s["signals_buffered"], s["signals_refused"]
+        (1, 1)
+        """
         with self._lock:
             s = self._latency.summary()
             consumer = self._consumer
@@ -366,6 +402,9 @@ class StreamingClient:
                 "throughput_messages_per_sec": s["items_processed"] / s["elapsed_seconds"],
                 "errors": self._errors,
                 "dead_lettered": self._dead_lettered,
+                "signals_buffered": len(self._buffers),
+                "signals_refused": self._signals_refused,
+                "max_signals": self.config.max_signals,
                 "last_error": self._last_error,
                 "consumer_state": self._consumer_state,
                 "backpressure": self._backpressure,
@@ -385,6 +424,7 @@ class StreamingClient:
             self._latency.reset()
             self._errors = 0
             self._dead_lettered = 0
+            self._signals_refused = 0
             self._last_error = None
 
     def health(self) -> dict[str, Any]:
@@ -495,32 +535,45 @@ class StreamingClient:
         self._consumer.seek_to_beginning()
 
     def _dead_letter(self, msgs: list[dict[str, Any]], reasons: list[str]) -> None:
-        from .serialization import dumps
-
+        """Write bounded copies of ``msgs`` to the dead-letter topic and wait until the
+        broker confirmed each; a copy it refused goes again with a 1 kB payload. Raises
+        ``RuntimeError`` if even that is not confirmed (the caller then stops without
+        committing, so nothing is lost)."""
+        if not msgs:
+            return
+        cfg = self.config
         if self._dlq is None:
             self._dlq = KafkaProducer(
-                self.config.kafka_bootstrap_servers,
-                self.config.kafka_topic + self.config.dead_letter_suffix,
-                config=self.config.kafka_config,
+                cfg.kafka_bootstrap_servers,
+                cfg.kafka_topic + cfg.dead_letter_suffix,
+                config=cfg.kafka_config,
             )
-        for m, reason in zip(msgs, reasons, strict=True):
-            raw = m.get("raw")
-            if raw is None:
-                raw = dumps(m.get("value"))
-            headers = [
-                ("error", reason.encode()[:1000]),
-                ("source_topic", str(m["topic"]).encode()),
-                ("source_partition", str(m["partition"]).encode()),
-                ("source_offset", str(m["offset"]).encode()),
+        dlq, suffix = self._dlq, cfg.dead_letter_suffix
+        size = cfg.dead_letter_max_bytes
+        for attempt in range(2):
+            copies = [
+                bounded_copy(m, r, suffix, size, dlq.max_message_bytes)
+                for m, r in zip(msgs, reasons, strict=True)
             ]
-            self._dlq.produce_raw(
-                raw,
-                m.get("key"),
-                topic=m["topic"] + self.config.dead_letter_suffix,
-                headers=headers,
+            errors = dlq.produce_confirmed(copies)
+            failed = [i for i, e in enumerate(errors) if e]
+            delivered = len(msgs) - len(failed)
+            with self._lock:
+                self._dead_lettered += delivered
+            if not failed:
+                return
+            if attempt:
+                raise RuntimeError(
+                    f"{len(failed)} dead-letter copies not confirmed: {errors[failed[0]]}"
+                )
+            log.warning(
+                "%d dead-letter copies refused (%s); sending 1 kB copies",
+                len(failed),
+                errors[failed[0]],
             )
-        with self._lock:
-            self._dead_lettered += len(msgs)
+            msgs = [msgs[i] for i in failed]
+            reasons = [f"{reasons[i]} (dead-letter copy refused: {errors[i]})" for i in failed]
+            size = _MINIMAL_COPY
 
     def _store(self, consumer: KafkaConsumer, docs: PreparedBatch | None) -> bool:
         """Store docs, pausing the consumer while the spool is full; False if stopped
@@ -653,7 +706,7 @@ class StreamingClient:
             ids = [f"{m['topic']}:{m['partition']}:{m['offset']}" for m in good]
             # JSON scalars (known from validation) with timestamps now datetimes: no scan
             plain = self.column_cache.value_types(values) <= STORABLE_TYPES
-            return True, storage.prepare_batch(values, ids, check_types=not plain)
+            return True, storage.prepare_batch(values, ids, check_types=not plain, isolate=True)
         except Exception as exc:
             self._batch_failed(good, exc)
             return False, None
@@ -687,11 +740,12 @@ class StreamingClient:
             try:
                 if not self._store(consumer, batch.docs):
                     return  # stopped while the spool was full: offsets stay uncommitted
-                if batch.good:
-                    for m in batch.good:
+                good = self._set_aside_rejected(batch)
+                if good:
+                    for m in good:
                         m.pop("raw", None)  # kept only for dead-lettering
-                    self._deliver(callback, batch.good)
-                    self._cache_latest(batch.good[-1])
+                    self._deliver(callback, good)
+                    self._cache_latest(good[-1])
             except Exception as exc:
                 try:
                     self._batch_failed(batch.good, exc)
@@ -708,6 +762,21 @@ class StreamingClient:
             with self._flight:
                 self._in_flight -= 1
                 self._flight.notify_all()
+
+    def _set_aside_rejected(self, batch: _Batch) -> list[dict[str, Any]]:
+        """Dead-letter the messages whose documents storage refused one by one (the
+        others of the batch are stored); return the rest of the valid messages."""
+        rejected = (batch.docs.rejected if batch.docs is not None else None) or []
+        if not rejected:
+            return batch.good
+        with self._lock:
+            self._errors += len(rejected)
+            self._last_error = f"storage refused a document: {rejected[0][1]}"
+        self._dead_letter(
+            [batch.good[i] for i, _ in rejected], [f"storage refused: {r}" for _, r in rejected]
+        )
+        out = set(map(itemgetter(0), rejected))
+        return [m for i, m in enumerate(batch.good) if i not in out]
 
     def _cache_latest(self, m: dict[str, Any]) -> None:
         storage = self._storage

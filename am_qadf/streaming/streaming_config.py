@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["StreamingConfig"]
+__all__ = ["StreamingConfig", "FIELD_NAME_PATTERN"]
 
 _POSITIVE_INTS = (
     "auto_commit_interval_ms",
@@ -17,7 +18,27 @@ _POSITIVE_INTS = (
     "processing_batch_size",
     "storage_batch_size",
     "spool_limit",
+    "max_message_bytes",
+    "max_fields",
+    "max_field_name_length",
+    "max_nesting_depth",
+    "max_signals",
+    "dead_letter_max_bytes",
+    "query_max_rows",
 )
+#: Limits that ``from_env`` reads from ``AMQADF_<NAME>`` (upper case), e.g. AMQADF_MAX_SIGNALS.
+_ENV_LIMITS = (
+    "max_message_bytes",
+    "max_fields",
+    "max_field_name_length",
+    "max_nesting_depth",
+    "max_signals",
+    "dead_letter_max_bytes",
+    "query_max_rows",
+)
+#: Default of ``field_name_pattern``: ASCII letters, digits, ``_`` and ``-``, not
+#: starting with a digit or ``-`` (no ``$``, ``.``, NUL, markup or line breaks).
+FIELD_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_\-]*"
 
 
 @dataclass
@@ -29,6 +50,13 @@ class StreamingConfig:
     (where a new consumer group starts), ``kafka_config`` (extra librdkafka settings
     such as SASL/SSL), ``redis_password``/``redis_ssl``, ``dead_letter_suffix`` and
     ``spool_limit`` (documents held while MongoDB is unreachable).
+
+    Limits, because input is untrusted: ``max_message_bytes``, ``max_fields`` (keys per
+    message, nested ones included), ``max_field_name_length`` and ``field_name_pattern``
+    (every key must match it whole), ``max_nesting_depth``, ``max_signals`` (distinct
+    numeric fields that get a buffer; later ones are counted, never kept),
+    ``dead_letter_max_bytes`` (payload kept in a dead-letter copy), ``query_max_rows``
+    and ``query_timeout_s`` (what one history query may return and take).
 
     >>> StreamingConfig().kafka_topic
     'am_qadf_monitoring'
@@ -58,10 +86,21 @@ class StreamingConfig:
     storage_path: str | None = None
     auto_offset_reset: str = "earliest"
     kafka_config: dict[str, Any] = field(default_factory=dict, repr=False)
+    redis_username: str | None = None
     redis_password: str | None = field(default=None, repr=False)
     redis_ssl: bool = False
     dead_letter_suffix: str = ".dlq"
     spool_limit: int = 200_000
+    # -- limits on what one message and one stream may cost (input is untrusted) ---------
+    max_message_bytes: int = 64 * 1024
+    max_fields: int = 256
+    max_field_name_length: int = 64
+    field_name_pattern: str = FIELD_NAME_PATTERN
+    max_nesting_depth: int = 8
+    max_signals: int = 128
+    dead_letter_max_bytes: int = 256 * 1024
+    query_max_rows: int = 200_000
+    query_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if isinstance(self.kafka_bootstrap_servers, str):
@@ -90,6 +129,17 @@ class StreamingConfig:
             raise ValueError(
                 "StreamingConfig.dead_letter_suffix must be a non-empty string "
                 "(an empty one would send bad messages back to their own topic)"
+            )
+        try:
+            re.compile(self.field_name_pattern)
+        except (re.error, TypeError) as exc:
+            raise ValueError(
+                f"StreamingConfig.field_name_pattern is not a regular expression: {exc}"
+            ) from None
+        qt = self.query_timeout_s
+        if isinstance(qt, bool) or not isinstance(qt, int | float) or not 0 < qt < float("inf"):
+            raise ValueError(
+                f"StreamingConfig.query_timeout_s must be a positive finite number, got {qt!r}"
             )
         if self.auto_offset_reset not in ("earliest", "latest"):
             raise ValueError(
@@ -122,10 +172,15 @@ class StreamingConfig:
         ``AMQADF_GROUP``, ``AMQADF_REDIS_URL`` (``redis://[:password@]host:port/db``;
         ``none`` disables Redis), ``AMQADF_MONGO_URI`` (``none`` uses the embedded file),
         ``AMQADF_DATA_DIR``, ``AMQADF_KAFKA_SECURITY_PROTOCOL``, ``AMQADF_KAFKA_SASL_MECHANISM``,
-        ``AMQADF_KAFKA_USERNAME``, ``AMQADF_KAFKA_PASSWORD``.
+        ``AMQADF_KAFKA_USERNAME``, ``AMQADF_KAFKA_PASSWORD``; the limits as
+        ``AMQADF_MAX_MESSAGE_BYTES``, ``AMQADF_MAX_FIELDS``, ``AMQADF_MAX_FIELD_NAME_LENGTH``,
+        ``AMQADF_FIELD_NAME_PATTERN``, ``AMQADF_MAX_NESTING_DEPTH``, ``AMQADF_MAX_SIGNALS``,
+        ``AMQADF_DEAD_LETTER_MAX_BYTES``, ``AMQADF_QUERY_MAX_ROWS``, ``AMQADF_QUERY_TIMEOUT_S``.
 
         >>> StreamingConfig.from_env(env={"AMQADF_REDIS_URL": "redis://h:1234/2"}).redis_port
         1234
+        >>> StreamingConfig.from_env(env={"AMQADF_MAX_SIGNALS": "32"}).max_signals
+        32
         """
         env = dict(os.environ) if env is None else env
         cfg = base or cls()
@@ -154,6 +209,7 @@ class StreamingConfig:
                 redis_host=u.hostname or "localhost",
                 redis_port=port,
                 redis_db=db,
+                redis_username=u.username or None,
                 redis_password=u.password,
                 redis_ssl=u.scheme == "rediss",
             )
@@ -162,6 +218,21 @@ class StreamingConfig:
             changes["mongodb_uri"] = None
         elif mongo:
             changes["mongodb_uri"] = mongo
+        for name in _ENV_LIMITS:
+            if raw := env.get(f"AMQADF_{name.upper()}"):
+                try:
+                    changes[name] = int(raw)
+                except ValueError:
+                    raise ValueError(
+                        f"AMQADF_{name.upper()} must be an integer, got {raw!r}"
+                    ) from None
+        if raw := env.get("AMQADF_QUERY_TIMEOUT_S"):
+            try:
+                changes["query_timeout_s"] = float(raw)
+            except ValueError:
+                raise ValueError(f"AMQADF_QUERY_TIMEOUT_S must be a number, got {raw!r}") from None
+        if env.get("AMQADF_FIELD_NAME_PATTERN"):
+            changes["field_name_pattern"] = env["AMQADF_FIELD_NAME_PATTERN"]
         if env.get("AMQADF_DATA_DIR"):
             changes["storage_path"] = env["AMQADF_DATA_DIR"]
         kafka_extra = dict(cfg.kafka_config)

@@ -42,7 +42,14 @@ def to_utc(value: Any, *, name: str = "timestamp") -> datetime:
         tz = value.tzinfo
         if tz is UTC:
             return value
-        return value.replace(tzinfo=UTC) if tz is None else value.astimezone(UTC)
+        if tz is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. year 1 at +05:00 is before datetime.min in UTC
+            raise ValueError(
+                f"{name}: {value.isoformat()} is out of the datetime range in UTC"
+            ) from None
     if isinstance(value, str):
         try:
             return to_utc(datetime.fromisoformat(value), name=name)
