@@ -2,7 +2,10 @@
 
 Plain JSON loses types; this codec tags numpy arrays, datetimes, non-finite floats and
 complex numbers so that dicts, lists, arrays (dtype, shape and every value) and aware
-datetimes come back exactly as they went in.
+datetimes come back exactly as they went in. A tag is a one-key object such as
+``{"__datetime__": "..."}``; data that happens to have that shape (it comes from
+outside: message fields are anything) is escaped as ``{"__dict__": {...}}``, so no
+content is ever read as a tag.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ _ND = "__ndarray__"
 _DT = "__datetime__"
 _FL = "__float__"
 _CX = "__complex__"
+_ESC = "__dict__"  # a one-key dict of data whose key is one of these names
+_TAGS = frozenset({_ND, _DT, _FL, _CX, _ESC})
+#: How every tag object starts in the encoded bytes. Inside JSON strings a quote is
+#: escaped, so this sequence only ever opens an object whose first key starts "__".
+_TAG_START = b'{"__'
 _PLAIN = frozenset({int, str, bool, type(None)})
 #: One orjson pass with ``_tag`` as the fallback for datetimes, numpy values, complex
 #: numbers and the rest orjson cannot write faithfully by itself.
@@ -38,12 +46,15 @@ def _keep(v: Any) -> bool:
 def _tag(obj: Any) -> Any:
     if isinstance(obj, dict):
         plain = _PLAIN
-        return {
+        out = {
             (k if type(k) is str else str(k)): (
                 v if (t := type(v)) in plain or (t is float and v - v == 0.0) else _tag(v)
             )  # v - v == 0.0 holds for finite floats only
             for k, v in obj.items()
         }
+        if len(out) == 1 and next(iter(out)) in _TAGS:
+            return {_ESC: out}  # data shaped like a tag: escaped, never read as one
+        return out
     if isinstance(obj, list | tuple):
         return [v if _keep(v) else _tag(v) for v in obj]
     if isinstance(obj, np.ndarray):
@@ -68,6 +79,8 @@ def _tag(obj: Any) -> Any:
 def _untag(obj: Any) -> Any:
     if isinstance(obj, dict):
         if len(obj) == 1:
+            if _ESC in obj:
+                return {k: _untag(v) for k, v in obj[_ESC].items()}
             if _ND in obj:
                 spec = obj[_ND]
                 raw = base64.b64decode(spec["b64"])
@@ -93,13 +106,34 @@ def encode(value: Any) -> bytes:
     dtype('int16')
     >>> decode(encode({"x": float("nan"), "y": np.array([np.inf])}))["y"].tolist()
     [inf]
+    >>> decode(encode({"v": {"__float__": "nan"}}))  # data, not a tag
+    {'v': {'__float__': 'nan'}}
     """
-    data = orjson.dumps(value, default=_tag, option=_FAST)
-    if b"null" in data:
-        # orjson writes NaN and inf as null; walk the value to tag them (rare: None
-        # values and the text "null" also land here, and come out the same)
+    tags = 0
+
+    def tag(obj: Any) -> Any:
+        nonlocal tags
+        out = _tag(obj)
+        tags += _count_tags(out)
+        return out
+
+    data = orjson.dumps(value, default=tag, option=_FAST)
+    if b"null" in data or data.count(_TAG_START) != tags:
+        # orjson writes NaN and inf as null, and writes dicts as they are, including data
+        # shaped like a tag: walk the value to tag and escape (rare: None values, the
+        # text "null" and keys starting "__" also land here, and come out the same)
         data = orjson.dumps(_tag(value), option=orjson.OPT_NON_STR_KEYS)
     return compact(data)
+
+
+def _count_tags(obj: Any) -> int:
+    """Tag objects in what :func:`_tag` returned for one value (a few at most)."""
+    if isinstance(obj, dict):
+        own = len(obj) == 1 and next(iter(obj)) in _TAGS
+        return own + sum(_count_tags(v) for v in obj.values())
+    if isinstance(obj, list):
+        return sum(_count_tags(v) for v in obj)
+    return 0
 
 
 def decode(data: bytes | str) -> Any:

@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,12 +23,13 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from . import cache_codec
-from .history_filters import matches
+from .history_filters import compile_filters, to_sql
 from .serialization import JSON_SCALARS
 from .timestamps import epoch_us_array, from_epoch_us, now_utc, to_epoch_us, to_utc
 
 __all__ = [
     "HistoryStore",
+    "HistoryResult",
     "SqliteHistory",
     "MongoHistory",
     "prepare_documents",
@@ -147,6 +149,24 @@ def _copies_as_is(batch: Sequence[Any]) -> bool:
     return set(map(type, chain.from_iterable(map(dict.values, batch)))) <= STORABLE_TYPES
 
 
+class HistoryResult(list):
+    """A history query's documents (a plain list, oldest first) that also says whether
+    it was cut: ``truncated`` is True when more documents matched than the row limit
+    allowed or the time budget ran out first; ``reason`` says which.
+
+    >>> r = HistoryResult([{"v": 1}])
+    >>> r, r.truncated, r.reason
+    ([{'v': 1}], False, None)
+    """
+
+    truncated: bool = False
+    reason: str | None = None
+
+    def cut(self, reason: str) -> None:
+        """Mark the result as cut short for ``reason``."""
+        self.truncated, self.reason = True, reason
+
+
 class HistoryStore(Protocol):
     """What :class:`StreamStorage` needs from a history backend."""
 
@@ -169,8 +189,11 @@ class HistoryStore(Protocol):
         end: datetime,
         filters: dict[str, Any],
         limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Up to ``limit`` documents, ``start <= timestamp <= end``, matching, oldest first."""
+        timeout_s: float | None = None,
+    ) -> HistoryResult:
+        """Up to ``limit`` documents, ``start <= timestamp <= end``, matching validated
+        ``filters``, oldest first, found within ``timeout_s`` (the result says when it
+        was cut)."""
 
     def create_indexes(self) -> list[str]:
         """Create the time-series indexes; return their names."""
@@ -258,6 +281,7 @@ class SqliteHistory:
             "(id TEXT PRIMARY KEY, ts INTEGER NOT NULL, doc BLOB NOT NULL)"
         )
         self._db.execute(f'CREATE INDEX IF NOT EXISTS "{table}_ts" ON "{table}" (ts)')
+        self._create_indexes()  # the fields history filters use most, so SQL finds them
 
     def insert(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
         return self.insert_encoded(self.encode(docs))
@@ -303,29 +327,74 @@ class SqliteHistory:
         end: datetime,
         filters: dict[str, Any],
         limit: int | None = None,
-    ) -> list[dict[str, Any]]:
+        timeout_s: float | None = None,
+    ) -> HistoryResult:
+        # The filter runs in SQLite (to_sql: a condition every match satisfies, using the
+        # field indexes); matches() then decides exactly, as MongoDB would.
+        where, params = (
+            to_sql(filters, scalar_fields=self._scalar_fields()) if filters else ("1", [])
+        )
+        match = compile_filters(filters) if filters else None
+        sql = (
+            f'SELECT id, doc, ts, rowid FROM "{self.table}" WHERE ts <= ? AND '
+            f"(ts, rowid) > (?, ?) AND ({where}) ORDER BY ts, rowid LIMIT 5000"
+        )
         end_us = to_epoch_us(end)
-        out: list[dict[str, Any]] = []
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        out = HistoryResult()
         last_ts, last_rowid = to_epoch_us(start), -1
         # Read in pages and decode outside the lock, so a long query never stalls writes.
-        while limit is None or len(out) < limit:
+        while True:
             with self._lock:
-                rows = self._db.execute(
-                    f'SELECT id, doc, ts, rowid FROM "{self.table}" WHERE ts <= ? AND '
-                    "(ts > ? OR (ts = ? AND rowid > ?)) ORDER BY ts, rowid LIMIT 5000",
-                    (end_us, last_ts, last_ts, last_rowid),
-                ).fetchall()
+                if deadline is not None:  # SQLite calls it every 10,000 steps: stop there
+                    self._db.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+                try:
+                    rows = self._db.execute(sql, (end_us, last_ts, last_rowid, *params)).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if "interrupt" not in str(exc):
+                        raise
+                    rows = None
+                finally:
+                    if deadline is not None:
+                        self._db.set_progress_handler(None, 0)
+            if rows is None or (deadline is not None and time.monotonic() > deadline):
+                out.cut(f"time budget of {timeout_s} s spent")
+                break
             if not rows:
                 break
             last_ts, last_rowid = rows[-1][2], rows[-1][3]
             for doc_id, blob, ts, _rowid in rows:
                 doc = {"timestamp": from_epoch_us(ts), **cache_codec.decode(blob)}
-                if not filters or matches(doc, filters):
+                if match is None or match(doc):
                     doc["_id"] = doc_id
                     out.append(doc)
-        return out if limit is None else out[:limit]
+            if limit is not None and len(out) > limit:
+                del out[limit:]
+                out.cut(f"row limit of {limit} reached")
+                break
+        return out
 
     def create_indexes(self) -> list[str]:
+        return self._create_indexes()
+
+    def _scalar_fields(self) -> list[str]:
+        """The indexed fields no stored document holds an array or object in (nor a
+        text starting ``[`` or ``{``): two index lookups each."""
+        out = []
+        with self._lock:
+            for field in INDEXED_FIELDS:
+                value = f"json_extract(doc, '$.{field}')"
+                if not any(
+                    self._db.execute(
+                        f'SELECT 1 FROM "{self.table}" WHERE {value} >= ? AND {value} < ? LIMIT 1',
+                        bounds,
+                    ).fetchone()
+                    for bounds in (("[", "\\"), ("{", "|"))
+                ):
+                    out.append(field)
+        return out
+
+    def _create_indexes(self) -> list[str]:
         names = [f"{self.table}_ts"]
         with self._lock:
             for field in INDEXED_FIELDS:
@@ -475,16 +544,28 @@ class MongoHistory:
         end: datetime,
         filters: dict[str, Any],
         limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        from pymongo.errors import AutoReconnect, ConnectionFailure
+        timeout_s: float | None = None,
+    ) -> HistoryResult:
+        from pymongo.errors import AutoReconnect, ConnectionFailure, ExecutionTimeout
 
+        # validated filters are plain field comparisons: MongoDB runs them as they are
         time_range = {"timestamp": {"$gte": to_utc(start), "$lte": to_utc(end)}}
         query = {"$and": [time_range, filters]} if filters else time_range
+        docs = HistoryResult()
         try:
             cursor = self.collection.find(query).sort([("timestamp", 1), ("_id", 1)])
-            docs = list(cursor.limit(int(limit)) if limit else cursor)
+            if limit:
+                cursor = cursor.limit(int(limit) + 1)  # one more: was it cut?
+            if timeout_s is not None:
+                cursor = cursor.max_time_ms(max(1, int(timeout_s * 1000)))
+            docs.extend(cursor)
+        except ExecutionTimeout:
+            docs.cut(f"time budget of {timeout_s} s spent")
         except (ConnectionFailure, AutoReconnect) as exc:
             raise ConnectionError(f"MongoDB unreachable: {exc}") from exc
+        if limit and len(docs) > limit:
+            del docs[limit:]
+            docs.cut(f"row limit of {limit} reached")
         for d in docs:
             d["_id"] = str(d["_id"])
             if isinstance(d.get("timestamp"), datetime):

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from . import cache_codec
 from .history_filters import validate_filters
 from .history_store import (
+    HistoryResult,
     HistoryStore,
     MongoHistory,
     SqliteHistory,
@@ -95,12 +96,14 @@ class StreamStorage:
     ``mongo_client`` may be a pymongo ``MongoClient`` (database from its URI, default
     ``am_qadf``), ``Database``, ``Collection`` or a URI string; ``redis_client`` a
     ``redis.Redis``. Instead of a Redis client, ``redis_host`` / ``redis_port`` /
-    ``redis_db`` (and ``redis_username`` for an ACL user, ``redis_password``, ``redis_ssl``) name a server to connect to
-    (:func:`connect_redis`; unset parts take the spec's defaults localhost, 6379, 0).
-    Given none of them the cache stays in-process: unlike the published AM-QADF, no
-    server is tried silently, so what is used is what was asked for. When MongoDB is
-    unreachable, batches wait in a spool of at most ``spool_limit`` documents and are
-    written, in order, when it is back. Documents are written ``batch_size`` at a time.
+    ``redis_db`` (and ``redis_username`` for an ACL user, ``redis_password``,
+    ``redis_ssl``) name a server to connect to (:func:`connect_redis`; unset parts take
+    the spec's defaults localhost, 6379, 0). Given none of them the cache stays
+    in-process: unlike the published AM-QADF, no server is tried silently, so what is
+    used is what was asked for. When MongoDB is unreachable, batches wait in a spool of
+    at most ``spool_limit`` documents and are written, in order, when it is back.
+    Documents are written ``batch_size`` at a time. A history query returns at most
+    ``max_rows`` documents and runs at most ``query_timeout_s`` seconds.
 
     >>> import tempfile
     >>> from datetime import datetime, timedelta
@@ -127,6 +130,8 @@ class StreamStorage:
         redis_username: str | None = None,
         redis_password: str | None = None,
         redis_ssl: bool = False,
+        max_rows: int = 200_000,
+        query_timeout_s: float = 30.0,
     ) -> None:
         address = (redis_host, redis_port, redis_db)
         if redis_client is None and any(a is not None for a in address):
@@ -149,6 +154,12 @@ class StreamStorage:
             raise ValueError(f"spool_limit must be >= 0, got {spool_limit}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+        if not 0 < query_timeout_s < float("inf"):
+            raise ValueError(f"query_timeout_s must be a positive number, got {query_timeout_s}")
+        self.max_rows = int(max_rows)
+        self.query_timeout_s = float(query_timeout_s)
         self.batch_size = int(batch_size)
         self.collection_name = collection_name
         self.key_prefix = key_prefix
@@ -427,10 +438,25 @@ class StreamStorage:
         filters: dict[str, Any] | None = None,
         *,
         limit: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> HistoryResult:
         """Documents with ``start_time <= timestamp <= end_time`` that match ``filters``,
-        oldest first (the first ``limit`` of them, if given). The time range always
-        applies; ``$where``, ``$function`` and ``$accumulator`` are refused."""
+        oldest first (the first ``limit`` of them, at most :attr:`max_rows`). The time
+        range always applies; filters run in the database; ``$where``, ``$function``
+        and ``$accumulator`` are refused.
+
+        The result is a list; its ``truncated`` attribute is True (and ``reason`` says
+        why) when it was cut at the row limit or the time budget (``query_timeout_s``).
+
+        >>> import tempfile
+        >>> from datetime import datetime, timedelta
+        >>> storage = StreamStorage(path=tempfile.mkdtemp() + "/h.sqlite3", max_rows=1)
+        >>> storage.store_batch([{"layer": i, "timestamp": datetime.now()} for i in (1, 2)])
+        2
+        >>> t = datetime.now()
+        >>> docs = storage.query_stream_history(t - timedelta(hours=1), t, {"layer": {"$gte": 1}})
+        >>> len(docs), docs.truncated, docs.reason
+        (1, True, 'row limit of 1 reached')
+        """
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
@@ -439,7 +465,8 @@ class StreamStorage:
         if end < start:
             raise ValueError(f"end_time {end.isoformat()} is before start_time {start.isoformat()}")
         checked = validate_filters(filters)
-        return self.history.query(start, end, checked, limit)
+        rows = self.max_rows if limit is None else min(limit, self.max_rows)
+        return self.history.query(start, end, checked, rows, self.query_timeout_s)
 
     def create_time_series_index(self) -> None:
         """Index ``timestamp`` and the (build_id | layer, timestamp) pairs queries use."""

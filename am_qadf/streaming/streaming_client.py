@@ -92,6 +92,8 @@ def _build_storage(config: StreamingConfig) -> StreamStorage | None:
         spool_limit=config.spool_limit,
         batch_size=config.storage_batch_size,
         **redis_address,
+        max_rows=config.query_max_rows,
+        query_timeout_s=config.query_timeout_s,
     )
 
 

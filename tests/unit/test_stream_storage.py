@@ -75,7 +75,7 @@ class FakeHistory:
                 inserted += 1
         return inserted, len(docs) - inserted
 
-    def query(self, start, end, filters, limit=None):
+    def query(self, start, end, filters, limit=None, timeout_s=None):
         out = [d for d in self.docs.values() if start <= d["timestamp"] <= end]
         found = sorted((d for d in out if matches(d, filters)), key=lambda d: d["timestamp"])
         return found[:limit] if limit else found
