@@ -296,11 +296,16 @@ class StreamingClient:
                 room -= 1
                 continue
             if name not in self._refused:
+                if not self._signals_refused:
+                    log.warning(
+                        "max_signals (%d) reached: new numeric fields such as %r get no "
+                        "buffer (counted in signals_refused)",
+                        self.config.max_signals,
+                        name[:64],
+                    )
                 self._signals_refused += 1
                 if len(self._refused) < _REFUSED_NAMES:
                     self._refused.add(name)
-                else:
-                    log.warning("max_signals reached: refusing numeric field %r", name[:64])
         if not signals:
             return
         now = now_utc()

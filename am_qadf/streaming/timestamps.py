@@ -52,9 +52,10 @@ def to_utc(value: Any, *, name: str = "timestamp") -> datetime:
             ) from None
     if isinstance(value, str):
         try:
-            return to_utc(datetime.fromisoformat(value), name=name)
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             raise ValueError(f"{name}: {value[:64]!r} is not an ISO 8601 timestamp") from None
+        return to_utc(parsed, name=name)
     try:
         if isinstance(value, np.datetime64):
             if np.isnat(value):
