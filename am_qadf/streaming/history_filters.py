@@ -362,8 +362,9 @@ def _sql_node(node: dict[str, Any], where: _Where, params: list[Any]) -> str | N
 
 def _sql_op(field: str, op: str, arg: Any, where: _Where, params: list[Any]) -> str | None:
     column, scalar_fields = where
-    if field.split(".", 1)[0] in _COLUMNS:
-        return None
+    parts = field.split(".")
+    if parts[0] in _COLUMNS or any(p.startswith("__") for p in parts):
+        return None  # a column, or a path the codec may have escaped (cache_codec)
     path = f"'$.{field}'"  # field names are [A-Za-z_][A-Za-z0-9_.]*: nothing to quote
     value = f"json_extract({column}, {path})"
     if op == "$exists":

@@ -179,3 +179,47 @@ def test_storage_from_redis_address_and_statistics(redis_url, mongo_uri, redis_c
     assert stats["collection_name"] == name and stats["document_count"] == 3
     storage.mongo_client.get_default_database()[name].drop()
     storage.mongo_client.close()
+
+
+def test_same_filters_same_results_on_mongodb_and_sqlite(mongo_db, tmp_path):
+    """The shared filter suite (tests/unit/test_history_filters_sql.py) on the
+    MongoDB-wire server: native queries give what SQLite and the reference give."""
+    from tests.unit.test_history_filters_sql import DOCS, FILTERS, check_backend, reference
+
+    name = f"filters_{uuid.uuid4().hex[:8]}"
+    mongo = StreamStorage(mongo_client=mongo_db, collection_name=name)
+    sqlite = StreamStorage(path=tmp_path / "h.sqlite3")
+    try:
+        on_mongo, on_sqlite = check_backend(mongo), check_backend(sqlite)
+    finally:
+        mongo_db.drop_collection(name)
+    differ = {
+        f: (on_mongo[repr(f_)], on_sqlite[repr(f_)])
+        for f_ in FILTERS
+        if on_mongo[(f := repr(f_))] != on_sqlite[f]
+    }
+    assert not differ, differ
+    assert all(on_sqlite[repr(f)] == reference(DOCS, f) for f in FILTERS)
+
+
+def test_mongodb_row_limit_and_refusals(mongo_db):
+    from tests.unit.test_history_filters_sql import DOCS, WIDE
+
+    name = f"limits_{uuid.uuid4().hex[:8]}"
+    storage = StreamStorage(mongo_client=mongo_db, collection_name=name, max_rows=10)
+    try:
+        storage.store_batch([dict(d) for d in DOCS])
+        docs = storage.query_stream_history(*WIDE)
+        assert len(docs) == 10 and docs.truncated and docs.reason == "row limit of 10 reached"
+        assert [d["seq"] for d in docs] == list(range(10))
+        import re
+
+        with pytest.raises(ValueError, match="values must be"):
+            storage.query_stream_history(*WIDE, {"build_id": re.compile("b")})
+        # one document BSON cannot hold never costs the others of its batch
+        batch = [{"seq": 100, "v": 1}, {"seq": 101, "big": 2**63}, {"seq": 102, "v": 2}]
+        prepared = storage.prepare_batch(batch, ["a", "b", "c"], isolate=True)
+        assert storage.store_prepared(prepared) == 2
+        assert [i for i, _ in prepared.rejected] == [1]
+    finally:
+        mongo_db.drop_collection(name)
