@@ -12,8 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 from confluent_kafka import Producer
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from am_qadf.streaming import KafkaConsumer, MessageValidator, StreamingClient, StreamingConfig
+from tests.unit.test_fuzz_consumer import PAYLOADS, run_fuzzed_stream
 
 PLATE = {"x": (0.0, 250.0), "y": (0.0, 250.0), "z": (0.0, 300.0)}
 
@@ -135,3 +138,79 @@ def test_fuzzed_stream(kafka_bootstrap, unique_topic, tmp_path):
     assert all("error" in m["headers"] and m["headers"]["error"] for m in dead)
     assert all(m["headers"]["source_topic"].decode() == unique_topic for m in dead)
     print("dead-letter reasons:", dict(reasons), f"rss growth {rss_growth:.0f} MB")
+
+
+def test_one_megabyte_poison_message_is_set_aside(kafka_bootstrap, unique_topic, tmp_path):
+    """A ~1 MB message, legal for a producer on default settings: its dead-letter copy
+    is bounded (so it fits the producer's limit with headers), confirmed, the stream
+    goes on and the offset is committed past it (a restart does not stop on it again)."""
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})  # message.max.bytes default
+    huge = orjson.dumps({"seq": -1, "note": ""})
+    huge = huge[:-2] + b"Z" * (999_900 - len(huge)) + b'"}'  # the most such a producer sends
+    for payload in (_good(0), huge, _good(1), _good(2)):
+        producer.produce(unique_topic, payload, key=b"one")
+    assert producer.flush(30) == 0
+    group = f"mb-{uuid.uuid4().hex[:8]}"
+    config = StreamingConfig(
+        kafka_bootstrap_servers=[kafka_bootstrap],
+        consumer_group_id=group,
+        enable_redis_cache=False,
+        storage_path=str(tmp_path),
+        enable_auto_commit=False,
+    )
+    seen: list[int] = []
+    client = StreamingClient(config)
+    client.start_consumer([unique_topic], lambda msgs: seen.extend(m["value"]["seq"] for m in msgs))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        stats = client.get_stream_statistics()
+        if len(seen) >= 3 and stats["dead_lettered"] >= 1:
+            break
+        time.sleep(0.1)
+    stats = client.get_stream_statistics()
+    client.stop_consumer()
+    assert sorted(seen) == [0, 1, 2] and stats["dead_lettered"] == 1
+    assert stats["consumer_state"] == "running"  # it went on, never "failed"
+
+    dlq = KafkaConsumer([kafka_bootstrap], unique_topic + ".dlq", group_id=uuid.uuid4().hex)
+    dead: list[dict] = []
+    deadline = time.monotonic() + 60
+    while not dead and time.monotonic() < deadline:
+        dead = dlq.poll(timeout_ms=500)
+    dlq.close()
+    (copy,) = dead
+    h = copy["headers"]
+    assert copy["size"] == config.dead_letter_max_bytes and h["truncated"] == b"1"
+    assert int(h["source_size"]) == len(huge) and h["source_offset"] == b"1"
+    assert b"exceeds the limit" in h["error"]
+
+    # the same group again: only what came after is delivered (a sentinel shows when)
+    producer.produce(unique_topic, _good(3), key=b"one")
+    assert producer.flush(30) == 0
+    again: list[int] = []
+    second = StreamingClient(config)
+    second.start_consumer([unique_topic], lambda m: again.extend(x["value"]["seq"] for x in m))
+    deadline = time.monotonic() + 120
+    while 3 not in again and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second.stop_consumer()
+    assert again == [3] and second.get_stream_statistics()["dead_lettered"] == 0
+    print(f"1 MB poison: dead-letter copy {copy['size']} bytes of {len(huge)}")
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    phases=[Phase.generate],  # random streams only: no shrinking toward empty ones
+    suppress_health_check=list(HealthCheck),
+)
+@given(payloads=st.lists(PAYLOADS, min_size=40, max_size=40))
+def test_fuzzed_bytes_and_json_on_kafka(payloads, kafka_bootstrap, tmp_path_factory):
+    """The hypothesis fuzz of tests/unit/test_fuzz_consumer.py on the real broker:
+    8 x 40 arbitrary messages."""
+    topic = f"fuzz-{uuid.uuid4().hex[:10]}"
+    rss, t = _rss_mb(), time.monotonic()
+    figures = run_fuzzed_stream(
+        [kafka_bootstrap], topic, payloads, str(tmp_path_factory.mktemp("kfuzz"))
+    )
+    print("kafka fuzz:", figures, f"rss +{_rss_mb() - rss:.0f} MB, {time.monotonic() - t:.0f} s")
