@@ -549,13 +549,14 @@ class StreamingClient:
         if not msgs:
             return
         cfg = self.config
-        if self._dlq is None:
-            self._dlq = KafkaProducer(
-                cfg.kafka_bootstrap_servers,
-                cfg.kafka_topic + cfg.dead_letter_suffix,
-                config=cfg.kafka_config,
-            )
-        dlq, suffix = self._dlq, cfg.dead_letter_suffix
+        with self._lock:  # the consumer and the writer thread both dead-letter
+            if self._dlq is None:
+                self._dlq = KafkaProducer(
+                    cfg.kafka_bootstrap_servers,
+                    cfg.kafka_topic + cfg.dead_letter_suffix,
+                    config=cfg.kafka_config,
+                )
+            dlq, suffix = self._dlq, cfg.dead_letter_suffix
         size = cfg.dead_letter_max_bytes
         for attempt in range(2):
             copies = [
