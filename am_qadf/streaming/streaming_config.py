@@ -10,22 +10,6 @@ from urllib.parse import urlparse
 
 __all__ = ["StreamingConfig", "FIELD_NAME_PATTERN"]
 
-_POSITIVE_INTS = (
-    "auto_commit_interval_ms",
-    "max_poll_records",
-    "session_timeout_ms",
-    "buffer_size",
-    "processing_batch_size",
-    "storage_batch_size",
-    "spool_limit",
-    "max_message_bytes",
-    "max_fields",
-    "max_field_name_length",
-    "max_nesting_depth",
-    "max_signals",
-    "dead_letter_max_bytes",
-    "query_max_rows",
-)
 #: Limits that ``from_env`` reads from ``AMQADF_<NAME>`` (upper case), e.g. AMQADF_MAX_SIGNALS.
 _ENV_LIMITS = (
     "max_message_bytes",
@@ -35,6 +19,16 @@ _ENV_LIMITS = (
     "max_signals",
     "dead_letter_max_bytes",
     "query_max_rows",
+)
+_POSITIVE_INTS = (
+    "auto_commit_interval_ms",
+    "max_poll_records",
+    "session_timeout_ms",
+    "buffer_size",
+    "processing_batch_size",
+    "storage_batch_size",
+    "spool_limit",
+    *_ENV_LIMITS,
 )
 #: Default of ``field_name_pattern``: ASCII letters, digits, ``_`` and ``-``, not
 #: starting with a digit or ``-`` (no ``$``, ``.``, NUL, markup or line breaks).
