@@ -624,7 +624,8 @@ class LiveMonitor:
         limit: int = 50_000,
     ) -> list[dict[str, Any]]:
         """Stored messages between ``start`` and ``end`` matching ``filters`` (oldest
-        first, at most ``limit``)."""
+        first, at most ``limit``); the list's ``truncated``/``reason`` say when it was
+        cut (see :meth:`StreamStorage.query_stream_history`)."""
         storage = self.storage
         if storage is None:
             raise RuntimeError("history storage is disabled in this configuration")
