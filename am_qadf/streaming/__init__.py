@@ -8,6 +8,7 @@ pipelines and storage.
 """
 
 from .buffer_manager import BufferManager
+from .history_store import HistoryResult
 from .incremental_processor import IncrementalProcessor
 from .kafka_consumer import KafkaConsumer
 from .kafka_producer import KafkaProducer
@@ -22,6 +23,7 @@ from .timestamps import to_utc
 
 __all__ = [
     "BufferManager",
+    "HistoryResult",
     "IncrementalProcessor",
     "KafkaConsumer",
     "KafkaProducer",

@@ -365,8 +365,8 @@ class SqliteHistory:
             last_ts, last_rowid = rows[-1][2], rows[-1][3]
             for doc_id, blob, ts, _rowid in rows:
                 doc = {"timestamp": from_epoch_us(ts), **cache_codec.decode(blob)}
+                doc["_id"] = doc_id  # before matching: filters may name it, as on MongoDB
                 if match is None or match(doc):
-                    doc["_id"] = doc_id
                     out.append(doc)
             if limit is not None and len(out) > limit:
                 del out[limit:]

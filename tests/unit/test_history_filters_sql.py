@@ -213,3 +213,10 @@ def test_filtering_runs_in_sql_not_in_python(tmp_path) -> None:
         cache_codec.decode = real
     assert len(by_build) == 200 and len(by_value) == 100
     assert decoded == 300
+
+
+def test_id_filters_match_on_sqlite_as_on_mongodb(storage) -> None:
+    storage.store_batch([{"topic": "t", "partition": 0, "offset": i, "v": i} for i in range(5)])
+    now = datetime.now(UTC)
+    got = storage.query_stream_history(now - timedelta(hours=1), now, {"_id": {"$in": ["t:0:3"]}})
+    assert [d["v"] for d in got] == [3]
