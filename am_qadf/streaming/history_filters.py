@@ -33,7 +33,8 @@ FORBIDDEN_OPERATORS = frozenset({"$where", "$function", "$accumulator"})
 _COMPARISON = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists"})
 _RANGE = frozenset({"$gt", "$gte", "$lt", "$lte"})
 _LOGICAL = frozenset({"$and", "$or", "$nor"})
-_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+#: A field, or a dotted path into nested documents (no array positions such as ``a.0``).
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 #: How deep ``$and``/``$or``/``$nor`` may nest, and how many conditions and list
 #: values one filter may hold in all.
 MAX_FILTER_DEPTH = 16
@@ -162,9 +163,25 @@ def _check_value(value: Any, where: str, budget: list[int], inner: bool = False)
     return value
 
 
+class _Many(list):
+    """The values a dotted path reached through arrays of documents (each is compared,
+    as MongoDB does); ``partial`` when some element lacked the field (null matches)."""
+
+    partial = False
+
+
 def _get(doc: dict[str, Any], path: str) -> tuple[bool, Any]:
     cur: Any = doc
-    for part in path.split("."):
+    parts = path.split(".")
+    for k, part in enumerate(parts):
+        if isinstance(cur, list):  # into an array of documents: every element's field
+            found = _Many()
+            for e in cur:
+                have, v = _get(e, ".".join(parts[k:])) if isinstance(e, dict) else (False, None)
+                if have:
+                    found.extend(v) if type(v) is _Many else found.append(v)
+                found.partial |= not have or (type(v) is _Many and v.partial)
+            return bool(found), found
         if not isinstance(cur, dict) or part not in cur:
             return False, None
         cur = cur[part]
@@ -256,8 +273,12 @@ def _compare(op: str, have: bool, value: Any, arg: Any) -> bool:
         return not _compare("$eq" if op == "$ne" else "$in", have, value, arg)
     if not have:
         value = None
-    if op in ("$eq", "$in") and value is None:
-        return (arg is None) if op == "$eq" else arg.has_none
+    if op in ("$eq", "$in") and (value is None or type(value) is _Many):
+        wants_null = (arg is None) if op == "$eq" else arg.has_none
+        if value is None or (wants_null and value.partial):
+            return wants_null
+    if type(value) is _Many:  # each value reached, as if each were the field
+        return any(_compare(op, True, v, arg) for v in value)
     candidates = [value, *value] if isinstance(value, list) else [value]
     return any(_scalar(op, v, arg) for v in candidates)
 
@@ -363,8 +384,8 @@ def _sql_node(node: dict[str, Any], where: _Where, params: list[Any]) -> str | N
 def _sql_op(field: str, op: str, arg: Any, where: _Where, params: list[Any]) -> str | None:
     column, scalar_fields = where
     parts = field.split(".")
-    if parts[0] in _COLUMNS or any(p.startswith("__") for p in parts):
-        return None  # a column, or a path the codec may have escaped (cache_codec)
+    if parts[0] in _COLUMNS or len(parts) > 1 or parts[0].startswith("__"):
+        return None  # a column; a path that may cross arrays or escaped data (cache_codec)
     path = f"'$.{field}'"  # field names are [A-Za-z_][A-Za-z0-9_.]*: nothing to quote
     value = f"json_extract({column}, {path})"
     if op == "$exists":

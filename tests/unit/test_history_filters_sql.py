@@ -42,6 +42,8 @@ def _doc(i: int) -> dict[str, Any]:
         {"layer": [1, 9], "build_id": ["b1", "b9"]},
         {"build_id": "[b1]"},
         {"layer": 2.0},
+        {"meta": [{"zone": 2}, {"zone": 5, "machine": "m2"}]},
+        {"meta": [{"zone": 7}, 3]},
         {},
     ]
     doc.update(extras[i % len(extras)])
@@ -72,6 +74,9 @@ FILTERS: list[dict[str, Any]] = [
     {"tags": {"$gte": 3}},
     {"tags": ["a", "b"]},
     {"meta.zone": 2},
+    {"meta.zone": {"$gt": 4}},
+    {"meta.machine": {"$exists": True}},
+    {"meta.zone": {"$in": [5, 7]}},
     {"meta.__datetime__": "x"},
     {"seq": {"$nin": [1, 2, 3]}},
     {"$or": [{"layer": 0}, {"build_id": "b2", "flag": True}]},
@@ -80,6 +85,11 @@ FILTERS: list[dict[str, Any]] = [
     {"seq": {"$in": list(range(0, 5000, 7))}},
     {"timestamp": {"$gte": T0 + timedelta(seconds=40)}},
 ]
+
+
+# Left out: null and $ne through arrays of documents ({"meta.machine": None},
+# {"meta.zone": {"$ne": 2}}), where FerretDB 1.24 answers otherwise than MongoDB's
+# documented semantics, which matches() follows.
 
 
 def reference(docs: list[dict[str, Any]], filters: dict[str, Any]) -> list[int]:
@@ -107,7 +117,7 @@ def test_sqlite_gives_what_mongodb_semantics_say(storage) -> None:
 
 @pytest.mark.parametrize(
     ("filters", "expected"),
-    [({"flag": 1}, [1, 13, 25, 37]), ({"flag": True}, [0, 12, 24, 36])],
+    [({"flag": 1}, [1, 15, 29, 43]), ({"flag": True}, [0, 14, 28, 42])],
 )
 def test_numbers_and_booleans_never_match_each_other(storage, filters, expected) -> None:
     storage.store_batch([dict(d) for d in DOCS])
