@@ -136,6 +136,8 @@ def test_numbers_and_booleans_never_match_each_other(storage, filters, expected)
         ({"layer": 2**64}, "integer outside the 64-bit range"),
         ({"layer": float("nan")}, "NaN matches nothing"),
         ({"build_id\n": 1}, "not a valid field name"),
+        ({"meta..zone": 1}, "not a valid field name"),
+        ({"tags.0": 1}, "not a valid field name"),
         ({"layer": {"$in": list(range(30_000))}}, "filter too large"),
     ],
 )
