@@ -13,7 +13,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ColumnCache", "column", "to_columns", "field_names"]
+__all__ = ["ColumnCache", "column", "to_columns", "field_names", "MAX_COLUMNS"]
+
+#: Distinct field names a batch may have for a column each; a batch with more (odd or
+#: hostile input: a column costs 8 bytes per message per name) is handled without.
+MAX_COLUMNS = 1024
 
 
 _NUMBERS = frozenset({float, int})
@@ -129,7 +133,12 @@ class ColumnCache:
         ['float', 'str']
         """
         with self._lock:
-            self._columns(batch, sorted(self.field_names(batch)))
+            names = self.field_names(batch)
+            if len(names) > MAX_COLUMNS:  # no column per name: the types, one pass
+                return frozenset(
+                    map(type, chain.from_iterable(map(dict.values, self.messages(batch))))
+                )
+            self._columns(batch, sorted(names))
             return frozenset().union(*self._types.values())
 
     def field_types(
@@ -183,6 +192,16 @@ class ColumnCache:
                 self._names = (names - drop) | set(columns) | set(types or ())
             else:
                 self._names = None
+
+    def columnar(self, batch: Sequence[Any]) -> bool:
+        """True when ``batch`` has few enough distinct field names (:data:`MAX_COLUMNS`)
+        for a column each.
+
+        >>> ColumnCache().columnar([{f"f{i}": 1.0} for i in range(2000)])
+        False
+        """
+        with self._lock:
+            return len(self.field_names(batch)) <= MAX_COLUMNS
 
     def fields_of_type(self, batch: Sequence[Any], kind: type) -> list[str]:
         """Fields of ``batch`` with at least one value of type ``kind`` (exactly), found

@@ -210,6 +210,7 @@ class MessageValidator:
         one_by_one = (
             type(self).check is not MessageValidator.check  # a subclass decides
             or not set(map(type, values)) <= {dict}
+            or not cache.columnar(values)  # thousands of distinct names: no column each
             # nested values (their depth) and values no JSON decoder makes: rare
             or not cache.value_types(values) <= JSON_SCALARS
             or (self.convert_timestamp and not self._convert_stamps(values))

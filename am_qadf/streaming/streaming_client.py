@@ -13,8 +13,9 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from numbers import Real
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -28,7 +29,7 @@ from .history_store import STORABLE_TYPES
 from .kafka_consumer import KafkaConsumer
 from .kafka_producer import KafkaProducer
 from .latency_stats import LatencyStats
-from .message_columns import ColumnCache
+from .message_columns import MAX_COLUMNS, ColumnCache
 from .message_validation import MessageValidator
 from .profile_mapping import ProfileMapper
 from .stream_storage import PreparedBatch, SpoolFullError, StreamStorage
@@ -282,30 +283,20 @@ class StreamingClient:
             return self._storage
 
     def _feed_buffers(self, batch: list[dict[str, Any]]) -> None:
-        names = self.column_cache.field_names(batch) - _NOT_SIGNALS
+        cache = self.column_cache
+        names = cache.field_names(batch) - _NOT_SIGNALS
         known = names & self._buffers.keys()
-        fresh = sorted(names - known - self._refused)
-        columns = self.column_cache.columns(batch, sorted(known) + fresh)
-        signals = {k: c for k in known if not np.isnan(c := columns[k]).all()}
-        room = self.config.max_signals - len(self._buffers)
-        for name in fresh:  # a buffer each while there is room; beyond it counted only
-            if np.isnan(col := columns[name]).all():
-                continue  # not numeric (yet)
-            if room > 0:
-                signals[name] = col
-                room -= 1
-                continue
-            if name not in self._refused:
-                if not self._signals_refused:
-                    log.warning(
-                        "max_signals (%d) reached: new numeric fields such as %r get no "
-                        "buffer (counted in signals_refused)",
-                        self.config.max_signals,
-                        name[:64],
-                    )
-                self._signals_refused += 1
-                if len(self._refused) < _REFUSED_NAMES:
-                    self._refused.add(name)
+        fresh = names - known - self._refused
+        if len(fresh) > MAX_COLUMNS:  # many new names at once: no column per name
+            numeric = _numeric_names(cache.messages(batch), fresh)
+        else:
+            cols = cache.columns(batch, sorted(fresh))
+            numeric = [n for n in sorted(fresh) if not np.isnan(cols[n]).all()]
+        room = max(0, self.config.max_signals - len(self._buffers))
+        # a buffer each while there is room; beyond it counted, never kept
+        self._refuse_signals(numeric[room:])
+        columns = cache.columns(batch, sorted(known) + numeric[:room])
+        signals = {k: c for k, c in columns.items() if not np.isnan(c).all()}
         if not signals:
             return
         now = now_utc()
@@ -320,6 +311,20 @@ class StreamingClient:
                     buffer_size=self.config.buffer_size,
                 )
             buf.add_batch(values, stamps)
+
+    def _refuse_signals(self, names: list[str]) -> None:
+        """Count numeric fields refused a buffer (``max_signals`` reached), each once
+        while their names fit in the remembered set."""
+        if names and not self._signals_refused:
+            log.warning(
+                "max_signals (%d) reached: new numeric fields such as %r get no buffer "
+                "(counted in signals_refused)",
+                self.config.max_signals,
+                names[0][:64],
+            )
+        self._signals_refused += len(names)
+        room = _REFUSED_NAMES - len(self._refused)
+        self._refused.update(names[:room])
 
     # -- batch processing ---------------------------------------------------------------
     def process_stream_batch(self, data_batch: list[dict[str, Any]]) -> StreamingResult:
@@ -827,6 +832,18 @@ class StreamingClient:
                 self._errors += 1
                 self._last_error = error
             self._dead_letter(messages, [error] * len(messages))
+
+
+def _numeric_names(messages: Sequence[dict[str, Any]], candidates: set[str]) -> list[str]:
+    """The ``candidates`` with a number (not a bool) in some message, sorted; one pass
+    over the messages, no column per name."""
+    found: set[str] = set()
+    for m in messages:
+        for k in m.keys() & candidates:
+            v = m[k]
+            if type(v) in (int, float) or (isinstance(v, Real) and not isinstance(v, bool)):
+                found.add(k)
+    return sorted(found)
 
 
 def _run_action(action: Callable[[], Any], future: Future) -> None:

@@ -360,3 +360,22 @@ def test_utc_offset_overflow_is_a_reason_not_a_traceback(caplog) -> None:
     assert reasons[0] is None
     assert all(r and "out of the datetime range" in r for r in reasons[1:])
     assert "Traceback" not in caplog.text and not caplog.records
+
+
+def test_a_batch_of_many_distinct_names_costs_no_column_each() -> None:
+    """400 messages of 250 names each, all different (100,000 names in one batch):
+    validation and processing allocate no column per name (8 bytes x 400 messages x
+    100,000 names would be 320 MB), and only max_signals names get a buffer."""
+    client = StreamingClient(StreamingConfig.embedded(enable_mongodb_storage=False, max_signals=16))
+    batch = [{f"n{i}_{j}": float(j) for j in range(250)} for i in range(400)]
+    gc.collect()
+    tracemalloc.start()
+    reasons = client.validator.check_batch(batch, columns=client.column_cache)
+    client.process_stream_batch(batch)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert reasons == [None] * 400
+    stats = client.get_stream_statistics()
+    assert stats["signals_buffered"] == 16 and stats["signals_refused"] == 100_000 - 16
+    assert peak < 48 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+    print(f"100,000 names in one batch: peak +{peak / 2**20:.1f} MiB")
