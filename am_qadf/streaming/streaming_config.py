@@ -42,7 +42,8 @@ class StreamingConfig:
     The first fields are the spec's, with its defaults. The extras: ``mongodb_uri``
     (None: embedded history file under ``storage_path``), ``auto_offset_reset``
     (where a new consumer group starts), ``kafka_config`` (extra librdkafka settings
-    such as SASL/SSL), ``redis_password``/``redis_ssl``, ``dead_letter_suffix`` and
+    such as SASL/SSL), ``redis_username`` (an ACL user)/``redis_password``/``redis_ssl``,
+    ``dead_letter_suffix`` and
     ``spool_limit`` (documents held while MongoDB is unreachable).
 
     Limits, because input is untrusted: ``max_message_bytes``, ``max_fields`` (keys per
