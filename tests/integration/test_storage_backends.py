@@ -223,3 +223,19 @@ def test_mongodb_row_limit_and_refusals(mongo_db):
         assert [i for i, _ in prepared.rejected] == [1]
     finally:
         mongo_db.drop_collection(name)
+
+
+def test_mongodb_time_budget_cuts_and_says_so(mongo_db):
+    """maxTimeMS reaches the server: a scan of 50,000 documents given 1 ms comes back
+    cut, with the reason, instead of running on."""
+    name = f"budget_{uuid.uuid4().hex[:8]}"
+    storage = StreamStorage(mongo_client=mongo_db, collection_name=name, query_timeout_s=1e-6)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        storage.store_batch(
+            [{"timestamp": t0 + timedelta(milliseconds=i), "b": f"b{i % 7}"} for i in range(50_000)]
+        )
+        docs = storage.query_stream_history(t0, t0 + timedelta(hours=1), {"b": "b3"})
+        assert docs.truncated and docs.reason.startswith("time budget")
+    finally:
+        mongo_db.drop_collection(name)
