@@ -51,6 +51,7 @@ def main() -> int:
         "build_id": {"build_id": "b3"},
         "Value >= (temperature)": {"temperature": {"$gte": 2090.0}},
         "layer range": {"layer": {"$gte": 100, "$lte": 102}},
+        "build and layers": {"build_id": "b3", "layer": {"$gte": 100, "$lte": 102}},
         "5,000-value $in (layer)": {
             "layer": {"$in": [7, 8, 9, 10, 11, *range(10**4, 10**4 + 4995)]}
         },

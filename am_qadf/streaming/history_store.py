@@ -281,7 +281,14 @@ class SqliteHistory:
             "(id TEXT PRIMARY KEY, ts INTEGER NOT NULL, doc BLOB NOT NULL)"
         )
         self._db.execute(f'CREATE INDEX IF NOT EXISTS "{table}_ts" ON "{table}" (ts)')
-        self._create_indexes()  # the fields history filters use most, so SQL finds them
+        # The History tab filters by build and layers: one index serves both (a second
+        # per-field index would cost another JSON parse per insert; create_indexes adds
+        # them on request).
+        v = "json_extract(doc, '$.{}')".format
+        self._db.execute(
+            f'CREATE INDEX IF NOT EXISTS "{table}_build_id_layer_ts" ON "{table}" '
+            f"({v('build_id')}, {v('layer')}, ts)"
+        )
 
     def insert(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
         return self.insert_encoded(self.encode(docs))
@@ -378,11 +385,21 @@ class SqliteHistory:
         return self._create_indexes()
 
     def _scalar_fields(self) -> list[str]:
-        """The indexed fields no stored document holds an array or object in (nor a
-        text starting ``[`` or ``{``): two index lookups each."""
+        """The fields leading an index that no stored document holds an array or object
+        in (nor a text starting ``[`` or ``{``): two index lookups each."""
         out = []
         with self._lock:
-            for field in INDEXED_FIELDS:
+            names = {
+                name
+                for (name,) in self._db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?",
+                    (self.table,),
+                )
+            }
+            leading = {f for f in INDEXED_FIELDS if f"{self.table}_{f}_ts" in names}
+            if f"{self.table}_build_id_layer_ts" in names:
+                leading.add("build_id")
+            for field in (f for f in INDEXED_FIELDS if f in leading):
                 value = f"json_extract(doc, '$.{field}')"
                 if not any(
                     self._db.execute(
