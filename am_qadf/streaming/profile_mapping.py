@@ -61,6 +61,10 @@ def _percent(fraction: float) -> str:
     return f"{p:.2f}"
 
 
+#: Unnamed field names a mapper remembers for its statistics.
+UNNAMED_KEPT = 256
+
+
 class ProfileMapper:
     """Map batches onto canonical names per ``profile`` and keep the fit figures.
 
@@ -103,7 +107,11 @@ class ProfileMapper:
         self._recent_n = 0
         self.messages = 0
         self.outside_plate = 0
+        #: Other fields seen, at most UNNAMED_KEPT of them (names come from outside:
+        #: a stream of ever new names must not grow this); ``unnamed_more`` counts the
+        #: names not kept, per batch they came in.
         self.unnamed: set[str] = set()
+        self.unnamed_more = 0
         lo, hi = profile.plate_bounds
         self._lo, self._hi = np.array(lo), np.array(hi)
 
@@ -228,7 +236,10 @@ class ProfileMapper:
             self.messages += n
             self.outside_plate += outside
             if not names <= self._known:
-                self.unnamed.update(names - self._known)
+                new = names - self._known - self.unnamed
+                room = max(0, UNNAMED_KEPT - len(self.unnamed))
+                self.unnamed.update(sorted(new)[:room] if len(new) > room else new)
+                self.unnamed_more += max(0, len(new) - room)
             self._recent.append((n, missing, outside))
             self._recent_n += n
             while len(self._recent) > 1 and self._recent_n - self._recent[0][0] >= self.window:
@@ -240,12 +251,14 @@ class ProfileMapper:
         ``missing``: ``{raw field: fraction of recent messages without it (or with a
         null or non-number)}``; ``problems``: readable lines for every field missing
         somewhere and for points outside the plate; ``outside_plate`` (total) and
-        ``outside_plate_recent``; ``unnamed_fields``: other fields seen (still stored).
+        ``outside_plate_recent``; ``unnamed_fields``: other fields seen (still stored;
+        the first :data:`UNNAMED_KEPT`), ``unnamed_fields_more``: further ones not kept.
         """
         with self._lock:
             recent = list(self._recent)
             n = self._recent_n
             total, outside_total, unnamed = self.messages, self.outside_plate, sorted(self.unnamed)
+            unnamed_more = self.unnamed_more
         p = self.profile
         missing = np.sum([r[1] for r in recent], axis=0) if recent else None
         outside = sum(r[2] for r in recent)
@@ -275,5 +288,6 @@ class ProfileMapper:
             "outside_plate": outside_total,
             "outside_plate_recent": outside,
             "unnamed_fields": unnamed,
+            "unnamed_fields_more": unnamed_more,
             "problems": problems,
         }

@@ -165,6 +165,8 @@ def test_distinct_numeric_fields_beyond_the_limit_are_counted_never_buffered(cfg
     stats = client.get_stream_statistics()
     assert len(client.buffers) == stats["signals_buffered"] == 32
     assert stats["signals_refused"] == n_messages * fields - 32
+    fit = client.mapper.statistics()  # the profile's list of other fields is bounded too
+    assert len(fit["unnamed_fields"]) == 256 and fit["unnamed_fields_more"] > 40_000
     # the refused names remembered (10,000 at most) are all that grows: ~1 MB; a buffer
     # per name (the old behaviour) costs buffer_size floats and times each, ~16 kB
     assert grown < 4 * 2**20, f"memory grew by {grown / 2**20:.1f} MiB"
