@@ -203,17 +203,6 @@ class ColumnCache:
         with self._lock:
             return len(self.field_names(batch)) <= MAX_COLUMNS
 
-    def fields_of_type(self, batch: Sequence[Any], kind: type) -> list[str]:
-        """Fields of ``batch`` with at least one value of type ``kind`` (exactly), found
-        with :meth:`value_types`.
-
-        >>> ColumnCache().fields_of_type([{"x": 1.0, "n": 2}, {"n": 3.0}], int)
-        ['n']
-        """
-        with self._lock:
-            self.value_types(batch)
-            return sorted(f for f, types in self._types.items() if kind in types)
-
     def messages(self, batch: Sequence[Any]) -> Sequence[dict[str, Any]]:
         """The batch with anything that is not a dict replaced by ``{}``."""
         self._bind(batch)

@@ -222,7 +222,8 @@ class MessageValidator:
         names = cache.field_names(values)
         if bad_names := {name for name in names if self.name_problem(name)}:
             suspect |= np.fromiter((not bad_names.isdisjoint(v) for v in values), bool, n)
-        for name, col in cache.columns(values, cache.fields_of_type(values, int)).items():
+        ints = [f for f, types in cache.field_types(values, names).items() if int in types]
+        for name, col in cache.columns(values, ints).items():
             # float rounding and ints beyond float (NaN): check() decides exactly
             if (wide := ~(np.abs(col) < 2.0**63)).any():
                 suspect |= wide & np.fromiter(map(contains, values, repeat(name)), bool, n)
