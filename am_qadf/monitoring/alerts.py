@@ -19,12 +19,27 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["SEVERITIES", "STATES", "Alert", "AlertManager"]
+import numpy as np
+
+__all__ = ["SEVERITIES", "STATES", "Alert", "AlertManager", "escalation_level"]
 
 _log = logging.getLogger(__name__)
 
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 STATES: tuple[str, ...] = ("active", "acknowledged", "cleared")
+
+
+def escalation_level(score: Any) -> np.ndarray:
+    """Level of occurrences ``score`` times as far out as their limit: 0 below twice the
+    limit's distance, then one more per doubling (NaN or no score: 0).
+
+    >>> escalation_level([1.0, 1.9, 2.0, 4.5, 9.0]).tolist()
+    [0, 0, 1, 2, 3]
+    """
+    s = np.asarray(score, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lv = np.floor(np.log2(np.where(np.isfinite(s) & (s > 1.0), s, 1.0)))
+    return np.minimum(lv, 30).astype(np.int64)
 
 
 def _check_severity(severity: str) -> str:
@@ -105,7 +120,16 @@ class AlertManager:
     ``cooldown_points``: an occurrence at point index ``i`` keeps the episode open
     until index ``i + cooldown_points``; ``cooldown_seconds`` does the same on
     times. Either or both may be set; an occurrence belongs to the open episode
-    while any applicable cooldown runs. Clearing the alert ends its episode.
+    while any applicable cooldown runs. So an episode ends once its rule has been
+    quiet (the statistic back in control) for the whole cooldown stretch.
+    Clearing the alert ends its episode.
+
+    An open episode never hides a new development: an occurrence with a higher
+    ``level`` than the episode has reached (for SPC: the statistic at least twice
+    as far out, see :func:`escalation_level`) raises an *escalation* alert, one
+    severity step up, which carries the earlier alert's id in
+    ``details["escalates"]`` and takes over the episode; one in the opposite
+    ``direction`` (the other side of the center) begins a new episode.
     ``history_size`` bounds how many alerts are kept (oldest dropped first).
 
     >>> m = AlertManager(cooldown_points=100)
@@ -116,6 +140,9 @@ class AlertManager:
     True
     >>> m.acknowledge(a.id).state, m.get(a.id).repeats, m.get(a.id).last_index
     ('acknowledged', 1, 50)
+    >>> e = m.raise_alert("temperature", "threshold_high", 9e3, index=60, level=2)
+    >>> e.severity, e.details["escalates"] == a.id      # escalated, one step up
+    ('critical', True)
     """
 
     def __init__(
@@ -153,6 +180,7 @@ class AlertManager:
         self._by_id: dict[str, Alert] = {}
         self._last: dict[tuple[str, str], tuple[int | None, datetime | None]] = {}
         self._episode: dict[tuple[str, str], Alert] = {}  # the alert of each open episode
+        self._episode_meta: dict[tuple[str, str], tuple[int, int]] = {}  # (level, direction)
         self._overrides: dict[tuple[str, str], tuple[int | None, float | None]] = {}
         self._seq = itertools.count(1)
         self._session = uuid.uuid4().hex[:8]
@@ -222,8 +250,14 @@ class AlertManager:
         layer: int | None = None,
         build_id: str | None = None,
         details: dict[str, Any] | None = None,
+        level: int = 0,
+        direction: int = 0,
     ) -> Alert | None:
-        """Raise an alert unless ``(metric, rule)`` is cooling down; return it (a copy) or None."""
+        """Raise an alert unless ``(metric, rule)`` is cooling down; return it (a copy) or None.
+
+        ``level`` (how far out, 0 = just beyond) and ``direction`` (+1/-1, 0 = none)
+        decide whether an occurrence within the cooldown is a repeat, an escalation
+        or a new episode (see the class docstring)."""
         _check_severity(severity)
         if not isinstance(metric, str) or not metric:
             raise ValueError(f"metric must be a non-empty str, got {metric!r}")
@@ -231,10 +265,21 @@ class AlertManager:
             raise ValueError(f"rule must be a non-empty str, got {rule!r}")
         time = _as_utc(time)
         key = (metric, rule)
+        level, direction = int(level), int(np.sign(direction))
         with self._lock:
+            escalates: Alert | None = None
             if self._cooling(key, index, time):
-                self._repeat(key, 1, index, time)
-                return None
+                if self._repeats_episode(key, level, direction):
+                    self._repeat(key, 1, index, time)
+                    return None
+                if self._same_direction(key, direction):
+                    escalates = self._episode[key]
+            if escalates is not None:
+                step = min(SEVERITIES.index(escalates.severity) + 1, len(SEVERITIES) - 1)
+                severity = SEVERITIES[max(step, SEVERITIES.index(severity))]
+                details = {**(details or {}), "escalates": escalates.id, "level": level}
+                if message is not None:
+                    message = f"escalation: {message}"
             seq = next(self._seq)
             alert = Alert(
                 id=f"{self.id_prefix}-{self._session}-{seq:06d}",
@@ -259,6 +304,7 @@ class AlertManager:
             self._alerts.append(alert)
             self._by_id[alert.id] = alert
             self._episode[key] = alert
+            self._episode_meta[key] = (level, direction)
             self._last[key] = (alert.index, time)
             self.raised_count += 1
             listeners = list(self._listeners)
@@ -270,13 +316,39 @@ class AlertManager:
                 _log.exception("alert listener %r failed", cb)
         return snapshot
 
+    def _same_direction(self, key: tuple[str, str], direction: int) -> bool:
+        d0 = self._episode_meta.get(key, (0, 0))[1]
+        return direction == 0 or d0 == 0 or direction == d0
+
+    def _repeats_episode(self, key: tuple[str, str], level: int, direction: int) -> bool:
+        return (
+            self._same_direction(key, direction) and level <= self._episode_meta.get(key, (0, 0))[0]
+        )
+
     def continues_episode(
-        self, metric: str, rule: str, *, index: int | None = None, time: datetime | None = None
+        self,
+        metric: str,
+        rule: str,
+        *,
+        index: int | None = None,
+        time: datetime | None = None,
+        level: int = 0,
+        direction: int = 0,
     ) -> bool:
         """True when an occurrence at ``index``/``time`` falls within the cooldown of the
-        open episode of ``(metric, rule)`` (it would be counted, not raised)."""
+        open episode of ``(metric, rule)`` and neither escalates it nor goes the other way
+        (it would be counted, not raised)."""
+        key = (metric, rule)
         with self._lock:
-            return self._cooling((metric, rule), index, _as_utc(time))
+            return self._cooling(key, index, _as_utc(time)) and self._repeats_episode(
+                key, int(level), int(np.sign(direction))
+            )
+
+    def episode_level(self, metric: str, rule: str) -> int | None:
+        """Highest level reached by the open episode of ``(metric, rule)`` (None: none open)."""
+        key = (metric, rule)
+        with self._lock:
+            return self._episode_meta.get(key, (0, 0))[0] if key in self._episode else None
 
     def record_repeats(
         self,
@@ -316,6 +388,7 @@ class AlertManager:
         key = (alert.metric, alert.rule)
         if self._episode.get(key) is alert:
             del self._episode[key]
+            self._episode_meta.pop(key, None)
             self._last.pop(key, None)
 
     def add_listener(self, callback: Callable[[Alert], None]) -> None:
@@ -444,6 +517,7 @@ class AlertManager:
             self._by_id.clear()
             self._last.clear()
             self._episode.clear()
+            self._episode_meta.clear()
 
     @staticmethod
     def ids(alerts: Iterable[Alert]) -> list[str]:

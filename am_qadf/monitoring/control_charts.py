@@ -6,6 +6,18 @@ fixed until :meth:`ControlChart.recompute_limits` is called. ``update`` takes a
 whole batch as a numpy array; NaN/inf values are skipped and counted. State
 needed across batches (last value, partial subgroup, EWMA/CUSUM level, run-rule
 history) is kept, so splitting a series into batches never changes the result.
+
+Autocorrelated signals: ``sigma_method="ar"`` fits an AR(p) model to the
+baseline (:mod:`am_qadf.monitoring.autocorrelation`) and sets every chart's
+sigma to the exact standard deviation of *its* statistic under that model
+(individual value, subgroup mean, EWMA, long-run sigma for the CUSUM) instead
+of the moving range, which underestimates it. ``recenter_points=m`` with a
+``segment`` label per value (the layer) charts each segment against its own
+level, learned from its first ``m`` values, so level shifts between layers are
+not taken for defects; the level's estimation error is added to the EWMA's
+variance. ``residual_L`` and ``variance_L`` add two more statistics: the
+model's one-step prediction errors (catches spikes and abrupt steps) and an
+EWMA of their squares (catches variance increases).
 """
 
 from __future__ import annotations
@@ -18,11 +30,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from am_qadf.monitoring.autocorrelation import ARFit, fit_ar
 from am_qadf.monitoring.chart_constants import c4, d2, d3
 from am_qadf.monitoring.rules import NelsonRules, Violation
 
 __all__ = [
     "CHART_KINDS",
+    "SIGMA_METHODS",
     "CUSUMChart",
     "ChartUpdate",
     "ControlChart",
@@ -44,6 +58,9 @@ class ViolationArrays:
     index: np.ndarray
     rule: np.ndarray
     value: np.ndarray
+    #: How far out each point is, in units of its limit's distance from the center
+    #: (>= 1 beyond the limit); None when the rule has no such measure.
+    score: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -85,6 +102,49 @@ class ChartUpdate:
 def _empty_update(n_valid: int, n_invalid: int, n_baseline: int) -> ChartUpdate:
     e = np.empty(0)
     return ChartUpdate(np.empty(0, np.int64), e, n_valid, n_invalid, n_baseline)
+
+
+def _merge(parts: list[ChartUpdate]) -> ChartUpdate:
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return _empty_update(0, 0, 0)
+    return ChartUpdate(
+        np.concatenate([p.index for p in parts]),
+        np.concatenate([p.statistic for p in parts]),
+        groups=[g for p in parts for g in p.groups],
+    )
+
+
+SIGMA_METHODS: tuple[str, ...] = ("moving_range", "ar")
+"""How a chart estimates sigma from its baseline: the classic within estimate
+(moving range, or R̄/S̄ for subgrouped charts), valid for independent values, or
+an AR(p) model of the baseline, valid for autocorrelated ones."""
+
+
+def _ewma_recursion(
+    dev: np.ndarray, z0: float, lam: float, cache: dict[int, tuple[np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """z_t = λ·dev_t + (1-λ)·z_{t-1} from z0, vectorised block by block (closed form per
+    block; blocks short enough that (1-λ)^-B stays well inside float range)."""
+    a = 1.0 - lam
+    if a <= 0.0:
+        return dev.astype(np.float64, copy=True)
+    block = max(1, min(4096, int(150.0 / -math.log10(a)) if a < 1 else 4096))
+    pw = cache.get(block)
+    if pw is None:
+        k = np.arange(1, block + 1, dtype=np.float64)
+        pw = cache[block] = (a**k, a**-k)
+    down, up = pw
+    out = np.empty(dev.size)
+    z = z0
+    for s in range(0, dev.size, block):
+        d = dev[s : s + block]
+        m = d.size
+        seg = down[:m] * (z + lam * np.cumsum(d * up[:m]))
+        out[s : s + m] = seg
+        z = float(seg[-1])
+    return out
 
 
 def process_capability(
@@ -146,7 +206,12 @@ def _positive_float(name: str, v: Any) -> float:
 
 
 class ControlChart(ABC):
-    """Base class: baseline collection, fixed limits, batch updates, (de)serialisation."""
+    """Base class: baseline collection, fixed limits, batch updates, (de)serialisation.
+
+    Options shared by every chart (see the module docstring): ``sigma_method``
+    (``"moving_range"`` or ``"ar"``), ``max_ar_order``, ``recenter_points``,
+    ``residual_L``, ``variance_L`` and ``variance_lam``.
+    """
 
     kind: ClassVar[str]
     statistic: ClassVar[str]
@@ -157,16 +222,51 @@ class ControlChart(ABC):
         if "kind" in cls.__dict__:
             ControlChart._registry[cls.kind] = cls
 
-    def __init__(self, baseline_points: int = 100, *, L: float = 3.0, name: str = "") -> None:
+    def __init__(
+        self,
+        baseline_points: int = 100,
+        *,
+        L: float = 3.0,
+        name: str = "",
+        sigma_method: str = "moving_range",
+        max_ar_order: int = 5,
+        recenter_points: int | None = None,
+        residual_L: float | None = None,
+        variance_L: float | None = None,
+        variance_lam: float = 0.01,
+    ) -> None:
         self.baseline_points = _positive_int("baseline_points", baseline_points, 2)
         self.L = _positive_float("L", L)
         self.name = str(name)
+        if sigma_method not in SIGMA_METHODS:
+            raise ValueError(f"sigma_method must be one of {SIGMA_METHODS}, got {sigma_method!r}")
+        self.sigma_method = sigma_method
+        self.max_ar_order = _positive_int("max_ar_order", max_ar_order, 0)
+        self.recenter_points = (
+            None if recenter_points is None else _positive_int("recenter_points", recenter_points)
+        )
+        self.residual_L = None if residual_L is None else _positive_float("residual_L", residual_L)
+        self.variance_L = None if variance_L is None else _positive_float("variance_L", variance_L)
+        self.variance_lam = _positive_float("variance_lam", variance_lam)
+        if self.variance_lam > 1.0:
+            raise ValueError(f"variance_lam must be in (0, 1], got {variance_lam}")
         self.baseline: dict[str, float] | None = None
+        self.model: ARFit | None = None
         self._buf: list[np.ndarray] = []
+        self._buf_seg: list[np.ndarray] = []
         self._nb = 0
         self._recent = _Recent(self.baseline_points)
+        self._pw_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._seg_label: Any = None
+        self._seg_level: float | None = None
+        self._seg_buf: list[np.ndarray] = []
+        self._seg_n = 0
+        self._seg_fresh = False
+        self._res_hist = np.empty(0)
+        self._var_z = 1.0
         self.n_seen = 0
         self.n_invalid = 0
+        self.n_learning = 0
 
     # -- public state -------------------------------------------------------------
     @property
@@ -192,24 +292,32 @@ class ControlChart(ABC):
 
     @property
     def sigma(self) -> float | None:
-        """Estimated process (within) standard deviation of the individual values."""
+        """The sigma the limits are built on (for ``"ar"``: that of the chart's statistic
+        expressed per value; ``baseline["sigma_marginal"]`` is the sd of one value)."""
         return None if self.baseline is None else self.baseline["sigma"]
+
+    @property
+    def segment_level(self) -> float | None:
+        """Level of the current segment (``recenter_points``), None while it is learned."""
+        return self._seg_level
 
     @abstractmethod
     def limits(self) -> dict[str, float | None]:
         """Center line and limits of the main plotted statistic (None before the baseline)."""
 
     def capability(self, lsl: float | None = None, usl: float | None = None) -> dict[str, Any]:
-        """Cp/Cpk from the baseline mean and sigma (all None before the baseline)."""
+        """Cp/Cpk from the baseline mean and the sd of one value (all None before it)."""
         if self.baseline is None:
             return process_capability(float("nan"), float("nan"), lsl, usl)
-        return process_capability(self.baseline["mean"], self.baseline["sigma"], lsl, usl)
+        b = self.baseline
+        return process_capability(b["mean"], b.get("sigma_marginal", b["sigma"]), lsl, usl)
 
     # -- updates --------------------------------------------------------------------
-    def update(self, values: Any, index: Any = None) -> ChartUpdate:
+    def update(self, values: Any, index: Any = None, segment: Any = None) -> ChartUpdate:
         """Add a batch of values; return plotted points and violations.
 
-        ``index`` gives each value's global point index (default: a running count).
+        ``index`` gives each value's global point index (default: a running count);
+        ``segment`` one label per value (e.g. the layer) for ``recenter_points``.
 
         >>> ch = IMRChart(baseline_points=4)
         >>> ch.update([10.0, 11.0, 10.0, 11.0]).n_baseline
@@ -226,6 +334,14 @@ class ControlChart(ABC):
                 raise ValueError(
                     f"index has {idx.shape[0]} entries but values has {v.shape[0]}; they must match"
                 )
+        seg = None
+        if segment is not None:
+            seg = np.asarray(segment).ravel()
+            if seg.shape != v.shape:
+                raise ValueError(
+                    f"segment has {seg.shape[0]} labels but values has {v.shape[0]}; "
+                    "they must match"
+                )
         if v.shape[0]:
             self.n_seen = max(self.n_seen + v.shape[0], int(idx[-1]) + 1)
         ok = np.isfinite(v)
@@ -234,6 +350,7 @@ class ControlChart(ABC):
         self.n_invalid += n_invalid
         if n_invalid:
             v, idx = v[ok], idx[ok]
+            seg = None if seg is None else seg[ok]
         self._recent.push(v)
         n_base = 0
         if self.baseline is None:
@@ -241,19 +358,124 @@ class ControlChart(ABC):
             take = v[:need]
             if take.size:
                 self._buf.append(take)
+                if seg is not None:
+                    self._buf_seg.append(seg[:need])
                 self._nb += take.size
                 n_base = int(take.size)
             v, idx = v[need:], idx[need:]
+            seg = None if seg is None else seg[need:]
             if self._nb >= self._baseline_needed():
                 data = np.concatenate(self._buf)
-                self._buf, self._nb = [], 0
-                self._set_baseline(self._estimate(data))
+                whole = len(self._buf_seg) == len(self._buf)
+                segs = np.concatenate(self._buf_seg) if whole else None
+                self._buf, self._buf_seg, self._nb = [], [], 0
+                self._set_baseline(self._estimate_all(data, segs))
                 self._after_baseline(data)
         if self.baseline is None or v.size == 0:
             return _empty_update(n_valid, n_invalid, n_base)
-        upd = self._monitor(v, idx)
+        if self.recenter_points is not None and seg is not None:
+            parts = []
+            for x, i, fresh in self._recenter(v, idx, seg):
+                if fresh:
+                    self.reset_state()
+                parts.append(self._monitor_all(x, i))
+            upd = _merge(parts)
+        else:
+            upd = self._monitor_all(v, idx)
         upd.n_valid, upd.n_invalid, upd.n_baseline = n_valid, n_invalid, n_base
         return upd
+
+    def _recenter(
+        self, v: np.ndarray, idx: np.ndarray, seg: np.ndarray
+    ) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+        """Split into runs of one segment; learn each new segment's level from its first
+        ``recenter_points`` values (not monitored); shift the rest onto the baseline mean."""
+        assert self.baseline is not None and self.recenter_points is not None
+        out = []
+        cuts = np.flatnonzero(seg[1:] != seg[:-1]) + 1
+        for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, seg.size].tolist(), strict=True):
+            label = seg[a].item()
+            x, i = v[a:b], idx[a:b]
+            if label != self._seg_label:
+                self._seg_label, self._seg_level = label, None
+                self._seg_buf, self._seg_n, self._seg_fresh = [], 0, True
+            if self._seg_level is None:
+                need = self.recenter_points - self._seg_n
+                self._seg_buf.append(x[:need])
+                self._seg_n += min(need, x.size)
+                self.n_learning += min(need, x.size)
+                x, i = x[need:], i[need:]
+                if self._seg_n < self.recenter_points:
+                    continue
+                self._seg_level = float(np.mean(np.concatenate(self._seg_buf)))
+                self._seg_buf = []
+            if x.size:
+                out.append((x - self._seg_level + self.baseline["mean"], i, self._seg_fresh))
+                self._seg_fresh = False
+        return out
+
+    def _monitor_all(self, x: np.ndarray, idx: np.ndarray) -> ChartUpdate:
+        upd = self._monitor(x, idx)
+        if self.residual_L is not None or self.variance_L is not None:
+            upd.groups.extend(self._residual_groups(x, idx))
+        return upd
+
+    def residual_limits(self) -> dict[str, float | None]:
+        """Limits of the residual statistics (None where not configured or not ready)."""
+        b = self.baseline
+        out: dict[str, float | None] = {"residual_ucl": None, "variance_ucl": None}
+        if b is None:
+            return out
+        if self.residual_L is not None:
+            out["residual_ucl"] = self.residual_L * b["sigma_e"]
+        if self.variance_L is not None:
+            lv = self.variance_lam
+            out["variance_ucl"] = b["res_sq_mean"] + self.variance_L * b["res_sq_sd"] * math.sqrt(
+                lv / (2.0 - lv)
+            )
+        return out
+
+    def _residual_groups(self, x: np.ndarray, idx: np.ndarray) -> list[ViolationArrays]:
+        b = self.baseline
+        assert b is not None and self.model is not None
+        y = x - b["mean"]
+        e = self.model.residuals(y, self._res_hist)
+        p = self.model.order
+        if p:
+            self._res_hist = np.concatenate((self._res_hist, y))[-p:]
+        lim = self.residual_limits()
+        groups = []
+        if lim["residual_ucl"] is not None:
+            w = lim["residual_ucl"]
+            bad = np.flatnonzero(np.abs(e) > w)
+            if bad.size:
+                groups.append(
+                    ViolationArrays(
+                        "residual",
+                        idx[bad],
+                        np.ones(bad.size, np.int64),
+                        e[bad],
+                        np.abs(e[bad]) / w,
+                    )
+                )
+        if lim["variance_ucl"] is not None:
+            sq = (e / b["sigma_e"]) ** 2
+            m0 = b["res_sq_mean"]
+            z = _ewma_recursion(sq - m0, self._var_z - m0, self.variance_lam, self._pw_cache) + m0
+            self._var_z = float(z[-1])
+            u = lim["variance_ucl"]
+            bad = np.flatnonzero(z > u)
+            if bad.size:
+                groups.append(
+                    ViolationArrays(
+                        "residual_variance",
+                        idx[bad],
+                        np.ones(bad.size, np.int64),
+                        z[bad],
+                        (z[bad] - m0) / (u - m0),
+                    )
+                )
+        return groups
 
     def recompute_limits(self, values: Any = None) -> None:
         """Re-estimate the baseline from ``values`` (default: the last ``baseline_points``
@@ -265,15 +487,67 @@ class ControlChart(ABC):
                 f"recompute_limits needs at least {self._baseline_needed()} finite values, "
                 f"got {data.size}"
             )
-        self._set_baseline(self._estimate(data))
+        self._set_baseline(self._estimate_all(data, None))
         self._after_baseline(data)
+
+    def _estimate_all(self, data: np.ndarray, segs: np.ndarray | None) -> dict[str, float]:
+        """The chart's own estimate, then (``"ar"``) the model-based sigma and the
+        residual statistics' baseline."""
+        est = self._estimate(data)
+        if self.sigma_method == "ar":
+            fit = fit_ar(data, self.max_ar_order, segs)
+        else:
+            fit = ARFit(float(np.mean(data)), (), float(est["sigma"]))
+        est["sigma_e"] = fit.sigma_e
+        est["sigma_marginal"] = fit.marginal_sigma
+        est["sigma_long_run"] = fit.long_run_sigma
+        for i, ph in enumerate(fit.phi, start=1):
+            est[f"phi_{i}"] = ph
+        if self.sigma_method == "ar":
+            est["sigma"] = self._model_sigma(fit)
+        level_sd = 0.0
+        if self.recenter_points is not None:
+            level_sd = fit.filter_sd(np.full(self.recenter_points, 1.0 / self.recenter_points))
+        est["sigma"] = self._with_level_error(est["sigma"], level_sd)
+        est["sigma_level"] = level_sd
+        if fit.sigma_e > 0:
+            y = data - fit.mean
+            if segs is not None:
+                _, inv = np.unique(segs, return_inverse=True)
+                y = data - (np.bincount(inv, weights=data) / np.bincount(inv))[inv]
+            sq = (fit.residuals(y)[fit.order :] / fit.sigma_e) ** 2
+            est["res_sq_mean"] = float(np.mean(sq)) if sq.size else 1.0
+            est["res_sq_sd"] = float(np.std(sq)) if sq.size > 1 else math.sqrt(2.0)
+        else:
+            est["res_sq_mean"], est["res_sq_sd"] = 1.0, math.sqrt(2.0)
+        return est
+
+    def _model_sigma(self, fit: ARFit) -> float:
+        """Sigma for the limits under an AR model (default: the sd of one value)."""
+        return fit.marginal_sigma
+
+    def _with_level_error(self, sigma: float, level_sd: float) -> float:  # noqa: ARG002
+        """Sigma widened for the error of a recentred segment level (EWMA overrides)."""
+        return sigma
 
     def _set_baseline(self, b: Mapping[str, float]) -> None:
         bl = {k: float(v) for k, v in b.items()}
         if not (math.isfinite(bl["sigma"]) and bl["sigma"] > 0):
             # A constant baseline has no spread; a tiny sigma keeps the maths finite.
             bl["sigma"] = max(abs(bl["mean"]) * 1e-12, 1e-12)
+        bl.setdefault("sigma_e", bl["sigma"])
+        if not (math.isfinite(bl["sigma_e"]) and bl["sigma_e"] > 0):
+            bl["sigma_e"] = bl["sigma"]
+        bl.setdefault("res_sq_mean", 1.0)
+        bl.setdefault("res_sq_sd", math.sqrt(2.0))
+        if not bl["res_sq_sd"] > 0:
+            bl["res_sq_sd"] = math.sqrt(2.0)
+        phi = []
+        while f"phi_{len(phi) + 1}" in bl:
+            phi.append(bl[f"phi_{len(phi) + 1}"])
+        self.model = ARFit(bl["mean"], tuple(phi), bl["sigma_e"])
         self.baseline = bl
+        self._seg_label, self._seg_level, self._seg_buf, self._seg_n = None, None, [], 0
         self.reset_state()
 
     def _after_baseline(self, data: np.ndarray) -> None:  # noqa: B027 - optional hook
@@ -282,8 +556,11 @@ class ControlChart(ABC):
     def _baseline_needed(self) -> int:
         return self.baseline_points
 
-    def reset_state(self) -> None:  # noqa: B027 - optional hook
-        """Restart the monitoring state (run rules, EWMA/CUSUM level); keep the baseline."""
+    def reset_state(self) -> None:
+        """Restart the monitoring state (run rules, EWMA/CUSUM level, residual history);
+        keep the baseline. Called at every new segment when recentering."""
+        self._res_hist = np.empty(0)
+        self._var_z = self.baseline["res_sq_mean"] if self.baseline else 1.0
 
     @abstractmethod
     def _estimate(self, data: np.ndarray) -> dict[str, float]: ...
@@ -293,7 +570,17 @@ class ControlChart(ABC):
 
     # -- serialisation -------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        return {"baseline_points": self.baseline_points, "L": self.L, "name": self.name}
+        return {
+            "baseline_points": self.baseline_points,
+            "L": self.L,
+            "name": self.name,
+            "sigma_method": self.sigma_method,
+            "max_ar_order": self.max_ar_order,
+            "recenter_points": self.recenter_points,
+            "residual_L": self.residual_L,
+            "variance_L": self.variance_L,
+            "variance_lam": self.variance_lam,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """Parameters and baseline (not the running state), JSON-friendly.
@@ -352,9 +639,9 @@ class _RuleChart(ControlChart):
         L: float = 3.0,
         rules: Iterable[int] | None = None,
         check_dispersion: bool = True,
-        name: str = "",
+        **kw: Any,
     ) -> None:
-        super().__init__(baseline_points, L=L, name=name)
+        super().__init__(baseline_points, L=L, **kw)
         self._rules = NelsonRules(rules, limit=self.L)
         self.check_dispersion = bool(check_dispersion)
 
@@ -363,6 +650,7 @@ class _RuleChart(ControlChart):
         return self._rules.rules
 
     def reset_state(self) -> None:
+        super().reset_state()
         self._rules.reset()
 
     def params(self) -> dict[str, Any]:
@@ -374,7 +662,8 @@ class _RuleChart(ControlChart):
 
     def _main_violations(self, z: np.ndarray, idx: np.ndarray, stat: np.ndarray) -> ViolationArrays:
         pos, rule = self._rules.check(z)
-        return ViolationArrays(self.statistic, idx[pos], rule, stat[pos])
+        score = np.where(rule == 1, np.abs(z[pos]) / self.L, 1.0)
+        return ViolationArrays(self.statistic, idx[pos], rule, stat[pos], score)
 
 
 class IMRChart(_RuleChart):
@@ -492,6 +781,11 @@ class _SubgroupChart(_RuleChart):
 
     @abstractmethod
     def _sigma_from(self, spread_bar: float) -> float: ...
+
+    def _model_sigma(self, fit: ARFit) -> float:
+        # sd of a subgroup mean, expressed per value so that limits stay mean ± L·sigma/√n
+        n = self.subgroup_size
+        return fit.filter_sd(np.full(n, 1.0 / n)) * math.sqrt(n)
 
     def limits(self) -> dict[str, float | None]:
         b = self.baseline
@@ -623,22 +917,16 @@ class EWMAChart(ControlChart):
         lam: float = 0.2,
         L: float = 3.0,
         exact_limits: bool = True,
-        name: str = "",
+        **kw: Any,
     ) -> None:
         lam = _positive_float("lam", lam)
         if lam > 1.0:
             raise ValueError(f"lam must be in (0, 1], got {lam}")
-        super().__init__(baseline_points, L=L, name=name)
         self.lam = lam
-        self.exact_limits = bool(exact_limits)
-        a = 1.0 - lam
-        # Block length for the closed-form recursion: keep (1-λ)^-B well inside float range.
-        self._block = (
-            4096 if a <= 0 else max(1, min(4096, int(150.0 / -math.log10(a)) if a < 1 else 4096))
-        )
         self._z = float("nan")
         self._t = 0
-        self._pw: tuple[np.ndarray, np.ndarray] | None = None
+        super().__init__(baseline_points, L=L, **kw)
+        self.exact_limits = bool(exact_limits)
 
     def params(self) -> dict[str, Any]:
         return {**super().params(), "lam": self.lam, "exact_limits": self.exact_limits}
@@ -646,7 +934,16 @@ class EWMAChart(ControlChart):
     def _estimate(self, data: np.ndarray) -> dict[str, float]:
         return _mr_estimate(data)
 
+    def _model_sigma(self, fit: ARFit) -> float:
+        # The EWMA's exact steady sd under the model, per value: limits keep their form.
+        return fit.ewma_sd(self.lam) * math.sqrt((2.0 - self.lam) / self.lam)
+
+    def _with_level_error(self, sigma: float, level_sd: float) -> float:
+        # z - center = EWMA(noise) - level error: independent parts, variances add.
+        return math.sqrt(sigma * sigma + level_sd * level_sd * (2.0 - self.lam) / self.lam)
+
     def reset_state(self) -> None:
+        super().reset_state()
         self._z = self.baseline["mean"] if self.baseline else float("nan")
         self._t = 0
 
@@ -683,29 +980,12 @@ class EWMAChart(ControlChart):
         }
 
     def _ewma(self, x: np.ndarray) -> np.ndarray:
-        """Vectorised EWMA of deviations from the center, block by block."""
         b = self.baseline
         assert b is not None
-        lam, a = self.lam, 1.0 - self.lam
-        dev = x - b["mean"]
-        out = np.empty_like(dev)
-        z = self._z - b["mean"]
-        if a == 0.0:
-            out[:] = dev
-            self._z = float(x[-1])
-            return out
-        if self._pw is None:
-            k = np.arange(1, self._block + 1, dtype=np.float64)
-            self._pw = (a**k, a**-k)
-        down, up = self._pw
-        for s in range(0, dev.size, self._block):
-            d = dev[s : s + self._block]
-            m = d.size
-            seg = down[:m] * (z + lam * np.cumsum(d * up[:m]))
-            out[s : s + d.size] = seg
-            z = seg[-1]
-        self._z = float(z + b["mean"])
-        return out + b["mean"]
+        m = b["mean"]
+        z = _ewma_recursion(x - m, self._z - m, self.lam, self._pw_cache) + m
+        self._z = float(z[-1])
+        return z
 
     def _monitor(self, x: np.ndarray, idx: np.ndarray) -> ChartUpdate:
         b = self.baseline
@@ -714,12 +994,14 @@ class EWMAChart(ControlChart):
         t = np.arange(self._t + 1, self._t + 1 + x.size, dtype=np.float64)
         self._t += x.size
         w = self._width(t)
-        bad = np.flatnonzero(np.abs(z - b["mean"]) > w)
-        groups = (
-            [ViolationArrays("ewma", idx[bad], np.ones(bad.size, np.int64), z[bad])]
-            if bad.size
-            else []
-        )
+        dist = np.abs(z - b["mean"])
+        bad = np.flatnonzero(dist > w)
+        groups = []
+        if bad.size:
+            score = dist[bad] / (w[bad] if np.ndim(w) else w)
+            groups.append(
+                ViolationArrays("ewma", idx[bad], np.ones(bad.size, np.int64), z[bad], score)
+            )
         return ChartUpdate(idx, z, groups=groups)
 
 
@@ -777,10 +1059,10 @@ class CUSUMChart(ControlChart):
         k: float = 0.5,
         h: float = 5.0,
         reset_on_signal: bool = True,
-        name: str = "",
         L: float = 3.0,
+        **kw: Any,
     ) -> None:
-        super().__init__(baseline_points, L=L, name=name)
+        super().__init__(baseline_points, L=L, **kw)
         self.k = float(k)
         if not math.isfinite(self.k) or self.k < 0:
             raise ValueError(f"k must be a finite number >= 0, got {k!r}")
@@ -801,7 +1083,12 @@ class CUSUMChart(ControlChart):
     def _estimate(self, data: np.ndarray) -> dict[str, float]:
         return _mr_estimate(data)
 
+    def _model_sigma(self, fit: ARFit) -> float:
+        # k and h act on sums of many values: the long-run sigma is their scale.
+        return fit.long_run_sigma
+
     def reset_state(self) -> None:
+        super().reset_state()
         self._cp = 0.0
         self._cm = 0.0
 
@@ -844,11 +1131,15 @@ class CUSUMChart(ControlChart):
         groups = []
         if hp.size:
             groups.append(
-                ViolationArrays("cusum_upper", idx[hp], np.ones(hp.size, np.int64), cp[hp])
+                ViolationArrays(
+                    "cusum_upper", idx[hp], np.ones(hp.size, np.int64), cp[hp], cp[hp] / hh
+                )
             )
         if hm.size:
             groups.append(
-                ViolationArrays("cusum_lower", idx[hm], np.ones(hm.size, np.int64), cm[hm])
+                ViolationArrays(
+                    "cusum_lower", idx[hm], np.ones(hm.size, np.int64), cm[hm], cm[hm] / hh
+                )
             )
         # The main plotted statistic is the larger side, signed (+ for C⁺, - for C⁻).
         stat = np.where(cp >= cm, cp, -cm)

@@ -192,6 +192,8 @@ class SPCViolations:
     positions: np.ndarray  # into the batch
     index: np.ndarray  # global point index
     values: np.ndarray
+    scores: np.ndarray | None = None  # distance out, in units of the limit (>= 1)
+    directions: np.ndarray | None = None  # +1 above the center, -1 below
 
     @property
     def key(self) -> str:
@@ -361,7 +363,7 @@ class SPCProcessor(_Processor):
                     m = lay == L
                     chart = self._chart_for(s, L)
                     upd = chart.update(col[m], idx[m])
-                    self._collect(s, upd, start, found)
+                    self._collect(s, upd, start, found, chart)
                     if chart.is_ready and s not in self._templates:
                         self._templates[s] = chart.to_dict()
                 if chart is None:  # no usable layer numbers in this batch
@@ -371,8 +373,9 @@ class SPCProcessor(_Processor):
                 signals_out[s]["n_valid"] = n - signals_out[s]["n_invalid"]
             else:
                 chart = self.charts[s]
-                upd = chart.update(col, idx)
-                self._collect(s, upd, start, found)
+                seg = self._segments(view) if chart.recenter_points is not None else None
+                upd = chart.update(col, idx, segment=seg)
+                self._collect(s, upd, start, found, chart)
                 signals_out[s] = self._summary(s, chart, upd, None)
         self.last_violations = found
         n_viol = int(sum(v.positions.size for v in found))
@@ -390,13 +393,44 @@ class SPCProcessor(_Processor):
         }
 
     @staticmethod
-    def _collect(signal: str, upd: Any, start: int, found: list[SPCViolations]) -> None:
+    def _segments(view: BatchView) -> np.ndarray | None:
+        """Layer of every message (a missing layer continues the one before), or None
+        when the batch carries no layer at all (then nothing is recentred)."""
+        lay = view.column("layer")
+        ok = np.isfinite(lay)
+        if not ok.any():
+            return None
+        if not ok.all():
+            last = np.maximum.accumulate(np.where(ok, np.arange(lay.size), -1))
+            lay = np.where(last >= 0, lay[np.maximum(last, 0)], lay[ok][0])
+        return lay.astype(np.int64)
+
+    @staticmethod
+    def _collect(
+        signal: str, upd: Any, start: int, found: list[SPCViolations], chart: ControlChart
+    ) -> None:
+        center = chart.baseline["mean"] if chart.baseline else 0.0
         for g in upd.groups:
+            if g.statistic in ("ewma", "individual", "xbar"):
+                dirs = np.sign(g.value - center)
+            elif g.statistic in ("residual", "cusum_lower"):
+                dirs = np.sign(g.value) if g.statistic == "residual" else -np.ones(len(g))
+            else:
+                dirs = np.ones(len(g))
             for r in np.unique(g.rule).tolist():
                 sel = g.rule == r
                 gi = g.index[sel]
                 found.append(
-                    SPCViolations(signal, g.statistic, int(r), gi - start, gi, g.value[sel])
+                    SPCViolations(
+                        signal,
+                        g.statistic,
+                        int(r),
+                        gi - start,
+                        gi,
+                        g.value[sel],
+                        None if g.score is None else g.score[sel],
+                        dirs[sel].astype(np.int64),
+                    )
                 )
 
     def _summary(self, s: str, chart: ControlChart, upd: Any, layer: int | None) -> dict[str, Any]:
@@ -407,6 +441,9 @@ class SPCProcessor(_Processor):
             "baseline_progress": float(chart.baseline_progress),
         }
         out.update({k: _f(v) for k, v in lim.items()})
+        out.update({k: _f(v) for k, v in chart.residual_limits().items() if v is not None})
+        if chart.recenter_points is not None:
+            out["segment_level"] = _f(chart.segment_level)
         out["n_valid"] = int(upd.n_valid)
         out["n_invalid"] = int(upd.n_invalid)
         k = self.n_latest
@@ -452,6 +489,27 @@ class SPCProcessor(_Processor):
 
 
 _DEFAULT_SPC_SEVERITY: dict[int, str] = {1: "warning", **{r: "info" for r in range(2, 9)}}
+_MAIN_STATISTICS = (
+    "individual",
+    "xbar",
+    "ewma",
+    "cusum_upper",
+    "cusum_lower",
+    "residual",
+    "residual_variance",
+)
+_STAT_DESCRIPTIONS = {
+    "residual": "a value the baseline's time-series model did not predict (spike or step)",
+    "residual_variance": "noise variance above its baseline",
+}
+
+
+@dataclass
+class _ScoredCandidate(Candidate):
+    """An SPC candidate with how far out each point is and on which side."""
+
+    levels: np.ndarray | None = None
+    directions: np.ndarray | None = None
 
 
 class AlertProcessor(_Processor):
@@ -526,13 +584,26 @@ class AlertProcessor(_Processor):
             out.extend(rule.evaluate(view))
         if self.spc is not None:
             for v in self.spc.last_violations:
-                main = v.statistic in ("individual", "xbar", "ewma", "cusum_upper", "cusum_lower")
+                main = v.statistic in _MAIN_STATISTICS
                 sev = self.spc_severity.get(v.rule, "info") if main else "info"
                 if v.statistic in ("individual", "xbar"):
                     desc = RULE_DESCRIPTIONS.get(v.rule, "")
                 else:
-                    desc = f"{v.statistic} beyond its control limit"
-                out.append(Candidate(v.signal, v.key, sev, v.positions, v.values, desc))
+                    desc = _STAT_DESCRIPTIONS.get(
+                        v.statistic, f"{v.statistic} beyond its control limit"
+                    )
+                out.append(
+                    _ScoredCandidate(
+                        v.signal,
+                        v.key,
+                        sev,
+                        v.positions,
+                        v.values,
+                        desc,
+                        levels=None if v.scores is None else escalation_level(v.scores),
+                        directions=v.directions,
+                    )
+                )
         return out
 
     def _process(self, view: BatchView) -> dict[str, Any]:
@@ -553,12 +624,18 @@ class AlertProcessor(_Processor):
 
     def _raise(self, c: Candidate, view: BatchView, start: int) -> list[Alert]:
         """One alert per episode of candidates (each within the cooldown of the one
-        before); the rest of an episode is counted on its alert."""
+        before, on the same side); the rest of an episode is counted on its alert,
+        except points that escalate it (a higher level than the episode reached),
+        which raise an escalation alert each."""
         mgr = self.alert_manager
         gidx = c.positions.astype(np.int64) + start
         n = gidx.size
         if n == 0:
             return []
+        lvl = getattr(c, "levels", None)
+        lvl = np.zeros(n, np.int64) if lvl is None else lvl
+        dirs = getattr(c, "directions", None)
+        dirs = np.zeros(n, np.int64) if dirs is None else dirs
         pts, secs = mgr.cooldown(c.metric, c.rule)
         within = np.zeros(n - 1, dtype=bool)  # candidate j + 1 continues candidate j's episode
         if pts is not None:
@@ -566,30 +643,48 @@ class AlertProcessor(_Processor):
         if secs is not None:
             with np.errstate(invalid="ignore"):  # NaN (no time) continues nothing
                 within |= np.diff(view.epochs()[c.positions]) < secs
+        within &= (dirs[1:] == dirs[:-1]) | (dirs[1:] == 0) | (dirs[:-1] == 0)
         starts = np.flatnonzero(np.concatenate(([True], ~within)))
         ends = np.append(starts[1:], n)
         out: list[Alert] = []
         for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            first = view.point_info(int(c.positions[s]))
-            repeats_from = s  # the episode open since an earlier batch goes on...
-            if s > 0 or not mgr.continues_episode(
-                c.metric, c.rule, index=int(gidx[0]), time=first["time"]
-            ):  # ...or this candidate begins one
-                if (a := self._raise_one(c, first, int(gidx[s]), s)) is not None:
+            info = view.point_info(int(c.positions[s]))
+            if s == 0 and mgr.continues_episode(
+                c.metric,
+                c.rule,
+                index=int(gidx[0]),
+                time=info["time"],
+                level=int(lvl[0]),
+                direction=int(dirs[0]),
+            ):  # the episode open since an earlier batch goes on
+                reached = mgr.episode_level(c.metric, c.rule) or 0
+                pos = s
+            else:  # this candidate begins one (or escalates the open one)
+                if (a := self._raise_one(c, info, int(gidx[s]), s, int(lvl[s]))) is not None:
                     out.append(a)
-                repeats_from = s + 1
-            if e > repeats_from:
-                last = first if e - 1 == s else view.point_info(int(c.positions[e - 1]))
-                mgr.record_repeats(
-                    c.metric,
-                    c.rule,
-                    e - repeats_from,
-                    last_index=int(gidx[e - 1]),
-                    last_time=last["time"],
-                )
+                reached, pos = int(lvl[s]), s + 1
+            seg = lvl[pos:e]
+            before = np.maximum.accumulate(np.concatenate(([reached], seg)))[:-1]
+            for j in (np.flatnonzero(seg > before) + pos).tolist():
+                self._repeats(c, view, pos, j, gidx)
+                inf = view.point_info(int(c.positions[j]))
+                if (a := self._raise_one(c, inf, int(gidx[j]), j, int(lvl[j]))) is not None:
+                    out.append(a)
+                pos = j + 1
+            self._repeats(c, view, pos, e, gidx)
         return out
 
-    def _raise_one(self, c: Candidate, info: dict[str, Any], index: int, j: int) -> Alert | None:
+    def _repeats(self, c: Candidate, view: BatchView, a: int, b: int, gidx: np.ndarray) -> None:
+        """Count candidates ``a .. b-1`` on the open episode."""
+        if b > a:
+            last = view.point_info(int(c.positions[b - 1]))
+            self.alert_manager.record_repeats(
+                c.metric, c.rule, b - a, last_index=int(gidx[b - 1]), last_time=last["time"]
+            )
+
+    def _raise_one(
+        self, c: Candidate, info: dict[str, Any], index: int, j: int, level: int = 0
+    ) -> Alert | None:
         value = float(c.values[j])
         x, y, z = info["x"], info["y"], info["z"]
         where = f" at layer {info['layer']}" if info["layer"] is not None else ""
@@ -610,6 +705,8 @@ class AlertProcessor(_Processor):
             layer=info["layer"],
             build_id=info["build_id"],
             details={"description": c.description, **c.details},
+            level=level,
+            direction=int(d[j]) if (d := getattr(c, "directions", None)) is not None else 0,
         )
 
 
