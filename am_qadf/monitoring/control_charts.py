@@ -15,16 +15,18 @@ of the moving range, which underestimates it. ``recenter_points=m`` with a
 ``segment`` label per value (the layer) charts each segment against its own
 level, learned from its first ``m`` values, so level shifts between layers are
 not taken for defects; the level's estimation error is added to the EWMA's
-variance. ``residual_L`` and ``variance_L`` add two more statistics: the
-model's one-step prediction errors (catches spikes and abrupt steps) and an
-EWMA of their squares (catches variance increases).
+variance. ``residual_L`` and ``variance_L`` add more statistics: the
+model's one-step prediction errors (``residual``) and the values' distance from
+the (segment's) level (``deviation``), both against ``residual_L`` sds of one
+value (spikes, abrupt steps), and an EWMA of squared successive differences of
+the prediction errors (``residual_variance``: variance increases).
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -116,6 +118,58 @@ def _merge(parts: list[ChartUpdate]) -> ChartUpdate:
     )
 
 
+_VARIANCE_CLIP = 3.0
+_LEVEL_L = 3.0
+_MIN_WINDOWS = 5  # segments seen before the between-segment variance is trusted
+_WINDOWS_KEPT = 50
+
+
+def _weight(between2: float | None, noise2: float) -> float:
+    """Weight of a segment's own estimate: between / (between + noise); 1 if unknown."""
+    if between2 is None or between2 + noise2 <= 0:
+        return 1.0
+    return between2 / (between2 + noise2)
+
+
+def _random_effect(
+    history: list[float], noise2: float, fallback: float
+) -> tuple[float, float | None]:
+    """(typical value, between-segment variance) under a one-way random-effects model:
+    each segment's true value varies around the typical one with variance ``between``;
+    each window estimate adds noise of variance ``noise2``. Robust (median, MAD) so a
+    window spoilt by a defect does not count. Unknown (None) before ``_MIN_WINDOWS``."""
+    if len(history) < _MIN_WINDOWS:
+        return (float(np.median(history)) if history else fallback), None
+    h = np.asarray(history)
+    ref = float(np.median(h))
+    spread2 = (1.4826 * float(np.median(np.abs(h - ref)))) ** 2
+    return ref, max(spread2 - noise2, 0.0)
+
+
+def _terms_sd(q: np.ndarray) -> float:
+    """sd of the variance terms, times sqrt(1 + 2·rho1): neighbouring terms share a residual
+    (rho1 = 1/4 for Gaussian residuals), and an EWMA of them varies that much more."""
+    if q.size < 3:
+        return 1.5
+    c = q - q.mean()
+    v = float(c @ c) / q.size
+    if v <= 0:
+        return 1.5
+    rho1 = float(np.clip((c[1:] @ c[:-1]) / q.size / v, 0.0, 0.9))
+    return math.sqrt(v * (1.0 + 2.0 * rho1))
+
+
+def _variance_terms(r: np.ndarray, prev: float = math.nan) -> np.ndarray:
+    """Half squared successive differences of standardised residuals (``prev`` is the one
+    before ``r``), capped at 3². Successive differences (von Neumann's MSSD) make the
+    variance statistic blind to a shift of the mean, which the EWMA answers for; the
+    cap leaves single spikes to the residual statistic. Mean 1 for white residuals.
+    A missing predecessor gives the mean, 1."""
+    d = np.diff(r, prepend=prev)
+    t = np.minimum(0.5 * d * d, _VARIANCE_CLIP * _VARIANCE_CLIP)
+    return np.where(np.isfinite(t), t, 1.0)
+
+
 SIGMA_METHODS: tuple[str, ...] = ("moving_range", "ar")
 """How a chart estimates sigma from its baseline: the classic within estimate
 (moving range, or R̄/S̄ for subgrouped charts), valid for independent values, or
@@ -123,7 +177,7 @@ an AR(p) model of the baseline, valid for autocorrelated ones."""
 
 
 def _ewma_recursion(
-    dev: np.ndarray, z0: float, lam: float, cache: dict[int, tuple[np.ndarray, np.ndarray]]
+    dev: np.ndarray, z0: float, lam: float, cache: dict[float, tuple[np.ndarray, np.ndarray]]
 ) -> np.ndarray:
     """z_t = λ·dev_t + (1-λ)·z_{t-1} from z0, vectorised block by block (closed form per
     block; blocks short enough that (1-λ)^-B stays well inside float range)."""
@@ -131,10 +185,10 @@ def _ewma_recursion(
     if a <= 0.0:
         return dev.astype(np.float64, copy=True)
     block = max(1, min(4096, int(150.0 / -math.log10(a)) if a < 1 else 4096))
-    pw = cache.get(block)
+    pw = cache.get(lam)  # keyed by λ: one chart runs EWMAs of several weights
     if pw is None:
         k = np.arange(1, block + 1, dtype=np.float64)
-        pw = cache[block] = (a**k, a**-k)
+        pw = cache[lam] = (a**k, a**-k)
     down, up = pw
     out = np.empty(dev.size)
     z = z0
@@ -256,13 +310,28 @@ class ControlChart(ABC):
         self._buf_seg: list[np.ndarray] = []
         self._nb = 0
         self._recent = _Recent(self.baseline_points)
-        self._pw_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._pw_cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
         self._seg_label: Any = None
         self._seg_level: float | None = None
+        self._seg_scale = 1.0
+        self._seg_sum, self._seg_cnt = 0.0, 0
+        self._pending: tuple[np.ndarray, float, int] | None = None
+        self._run_ss, self._run_n = 0.0, 0  # residual sum of squares of the last stretch
+        self._seg_ss, self._seg_ssn = 0.0, 0
+        self._scale_ref, self._scale_b2 = 0.0, None
+        #: sd of log(segment noise scale) estimate (0 without recentering)
+        self.scale_sd = 0.0
+        self._win_means: list[float] = []  # learning-window means of recent segments
+        self._win_logscales: list[float] = []
+        self._level_ref: float = 0.0
+        self._level_b2: float | None = None
+        #: sd of the current segment's level estimate (0 without recentering)
+        self.level_sd = 0.0
         self._seg_buf: list[np.ndarray] = []
         self._seg_n = 0
         self._seg_fresh = False
         self._res_hist = np.empty(0)
+        self._res_last = math.nan
         self._var_z = 1.0
         self.n_seen = 0
         self.n_invalid = 0
@@ -300,6 +369,11 @@ class ControlChart(ABC):
     def segment_level(self) -> float | None:
         """Level of the current segment (``recenter_points``), None while it is learned."""
         return self._seg_level
+
+    @property
+    def segment_scale(self) -> float:
+        """Noise of the current segment relative to the baseline (1.0 without recentering)."""
+        return self._seg_scale
 
     @abstractmethod
     def limits(self) -> dict[str, float | None]:
@@ -378,26 +452,80 @@ class ControlChart(ABC):
             for x, i, fresh in self._recenter(v, idx, seg):
                 if fresh:
                     self.reset_state()
-                parts.append(self._monitor_all(x, i))
+                else:
+                    self._fold_pending()
+                y = (x - self._seg_level) / self._seg_scale + self.baseline["mean"]
+                upd = self._monitor_all(y, i)
+                # A stretch with no violation refines the level (folded in one stretch
+                # later, so the start of an undetected defect is not taken in at once).
+                self._pending = None if upd.groups else (x, self._run_ss, self._run_n)
+                parts.append(upd)
             upd = _merge(parts)
         else:
             upd = self._monitor_all(v, idx)
         upd.n_valid, upd.n_invalid, upd.n_baseline = n_valid, n_invalid, n_base
         return upd
 
+    def _learned(self, learn: np.ndarray) -> None:
+        """A segment's learning window is complete: estimate how much levels (and noise
+        scales) vary between segments from the earlier windows, then set this segment's
+        level and scale by shrinking its own estimates toward the typical one."""
+        b = self.baseline
+        assert b is not None and self.recenter_points is not None
+        m = float(learn.size)
+        mean = float(np.mean(learn))
+        scale = self._segment_scale(learn - mean)
+        lr2 = b["sigma_long_run"] ** 2
+        self._level_ref, self._level_b2 = _random_effect(self._win_means, lr2 / m, b["mean"])
+        self._scale_ref, self._scale_b2 = _random_effect(self._win_logscales, 0.5 / m, 0.0)
+        self._win_means.append(mean)
+        self._win_logscales.append(math.log(scale))
+        del self._win_means[:-_WINDOWS_KEPT], self._win_logscales[:-_WINDOWS_KEPT]
+        self._seg_sum, self._seg_cnt = float(learn.sum()), learn.size
+        self._seg_ss, self._seg_ssn = (scale * b["sigma_e"]) ** 2 * m, int(m)
+        self._set_level()
+
+    def _fold_pending(self) -> None:
+        if self._pending is None or self._seg_level is None:
+            return
+        x, ss, n = self._pending
+        self._seg_sum += float(x.sum())
+        self._seg_cnt += x.size
+        self._seg_ss += ss * self._seg_scale**2
+        self._seg_ssn += n
+        self._pending = None
+        self._set_level()
+
+    def _set_level(self) -> None:
+        b = self.baseline
+        assert b is not None
+        n = max(self._seg_cnt, 1)
+        noise2 = b["sigma_long_run"] ** 2 / n
+        # Best linear predictor of the segment level: its own mean weighted by
+        # between / (between + within) variance, the rest from the typical level.
+        w = _weight(self._level_b2, noise2)
+        self._seg_level = self._level_ref + w * (self._seg_sum / n - self._level_ref)
+        self.level_sd = math.sqrt(w * noise2)
+        # the same for log(noise scale): residual variance over every folded value
+        ns = max(self._seg_ssn, 1)
+        own = math.log(min(max(math.sqrt(self._seg_ss / ns) / b["sigma_e"], 0.5), 2.0))
+        ws = _weight(self._scale_b2, 0.5 / ns)
+        self._seg_scale = math.exp(self._scale_ref + ws * (own - self._scale_ref))
+        self.scale_sd = math.sqrt(ws * 0.5 / ns)
+
     def _recenter(
         self, v: np.ndarray, idx: np.ndarray, seg: np.ndarray
-    ) -> list[tuple[np.ndarray, np.ndarray, bool]]:
-        """Split into runs of one segment; learn each new segment's level from its first
-        ``recenter_points`` values (not monitored); shift the rest onto the baseline mean."""
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, bool]]:
+        """Runs of one segment (raw values, index, whether a new segment begins). A new
+        segment's level is learned from its first ``recenter_points`` values, which are
+        not monitored; it is refined by the in-control values that follow."""
         assert self.baseline is not None and self.recenter_points is not None
-        out = []
         cuts = np.flatnonzero(seg[1:] != seg[:-1]) + 1
         for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, seg.size].tolist(), strict=True):
             label = seg[a].item()
             x, i = v[a:b], idx[a:b]
             if label != self._seg_label:
-                self._seg_label, self._seg_level = label, None
+                self._seg_label, self._seg_level, self._pending = label, None, None
                 self._seg_buf, self._seg_n, self._seg_fresh = [], 0, True
             if self._seg_level is None:
                 need = self.recenter_points - self._seg_n
@@ -407,12 +535,23 @@ class ControlChart(ABC):
                 x, i = x[need:], i[need:]
                 if self._seg_n < self.recenter_points:
                     continue
-                self._seg_level = float(np.mean(np.concatenate(self._seg_buf)))
+                learn = np.concatenate(self._seg_buf)
                 self._seg_buf = []
+                self._learned(learn)
             if x.size:
-                out.append((x - self._seg_level + self.baseline["mean"], i, self._seg_fresh))
+                yield x, i, self._seg_fresh
                 self._seg_fresh = False
-        return out
+
+    def _segment_scale(self, y: np.ndarray) -> float:
+        """Noise of a segment relative to the baseline's: the sd of the model's residuals
+        over the learning values (a precise estimate even when the values are strongly
+        autocorrelated), kept within [0.5, 2] so a freak window cannot blind the chart."""
+        b = self.baseline
+        assert b is not None and self.model is not None
+        e = self.model.residuals(y)[self.model.order :]
+        if e.size < 2 or not b["sigma_e"] > 0:
+            return 1.0
+        return float(np.clip(np.sqrt(np.mean(e * e)) / b["sigma_e"], 0.5, 2.0))
 
     def _monitor_all(self, x: np.ndarray, idx: np.ndarray) -> ChartUpdate:
         upd = self._monitor(x, idx)
@@ -427,12 +566,15 @@ class ControlChart(ABC):
         if b is None:
             return out
         if self.residual_L is not None:
-            out["residual_ucl"] = self.residual_L * b["sigma_e"]
+            # In units of the sd of one value: a point must miss its prediction by L whole
+            # in-control spreads. With strong autocorrelation sigma_e is a fraction of that,
+            # and L·sigma_e would flag every scan-vector start transient.
+            out["residual_ucl"] = self.residual_L * b.get("sigma_marginal", b["sigma_e"])
         if self.variance_L is not None:
             lv = self.variance_lam
-            out["variance_ucl"] = b["res_sq_mean"] + self.variance_L * b["res_sq_sd"] * math.sqrt(
-                lv / (2.0 - lv)
-            )
+            noise = self.variance_L * b["res_sq_sd"] * math.sqrt(lv / (2.0 - lv))
+            # a recentred segment's scale error s (in log) moves the terms' mean by ~2s
+            out["variance_ucl"] = b["res_sq_mean"] * (1.0 + 2.0 * _LEVEL_L * self.scale_sd) + noise
         return out
 
     def _residual_groups(self, x: np.ndarray, idx: np.ndarray) -> list[ViolationArrays]:
@@ -440,6 +582,7 @@ class ControlChart(ABC):
         assert b is not None and self.model is not None
         y = x - b["mean"]
         e = self.model.residuals(y, self._res_hist)
+        self._run_ss, self._run_n = float(e @ e), e.size
         p = self.model.order
         if p:
             self._res_hist = np.concatenate((self._res_hist, y))[-p:]
@@ -447,19 +590,20 @@ class ControlChart(ABC):
         groups = []
         if lim["residual_ucl"] is not None:
             w = lim["residual_ucl"]
-            bad = np.flatnonzero(np.abs(e) > w)
-            if bad.size:
-                groups.append(
-                    ViolationArrays(
-                        "residual",
-                        idx[bad],
-                        np.ones(bad.size, np.int64),
-                        e[bad],
-                        np.abs(e[bad]) / w,
+            # A short spike shows as a big prediction error at its first point and as values
+            # far from the level on every point: either finds it.
+            for stat, r in (("residual", e), ("deviation", y)):
+                bad = np.flatnonzero(np.abs(r) > w)
+                if bad.size:
+                    groups.append(
+                        ViolationArrays(
+                            stat, idx[bad], np.ones(bad.size, np.int64), r[bad], np.abs(r[bad]) / w
+                        )
                     )
-                )
         if lim["variance_ucl"] is not None:
-            sq = (e / b["sigma_e"]) ** 2
+            prev = self._res_last
+            sq = _variance_terms(e / b["sigma_e"], prev)
+            self._res_last = float(e[-1] / b["sigma_e"]) if e.size else prev
             m0 = b["res_sq_mean"]
             z = _ewma_recursion(sq - m0, self._var_z - m0, self.variance_lam, self._pw_cache) + m0
             self._var_z = float(z[-1])
@@ -505,30 +649,21 @@ class ControlChart(ABC):
             est[f"phi_{i}"] = ph
         if self.sigma_method == "ar":
             est["sigma"] = self._model_sigma(fit)
-        level_sd = 0.0
-        if self.recenter_points is not None:
-            level_sd = fit.filter_sd(np.full(self.recenter_points, 1.0 / self.recenter_points))
-        est["sigma"] = self._with_level_error(est["sigma"], level_sd)
-        est["sigma_level"] = level_sd
         if fit.sigma_e > 0:
             y = data - fit.mean
             if segs is not None:
                 _, inv = np.unique(segs, return_inverse=True)
                 y = data - (np.bincount(inv, weights=data) / np.bincount(inv))[inv]
-            sq = (fit.residuals(y)[fit.order :] / fit.sigma_e) ** 2
+            sq = _variance_terms(fit.residuals(y)[fit.order :] / fit.sigma_e)[1:]
             est["res_sq_mean"] = float(np.mean(sq)) if sq.size else 1.0
-            est["res_sq_sd"] = float(np.std(sq)) if sq.size > 1 else math.sqrt(2.0)
+            est["res_sq_sd"] = _terms_sd(sq)
         else:
-            est["res_sq_mean"], est["res_sq_sd"] = 1.0, math.sqrt(2.0)
+            est["res_sq_mean"], est["res_sq_sd"] = 1.0, 1.5
         return est
 
     def _model_sigma(self, fit: ARFit) -> float:
         """Sigma for the limits under an AR model (default: the sd of one value)."""
         return fit.marginal_sigma
-
-    def _with_level_error(self, sigma: float, level_sd: float) -> float:  # noqa: ARG002
-        """Sigma widened for the error of a recentred segment level (EWMA overrides)."""
-        return sigma
 
     def _set_baseline(self, b: Mapping[str, float]) -> None:
         bl = {k: float(v) for k, v in b.items()}
@@ -548,6 +683,10 @@ class ControlChart(ABC):
         self.model = ARFit(bl["mean"], tuple(phi), bl["sigma_e"])
         self.baseline = bl
         self._seg_label, self._seg_level, self._seg_buf, self._seg_n = None, None, [], 0
+        self._seg_scale, self.level_sd, self._pending = 1.0, 0.0, None
+        self.scale_sd, self._run_ss, self._run_n = 0.0, 0.0, 0
+        self._win_means, self._win_logscales = [], []
+        self._level_ref, self._level_b2 = bl["mean"], None
         self.reset_state()
 
     def _after_baseline(self, data: np.ndarray) -> None:  # noqa: B027 - optional hook
@@ -560,6 +699,7 @@ class ControlChart(ABC):
         """Restart the monitoring state (run rules, EWMA/CUSUM level, residual history);
         keep the baseline. Called at every new segment when recentering."""
         self._res_hist = np.empty(0)
+        self._res_last = math.nan
         self._var_z = self.baseline["res_sq_mean"] if self.baseline else 1.0
 
     @abstractmethod
@@ -938,16 +1078,17 @@ class EWMAChart(ControlChart):
         # The EWMA's exact steady sd under the model, per value: limits keep their form.
         return fit.ewma_sd(self.lam) * math.sqrt((2.0 - self.lam) / self.lam)
 
-    def _with_level_error(self, sigma: float, level_sd: float) -> float:
-        # z - center = EWMA(noise) - level error: independent parts, variances add.
-        return math.sqrt(sigma * sigma + level_sd * level_sd * (2.0 - self.lam) / self.lam)
-
     def reset_state(self) -> None:
         super().reset_state()
         self._z = self.baseline["mean"] if self.baseline else float("nan")
         self._t = 0
 
     def _width(self, t: np.ndarray | float) -> np.ndarray | float:
+        # A recentred segment's level error is an offset constant over the segment, not
+        # noise: it adds to the limit linearly (3 sds of it), not in quadrature.
+        return self._noise_width(t) + _LEVEL_L * self.level_sd
+
+    def _noise_width(self, t: np.ndarray | float) -> np.ndarray | float:
         b = self.baseline
         assert b is not None
         f = self.lam / (2.0 - self.lam)

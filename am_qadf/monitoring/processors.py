@@ -413,8 +413,10 @@ class SPCProcessor(_Processor):
         for g in upd.groups:
             if g.statistic in ("ewma", "individual", "xbar"):
                 dirs = np.sign(g.value - center)
-            elif g.statistic in ("residual", "cusum_lower"):
-                dirs = np.sign(g.value) if g.statistic == "residual" else -np.ones(len(g))
+            elif g.statistic in ("residual", "deviation"):
+                dirs = np.sign(g.value)
+            elif g.statistic == "cusum_lower":
+                dirs = -np.ones(len(g))
             else:
                 dirs = np.ones(len(g))
             for r in np.unique(g.rule).tolist():
@@ -496,10 +498,12 @@ _MAIN_STATISTICS = (
     "cusum_upper",
     "cusum_lower",
     "residual",
+    "deviation",
     "residual_variance",
 )
 _STAT_DESCRIPTIONS = {
     "residual": "a value the baseline's time-series model did not predict (spike or step)",
+    "deviation": "a value far from the level (spike)",
     "residual_variance": "noise variance above its baseline",
 }
 

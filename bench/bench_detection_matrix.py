@@ -1,0 +1,316 @@
+"""Detection matrix: scenarios x defect types through the public processors.
+
+Each scenario is a stream generated here, independently of the project's
+simulator (its own noise model, its own defects), and fed as message dicts in
+batches of 1,000 through ``default_processors()`` -- the public path, no chart
+internals. Scenarios: white noise; AR(1) noise with phi 0.3 / 0.7 / 0.9;
+another material's nominal values (2,400 K); heteroscedastic noise (sd grows
+with the level) with layer offsets; layer-to-layer level shifts; all with
+scan-vector start transients. Defects, in units of sigma = the signal's
+marginal in-control sd within a layer (the stricter unit when layers shift):
+
+* ``shift``: all melt-pool signals +-2 sigma for 500-1,500 points
+* ``drift``: temperature ramps +-1 sigma per 1,000 points for 1,500 points
+* ``variance``: temperature noise sd x sqrt(2) (variance x2) for 1,000-2,000 points
+* ``one_signal``: area or intensity alone +-3 sigma for 500-1,000 points
+* ``spike``: one signal +-6 sigma for 2-5 points
+* ``dropout``: 20-40 points of NaN / None / missing keys / dropped messages
+
+Reported per scenario and type: recall (an alert within 1,000 points of the
+start), median and max delay, alerts per defect (episode); per scenario: false
+alerts per 100 k in-control points (alerts not within a defect or the 1,000
+points after it). PASS needs recall >= 95 % for every type and < 1 false alert
+per 100 k.
+
+    python bench/bench_detection_matrix.py [--points 1000000] [--quick] [--seed 11]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from am_qadf.monitoring.autocorrelation import ARFit, ar_filter  # noqa: E402
+from am_qadf.monitoring.processors import default_processors  # noqa: E402
+
+RATE_HZ = 20_000.0
+WINDOW = 1_000
+TAIL = 1_000
+TYPES = ("shift", "drift", "variance", "one_signal", "spike", "dropout")
+MELT = ("temperature", "melt_pool_area", "intensity")
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    phi: tuple[float, ...] = ()
+    nominal: tuple[float, float, float] = (1900.0, 0.015, 1000.0)
+    sigma: tuple[float, float, float] = (35.0, 0.0009, 40.0)
+    layer_points: int = 50_000
+    layer_shift: float = 0.0  # sd of the per-layer offset, in sigma
+    hetero: float = 0.0  # noise sd multiplied by exp(hetero * offset in sigma)
+    transient: float = 1.5  # overshoot at every scan-vector start, in sigma
+    limits: dict[str, dict[str, float]] | None = None
+
+
+def _material_limits(sc: Scenario) -> dict[str, dict[str, float]]:
+    """Absolute limits a machine profile would give another material (7 sigma)."""
+    out = {
+        s: {"low": n - 7 * sd, "high": n + 7 * sd}
+        for s, n, sd in zip(MELT, sc.nominal, sc.sigma, strict=True)
+    }
+    out["temperature"]["max_change"] = 11 * sc.sigma[0]
+    out["power"] = {"low": 150.0, "high": 320.0}
+    out["scan_speed"] = {"low": 600.0, "high": 1150.0}
+    return out
+
+
+SCENARIOS = [
+    Scenario("white noise"),
+    Scenario("AR(1) phi=0.3", phi=(0.3,)),
+    Scenario("AR(1) phi=0.7", phi=(0.7,)),
+    Scenario("AR(1) phi=0.9", phi=(0.9,)),
+    Scenario(
+        "2,400 K material, AR(1) 0.7",
+        phi=(0.7,),
+        nominal=(2400.0, 0.03, 3000.0),
+        sigma=(60.0, 0.002, 150.0),
+    ),  # fmt: skip
+    Scenario("heteroscedastic, AR(1) 0.5", phi=(0.5,), layer_shift=0.5, hetero=0.3),
+    Scenario("layer shifts 1 sigma, AR(1) 0.5", phi=(0.5,), layer_points=25_000, layer_shift=1.0),
+]
+
+
+@dataclass
+class Defect:
+    kind: str
+    start: int
+    end: int
+    signals: tuple[str, ...]
+    magnitude: float  # sigma (shift/one_signal/spike), sigma per 1000 (drift), var ratio
+    sign: float = 1.0
+    mode: str = ""
+
+
+@dataclass
+class Stream:
+    cols: dict[str, np.ndarray]
+    defects: list[Defect]
+    dropped: np.ndarray
+    none_mask: np.ndarray
+    missing_mask: np.ndarray
+    in_control: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def plan(rng: np.random.Generator, n: int, first: int) -> list[Defect]:
+    out: list[Defect] = []
+    pos = first
+    k = 0
+    while True:
+        kind = TYPES[k % len(TYPES)]
+        k += 1
+        sign = float(rng.choice((-1.0, 1.0)))
+        if kind == "shift":
+            ln, sig, mag = int(rng.integers(500, 1501)), MELT, 2.0
+        elif kind == "drift":
+            ln, sig, mag = 1500, ("temperature",), 1.0
+        elif kind == "variance":
+            ln, sig, mag = int(rng.integers(1000, 2001)), ("temperature",), 2.0
+        elif kind == "one_signal":
+            ln, sig, mag = int(rng.integers(500, 1001)), (MELT[1 + int(rng.integers(2))],), 3.0
+        elif kind == "spike":
+            ln, sig, mag = int(rng.integers(2, 6)), (MELT[int(rng.integers(3))],), 6.0
+        else:
+            ln, sig, mag = int(rng.integers(20, 41)), MELT, 0.0
+        start = pos + int(rng.integers(0, 2000))
+        if start + ln + TAIL + 2000 > n:
+            break
+        modes = ("nan", "none", "missing", "dropped")
+        mode = modes[int(rng.integers(4))] if kind == "dropout" else ""
+        out.append(Defect(kind, start, start + ln, sig, mag, sign, mode))
+        pos = start + ln + TAIL + 2000
+    return out
+
+
+def generate(sc: Scenario, n: int, seed: int, first: int) -> Stream:
+    rng = np.random.default_rng(seed)
+    i = np.arange(n)
+    layer = i // sc.layer_points
+    n_layers = int(layer[-1]) + 1
+    offsets = rng.normal(0.0, sc.layer_shift, n_layers) if sc.layer_shift else np.zeros(n_layers)
+    offsets[0] = 0.0
+    # scan vectors of 100-400 points; j = points since the vector began
+    vec_len = rng.integers(100, 401, size=n // 100 + 2)
+    starts = np.cumsum(np.concatenate(([0], vec_len)))
+    starts = starts[starts < n]
+    j = i - starts[np.searchsorted(starts, i, side="right") - 1]
+    transient = sc.transient * np.exp(-j / 1.5)
+    unit = ARFit(0.0, sc.phi, 1.0).marginal_sigma
+    defects = plan(rng, n, first)
+    cols: dict[str, np.ndarray] = {}
+    burn = 2000
+    for s, nom, sd in zip(MELT, sc.nominal, sc.sigma, strict=True):
+        noise = ar_filter(rng.normal(size=n + burn), sc.phi)[burn:] / unit
+        level_sig = offsets[layer] + transient  # in sigma
+        scale = np.exp(sc.hetero * offsets[layer])
+        dev = np.zeros(n)  # defect deviations, in sigma
+        for d in defects:
+            if s not in d.signals:
+                continue
+            sl = slice(d.start, d.end)
+            if d.kind in ("shift", "one_signal", "spike"):
+                dev[sl] += d.sign * d.magnitude
+            elif d.kind == "drift":
+                dev[sl] += d.sign * d.magnitude * np.arange(1, d.end - d.start + 1) / 1000.0
+            elif d.kind == "variance":
+                scale = scale.copy()
+                scale[sl] *= math.sqrt(d.magnitude)
+        x = nom + sd * (level_sig + dev + scale * noise)
+        cols[s] = x
+    cols["power"] = 280.0 + rng.normal(0.0, 0.8, n)
+    cols["scan_speed"] = 1000.0 + rng.normal(0.0, 1.5, n)
+    cols["layer"] = layer
+    dropped = np.zeros(n, bool)
+    none_mask = np.zeros(n, bool)
+    missing_mask = np.zeros(n, bool)
+    for d in defects:
+        if d.kind != "dropout":
+            continue
+        sl = slice(d.start, d.end)
+        if d.mode == "nan":
+            for s in MELT:
+                cols[s][sl] = np.nan
+        else:
+            {"none": none_mask, "missing": missing_mask, "dropped": dropped}[d.mode][sl] = True
+    covered = np.zeros(n + 1, np.int64)
+    for d in defects:
+        covered[d.start] += 1
+        covered[min(d.end + TAIL, n)] -= 1
+    mask = np.cumsum(covered)[:-1] > 0
+    return Stream(cols, defects, dropped, none_mask, missing_mask, int(n - mask.sum()),
+                  {"defect_mask": mask})  # fmt: skip
+
+
+def messages(st: Stream, lo: int, hi: int) -> list[dict[str, Any]]:
+    keep = np.flatnonzero(~st.dropped[lo:hi]) + lo
+    c = st.cols
+    times = [T0 + timedelta(microseconds=int(k * 50)) for k in keep.tolist()]
+    rows = zip(
+        times,
+        c["layer"][keep].tolist(),
+        c["power"][keep].tolist(),
+        c["scan_speed"][keep].tolist(),
+        c["temperature"][keep].tolist(),
+        c["melt_pool_area"][keep].tolist(),
+        c["intensity"][keep].tolist(),
+        strict=True,
+    )
+    out = [
+        {"timestamp": t, "layer": la, "x": 0.0, "y": 0.0, "z": 0.04 * la, "power": p,
+         "scan_speed": v, "temperature": te, "melt_pool_area": a, "intensity": it}
+        for t, la, p, v, te, a, it in rows
+    ]  # fmt: skip
+    odd = np.flatnonzero(st.none_mask[keep] | st.missing_mask[keep])
+    for q in odd.tolist():
+        m = out[q]
+        for s in MELT:
+            if st.none_mask[keep[q]]:
+                m[s] = None
+            else:
+                del m[s]
+    return out
+
+
+def run(sc: Scenario, n: int, seed: int, batch: int = 1000) -> dict[str, Any]:
+    st = generate(sc, n, seed, first=10_000)
+    procs = default_processors(sample_rate_hz=RATE_HZ, limits=sc.limits)
+    alert = procs["alert_processor"]
+    alerts: list[dict[str, Any]] = []
+    cpu = 0.0
+    for lo in range(0, n, batch):
+        msgs = messages(st, lo, min(n, lo + batch))
+        c0 = time.process_time()
+        out = alert(msgs)
+        cpu += time.process_time() - c0
+        alerts.extend(out["alerts"])
+    idx = np.array(
+        [round((datetime.fromisoformat(a["time"]) - T0).total_seconds() * RATE_HZ) for a in alerts],
+        dtype=np.int64,
+    )
+    idx.sort()
+    rows: dict[str, list[tuple[bool, int | None, int]]] = {k: [] for k in TYPES}
+    for d in st.defects:
+        lo_ = int(np.searchsorted(idx, d.start))
+        hi_ = int(np.searchsorted(idx, d.start + WINDOW, side="right"))
+        during = int(np.searchsorted(idx, d.end + TAIL) - lo_)
+        hit = hi_ > lo_
+        rows[d.kind].append((hit, int(idx[lo_] - d.start) if hit else None, during))
+    mask = st.extra["defect_mask"]
+    ok = (idx >= 0) & (idx < n)
+    false = int(np.count_nonzero(~mask[idx[ok]]))
+    return {
+        "rows": rows,
+        "fa": false / st.in_control * 1e5,
+        "n_false": false,
+        "in_control": st.in_control,
+        "n_alerts": len(alerts),
+        "rate": n / cpu if cpu else float("nan"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", type=int, default=1_000_000, help="points per scenario")
+    ap.add_argument("--quick", action="store_true", help="300 k points per scenario")
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--scenario", default=None, help="run only scenarios whose name contains this")
+    args = ap.parse_args(argv)
+    n = 300_000 if args.quick else args.points
+    t0 = time.perf_counter()
+    print(f"detection matrix: {n:,} points per scenario, seed {args.seed}, batches of 1,000")
+    print("recall within 1,000 points / median delay / max delay / alerts per defect")
+    head = f"{'scenario':<34}" + "".join(f"{k:>22}" for k in TYPES)
+    print(head + f"{'FA/100k':>9}{'M pts/s':>9}  verdict")
+    all_pass = True
+    for k, sc in enumerate(SCENARIOS):
+        if args.scenario and args.scenario not in sc.name:
+            continue
+        if sc.nominal[0] != 1900.0:
+            sc = Scenario(**{**sc.__dict__, "limits": _material_limits(sc)})
+        r = run(sc, n, args.seed * 100 + k)
+        cells = []
+        ok = r["fa"] < 1.0
+        for kind in TYPES:
+            rows = r["rows"][kind]
+            hits = [x for x in rows if x[0]]
+            rec = len(hits) / len(rows) if rows else float("nan")
+            ok = ok and rec >= 0.95
+            dl = [x[1] for x in hits]
+            med = f"{np.median(dl):.0f}" if dl else "-"
+            mx = f"{max(dl)}" if dl else "-"
+            ape = np.mean([x[2] for x in rows]) if rows else float("nan")
+            cells.append(f"{rec:>5.0%} {med:>4}/{mx:>4} {ape:4.1f}")
+        all_pass = all_pass and ok
+        print(f"{sc.name:<34}" + "".join(f"{c:>22}" for c in cells), end="")
+        print(f"{r['fa']:>9.2f}{r['rate'] / 1e6:>9.2f}  {'PASS' if ok else 'FAIL'}")
+        sys.stdout.flush()
+    print(f"defects per type per scenario: about {n // 5000 // len(TYPES)}; ", end="")
+    print(f"total time {time.perf_counter() - t0:.0f} s")
+    print("ALL PASS" if all_pass else "SOME FAIL")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
