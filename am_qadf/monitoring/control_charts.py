@@ -16,9 +16,9 @@ of the moving range, which underestimates it. ``recenter_points=m`` with a
 level, learned from its first ``m`` values, so level shifts between layers are
 not taken for defects; the level's estimation error is added to the EWMA's
 variance. ``residual_L`` and ``variance_L`` add more statistics: the
-model's one-step prediction errors (``residual``) and the values' distance from
-the (segment's) level (``deviation``), both against ``residual_L`` sds of one
-value (spikes, abrupt steps), and an EWMA of squared successive differences of
+model's one-step prediction errors, or the values' distance from the
+(segment's) level, beyond ``residual_L`` sds of one value (``residual``:
+spikes, abrupt steps), and an EWMA of squared successive differences of
 the prediction errors (``residual_variance``: variance increases).
 """
 
@@ -591,15 +591,20 @@ class ControlChart(ABC):
         if lim["residual_ucl"] is not None:
             w = lim["residual_ucl"]
             # A short spike shows as a big prediction error at its first point and as values
-            # far from the level on every point: either finds it.
-            for stat, r in (("residual", e), ("deviation", y)):
-                bad = np.flatnonzero(np.abs(r) > w)
-                if bad.size:
-                    groups.append(
-                        ViolationArrays(
-                            stat, idx[bad], np.ones(bad.size, np.int64), r[bad], np.abs(r[bad]) / w
-                        )
+            # far from the level on every point: either finds it. The value reported is the
+            # prediction error where that is beyond the limit, else the distance from the level.
+            r = np.where(np.abs(e) > w, e, y)
+            bad = np.flatnonzero(np.abs(r) > w)
+            if bad.size:
+                groups.append(
+                    ViolationArrays(
+                        "residual",
+                        idx[bad],
+                        np.ones(bad.size, np.int64),
+                        r[bad],
+                        np.abs(r[bad]) / w,
                     )
+                )
         if lim["variance_ucl"] is not None:
             prev = self._res_last
             sq = _variance_terms(e / b["sigma_e"], prev)

@@ -413,7 +413,7 @@ class SPCProcessor(_Processor):
         for g in upd.groups:
             if g.statistic in ("ewma", "individual", "xbar"):
                 dirs = np.sign(g.value - center)
-            elif g.statistic in ("residual", "deviation"):
+            elif g.statistic == "residual":
                 dirs = np.sign(g.value)
             elif g.statistic == "cusum_lower":
                 dirs = -np.ones(len(g))
@@ -498,12 +498,10 @@ _MAIN_STATISTICS = (
     "cusum_upper",
     "cusum_lower",
     "residual",
-    "deviation",
     "residual_variance",
 )
 _STAT_DESCRIPTIONS = {
-    "residual": "a value the baseline's time-series model did not predict (spike or step)",
-    "deviation": "a value far from the level (spike)",
+    "residual": "a value far from its prediction or from the level (spike or step)",
     "residual_variance": "noise variance above its baseline",
 }
 
