@@ -128,8 +128,9 @@ class AlertManager:
     ``level`` than the episode has reached (for SPC: the statistic at least twice
     as far out, see :func:`escalation_level`) raises an *escalation* alert, one
     severity step up, which carries the earlier alert's id in
-    ``details["escalates"]`` and takes over the episode; one in the opposite
-    ``direction`` (the other side of the center) begins a new episode.
+    ``details["escalates"]`` and takes over the episode (once the episode is
+    critical, further rises only update its ``details["level"]``); one in the
+    opposite ``direction`` (the other side of the center) begins a new episode.
     ``history_size`` bounds how many alerts are kept (oldest dropped first).
 
     >>> m = AlertManager(cooldown_points=100)
@@ -321,9 +322,17 @@ class AlertManager:
         return direction == 0 or d0 == 0 or direction == d0
 
     def _repeats_episode(self, key: tuple[str, str], level: int, direction: int) -> bool:
-        return (
-            self._same_direction(key, direction) and level <= self._episode_meta.get(key, (0, 0))[0]
-        )
+        if not self._same_direction(key, direction):
+            return False
+        lev, d = self._episode_meta.get(key, (0, 0))
+        if level <= lev:
+            return True
+        if self._episode[key].severity == SEVERITIES[-1]:
+            # Already critical: a further rise is kept on the alert, not raised again.
+            self._episode_meta[key] = (level, d)
+            self._episode[key].details["level"] = level
+            return True
+        return False
 
     def continues_episode(
         self,

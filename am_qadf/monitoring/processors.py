@@ -414,7 +414,8 @@ class SPCProcessor(_Processor):
             if g.statistic in ("ewma", "individual", "xbar"):
                 dirs = np.sign(g.value - center)
             elif g.statistic == "residual":
-                dirs = np.sign(g.value)
+                # a spike's prediction errors swing both ways: no side, one episode
+                dirs = np.zeros(len(g))
             elif g.statistic == "cusum_lower":
                 dirs = -np.ones(len(g))
             else:
@@ -462,7 +463,10 @@ class SPCProcessor(_Processor):
         return out
 
     def _violation_dicts(self, view: BatchView, found: list[SPCViolations]) -> list[dict[str, Any]]:
-        rows = [(int(p), v, j) for v in found for j, p in enumerate(v.positions.tolist())]
+        # Positions are ascending within a group, so only each group's first max_reported
+        # can be among the first max_reported overall: dense violations cost no sort.
+        k = self.max_reported
+        rows = [(int(p), v, j) for v in found for j, p in enumerate(v.positions[:k].tolist())]
         rows.sort(key=lambda r: (r[0], r[1].rule))
         out = []
         info_cache: dict[int, dict[str, Any]] = {}

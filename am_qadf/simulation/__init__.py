@@ -7,18 +7,26 @@
 """
 
 from am_qadf.simulation.build_simulator import MESSAGE_FIELDS, SIGNALS, BuildSimulator
-from am_qadf.simulation.defects import DEFECT_TYPES, DROPOUT_MODES, DefectEvent
+from am_qadf.simulation.defects import (
+    ALL_DEFECT_TYPES,
+    DEFECT_TYPES,
+    DROPOUT_MODES,
+    SUBTLE_DEFECT_TYPES,
+    DefectEvent,
+)
 from am_qadf.simulation.pacing import Pacer
 from am_qadf.simulation.process_model import ProcessModel
 from am_qadf.simulation.replay import FileReplay, write_recording
 from am_qadf.simulation.scan_path import DEFAULT_PARTS, Part, ScanStrategy
 
 __all__ = [
+    "ALL_DEFECT_TYPES",
     "DEFAULT_PARTS",
     "DEFECT_TYPES",
     "DROPOUT_MODES",
     "MESSAGE_FIELDS",
     "SIGNALS",
+    "SUBTLE_DEFECT_TYPES",
     "BuildSimulator",
     "DefectEvent",
     "FileReplay",

@@ -20,6 +20,7 @@ import numpy as np
 
 from am_qadf.simulation.defects import (
     DEFECT_TYPES,
+    DROPOUT_KINDS,
     DefectEvent,
     apply_commanded,
     apply_measured,
@@ -298,6 +299,8 @@ class BuildSimulator:
                 assert first is not None
                 over = (pts["part"] == pi) & (pts["x"] > part.overhang_edge)
                 heat[over] *= 1.0 + m.overhang_factor(layer - first)
+        draws = np.random.default_rng([self.seed, 4, layer]).normal(size=1 + len(self.parts))
+        heat *= m.level_offset(draws[0], draws[1:])[pts["part"]]
         heat_factor(self._events, base, base + n, heat)
         sig = m.respond(power, speed, pts["path_j"].astype(np.float64), heat, rng)
         sig["power"] = power + rng.normal(0.0, m.power_noise, n)
@@ -387,7 +390,7 @@ class BuildSimulator:
         lo, hi = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
         for ev in self._events:
             if (
-                ev.kind != "sensor_dropout"
+                ev.kind not in DROPOUT_KINDS
                 or ev.mode not in ("none", "missing")
                 or not ev.overlaps(lo, hi)
             ):

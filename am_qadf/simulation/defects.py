@@ -6,6 +6,15 @@ physics responds); overheating multiplies the melt-pool heat; spatter spikes
 the intensity; sensor drift adds a growing offset to the measured
 temperature; a sensor dropout blanks the melt-pool signals (NaN, None, a
 missing key) or drops whole messages.
+
+:data:`SUBTLE_DEFECT_TYPES` are smaller, statistically defined changes, with
+magnitudes in units of the signal's in-control noise sd (sigma,
+:meth:`ProcessModel.noise_sigma`): ``mean_shift`` (all melt-pool signals, 1-3
+sigma), ``slow_drift`` (temperature, 1-3 sigma per 1,000 points),
+``variance_increase`` (temperature noise variance x2-x4), ``short_spike`` (one
+signal, 6-10 sigma for 1-5 points), ``short_dropout`` (20-40 points) and
+``one_signal_shift`` (area or intensity alone, 3-5 sigma). ``mode`` is ``up`` or
+``down`` for the signed ones.
 """
 
 from __future__ import annotations
@@ -33,6 +42,16 @@ DEFECT_TYPES: tuple[str, ...] = (
     "sensor_drift",
     "sensor_dropout",
 )
+SUBTLE_DEFECT_TYPES: tuple[str, ...] = (
+    "mean_shift",
+    "slow_drift",
+    "variance_increase",
+    "short_spike",
+    "short_dropout",
+    "one_signal_shift",
+)
+ALL_DEFECT_TYPES: tuple[str, ...] = DEFECT_TYPES + SUBTLE_DEFECT_TYPES
+DROPOUT_KINDS: tuple[str, ...] = ("sensor_dropout", "short_dropout")
 DROPOUT_MODES: tuple[str, ...] = ("nan", "none", "missing", "dropped")
 SENSOR_SIGNALS: tuple[str, ...] = ("temperature", "melt_pool_area", "intensity", "value")
 
@@ -43,7 +62,14 @@ _LENGTHS: dict[str, tuple[int, int]] = {
     "spatter": (100, 400),
     "sensor_drift": (3000, 6000),
     "sensor_dropout": (100, 800),
+    "mean_shift": (500, 2000),
+    "slow_drift": (1500, 4000),
+    "variance_increase": (1000, 3000),
+    "short_spike": (1, 5),
+    "short_dropout": (20, 40),
+    "one_signal_shift": (500, 1500),
 }
+MELT_SIGNALS: tuple[str, ...] = ("temperature", "melt_pool_area", "intensity")
 
 
 @dataclass(frozen=True)
@@ -53,9 +79,11 @@ class DefectEvent:
     ``kind`` is one of :data:`DEFECT_TYPES` (or ``"overhang_heat"`` for the
     expected, not injected, hot zones: ``injected=False``). ``mode`` refines it
     (``power_drop``/``speed_rise``, dropout ``nan``/``none``/``missing``/
-    ``dropped``). ``magnitude``: overheating heat factor, lack-of-fusion
-    power/speed factor, spatter peak intensity factor, drift slope (K per 1000
-    points), dropout length. Location and times are those of the first point.
+    ``dropped``; ``up``/``down`` for subtle signed kinds). ``magnitude``:
+    overheating heat factor, lack-of-fusion power/speed factor, spatter peak
+    intensity factor, drift slope (K per 1000 points), dropout length; for the
+    subtle kinds sigmas (shifts, spikes), sigmas per 1,000 points (slow drift) or
+    the variance ratio. Location and times are those of the first point.
     """
 
     id: int
@@ -108,10 +136,10 @@ def plan_defects(
     """
     if n_defects < 0:
         raise ValueError(f"n_defects must be >= 0, got {n_defects}")
-    bad = [k for k in kinds if k not in DEFECT_TYPES]
+    bad = [k for k in kinds if k not in ALL_DEFECT_TYPES]
     if bad or not kinds:
         raise ValueError(
-            f"defect kinds must be a non-empty subset of {DEFECT_TYPES}, got {kinds!r}"
+            f"defect kinds must be a non-empty subset of {ALL_DEFECT_TYPES}, got {kinds!r}"
         )
     if n_defects == 0:
         return []
@@ -150,11 +178,30 @@ def plan_defects(
             mode, mag, sig = "burst", float(rng.uniform(3.0, 6.0)), ("intensity",)
         elif k == "sensor_drift":
             mode, mag, sig = "ramp", float(rng.uniform(40.0, 80.0)), ("temperature", "value")
+        elif k in SUBTLE_DEFECT_TYPES and k != "short_dropout":
+            mode, mag, sig = _subtle(k, rng)
         else:
             mode = DROPOUT_MODES[int(rng.integers(len(DROPOUT_MODES)))]
             mag, sig = float(ln), SENSOR_SIGNALS
         events.append(DefectEvent(i, k, s, s + ln, sig, mag, mode))
     return events
+
+
+def _subtle(k: str, rng: np.random.Generator) -> tuple[str, float, tuple[str, ...]]:
+    """(mode, magnitude, signals) of a subtle event of kind ``k``."""
+    mode = "up" if rng.random() < 0.5 else "down"
+    if k == "mean_shift":
+        return mode, float(rng.uniform(1.0, 3.0)), (*MELT_SIGNALS, "value")
+    if k == "slow_drift":
+        return mode, float(rng.uniform(1.0, 3.0)), ("temperature", "value")
+    if k == "variance_increase":
+        return "", float(rng.uniform(2.0, 4.0)), ("temperature", "value")
+    if k == "short_spike":
+        s = MELT_SIGNALS[int(rng.integers(3))]
+        sig = (s, "value") if s == "temperature" else (s,)
+        return mode, float(rng.uniform(6.0, 10.0)), sig
+    s = MELT_SIGNALS[1 + int(rng.integers(2))]  # one_signal_shift: area or intensity alone
+    return mode, float(rng.uniform(3.0, 5.0)), (s,)
 
 
 def _slices(ev: DefectEvent, lo: int, hi: int) -> tuple[slice, int]:
@@ -184,12 +231,19 @@ def heat_factor(events: list[DefectEvent], lo: int, hi: int, heat: np.ndarray) -
 
 
 def apply_measured(
-    events: list[DefectEvent], lo: int, hi: int, sig: dict[str, np.ndarray], seed: int
+    events: list[DefectEvent],
+    lo: int,
+    hi: int,
+    sig: dict[str, np.ndarray],
+    seed: int,
+    model: ProcessModel | None = None,
 ) -> np.ndarray:
-    """Spatter, drift and dropouts on the measured signals, in place.
+    """Spatter, drift, dropouts and the subtle kinds on the measured signals, in place
+    (``model`` gives the sigma of each signal; default :class:`ProcessModel()`).
 
     Returns a boolean mask of points whose messages are dropped.
     """
+    model = model or ProcessModel()
     drop = np.zeros(hi - lo, dtype=bool)
     for ev in events:
         if not ev.overlaps(lo, hi):
@@ -206,7 +260,23 @@ def apply_measured(
         elif ev.kind == "sensor_drift":
             k = np.arange(off + 1, off + m + 1, dtype=np.float64)
             sig["temperature"][sl] += ev.magnitude * k / 1000.0
-        elif ev.kind == "sensor_dropout":
+        elif ev.kind in ("mean_shift", "one_signal_shift", "short_spike", "slow_drift"):
+            sign = 1.0 if ev.mode == "up" else -1.0
+            step = ev.magnitude * sign
+            if ev.kind == "slow_drift":
+                step = step * np.arange(off + 1, off + m + 1, dtype=np.float64) / 1000.0
+            for s in MELT_SIGNALS:
+                if s in ev.signals:
+                    sig[s][sl] += step * model.noise_sigma(s)
+        elif ev.kind == "variance_increase":
+            # independent extra noise of variance (ratio - 1) sigma², from the event's own
+            # stream so chunking cannot change it
+            r = np.random.default_rng([seed, 6, ev.id])
+            extra = r.normal(0.0, 1.0, ev.n_points)[off : off + m]
+            sig["temperature"][sl] += (
+                math.sqrt(ev.magnitude - 1.0) * model.noise_sigma("temperature") * extra
+            )
+        elif ev.kind in DROPOUT_KINDS:
             if ev.mode == "dropped":
                 drop[sl] = True
             else:

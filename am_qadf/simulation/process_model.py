@@ -3,8 +3,12 @@
 A deliberately simple, vectorised model: the melt-pool temperature follows
 the linear energy density ``P / v`` (relative to nominal) to a power
 ``temperature_exponent``, overshoots briefly at the start of every vector,
-and is scaled by a heat factor (overhangs over powder, keyholing); area and
-photodiode intensity follow the temperature ratio. Sensor noise is Gaussian.
+and is scaled by a heat factor (overhangs over powder, keyholing, and a small
+random level offset per layer and per part); area and photodiode intensity
+follow the temperature ratio. Sensor noise is Gaussian and autocorrelated (an
+AR(p) process with coefficients ``noise_ar``, scaled to the stated marginal sd);
+the temperature noise grows with the melt-pool temperature
+(``noise_temperature_exponent``); area and intensity noise are relative.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from am_qadf.monitoring.autocorrelation import ARFit, ar_filter, ar_impulse_response
+
 __all__ = ["ProcessModel"]
+
+_SIGNAL_NOISE = ("temperature", "melt_pool_area", "intensity")
 
 
 @dataclass(frozen=True)
@@ -44,9 +52,25 @@ class ProcessModel:
     transient_points: float = 1.5  # decay constant, in samples
     overhang_boost: float = 0.03  # relative extra temperature over powder
     overhang_decay_layers: float = 2.0
+    noise_ar: tuple[float, ...] = (0.5,)  # AR coefficients of the sensor noise; () = white
+    layer_shift: float = 0.25  # sd of a layer's level offset, in temperature-noise sds
+    part_shift: float = 0.0  # sd of a part's level offset within a layer, same unit
+    noise_temperature_exponent: float = 1.0  # temperature noise sd ∝ (T / nominal)^this
 
     def __post_init__(self) -> None:
+        phi = self.noise_ar
+        if not isinstance(phi, tuple) or not all(
+            isinstance(c, int | float) and math.isfinite(c) for c in phi
+        ):
+            raise ValueError(f"ProcessModel.noise_ar must be a tuple of numbers, got {phi!r}")
+        if phi and np.max(np.abs(np.roots([1.0, *(-c for c in phi)]))) >= 1.0:
+            raise ValueError(
+                f"ProcessModel.noise_ar {phi!r} is not stationary (a root on or "
+                "outside the unit circle); use smaller coefficients"
+            )
         for f in fields(self):
+            if f.name == "noise_ar":
+                continue
             v = getattr(self, f.name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"ProcessModel.{f.name} must be a finite number >= 0, got {v!r}")
@@ -58,6 +82,34 @@ class ProcessModel:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ProcessModel.{name} must be > 0")
+
+    def noise_sigma(self, signal: str) -> float:
+        """Marginal in-control noise sd of ``signal`` at nominal (its unit).
+
+        >>> ProcessModel().noise_sigma("temperature"), ProcessModel().noise_sigma("intensity")
+        (35.0, 40.0)
+        """
+        if signal == "temperature":
+            return self.temperature_noise
+        if signal == "melt_pool_area":
+            return self.area_noise * self.area_nominal
+        if signal == "intensity":
+            return self.intensity_noise * self.intensity_nominal
+        raise ValueError(f"signal must be one of {_SIGNAL_NOISE}, got {signal!r}")
+
+    def level_offset(self, layer_draw: float, part_draws: np.ndarray) -> np.ndarray:
+        """Heat multipliers of a layer's parts from standard normal draws."""
+        rel = self.temperature_noise / self.temperature_nominal
+        return 1.0 + rel * (self.layer_shift * layer_draw + self.part_shift * part_draws)
+
+    def noise(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` values of unit-variance sensor noise with the ``noise_ar`` correlation
+        (started from its stationary state by a burn-in)."""
+        if not self.noise_ar:
+            return rng.normal(0.0, 1.0, n)
+        burn = min(ar_impulse_response(self.noise_ar).size, 20_000)
+        x = ar_filter(rng.normal(0.0, 1.0, n + burn), self.noise_ar)[burn:]
+        return x / ARFit(0.0, self.noise_ar, 1.0).marginal_sigma
 
     def overhang_factor(self, layers_above: int) -> float:
         """Relative extra heat ``layers_above`` layers after the overhang starts."""
@@ -87,9 +139,10 @@ class ProcessModel:
         area = self.area_nominal * np.power(ratio, self.area_exponent)
         inten = self.intensity_nominal * np.power(ratio, self.intensity_exponent)
         if noise:
-            t_meas = t_true + rng.normal(0.0, self.temperature_noise, n)
-            area = area * (1.0 + rng.normal(0.0, self.area_noise, n))
-            inten = inten * (1.0 + rng.normal(0.0, self.intensity_noise, n))
+            grow = np.power(ratio, self.noise_temperature_exponent)
+            t_meas = t_true + self.temperature_noise * grow * self.noise(n, rng)
+            area = area * (1.0 + self.area_noise * self.noise(n, rng))
+            inten = inten * (1.0 + self.intensity_noise * self.noise(n, rng))
         else:
             t_meas = t_true
         return {"temperature": t_meas, "melt_pool_area": area, "intensity": inten}
