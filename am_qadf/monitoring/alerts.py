@@ -128,9 +128,11 @@ class AlertManager:
     ``level`` than the episode has reached (for SPC: the statistic at least twice
     as far out, see :func:`escalation_level`) raises an *escalation* alert, one
     severity step up, which carries the earlier alert's id in
-    ``details["escalates"]`` and takes over the episode (once the episode is
-    critical, further rises only update its ``details["level"]``); one in the
-    opposite ``direction`` (the other side of the center) begins a new episode.
+    ``details["escalates"]`` and takes over the episode. Once the episode is
+    critical, a rise within a cooldown of the last one (the same defect still
+    growing) only updates ``details["level"]``; a rise after the peak has held for
+    a whole cooldown is raised. One in the opposite ``direction`` (the other side
+    of the center) begins a new episode.
     ``history_size`` bounds how many alerts are kept (oldest dropped first).
 
     >>> m = AlertManager(cooldown_points=100)
@@ -181,7 +183,8 @@ class AlertManager:
         self._by_id: dict[str, Alert] = {}
         self._last: dict[tuple[str, str], tuple[int | None, datetime | None]] = {}
         self._episode: dict[tuple[str, str], Alert] = {}  # the alert of each open episode
-        self._episode_meta: dict[tuple[str, str], tuple[int, int]] = {}  # (level, direction)
+        # (level, direction, index and time the level was reached) of each open episode
+        self._episode_meta: dict[tuple[str, str], tuple[int, int, int | None, Any]] = {}
         self._overrides: dict[tuple[str, str], tuple[int | None, float | None]] = {}
         self._seq = itertools.count(1)
         self._session = uuid.uuid4().hex[:8]
@@ -270,7 +273,7 @@ class AlertManager:
         with self._lock:
             escalates: Alert | None = None
             if self._cooling(key, index, time):
-                if self._repeats_episode(key, level, direction):
+                if self._repeats_episode(key, level, direction, index, time):
                     self._repeat(key, 1, index, time)
                     return None
                 if self._same_direction(key, direction):
@@ -305,7 +308,7 @@ class AlertManager:
             self._alerts.append(alert)
             self._by_id[alert.id] = alert
             self._episode[key] = alert
-            self._episode_meta[key] = (level, direction)
+            self._episode_meta[key] = (level, direction, alert.index, time)
             self._last[key] = (alert.index, time)
             self.raised_count += 1
             listeners = list(self._listeners)
@@ -318,21 +321,39 @@ class AlertManager:
         return snapshot
 
     def _same_direction(self, key: tuple[str, str], direction: int) -> bool:
-        d0 = self._episode_meta.get(key, (0, 0))[1]
+        d0 = self._episode_meta.get(key, (0, 0, None, None))[1]
         return direction == 0 or d0 == 0 or direction == d0
 
-    def _repeats_episode(self, key: tuple[str, str], level: int, direction: int) -> bool:
+    def _repeats_episode(
+        self,
+        key: tuple[str, str],
+        level: int,
+        direction: int,
+        index: int | None,
+        time: datetime | None,
+    ) -> bool:
         if not self._same_direction(key, direction):
             return False
-        lev, d = self._episode_meta.get(key, (0, 0))
+        lev, d, pi, pt = self._episode_meta.get(key, (0, 0, None, None))
         if level <= lev:
             return True
-        if self._episode[key].severity == SEVERITIES[-1]:
-            # Already critical: a further rise is kept on the alert, not raised again.
-            self._episode_meta[key] = (level, d)
-            self._episode[key].details["level"] = level
-            return True
-        return False
+        if self._episode[key].severity != SEVERITIES[-1]:
+            return False
+        # Already critical. A rise soon after the last one is the same defect still
+        # growing: kept on the alert. A rise after the peak had held for a whole cooldown
+        # is news (a new defect on top of an open episode): raised.
+        pts, secs = self._cooldowns(key)
+        late = (pts is not None and index is not None and pi is not None and index - pi >= pts) or (
+            secs is not None
+            and time is not None
+            and pt is not None
+            and time - pt >= timedelta(seconds=secs)
+        )
+        if late:
+            return False
+        self._episode_meta[key] = (level, d, index if index is not None else pi, time or pt)
+        self._episode[key].details["level"] = level
+        return True
 
     def continues_episode(
         self,
@@ -349,15 +370,18 @@ class AlertManager:
         (it would be counted, not raised)."""
         key = (metric, rule)
         with self._lock:
-            return self._cooling(key, index, _as_utc(time)) and self._repeats_episode(
-                key, int(level), int(np.sign(direction))
+            t = _as_utc(time)
+            return self._cooling(key, index, t) and self._repeats_episode(
+                key, int(level), int(np.sign(direction)), index, t
             )
 
     def episode_level(self, metric: str, rule: str) -> int | None:
         """Highest level reached by the open episode of ``(metric, rule)`` (None: none open)."""
         key = (metric, rule)
         with self._lock:
-            return self._episode_meta.get(key, (0, 0))[0] if key in self._episode else None
+            return (
+                self._episode_meta.get(key, (0, 0, None, None))[0] if key in self._episode else None
+            )
 
     def record_repeats(
         self,

@@ -136,14 +136,16 @@ def _random_effect(
 ) -> tuple[float, float | None]:
     """(typical value, between-segment variance) under a one-way random-effects model:
     each segment's true value varies around the typical one with variance ``between``;
-    each window estimate adds noise of variance ``noise2``. Robust (median, MAD) so a
-    window spoilt by a defect does not count. Unknown (None) before ``_MIN_WINDOWS``."""
+    each window estimate adds noise of variance ``noise2``. The typical value is the
+    median and the spread the variance without the window farthest from it, so one
+    window spoilt by a defect does not count (a MAD would, with few windows, take two
+    close layers for no spread at all). Unknown (None) before ``_MIN_WINDOWS``."""
     if len(history) < _MIN_WINDOWS:
         return (float(np.median(history)) if history else fallback), None
     h = np.asarray(history)
     ref = float(np.median(h))
-    spread2 = (1.4826 * float(np.median(np.abs(h - ref)))) ** 2
-    return ref, max(spread2 - noise2, 0.0)
+    kept = np.delete(h, int(np.argmax(np.abs(h - ref))))
+    return ref, max(float(np.var(kept, ddof=1)) - noise2, 0.0)
 
 
 def _terms_sd(q: np.ndarray) -> float:

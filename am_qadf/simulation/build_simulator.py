@@ -235,7 +235,7 @@ class BuildSimulator:
                 lv = self._vectors(L)
                 pts = expand_points(lv)
                 hot = np.flatnonzero((pts["part"] == pi) & (pts["x"] > part.overhang_edge))
-                if hot.size:
+                if hot.size and base + int(hot[0]) < self.total_points:
                     s, e = base + int(hot[0]), min(base + int(hot[-1]) + 1, self.total_points)
                     sig = ("temperature", "melt_pool_area", "intensity", "value")
                     f = m.overhang_factor(L - first)

@@ -269,10 +269,10 @@ def apply_measured(
                 if s in ev.signals:
                     sig[s][sl] += step * model.noise_sigma(s)
         elif ev.kind == "variance_increase":
-            # independent extra noise of variance (ratio - 1) sigma², from the event's own
-            # stream so chunking cannot change it
+            # independent extra noise like the sensor's (same autocorrelation), of variance
+            # (ratio - 1) sigma², from the event's own stream so chunking cannot change it
             r = np.random.default_rng([seed, 6, ev.id])
-            extra = r.normal(0.0, 1.0, ev.n_points)[off : off + m]
+            extra = model.noise(ev.n_points, r)[off : off + m]
             sig["temperature"][sl] += (
                 math.sqrt(ev.magnitude - 1.0) * model.noise_sigma("temperature") * extra
             )
