@@ -316,10 +316,11 @@ class ControlChart(ABC):
         self._seg_label: Any = None
         self._seg_level: float | None = None
         self._seg_scale = 1.0
-        self._seg_sum, self._seg_cnt = 0.0, 0
-        self._pending: tuple[np.ndarray, float, int] | None = None
+        self._blk_means: list[float] = []  # block means of the current segment
+        self._blk_logscales: list[float] = []
+        self._blk_buf: list[np.ndarray] = []
+        self._blk_n, self._blk_ss, self._blk_ssn = 0, 0.0, 0
         self._run_ss, self._run_n = 0.0, 0  # residual sum of squares of the last stretch
-        self._seg_ss, self._seg_ssn = 0.0, 0
         self._scale_ref, self._scale_b2 = 0.0, None
         #: sd of log(segment noise scale) estimate (0 without recentering)
         self.scale_sd = 0.0
@@ -454,13 +455,9 @@ class ControlChart(ABC):
             for x, i, fresh in self._recenter(v, idx, seg):
                 if fresh:
                     self.reset_state()
-                else:
-                    self._fold_pending()
                 y = (x - self._seg_level) / self._seg_scale + self.baseline["mean"]
                 upd = self._monitor_all(y, i)
-                # A stretch with no violation refines the level (folded in one stretch
-                # later, so the start of an undetected defect is not taken in at once).
-                self._pending = None if upd.groups else (x, self._run_ss, self._run_n)
+                self._add_to_block(x)
                 parts.append(upd)
             upd = _merge(parts)
         else:
@@ -483,37 +480,48 @@ class ControlChart(ABC):
         self._win_means.append(mean)
         self._win_logscales.append(math.log(scale))
         del self._win_means[:-_WINDOWS_KEPT], self._win_logscales[:-_WINDOWS_KEPT]
-        self._seg_sum, self._seg_cnt = float(learn.sum()), learn.size
-        self._seg_ss, self._seg_ssn = (scale * b["sigma_e"]) ** 2 * m, int(m)
+        self._blk_means, self._blk_logscales = [mean], [math.log(scale)]
+        self._blk_buf, self._blk_n, self._blk_ss, self._blk_ssn = [], 0, 0.0, 0
         self._set_level()
 
-    def _fold_pending(self) -> None:
-        if self._pending is None or self._seg_level is None:
+    def _add_to_block(self, x: np.ndarray) -> None:
+        """Collect monitored values (and their residuals' sum of squares) into blocks of
+        ``recenter_points``; each full block adds its mean and noise scale to the
+        segment's estimates."""
+        assert self.baseline is not None and self.recenter_points is not None
+        self._blk_buf.append(x)
+        self._blk_n += x.size
+        self._blk_ss += self._run_ss * self._seg_scale**2
+        self._blk_ssn += self._run_n
+        if self._blk_n < self.recenter_points:
             return
-        x, ss, n = self._pending
-        self._seg_sum += float(x.sum())
-        self._seg_cnt += x.size
-        self._seg_ss += ss * self._seg_scale**2
-        self._seg_ssn += n
-        self._pending = None
+        self._blk_means.append(float(np.mean(np.concatenate(self._blk_buf))))
+        if self._blk_ssn > 1 and self.baseline["sigma_e"] > 0:
+            rms = math.sqrt(self._blk_ss / self._blk_ssn) / self.baseline["sigma_e"]
+            self._blk_logscales.append(math.log(min(max(rms, 0.5), 2.0)))
+        self._blk_buf, self._blk_n, self._blk_ss, self._blk_ssn = [], 0, 0.0, 0
         self._set_level()
 
     def _set_level(self) -> None:
+        """Segment level and scale: the median over the segment's blocks so far (one block
+        spoilt by a defect, even the learning window, does not move it), shrunk toward
+        the typical segment by between / (between + within) variance."""
         b = self.baseline
-        assert b is not None
-        n = max(self._seg_cnt, 1)
-        noise2 = b["sigma_long_run"] ** 2 / n
-        # Best linear predictor of the segment level: its own mean weighted by
-        # between / (between + within) variance, the rest from the typical level.
+        assert b is not None and self.recenter_points is not None
+        k = len(self._blk_means)
+        # variance of a median of k block means: about pi/2 that of their mean
+        eff = self.recenter_points * k / (math.pi / 2 if k >= 3 else 1.0)
+        noise2 = b["sigma_long_run"] ** 2 / eff
         w = _weight(self._level_b2, noise2)
-        self._seg_level = self._level_ref + w * (self._seg_sum / n - self._level_ref)
+        own = float(np.median(self._blk_means))
+        self._seg_level = self._level_ref + w * (own - self._level_ref)
         self.level_sd = math.sqrt(w * noise2)
-        # the same for log(noise scale): residual variance over every folded value
-        ns = max(self._seg_ssn, 1)
-        own = math.log(min(max(math.sqrt(self._seg_ss / ns) / b["sigma_e"], 0.5), 2.0))
-        ws = _weight(self._scale_b2, 0.5 / ns)
-        self._seg_scale = math.exp(self._scale_ref + ws * (own - self._scale_ref))
-        self.scale_sd = math.sqrt(ws * 0.5 / ns)
+        ks = max(len(self._blk_logscales), 1)
+        effs = self.recenter_points * ks / (math.pi / 2 if ks >= 3 else 1.0)
+        ws = _weight(self._scale_b2, 0.5 / effs)
+        own_s = float(np.median(self._blk_logscales)) if self._blk_logscales else 0.0
+        self._seg_scale = math.exp(self._scale_ref + ws * (own_s - self._scale_ref))
+        self.scale_sd = math.sqrt(ws * 0.5 / effs)
 
     def _recenter(
         self, v: np.ndarray, idx: np.ndarray, seg: np.ndarray
@@ -527,7 +535,7 @@ class ControlChart(ABC):
             label = seg[a].item()
             x, i = v[a:b], idx[a:b]
             if label != self._seg_label:
-                self._seg_label, self._seg_level, self._pending = label, None, None
+                self._seg_label, self._seg_level = label, None
                 self._seg_buf, self._seg_n, self._seg_fresh = [], 0, True
             if self._seg_level is None:
                 need = self.recenter_points - self._seg_n
@@ -595,8 +603,11 @@ class ControlChart(ABC):
             # A short spike shows as a big prediction error at its first point and as values
             # far from the level on every point: either finds it. The value reported is the
             # prediction error where that is beyond the limit, else the distance from the level.
+            # The distance from a recentred level also carries that level's error.
+            wy = w + _LEVEL_L * self.level_sd
             r = np.where(np.abs(e) > w, e, y)
-            bad = np.flatnonzero(np.abs(r) > w)
+            over = (np.abs(e) > w) | (np.abs(y) > wy)
+            bad = np.flatnonzero(over)
             if bad.size:
                 groups.append(
                     ViolationArrays(
@@ -690,7 +701,7 @@ class ControlChart(ABC):
         self.model = ARFit(bl["mean"], tuple(phi), bl["sigma_e"])
         self.baseline = bl
         self._seg_label, self._seg_level, self._seg_buf, self._seg_n = None, None, [], 0
-        self._seg_scale, self.level_sd, self._pending = 1.0, 0.0, None
+        self._seg_scale, self.level_sd = 1.0, 0.0
         self.scale_sd, self._run_ss, self._run_n = 0.0, 0.0, 0
         self._win_means, self._win_logscales = [], []
         self._level_ref, self._level_b2 = bl["mean"], None
