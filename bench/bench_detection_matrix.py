@@ -22,7 +22,7 @@ alerts per 100 k in-control points (alerts not within a defect or the 1,000
 points after it). PASS needs recall >= 95 % for every type and < 1 false alert
 per 100 k.
 
-    python bench/bench_detection_matrix.py [--points 1000000] [--quick] [--seed 11]
+    python bench/bench_detection_matrix.py [--points 2000000] [--quick] [--seed 11]
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def run(sc: Scenario, n: int, seed: int, batch: int = 1000) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--points", type=int, default=1_000_000, help="points per scenario")
+    ap.add_argument("--points", type=int, default=2_000_000, help="points per scenario")
     ap.add_argument("--quick", action="store_true", help="300 k points per scenario")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--scenario", default=None, help="run only scenarios whose name contains this")

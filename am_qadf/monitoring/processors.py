@@ -205,7 +205,11 @@ class SPCProcessor(_Processor):
 
     ``chart`` is ``"imr"``, ``"xbar_r"``, ``"xbar_s"``, ``"ewma"`` or ``"cusum"``;
     ``chart_options`` go to the chart (``L``, ``lam``, ``k``, ``h``,
-    ``subgroup_size``, ``check_dispersion``, ...). ``rules`` (Nelson 1-8) apply to
+    ``subgroup_size``, ``check_dispersion``, and for autocorrelated signals
+    ``sigma_method="ar"``, ``recenter_points``, ``residual_L``, ``variance_L``;
+    see :class:`~am_qadf.monitoring.control_charts.ControlChart`). With
+    ``recenter_points`` each message's ``layer`` is the segment a chart recentres
+    on (a message without one continues the layer before). ``rules`` (Nelson 1-8) apply to
     the Shewhart charts (default all eight); EWMA and CUSUM only have rule 1
     (beyond the limits). Each chart learns its baseline from its first
     ``baseline_points`` finite values, or from :meth:`load_baselines`.
