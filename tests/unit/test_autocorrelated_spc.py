@@ -213,3 +213,21 @@ def test_a_defect_on_the_other_side_is_reported() -> None:
     alerts = [a for b in _batches(x, 500) for a in ap(b)["alerts"]]
     low = [a for a in alerts if a["rule"] == "spc:ewma:rule_1" and a["value"] < 1900.0]
     assert low and 4000 <= low[0]["index"] < 4100
+
+
+def test_spc_processor_recentres_on_the_message_layer() -> None:
+    rng = np.random.default_rng(13)
+    n, per = 40_000, 8_000
+    layer = np.arange(n) // per
+    x = 1900.0 + 10.0 * rng.normal(size=n) + rng.normal(0.0, 40.0, layer.max() + 1)[layer]
+    msgs = [{"temperature": float(v), "layer": int(k)} for v, k in zip(x, layer, strict=True)]
+    for m in msgs[9_000:9_050]:
+        del m["layer"]  # a message without a layer continues the layer before
+    opts = {"chart": "ewma", "baseline_points": 2000, "lam": 0.01, "L": 4.0, "sigma_method": "ar"}
+    plain = SPCProcessor(["temperature"], **opts)
+    rec = SPCProcessor(["temperature"], recenter_points=500, **opts)
+    n_plain = sum(plain(msgs[b : b + 1000])["n_violations"] for b in range(0, n, 1000))
+    out = [rec(msgs[b : b + 1000]) for b in range(0, n, 1000)]
+    assert n_plain > 1000 and sum(o["n_violations"] for o in out) == 0
+    last = out[-1]["signals"]["temperature"]
+    assert last["segment_level"] == pytest.approx(float(np.mean(x[-per:])), abs=3.0)
