@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from bisect import insort
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -124,6 +125,11 @@ _MIN_WINDOWS = 5  # segments seen before the between-segment variance is trusted
 _WINDOWS_KEPT = 50
 
 
+def _sorted_median(a: list[float]) -> float:
+    n = len(a)
+    return a[n // 2] if n % 2 else 0.5 * (a[n // 2 - 1] + a[n // 2])
+
+
 def _weight(between2: float | None, noise2: float) -> float:
     """Weight of a segment's own estimate: between / (between + noise); 1 if unknown."""
     if between2 is None or between2 + noise2 <= 0:
@@ -167,9 +173,15 @@ def _variance_terms(r: np.ndarray, prev: float = math.nan) -> np.ndarray:
     variance statistic blind to a shift of the mean, which the EWMA answers for; the
     cap leaves single spikes to the residual statistic. Mean 1 for white residuals.
     A missing predecessor gives the mean, 1."""
-    d = np.diff(r, prepend=prev)
+    if r.size == 0:
+        return np.empty(0)
+    d = np.empty(r.size)
+    d[0] = r[0] - prev
+    np.subtract(r[1:], r[:-1], out=d[1:])
     t = np.minimum(0.5 * d * d, _VARIANCE_CLIP * _VARIANCE_CLIP)
-    return np.where(np.isfinite(t), t, 1.0)
+    if not math.isfinite(t[0]):
+        t[0] = 1.0
+    return t
 
 
 SIGMA_METHODS: tuple[str, ...] = ("moving_range", "ar")
@@ -480,6 +492,7 @@ class ControlChart(ABC):
         self._win_means.append(mean)
         self._win_logscales.append(math.log(scale))
         del self._win_means[:-_WINDOWS_KEPT], self._win_logscales[:-_WINDOWS_KEPT]
+        # kept sorted: the median is then the middle item, no numpy call per block
         self._blk_means, self._blk_logscales = [mean], [math.log(scale)]
         self._blk_buf, self._blk_n, self._blk_ss, self._blk_ssn = [], 0, 0.0, 0
         self._set_level()
@@ -495,10 +508,10 @@ class ControlChart(ABC):
         self._blk_ssn += self._run_n
         if self._blk_n < self.recenter_points:
             return
-        self._blk_means.append(float(np.mean(np.concatenate(self._blk_buf))))
+        insort(self._blk_means, float(np.mean(np.concatenate(self._blk_buf))))
         if self._blk_ssn > 1 and self.baseline["sigma_e"] > 0:
             rms = math.sqrt(self._blk_ss / self._blk_ssn) / self.baseline["sigma_e"]
-            self._blk_logscales.append(math.log(min(max(rms, 0.5), 2.0)))
+            insort(self._blk_logscales, math.log(min(max(rms, 0.5), 2.0)))
         self._blk_buf, self._blk_n, self._blk_ss, self._blk_ssn = [], 0, 0.0, 0
         self._set_level()
 
@@ -513,13 +526,13 @@ class ControlChart(ABC):
         eff = self.recenter_points * k / (math.pi / 2 if k >= 3 else 1.0)
         noise2 = b["sigma_long_run"] ** 2 / eff
         w = _weight(self._level_b2, noise2)
-        own = float(np.median(self._blk_means))
+        own = _sorted_median(self._blk_means)
         self._seg_level = self._level_ref + w * (own - self._level_ref)
         self.level_sd = math.sqrt(w * noise2)
         ks = max(len(self._blk_logscales), 1)
         effs = self.recenter_points * ks / (math.pi / 2 if ks >= 3 else 1.0)
         ws = _weight(self._scale_b2, 0.5 / effs)
-        own_s = float(np.median(self._blk_logscales)) if self._blk_logscales else 0.0
+        own_s = _sorted_median(self._blk_logscales) if self._blk_logscales else 0.0
         self._seg_scale = math.exp(self._scale_ref + ws * (own_s - self._scale_ref))
         self.scale_sd = math.sqrt(ws * 0.5 / effs)
 
@@ -530,8 +543,8 @@ class ControlChart(ABC):
         segment's level is learned from its first ``recenter_points`` values, which are
         not monitored; it is refined by the in-control values that follow."""
         assert self.baseline is not None and self.recenter_points is not None
-        cuts = np.flatnonzero(seg[1:] != seg[:-1]) + 1
-        for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, seg.size].tolist(), strict=True):
+        cuts = (np.flatnonzero(seg[1:] != seg[:-1]) + 1).tolist()
+        for a, b in zip([0, *cuts], [*cuts, seg.size], strict=True):
             label = seg[a].item()
             x, i = v[a:b], idx[a:b]
             if label != self._seg_label:
@@ -605,17 +618,13 @@ class ControlChart(ABC):
             # prediction error where that is beyond the limit, else the distance from the level.
             # The distance from a recentred level also carries that level's error.
             wy = w + _LEVEL_L * self.level_sd
-            r = np.where(np.abs(e) > w, e, y)
-            over = (np.abs(e) > w) | (np.abs(y) > wy)
-            bad = np.flatnonzero(over)
+            ae = np.abs(e)
+            bad = np.flatnonzero((ae > w) | (np.abs(y) > wy))
             if bad.size:
+                r = np.where(ae[bad] > w, e[bad], y[bad])
                 groups.append(
                     ViolationArrays(
-                        "residual",
-                        idx[bad],
-                        np.ones(bad.size, np.int64),
-                        r[bad],
-                        np.abs(r[bad]) / w,
+                        "residual", idx[bad], np.ones(bad.size, np.int64), r, np.abs(r) / w
                     )
                 )
         if lim["variance_ucl"] is not None:
