@@ -117,10 +117,8 @@ class Stream:
 def plan(rng: np.random.Generator, n: int, first: int) -> list[Defect]:
     out: list[Defect] = []
     pos = first
-    k = 0
     while True:
-        kind = TYPES[k % len(TYPES)]
-        k += 1
+        kind = TYPES[int(rng.integers(len(TYPES)))]  # random order: no period to meet layers
         sign = float(rng.choice((-1.0, 1.0)))
         if kind == "shift":
             ln, sig, mag = int(rng.integers(500, 1501)), MELT, 2.0

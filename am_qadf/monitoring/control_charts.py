@@ -121,7 +121,8 @@ def _merge(parts: list[ChartUpdate]) -> ChartUpdate:
 
 _VARIANCE_CLIP = 3.0
 _LEVEL_L = 3.0
-_MIN_WINDOWS = 5  # segments seen before the between-segment variance is trusted
+_RESIDUAL_MARGIN = 2.5
+_MIN_WINDOWS = 8  # segments seen before the between-segment variance is trusted
 _WINDOWS_KEPT = 50
 
 
@@ -151,7 +152,13 @@ def _random_effect(
     h = np.asarray(history)
     ref = float(np.median(h))
     kept = np.delete(h, int(np.argmax(np.abs(h - ref))))
-    return ref, max(float(np.var(kept, ddof=1)) - noise2, 0.0)
+    # Upper 90 % confidence bound of the spread (chi-square, Wilson-Hilferty): with few
+    # segments an underestimate would pull a shifted layer's level toward the others and
+    # hold its chart out of control; an overestimate only costs a little precision.
+    nu = kept.size - 1
+    c = 1.0 - 2.0 / (9.0 * nu) - 1.2816 * math.sqrt(2.0 / (9.0 * nu))
+    upper = float(np.var(kept, ddof=1)) * nu / (nu * max(c, 0.05) ** 3)
+    return ref, max(upper - noise2, 0.0)
 
 
 def _terms_sd(q: np.ndarray) -> float:
@@ -585,14 +592,22 @@ class ControlChart(ABC):
     def residual_limits(self) -> dict[str, float | None]:
         """Limits of the residual statistics (None where not configured or not ready)."""
         b = self.baseline
-        out: dict[str, float | None] = {"residual_ucl": None, "variance_ucl": None}
+        out: dict[str, float | None] = {
+            "residual_ucl": None,
+            "deviation_ucl": None,
+            "variance_ucl": None,
+        }
         if b is None:
             return out
         if self.residual_L is not None:
-            # In units of the sd of one value: a point must miss its prediction by L whole
-            # in-control spreads. With strong autocorrelation sigma_e is a fraction of that,
-            # and L·sigma_e would flag every scan-vector start transient.
-            out["residual_ucl"] = self.residual_L * b.get("sigma_marginal", b["sigma_e"])
+            # A value may sit L sds of one value from the level. Its prediction error may
+            # be as large, or, when the model predicts well (strong autocorrelation: sigma_e
+            # a fraction of that sd), no more than the baseline's own 99.9th percentile
+            # plus 2.5 sigma_e: scan-vector start transients live in that percentile.
+            wide = self.residual_L * b.get("sigma_marginal", b["sigma_e"])
+            q = b.get("res_q999", math.inf) + _RESIDUAL_MARGIN
+            out["residual_ucl"] = min(wide, q * b["sigma_e"])
+            out["deviation_ucl"] = wide + _LEVEL_L * self.level_sd
         if self.variance_L is not None:
             lv = self.variance_lam
             noise = self.variance_L * b["res_sq_sd"] * math.sqrt(lv / (2.0 - lv))
@@ -612,20 +627,19 @@ class ControlChart(ABC):
         lim = self.residual_limits()
         groups = []
         if lim["residual_ucl"] is not None:
-            w = lim["residual_ucl"]
+            w, wy = lim["residual_ucl"], lim["deviation_ucl"]
+            assert wy is not None
             # A short spike shows as a big prediction error at its first point and as values
             # far from the level on every point: either finds it. The value reported is the
-            # prediction error where that is beyond the limit, else the distance from the level.
-            # The distance from a recentred level also carries that level's error.
-            wy = w + _LEVEL_L * self.level_sd
+            # prediction error where that is beyond its limit, else the distance from the level.
             ae = np.abs(e)
             bad = np.flatnonzero((ae > w) | (np.abs(y) > wy))
             if bad.size:
-                r = np.where(ae[bad] > w, e[bad], y[bad])
+                eb = ae[bad] > w
+                r = np.where(eb, e[bad], y[bad])
+                score = np.where(eb, ae[bad] / w, np.abs(y[bad]) / wy)
                 groups.append(
-                    ViolationArrays(
-                        "residual", idx[bad], np.ones(bad.size, np.int64), r, np.abs(r) / w
-                    )
+                    ViolationArrays("residual", idx[bad], np.ones(bad.size, np.int64), r, score)
                 )
         if lim["variance_ucl"] is not None:
             prev = self._res_last
@@ -681,7 +695,9 @@ class ControlChart(ABC):
             if segs is not None:
                 _, inv = np.unique(segs, return_inverse=True)
                 y = data - (np.bincount(inv, weights=data) / np.bincount(inv))[inv]
-            sq = _variance_terms(fit.residuals(y)[fit.order :] / fit.sigma_e)[1:]
+            r = fit.residuals(y)[fit.order :] / fit.sigma_e
+            est["res_q999"] = float(np.quantile(np.abs(r), 0.999)) if r.size else 3.3
+            sq = _variance_terms(r)[1:]
             est["res_sq_mean"] = float(np.mean(sq)) if sq.size else 1.0
             est["res_sq_sd"] = _terms_sd(sq)
         else:
