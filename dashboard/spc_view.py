@@ -236,6 +236,9 @@ class SPCView(MonitorView):
                 for a in alerts
                 if a.metric == name
                 and a.rule.startswith("spc:")
+                # residual statistics are prediction errors and variance ratios, not points
+                # of this chart's statistic
+                and not a.rule.startswith("spc:residual")
                 and a.index is not None
                 and a.id not in chart.seen_alerts
             ]
