@@ -121,7 +121,7 @@ def _merge(parts: list[ChartUpdate]) -> ChartUpdate:
 
 _VARIANCE_CLIP = 3.0
 _LEVEL_L = 3.0
-_RESIDUAL_MARGIN = 2.5
+_RESIDUAL_MARGIN = 3.0
 _MIN_WINDOWS = 8  # segments seen before the between-segment variance is trusted
 _WINDOWS_KEPT = 50
 
@@ -603,7 +603,7 @@ class ControlChart(ABC):
             # A value may sit L sds of one value from the level. Its prediction error may
             # be as large, or, when the model predicts well (strong autocorrelation: sigma_e
             # a fraction of that sd), no more than the baseline's own 99.9th percentile
-            # plus 2.5 sigma_e: scan-vector start transients live in that percentile.
+            # plus 3 sigma_e: scan-vector start transients live in that percentile.
             wide = self.residual_L * b.get("sigma_marginal", b["sigma_e"])
             q = b.get("res_q999", math.inf) + _RESIDUAL_MARGIN
             out["residual_ucl"] = min(wide, q * b["sigma_e"])
