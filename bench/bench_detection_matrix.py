@@ -22,7 +22,7 @@ alerts per 100 k in-control points (alerts not within a defect or the 1,000
 points after it). PASS needs recall >= 95 % for every type and < 1 false alert
 per 100 k.
 
-    python bench/bench_detection_matrix.py [--points 2000000] [--quick] [--seed 11]
+    python bench/bench_detection_matrix.py [--points 2000000] [--quick] [--seed 11] [--classic]
 """
 
 from __future__ import annotations
@@ -231,9 +231,22 @@ def messages(st: Stream, lo: int, hi: int) -> list[dict[str, Any]]:
     return out
 
 
-def run(sc: Scenario, n: int, seed: int, batch: int = 1000) -> dict[str, Any]:
+CLASSIC = {
+    "sigma_method": "moving_range",
+    "recenter_points": None,
+    "residual_L": None,
+    "variance_L": None,
+    "ewma_lambda": 0.01,
+    "ewma_L": 6.0,
+}
+"""The chart default_processors() ran before issue 16, for comparison (--classic)."""
+
+
+def run(
+    sc: Scenario, n: int, seed: int, batch: int = 1000, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     st = generate(sc, n, seed, first=10_000)
-    procs = default_processors(sample_rate_hz=RATE_HZ, limits=sc.limits)
+    procs = default_processors(sample_rate_hz=RATE_HZ, limits=sc.limits, **(options or {}))
     alert = procs["alert_processor"]
     alerts: list[dict[str, Any]] = []
     cpu = 0.0
@@ -274,10 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="300 k points per scenario")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--scenario", default=None, help="run only scenarios whose name contains this")
+    ap.add_argument(
+        "--classic", action="store_true", help="the pre-issue-16 chart (moving range, no recentre)"
+    )
     args = ap.parse_args(argv)
     n = 300_000 if args.quick else args.points
     t0 = time.perf_counter()
-    print(f"detection matrix: {n:,} points per scenario, seed {args.seed}, batches of 1,000")
+    what = "classic chart (moving-range sigma, no recentring)" if args.classic else "defaults"
+    print(f"detection matrix: {n:,} points per scenario, seed {args.seed}, ", end="")
+    print(f"batches of 1,000, {what}")
     print("recall within 1,000 points / median delay / max delay / alerts per defect")
     head = f"{'scenario':<34}" + "".join(f"{k:>22}" for k in TYPES)
     print(head + f"{'FA/100k':>9}{'M pts/s':>9}  verdict")
@@ -287,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if sc.nominal[0] != 1900.0:
             sc = Scenario(**{**sc.__dict__, "limits": _material_limits(sc)})
-        r = run(sc, n, args.seed * 100 + k)
+        r = run(sc, n, args.seed * 100 + k, options=CLASSIC if args.classic else None)
         cells = []
         ok = r["fa"] < 1.0
         for kind in TYPES:
