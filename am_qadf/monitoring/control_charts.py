@@ -333,6 +333,7 @@ class ControlChart(ABC):
         self._recent = _Recent(self.baseline_points)
         self._pw_cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
         self._seg_label: Any = None
+        self._learning = True
         self._seg_level: float | None = None
         self._seg_scale = 1.0
         self._blk_means: list[float] = []  # block means of the current segment
@@ -389,7 +390,8 @@ class ControlChart(ABC):
 
     @property
     def segment_level(self) -> float | None:
-        """Level of the current segment (``recenter_points``), None while it is learned."""
+        """Level of the current segment (``recenter_points``): while it is learned, the
+        typical segment's once known, else None."""
         return self._seg_level
 
     @property
@@ -471,12 +473,14 @@ class ControlChart(ABC):
             return _empty_update(n_valid, n_invalid, n_base)
         if self.recenter_points is not None and seg is not None:
             parts = []
-            for x, i, fresh in self._recenter(v, idx, seg):
+            for x, i, fresh, learning in self._recenter(v, idx, seg):
                 if fresh:
                     self.reset_state()
+                assert self._seg_level is not None
                 y = (x - self._seg_level) / self._seg_scale + self.baseline["mean"]
                 upd = self._monitor_all(y, i)
-                self._add_to_block(x)
+                if not learning:
+                    self._add_to_block(x)
                 parts.append(upd)
             upd = _merge(parts)
         else:
@@ -545,32 +549,51 @@ class ControlChart(ABC):
 
     def _recenter(
         self, v: np.ndarray, idx: np.ndarray, seg: np.ndarray
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, bool]]:
-        """Runs of one segment (raw values, index, whether a new segment begins). A new
-        segment's level is learned from its first ``recenter_points`` values, which are
-        not monitored; it is refined by the in-control values that follow."""
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, bool, bool]]:
+        """Runs of one segment (raw values, index, whether a new segment begins, whether
+        the values are its learning window). A new segment's level is learned from its
+        first ``recenter_points`` values; meanwhile they are watched against the typical
+        segment (limits widened by the between-segment spread) once that is known, and
+        not watched before. The level is then refined by the values that follow."""
         assert self.baseline is not None and self.recenter_points is not None
         cuts = (np.flatnonzero(seg[1:] != seg[:-1]) + 1).tolist()
         for a, b in zip([0, *cuts], [*cuts, seg.size], strict=True):
             label = seg[a].item()
             x, i = v[a:b], idx[a:b]
             if label != self._seg_label:
-                self._seg_label, self._seg_level = label, None
+                self._seg_label, self._learning = label, True
                 self._seg_buf, self._seg_n, self._seg_fresh = [], 0, True
-            if self._seg_level is None:
+            if self._learning:
                 need = self.recenter_points - self._seg_n
-                self._seg_buf.append(x[:need])
-                self._seg_n += min(need, x.size)
-                self.n_learning += min(need, x.size)
+                lx, li = x[:need], i[:need]
+                self._seg_buf.append(lx)
+                self._seg_n += lx.size
+                self.n_learning += lx.size
                 x, i = x[need:], i[need:]
+                if self._level_b2 is not None and lx.size:
+                    self._typical_level()
+                    yield lx, li, self._seg_fresh, True
+                    self._seg_fresh = False
                 if self._seg_n < self.recenter_points:
                     continue
                 learn = np.concatenate(self._seg_buf)
-                self._seg_buf = []
+                self._seg_buf, self._learning = [], False
                 self._learned(learn)
+                # the statistics restart on the segment's own level
+                self._seg_fresh = True
             if x.size:
-                yield x, i, self._seg_fresh
+                yield x, i, self._seg_fresh, False
                 self._seg_fresh = False
+
+    def _typical_level(self) -> None:
+        """Level and scale of the typical segment, with their spread as the error."""
+        b = self.baseline
+        assert b is not None and self.recenter_points is not None
+        m = self.recenter_points * max(len(self._win_means), 1)
+        self._seg_level = self._level_ref
+        self.level_sd = math.sqrt((self._level_b2 or 0.0) + b["sigma_long_run"] ** 2 / m)
+        self._seg_scale = math.exp(self._scale_ref)
+        self.scale_sd = math.sqrt((self._scale_b2 or 0.0) + 0.5 / m)
 
     def _segment_scale(self, y: np.ndarray) -> float:
         """Noise of a segment relative to the baseline's: the sd of the model's residuals
@@ -726,6 +749,7 @@ class ControlChart(ABC):
         self.model = ARFit(bl["mean"], tuple(phi), bl["sigma_e"])
         self.baseline = bl
         self._seg_label, self._seg_level, self._seg_buf, self._seg_n = None, None, [], 0
+        self._learning = True
         self._seg_scale, self.level_sd = 1.0, 0.0
         self.scale_sd, self._run_ss, self._run_n = 0.0, 0.0, 0
         self._win_means, self._win_logscales = [], []
