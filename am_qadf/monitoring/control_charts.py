@@ -538,7 +538,11 @@ class ControlChart(ABC):
         noise2 = b["sigma_long_run"] ** 2 / eff
         w = _weight(self._level_b2, noise2)
         own = _sorted_median(self._blk_means)
+        old = self._seg_level
         self._seg_level = self._level_ref + w * (own - self._level_ref)
+        if old is not None and not self._learning:
+            # the refined level re-expresses what was charted against the old one
+            self._shift_state((old - self._seg_level) / self._seg_scale)
         self.level_sd = math.sqrt(w * noise2)
         ks = max(len(self._blk_logscales), 1)
         effs = self.recenter_points * ks / (math.pi / 2 if ks >= 3 else 1.0)
@@ -584,6 +588,10 @@ class ControlChart(ABC):
             if x.size:
                 yield x, i, self._seg_fresh, False
                 self._seg_fresh = False
+
+    def _shift_state(self, d: float) -> None:
+        """The charted deviations move by ``d`` (a refined level): carry the state along."""
+        self._res_hist = self._res_hist + d
 
     def _typical_level(self) -> None:
         """Level and scale of the typical segment, with their spread as the error."""
@@ -1149,6 +1157,11 @@ class EWMAChart(ControlChart):
         super().reset_state()
         self._z = self.baseline["mean"] if self.baseline else float("nan")
         self._t = 0
+
+    def _shift_state(self, d: float) -> None:
+        super()._shift_state(d)
+        # as if the refined level had been used since the statistic restarted
+        self._z += d * (1.0 - (1.0 - self.lam) ** min(self._t, 100_000))
 
     def _width(self, t: np.ndarray | float) -> np.ndarray | float:
         # A recentred segment's level error is an offset constant over the segment, not
