@@ -122,6 +122,8 @@ def _merge(parts: list[ChartUpdate]) -> ChartUpdate:
 _VARIANCE_CLIP = 3.0
 _LEVEL_L = 3.0
 _RESIDUAL_MARGIN = 3.0
+_OUT_BLOCKS = 4  # out-of-control blocks in a row after which they count for the level
+_SIDE_STATISTICS = ("residual", "residual_variance", "moving_range", "range", "stdev")
 _MIN_WINDOWS = 8  # segments seen before the between-segment variance is trusted
 _WINDOWS_KEPT = 50
 
@@ -340,6 +342,7 @@ class ControlChart(ABC):
         self._blk_logscales: list[float] = []
         self._blk_buf: list[np.ndarray] = []
         self._blk_n, self._blk_ss, self._blk_ssn = 0, 0.0, 0
+        self._blk_out, self._out_run = False, 0
         self._run_ss, self._run_n = 0.0, 0  # residual sum of squares of the last stretch
         self._scale_ref, self._scale_b2 = 0.0, None
         #: sd of log(segment noise scale) estimate (0 without recentering)
@@ -480,7 +483,8 @@ class ControlChart(ABC):
                 y = (x - self._seg_level) / self._seg_scale + self.baseline["mean"]
                 upd = self._monitor_all(y, i)
                 if not learning:
-                    self._add_to_block(x)
+                    out = any(g.statistic not in _SIDE_STATISTICS for g in upd.groups)
+                    self._add_to_block(x, out)
                 parts.append(upd)
             upd = _merge(parts)
         else:
@@ -506,18 +510,27 @@ class ControlChart(ABC):
         # kept sorted: the median is then the middle item, no numpy call per block
         self._blk_means, self._blk_logscales = [mean], [math.log(scale)]
         self._blk_buf, self._blk_n, self._blk_ss, self._blk_ssn = [], 0, 0.0, 0
+        self._blk_out, self._out_run = False, 0
         self._set_level()
 
-    def _add_to_block(self, x: np.ndarray) -> None:
+    def _add_to_block(self, x: np.ndarray, out: bool) -> None:
         """Collect monitored values (and their residuals' sum of squares) into blocks of
         ``recenter_points``; each full block adds its mean and noise scale to the
-        segment's estimates."""
+        segment's estimates, unless the chart was out of control in it (``out``): a
+        defect must not move the level it is measured from. Only when that lasts for
+        ``_OUT_BLOCKS`` blocks in a row is it taken as the segment's new normal."""
         assert self.baseline is not None and self.recenter_points is not None
         self._blk_buf.append(x)
         self._blk_n += x.size
         self._blk_ss += self._run_ss * self._seg_scale**2
         self._blk_ssn += self._run_n
+        self._blk_out = self._blk_out or out
         if self._blk_n < self.recenter_points:
+            return
+        self._out_run = self._out_run + 1 if self._blk_out else 0
+        self._blk_out = False
+        if 0 < self._out_run < _OUT_BLOCKS:
+            self._blk_buf, self._blk_n, self._blk_ss, self._blk_ssn = [], 0, 0.0, 0
             return
         insort(self._blk_means, float(np.mean(np.concatenate(self._blk_buf))))
         if self._blk_ssn > 1 and self.baseline["sigma_e"] > 0:
