@@ -231,3 +231,20 @@ def test_spc_processor_recentres_on_the_message_layer() -> None:
     assert n_plain > 1000 and sum(o["n_violations"] for o in out) == 0
     last = out[-1]["signals"]["temperature"]
     assert last["segment_level"] == pytest.approx(float(np.mean(x[-per:])), abs=3.0)
+
+
+def test_learning_window_is_watched_once_the_typical_layer_is_known() -> None:
+    rng = np.random.default_rng(14)
+    per, n_layers = 5000, 12
+    x = rng.normal(size=per * n_layers)
+    seg = np.arange(x.size) // per
+    start = per * (n_layers - 1)
+    x[start : start + 800] += 3.0  # a shift from the first point of the last layer
+    ch = EWMAChart(2000, lam=0.05, L=4.0, sigma_method="ar", recenter_points=500)
+    first = None
+    for b in range(0, x.size, 250):
+        upd = ch.update(x[b : b + 250], segment=seg[b : b + 250])
+        hits = [int(g.index[0]) for g in upd.groups if g.statistic == "ewma"]
+        if hits and first is None:
+            first = hits[0]
+    assert first is not None and start <= first < start + 500
