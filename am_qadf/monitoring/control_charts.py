@@ -122,7 +122,9 @@ def _merge(parts: list[ChartUpdate]) -> ChartUpdate:
 _VARIANCE_CLIP = 3.0
 _LEVEL_L = 3.0
 _RESIDUAL_MARGIN = 3.0
-_OUT_BLOCKS = 4  # out-of-control blocks in a row after which they count for the level
+_NO_POINTS = np.empty(0, np.int64)
+_OUT_BLOCKS = 2  # out-of-control blocks in a row after which they count for the level
+_BLOCK_FACTOR = 8  # refinement blocks are this many learning windows long
 _SIDE_STATISTICS = ("residual", "residual_variance", "moving_range", "range", "stdev")
 _MIN_WINDOWS = 8  # segments seen before the between-segment variance is trusted
 _WINDOWS_KEPT = 50
@@ -479,13 +481,20 @@ class ControlChart(ABC):
             for x, i, fresh, learning in self._recenter(v, idx, seg):
                 if fresh:
                     self.reset_state()
-                assert self._seg_level is not None
-                y = (x - self._seg_level) / self._seg_scale + self.baseline["mean"]
-                upd = self._monitor_all(y, i)
-                if not learning:
-                    out = any(g.statistic not in _SIDE_STATISTICS for g in upd.groups)
-                    self._add_to_block(x, out)
-                parts.append(upd)
+                # Blocks close at exact counts and the level may change there, so the run is
+                # charted piece by piece: batching never changes the result.
+                pos = 0
+                while pos < x.size:
+                    assert self._seg_level is not None and self.recenter_points is not None
+                    take = x.size - pos if learning else self._block_points() - self._blk_n
+                    xs, js = x[pos : pos + take], i[pos : pos + take]
+                    y = (xs - self._seg_level) / self._seg_scale + self.baseline["mean"]
+                    upd = self._monitor_all(y, js)
+                    if not learning:
+                        out = any(g.statistic not in _SIDE_STATISTICS for g in upd.groups)
+                        self._add_to_block(xs, out)
+                    parts.append(upd)
+                    pos += xs.size
             upd = _merge(parts)
         else:
             upd = self._monitor_all(v, idx)
@@ -513,9 +522,13 @@ class ControlChart(ABC):
         self._blk_out, self._out_run = False, 0
         self._set_level()
 
+    def _block_points(self) -> int:
+        assert self.recenter_points is not None
+        return _BLOCK_FACTOR * self.recenter_points
+
     def _add_to_block(self, x: np.ndarray, out: bool) -> None:
         """Collect monitored values (and their residuals' sum of squares) into blocks of
-        ``recenter_points``; each full block adds its mean and noise scale to the
+        8 x ``recenter_points``; each full block adds its mean and noise scale to the
         segment's estimates, unless the chart was out of control in it (``out``): a
         defect must not move the level it is measured from. Only when that lasts for
         ``_OUT_BLOCKS`` blocks in a row is it taken as the segment's new normal."""
@@ -525,7 +538,7 @@ class ControlChart(ABC):
         self._blk_ss += self._run_ss * self._seg_scale**2
         self._blk_ssn += self._run_n
         self._blk_out = self._blk_out or out
-        if self._blk_n < self.recenter_points:
+        if self._blk_n < self._block_points():
             return
         self._out_run = self._out_run + 1 if self._blk_out else 0
         self._blk_out = False
@@ -677,7 +690,8 @@ class ControlChart(ABC):
             # far from the level on every point: either finds it. The value reported is the
             # prediction error where that is beyond its limit, else the distance from the level.
             ae = np.abs(e)
-            bad = np.flatnonzero((ae > w) | (np.abs(y) > wy))
+            hit = (ae > w) | (np.abs(y) > wy)
+            bad = np.flatnonzero(hit) if hit.any() else _NO_POINTS
             if bad.size:
                 eb = ae[bad] > w
                 r = np.where(eb, e[bad], y[bad])
@@ -693,7 +707,7 @@ class ControlChart(ABC):
             z = _ewma_recursion(sq - m0, self._var_z - m0, self.variance_lam, self._pw_cache) + m0
             self._var_z = float(z[-1])
             u = lim["variance_ucl"]
-            bad = np.flatnonzero(z > u)
+            bad = np.flatnonzero(z > u) if z.max(initial=-math.inf) > u else _NO_POINTS
             if bad.size:
                 groups.append(
                     ViolationArrays(
