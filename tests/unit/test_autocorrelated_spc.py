@@ -248,3 +248,25 @@ def test_learning_window_is_watched_once_the_typical_layer_is_known() -> None:
         if hits and first is None:
             first = hits[0]
     assert first is not None and start <= first < start + 500
+
+
+def test_recentring_does_not_depend_on_batching() -> None:
+    rng = np.random.default_rng(15)
+    n, per = 60_000, 6_000
+    seg = np.arange(n) // per
+    x = ar1(n, 0.6, seed=15) + rng.normal(0.0, 2.0, seg.max() + 1)[seg]
+    x[20_000:21_000] += 2.0
+    x[33_000:33_003] += 9.0
+
+    def run(size: int) -> list[tuple[str, int]]:
+        ch = EWMAChart(
+            3000, lam=0.01, L=4.0, sigma_method="ar", recenter_points=300, residual_L=5.0,
+            variance_L=6.0,
+        )  # fmt: skip
+        out = []
+        for b in range(0, n, size):
+            upd = ch.update(x[b : b + size], segment=seg[b : b + size])
+            out += [(g.statistic, int(i)) for g in upd.groups for i in g.index]
+        return sorted(out)
+
+    assert run(1000) == run(337) != []
