@@ -232,10 +232,12 @@ def messages(st: Stream, lo: int, hi: int) -> list[dict[str, Any]]:
 
 
 CLASSIC = {
-    "sigma_method": "moving_range",
-    "recenter_points": None,
-    "residual_L": None,
-    "variance_L": None,
+    "spc_options": {
+        "sigma_method": "moving_range",
+        "recenter_points": None,
+        "residual_L": None,
+        "variance_L": None,
+    },
     "ewma_lambda": 0.01,
     "ewma_L": 6.0,
 }

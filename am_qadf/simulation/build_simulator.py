@@ -305,7 +305,7 @@ class BuildSimulator:
         sig = m.respond(power, speed, pts["path_j"].astype(np.float64), heat, rng)
         sig["power"] = power + rng.normal(0.0, m.power_noise, n)
         sig["scan_speed"] = speed + rng.normal(0.0, m.speed_noise, n)
-        drop = apply_measured(self._events, base, base + n, sig, self.seed)
+        drop = apply_measured(self._events, base, base + n, sig, self.seed, m)
         for name, decimals in SENSOR_DECIMALS.items():
             if name in sig:
                 sig[name] = np.round(sig[name], decimals)

@@ -26,9 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from am_qadf.simulation.process_model import ProcessModel
+
 __all__ = [
+    "ALL_DEFECT_TYPES",
     "DEFECT_TYPES",
     "DROPOUT_MODES",
+    "SUBTLE_DEFECT_TYPES",
     "TEST_DEFECT_CONTEXT",
     "DefectEvent",
     "plan_defects",

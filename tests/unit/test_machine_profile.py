@@ -26,7 +26,14 @@ def test_shipped_simulator_file_is_the_built_in_default() -> None:
     assert (p.machine, p.fields, p.signals) == (d.machine, d.fields, d.signals)
     assert d.is_identity and d.source == "<built-in simulator>"
     assert d.spc_signals == ("temperature", "melt_pool_area", "intensity")
-    assert d.signal("temperature").options == {"lam": 0.01, "L": 6.0}
+    assert d.signal("temperature").options == {
+        "lam": 0.003,
+        "L": 4.5,
+        "sigma_method": "ar",
+        "recenter_points": 500,
+        "residual_L": 5.0,
+        "variance_L": 6.0,
+    }
 
 
 def test_example_machine_profile_parses_with_its_own_shape() -> None:
