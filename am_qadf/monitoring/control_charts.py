@@ -123,8 +123,8 @@ _VARIANCE_CLIP = 3.0
 _LEVEL_L = 3.0
 _RESIDUAL_MARGIN = 3.0
 _NO_POINTS = np.empty(0, np.int64)
-_OUT_BLOCKS = 2  # out-of-control blocks in a row after which they count for the level
-_BLOCK_FACTOR = 8  # refinement blocks are this many learning windows long
+_OUT_BLOCKS = 3  # out-of-control blocks in a row after which they count for the level
+_BLOCK_FACTOR = 2  # refinement blocks are this many learning windows long
 _SIDE_STATISTICS = ("residual", "residual_variance", "moving_range", "range", "stdev")
 _MIN_WINDOWS = 8  # segments seen before the between-segment variance is trusted
 _WINDOWS_KEPT = 50
@@ -528,7 +528,7 @@ class ControlChart(ABC):
 
     def _add_to_block(self, x: np.ndarray, out: bool) -> None:
         """Collect monitored values (and their residuals' sum of squares) into blocks of
-        8 x ``recenter_points``; each full block adds its mean and noise scale to the
+        2 x ``recenter_points``; each full block adds its mean and noise scale to the
         segment's estimates, unless the chart was out of control in it (``out``): a
         defect must not move the level it is measured from. Only when that lasts for
         ``_OUT_BLOCKS`` blocks in a row is it taken as the segment's new normal."""
