@@ -28,6 +28,7 @@ OPERATOR_ACTIONS = frozenset(
         "resume",
         "seek",
         "acknowledge",
+        "clear_alert",
         "delete_old_data",
         "inject_defect",
         "relearn_baseline",

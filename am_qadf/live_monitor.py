@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,8 +27,9 @@ from am_qadf.machine_profile import MachineProfile
 from am_qadf.streaming import KafkaProducer, StreamingClient, StreamingConfig
 from am_qadf.streaming.baseline_store import BaselineStore
 from am_qadf.streaming.brick_changes import BrickChangeLog
+from am_qadf.streaming.buffer_manager import BufferManager
 from am_qadf.streaming.streaming_result import StreamingResult
-from am_qadf.streaming.timestamps import now_utc
+from am_qadf.streaming.timestamps import now_utc, to_epoch_us, to_utc
 from am_qadf.voxelization.voxel_grid import VoxelGrid
 
 __all__ = [
@@ -37,9 +40,21 @@ __all__ = [
     "LiveMonitor",
     "MonitorConfig",
     "check_keep_hours",
+    "feed_state",
 ]
 
 log = logging.getLogger(__name__)
+
+_NO_LAYER = np.iinfo(np.int64).max
+#: Chart kinds the monitor runs beside each signal's own by default (the SPC tab's).
+DEFAULT_EXTRA_CHARTS = ("imr", "xbar_r")
+_SPC_PREFIX = "spc_chart_"  # processors of the charts run beside the EWMA one
+#: Points of each chart's statistic kept per signal and batch (the newest), and in all:
+#: at 20 batches a second, 25 minutes.
+SPC_POINTS_PER_BATCH = 2
+SPC_SERIES_POINTS = 60_000
+#: Rule violations kept per chart.
+SPC_MARKS = 2_000
 
 #: Least and most hours of history an operator may keep when deleting older data: less
 #: than an hour is the retention setting's job (``history_retention_s``), not a button's.
@@ -121,10 +136,34 @@ class MonitorConfig:
     #: Most bytes the embedded history file may hold: beyond it the oldest messages are
     #: deleted first (checked every few seconds; None: no size limit).
     history_max_bytes: int | None = DEFAULT_HISTORY_MAX_BYTES
+    #: Seconds without a new message after which the feed counts as stale ("No data
+    #: for N s"), measured from when the newest batch ARRIVED, not from its timestamps
+    #: (a replayed build is as live as a new one).
+    stale_after_s: float = 5.0
+    #: At most this many stored messages are replayed from the history when "replay
+    #: from start" finds the build's beginning gone from the broker (its retention).
+    replay_history_max: int = 2_000_000
+    #: Control charts run beside each charted signal's own (the profile's, which raises
+    #: the SPC alerts), for the SPC tab: any of ``"ewma"``, ``"imr"``, ``"xbar_r"``,
+    #: ``"xbar_s"``, ``"cusum"``. Each costs: with I-MR and X̄-R beside the simulator's
+    #: EWMA the pipeline's throughput is 0.6-0.7x, with all five 0.45-0.65x
+    #: (``bench/bench_spc_charts.py``).
+    spc_charts: tuple[str, ...] = DEFAULT_EXTRA_CHARTS
 
     def __post_init__(self) -> None:
+        if not np.isfinite(self.stale_after_s) or self.stale_after_s <= 0:
+            raise ValueError(
+                f"stale_after_s must be a positive number of seconds, got {self.stale_after_s}"
+            )
         if not np.isfinite(self.rate) or self.rate <= 0:
             raise ValueError(f"rate must be a positive number of messages/s, got {self.rate}")
+        from am_qadf.monitoring.control_charts import CHART_KINDS
+
+        self.spc_charts = tuple(self.spc_charts)
+        if any(k not in CHART_KINDS for k in self.spc_charts):
+            raise ValueError(
+                f"spc_charts must be kinds of {sorted(CHART_KINDS)}, got {self.spc_charts!r}"
+            )
         if self.publish_batch < 1:
             raise ValueError(f"publish_batch must be >= 1, got {self.publish_batch}")
         if self.profile is not None and not isinstance(self.profile, MachineProfile):
@@ -142,7 +181,8 @@ class MonitorConfig:
         ``AMQADF_RATE``, ``AMQADF_SEED``, ``AMQADF_PROFILE`` (a machine profile TOML;
         a bad one fails here, naming file, key and reason), ``AMQADF_HISTORY_RETENTION_S``
         and ``AMQADF_HISTORY_MAX_MB`` (size limit of the embedded history file in MiB;
-        ``0`` or ``none``: no limit).
+        ``0`` or ``none``: no limit), ``AMQADF_STALE_AFTER_S`` and ``AMQADF_SPC_CHARTS``
+        (comma-separated chart kinds run beside the profile's).
 
         >>> MonitorConfig.from_env({"AMQADF_RATE": "2000"}).rate
         2000.0
@@ -168,7 +208,30 @@ class MonitorConfig:
             rate=float(env.get("AMQADF_RATE", 5000.0)),
             seed=int(env.get("AMQADF_SEED", 7)),
             profile=MachineProfile.from_env(env),
+            stale_after_s=float(env.get("AMQADF_STALE_AFTER_S", 5.0)),
+            spc_charts=tuple(
+                k.strip()
+                for k in env.get("AMQADF_SPC_CHARTS", ",".join(DEFAULT_EXTRA_CHARTS)).split(",")
+                if k.strip()
+            ),
         )
+
+
+def feed_state(state: str, data_age_s: float | None, stale_after_s: float) -> str:
+    """``"live"``, ``"stale"`` (consuming, but no message for more than
+    ``stale_after_s``), ``"waiting"`` (consuming, no message yet: ``data_age_s`` None),
+    or the consumer ``state`` itself when it is not running (paused, stopped, failed).
+
+    >>> feed_state("running", 1.0, 5.0), feed_state("running", 9.0, 5.0)
+    ('live', 'stale')
+    >>> feed_state("running", None, 5.0), feed_state("paused", 9.0, 5.0)
+    ('waiting', 'paused')
+    """
+    if state != "running":
+        return state
+    if data_age_s is None:
+        return "waiting"
+    return "live" if data_age_s <= stale_after_s else "stale"
 
 
 class LiveMonitor:
@@ -215,13 +278,55 @@ class LiveMonitor:
         self._replay_layer: int | None = None
         self._baseline_store: BaselineStore | None = None
         self._baseline: dict[str, Any] = {}
+        self._arrived: float | None = None  # time.monotonic() when the newest batch came
+        self._started: float | None = None  # ... and when consuming started
+        #: Build starts seen (a replay starts its builds again): a build id not seen
+        #: since start or the latest replay clears grid, SPC and live buffers, and
+        #: views reset when this changes.
+        self.builds = 0
+        self._build_ids: set[str] = set()
+        # (messages processed when the latest replay began, of which first deliveries)
+        self._replay_mark: tuple[int, int] | None = None
+        self._replayed_before = 0  # re-deliveries counted by earlier replays
+        self._backfill = False  # the next batch is the first one after a replay
+        #: Messages of the latest replay that came from the history store (the broker
+        #: no longer had them).
+        self.replayed_from_history = 0
+        # lowest and highest build layer seen in each voxel layer (z slab)
+        self._layer_lo = np.full(int(self.grid.dims[2]), _NO_LAYER, dtype=np.int64)
+        self._layer_hi = np.full(int(self.grid.dims[2]), -1, dtype=np.int64)
+        # runs before the other processors, so a new build's first batch already
+        # lands in a cleared grid
+        self.client.register_processor("build_watch", self._watch_build)
         self._install_processors()
         self.client.add_result_listener(self._on_result)
 
     # -- wiring -------------------------------------------------------------------------
-    def _install_processors(self) -> None:
+    def _install_processors(self, alerts: Any = None) -> None:
+        from am_qadf.monitoring.processors import SPCProcessor
+
         procs = self.client.with_default_processors(self.grid).processors
+        main = procs.get("spc_processor")
+        for name in [n for n in procs if n.startswith(_SPC_PREFIX)]:
+            self.client.unregister_processor(name)  # those of the previous build
+        for kind in self.config.spc_charts if main is not None else ():
+            self.client.register_processor(
+                _SPC_PREFIX + kind,
+                SPCProcessor(
+                    main.signals,
+                    chart=kind,
+                    baseline_points=main.baseline_points,
+                    rules=[1],  # run rules flag plain noise at tens of kHz
+                    column_cache=self.client.column_cache,
+                ),
+            )
+        with self._lock:
+            self._spc_series: dict[tuple[str, str], BufferManager] = {}
+            self._spc_marks: dict[str, deque] = {}
+            self._spc_kinds: dict[str, dict[str, Any]] = {}
         self.incremental = procs["voxel_processor"].incremental
+        if alerts is not None:  # keep the alert history (a new build, not a replay)
+            procs["alert_processor"].alert_manager = alerts
         self.alerts = procs["alert_processor"].alert_manager
         self.spc = procs.get("spc_processor")  # None when the profile charts no signal
         self._apply_stored_baseline()
@@ -326,10 +431,193 @@ class LiveMonitor:
         ``material``, ``build_id``, ``learned_at``, ``learned_by`` where known."""
         return dict(self._baseline)
 
+    def _clear_views_state(self) -> None:
+        """Empty grid, change log and signal buffers (consumer thread, between batches)."""
+        self._layer_lo.fill(_NO_LAYER)
+        self._layer_hi.fill(-1)
+        self.grid.clear()
+        self.incremental.reset_updated_regions()
+        self.changes.reset()
+        for buf in self.client.buffers.values():
+            buf.clear()
+
+    def _watch_build(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        """Processor run first on every batch: the first message of a build id not seen
+        since start (or the latest replay) begins a new build. Looks at the batch's
+        last message only (a build's messages come in order)."""
+        build = batch[-1].get("build_id") if batch else None
+        if self._backfill and batch:
+            self._backfill = False
+            self._replay_history_before(batch[0])
+        if build is None or build in self._build_ids:
+            return {}
+        if self._build_ids:  # not the first build: the previous one's state goes
+            self._clear_views_state()
+            self._install_processors(alerts=self.alerts)
+            with self._lock:
+                self._spc = {}
+                self._last = {"layer": None, "build_id": build, "timestamp": None}
+        self._build_ids.add(build)
+        self.builds += 1
+        return {"new_build": build}
+
+    def _replay_history_before(self, first: dict[str, Any], chunk: int = 20_000) -> None:
+        """After a replay: feed the stored messages of ``first``'s build older than
+        ``first`` (those the broker's retention dropped) through the pipeline before it,
+        so the replay starts at the build's first layer (consumer thread)."""
+        storage, build = self.storage, first.get("build_id")
+        if storage is None or build is None or not self.config.streaming.enable_mongodb_storage:
+            return
+        try:
+            end = to_utc(first.get("timestamp")) - timedelta(microseconds=1)
+        except (TypeError, ValueError):
+            return
+        start, done = end - timedelta(days=365), 0
+        self._build_ids.add(build)  # the messages replayed here begin the build
+        self.builds += 1
+        while done < self.config.replay_history_max:
+            try:
+                docs = storage.query_stream_history(
+                    start,
+                    end,
+                    {"build_id": build},
+                    limit=min(chunk, self.config.replay_history_max - done),
+                )
+            except Exception:
+                log.exception("replaying build %s from the history failed", build)
+                break
+            if not docs:
+                break
+            if done == 0 and isinstance(layer := docs[0].get("layer"), int | float):
+                with self._lock:
+                    self._replay_layer = int(layer)
+            result = self.client.process_stream_batch(docs)
+            self._record_layers(docs)
+            if result.voxel_updates:
+                self.changes.mark(result.voxel_updates["bricks"])
+            done += len(docs)
+            start = to_utc(docs[-1]["timestamp"]) + timedelta(microseconds=1)
+        self.replayed_from_history = done
+        if done:
+            log.info("replayed %d messages of build %s from the history", done, build)
+
+    def _record_spc(self, batch: list[dict[str, Any]], result: StreamingResult) -> None:
+        """Keep each chart's statistic over time (the newest points of every batch,
+        placed back in time from the batch's newest message) and its rule violations
+        (consumer thread)."""
+        main = result.spc_results or {}
+        # each signal's own chart (the profile's) keys its series by its kind; a chart
+        # run beside it of the same kind is left out
+        own = {sig: str(st.get("chart")) for sig, st in (main.get("signals") or {}).items()}
+        charts: list[tuple[str | None, dict[str, Any]]] = [(None, main)] if main else []
+        for name, out in (result.metadata.get("processors") or {}).items():
+            if name.startswith(_SPC_PREFIX) and isinstance(out, dict):
+                charts.append((name[len(_SPC_PREFIX) :], out))
+        if not charts:
+            return
+        try:
+            t_last = to_epoch_us(batch[-1]["timestamp"])
+            step = (t_last - to_epoch_us(batch[0]["timestamp"])) / max(len(batch) - 1, 1)
+        except (KeyError, TypeError, ValueError):
+            return
+        layer = batch[-1].get("layer")
+        layer = float(layer) if isinstance(layer, int | float) else np.nan
+        with self._lock:
+            for extra, out in charts:
+                if extra is not None:
+                    self._spc_kinds[extra] = out
+                for v in out.get("violations") or ():
+                    kind = extra or own.get(v.get("signal"))
+                    if kind is not None and (extra is None or own.get(v.get("signal")) != kind):
+                        self._spc_marks.setdefault(kind, deque(maxlen=SPC_MARKS)).append(v)
+                for signal, st in (out.get("signals") or {}).items():
+                    kind = extra or own[signal]
+                    if extra is not None and own.get(signal) == extra:
+                        continue
+                    latest = st.get("latest") or {}
+                    idx = np.asarray(latest.get("index") or (), dtype=np.int64)
+                    if idx.size == 0:
+                        continue
+                    val = np.array([np.nan if v is None else v for v in latest["value"]], float)
+                    us = t_last - np.rint((idx[-1] - idx) * step).astype(np.int64)
+                    keep = slice(None, None, -max(1, idx.size // SPC_POINTS_PER_BATCH))
+                    idx, val, us = idx[keep][::-1], val[keep][::-1], us[keep][::-1]
+                    rows = np.column_stack([val, np.full(idx.size, layer), idx.astype(float)])
+                    buf = self._spc_series.get((kind, signal))
+                    if buf is None:
+                        buf = self._spc_series[(kind, signal)] = BufferManager(
+                            buffer_size=SPC_SERIES_POINTS
+                        )
+                    buf.add_batch(rows, us.astype("datetime64[us]"))
+
+    def spc_kinds(self, signal: str) -> list[str]:
+        """The control chart kinds run on ``signal``: its own (the profile's, which
+        raises the SPC alerts) first, then those run beside it (``spc_charts``)."""
+        spc = self.spc
+        if spc is None or signal not in spc.signals:
+            return []
+        own = spc.charts[signal].kind if signal in spc.charts else None
+        kinds = [own] if own else []
+        return kinds + [k for k in self.config.spc_charts if k not in kinds]
+
+    def spc_series(
+        self, chart: str, signal: str, seconds: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, epoch_us)`` of ``chart``'s statistic for ``signal`` over the last
+        ``seconds`` (None: all kept, up to ``SPC_SERIES_POINTS``), oldest first; each row
+        is ``(statistic, build layer, point index)``."""
+        with self._lock:
+            buf = self._spc_series.get((chart, signal))
+        if buf is None:
+            return np.empty((0, 3)), np.empty(0, dtype=np.int64)
+        if seconds is None:
+            seconds = float(np.finfo(np.float32).max)
+        return buf.get_time_window_arrays(seconds)
+
+    def spc_violations(self, chart: str, signal: str | None = None) -> list[dict[str, Any]]:
+        """The latest rule violations of ``chart`` (at most ``SPC_MARKS``), oldest first:
+        dicts with ``signal, rule, time, layer, value, index``."""
+        with self._lock:
+            marks = list(self._spc_marks.get(chart, ()))
+        return [m for m in marks if signal is None or m.get("signal") == signal]
+
+    def _record_layers(self, batch: list[dict[str, Any]]) -> None:
+        """Note which build layers each voxel layer holds (consumer thread)."""
+        cols = self.client.column_cache.columns(batch, ["z", "layer"])
+        z, layer = cols["z"], cols["layer"]
+        ok = np.isfinite(z) & np.isfinite(layer)
+        if not ok.any():
+            return
+        k = np.floor((z[ok] - self.grid.bbox_min[2]) / self.grid.resolution).astype(np.int64)
+        inside = (k >= 0) & (k < self._layer_lo.size)
+        k, lay = k[inside], layer[ok][inside].astype(np.int64)
+        np.minimum.at(self._layer_lo, k, lay)
+        np.maximum.at(self._layer_hi, k, lay)
+
+    def build_layers(self, k: int) -> tuple[int, int] | None:
+        """The lowest and highest build layer seen in voxel layer ``k`` (the z slab
+        ``k * resolution`` above the plate), None when none was.
+
+        >>> mon = LiveMonitor(MonitorConfig(simulate=False))
+        >>> mon.build_layers(0) is None
+        True
+        """
+        if not 0 <= k < self._layer_lo.size or self._layer_hi[k] < 0:
+            return None
+        return int(self._layer_lo[k]), int(self._layer_hi[k])
+
+    def voxel_layer(self, build_layer: int) -> int | None:
+        """The voxel layer that holds ``build_layer`` (None when not seen yet)."""
+        hit = np.flatnonzero((self._layer_lo <= build_layer) & (self._layer_hi >= build_layer))
+        return int(hit[0]) if hit.size else None
+
     def _on_result(self, batch: list[dict[str, Any]], result: StreamingResult) -> None:
         if result.voxel_updates:
             self.changes.mark(result.voxel_updates["bricks"])
+        self._record_spc(batch, result)
+        self._record_layers(batch)
         last = batch[-1]
+        self._arrived = time.monotonic()
         with self._lock:
             self._last = {
                 "layer": last.get("layer", self._last["layer"]),
@@ -355,7 +643,9 @@ class LiveMonitor:
     def start(self) -> None:
         """Start consuming (and publishing the simulated build, if configured)."""
         topic = self.config.streaming.kafka_topic
+        _ = self.storage  # built now, so health shows it before the first message
         if not self.client.is_running:
+            self._started = time.monotonic()
             self.client.start_consumer([topic], lambda _msgs: None)
         if self.config.simulate and self._publisher is None:
             from am_qadf.simulation.publisher import SimulationPublisher
@@ -478,18 +768,20 @@ class LiveMonitor:
     def _seek(self, timeout: float) -> None:
 
         def reset_and_seek() -> None:
-            self.grid.clear()
-            self.incremental.reset_updated_regions()
-            self.changes.reset()
-            for buf in self.client.buffers.values():
-                buf.clear()
+            self._clear_views_state()
             self.alerts.reset()
             self._install_processors()
+            self._build_ids.clear()
+            processed = int(self.client.get_stream_statistics()["messages_processed"])
             with self._lock:
                 self._spc = {}
                 self._last = {"layer": None, "build_id": None, "timestamp": None}
                 self.replays += 1
                 self._replay_layer = None
+                self._replayed_before = self._replayed(processed)
+                self._replay_mark = (processed, processed - self._replayed_before)
+                self._backfill = True
+                self.replayed_from_history = 0
             self.client.seek_to_beginning()
 
         self.client.run_between_batches(reset_and_seek).result(timeout=timeout)
@@ -565,6 +857,13 @@ class LiveMonitor:
         """Acknowledge an alert by id; returns it as a dict."""
         return self.alerts.acknowledge(alert_id, by=by).to_dict()
 
+    def clear_alert(self, alert_id: str) -> dict[str, Any]:
+        """Clear an alert by id (it leaves the active list; its episode ends, so the
+        next occurrence raises a new alert); returns it as a dict, ``KeyError`` if
+        unknown."""
+        cleared = self.alerts.clear(alert_id)
+        return (cleared[0] if cleared else self.alerts.get(alert_id)).to_dict()
+
     # -- reading ------------------------------------------------------------------------
     def take_updated_bricks(self, viewer: str) -> tuple[np.ndarray, bool]:
         """Bricks ((n, 3) brick coordinates) changed since ``viewer`` last asked, and
@@ -583,20 +882,60 @@ class LiveMonitor:
         """Forget a viewer's change cursor (call when its session ends)."""
         self.changes.forget(viewer)
 
-    def spc_state(self) -> dict[str, Any]:
-        """Latest SPC results per signal (center line, limits, violations)."""
+    def spc_state(self, chart: str | None = None) -> dict[str, Any]:
+        """Latest SPC results per signal (center line, limits, violations): of each
+        signal's own chart (None), or of the ``chart`` kind (see :meth:`spc_kinds`)."""
         with self._lock:
-            return dict(self._spc)
+            main = dict(self._spc)
+            extra = dict(self._spc_kinds.get(chart, {})) if chart is not None else {}
+        if chart is None:
+            return main
+        signals = dict(extra.get("signals") or {})
+        for sig, st in (main.get("signals") or {}).items():
+            if st.get("chart") == chart:
+                signals[sig] = st  # the signal's own chart is of this kind
+        return {**extra, "signals": signals}
+
+    def _replayed(self, processed: int) -> int:
+        """Messages among ``processed`` that were delivered again by replays: after a
+        replay, as many as had been delivered once before it (hold ``_lock``)."""
+        if self._replay_mark is None:
+            return 0
+        at_seek, unique = self._replay_mark
+        return self._replayed_before + min(max(0, processed - at_seek), unique)
 
     def snapshot(self) -> dict[str, Any]:
-        """Figures for status and health views, cheap enough for every UI tick."""
+        """Figures for status and health views, cheap enough for every UI tick.
+
+        Besides the statistics: ``feed`` (see :func:`feed_state`), ``data_age_s``
+        (seconds since the newest batch arrived; before any, since consuming started),
+        ``messages_new`` and ``messages_replayed`` (first deliveries and re-deliveries
+        by "replay from start"), ``builds`` (builds begun: views reset when it changes)
+        and the ``topic``."""
         stats = self.client.get_stream_statistics()
+        now = time.monotonic()
+        arrived = self._arrived
+        since = arrived if arrived is not None else self._started
+        age = None if since is None else max(0.0, now - since)
+        processed = int(stats["messages_processed"])
         with self._lock:
             last = dict(self._last)
             replay_layer = self._replay_layer
+            replayed = self._replayed(processed)
         publisher = self._publisher
         return {
             "state": stats["consumer_state"],
+            "feed": feed_state(
+                str(stats["consumer_state"]),
+                None if arrived is None else age,
+                self.config.stale_after_s,
+            ),
+            "data_age_s": age,
+            "stale_after_s": self.config.stale_after_s,
+            "messages_new": processed - replayed,
+            "messages_replayed": replayed,
+            "builds": self.builds,
+            "topic": self.config.streaming.kafka_topic,
             "stats": stats,
             "health": self.client.health(),
             "current_layer": last["layer"],
@@ -610,6 +949,7 @@ class LiveMonitor:
             "publish_failed": publisher.producer.failed if publisher is not None else None,
             "replays": self.replays,
             "replay_from_layer": replay_layer,
+            "replayed_from_history": self.replayed_from_history,
             # whether the profile fits the stream (missing fields, points off the plate)
             "profile": self.client.profile_statistics(),
             "baseline": self.baseline_info(),

@@ -45,11 +45,11 @@ from .markup import TEXT_LIMIT, esc, whole_number
 from .pipeline_cache import get_monitor, monitor_config
 from .signals import profile_of
 from .spc_view import SPCView
-from .theme import ACCENT, KIOSK_CSS_FILE, LOGO_FILE, STATE_COLORS, OfflineFast, read_css
-from .view_base import MonitorView, html_pane
+from .theme import ACCENT, KIOSK_CSS_FILE, LOGO_FILE, OfflineFast, read_css
+from .view_base import MonitorView, feed_status, html_pane
 from .voxel_view import VoxelView
 
-__all__ = ["Dashboard"]
+__all__ = ["NOTEBOOK_EXTENSIONS", "Dashboard", "load_notebook_extensions"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,33 @@ def _models_frozen() -> Iterator[None]:
         return
     with doc.models.freeze():
         yield
+
+
+#: Panel extensions the dashboard's components need in a notebook.
+NOTEBOOK_EXTENSIONS = ("vtk", "tabulator")
+
+
+def load_notebook_extensions() -> bool:
+    """In a Jupyter kernel, load the Panel extensions the dashboard needs unless they
+    are loaded already (so ``Dashboard.embedded()`` renders in a fresh notebook without
+    a ``pn.extension(...)`` cell first); True if it loaded them. Elsewhere (a server, a
+    script) it does nothing.
+
+    >>> load_notebook_extensions()  # not in a notebook here
+    False
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return False
+    loaded = set(pn.extension._loaded_extensions)
+    if pn.extension._loaded and loaded.issuperset(NOTEBOOK_EXTENSIONS):
+        return False
+    pn.extension(*NOTEBOOK_EXTENSIONS)
+    return True
 
 
 class Dashboard(pn.viewable.Viewer):
@@ -182,13 +209,15 @@ class Dashboard(pn.viewable.Viewer):
     @classmethod
     def embedded(cls, profile: MachineProfile | str | None = None, **params: Any) -> Dashboard:
         """A ready dashboard on the embedded default (simulated build streamed over
-        ``memory://``, embedded storage; ``AMQADF_*`` variables still apply).
+        ``memory://``, embedded storage; ``AMQADF_*`` variables still apply). In a
+        notebook it loads the Panel extensions it needs itself.
 
         ``profile`` (a :class:`MachineProfile` or a TOML path; default
         ``AMQADF_PROFILE``, else the simulator's) says which machine is monitored. The
         pipeline is one per process: a later call with another profile gets a
         :class:`ValueError` naming both.
         """
+        load_notebook_extensions()
         cfg = monitor_config()
         if profile is not None:
             cfg.profile = MachineProfile.resolve(profile)
@@ -262,14 +291,17 @@ class Dashboard(pn.viewable.Viewer):
                 return
 
     def _update_header(self, snap: dict[str, Any]) -> None:
+        feed, state_text, color = feed_status(snap)
         state = str(snap.get("state", "stopped"))
-        color = STATE_COLORS.get(state, STATE_COLORS["stopped"])
         layer = whole_number(snap.get("current_layer"))
-        msgs = int((snap.get("stats") or {}).get("messages_processed") or 0)
+        stats = snap.get("stats") or {}
+        msgs = int(snap.get("messages_new", stats.get("messages_processed")) or 0)
+        replayed = int(snap.get("messages_replayed") or 0)
         voxels = int(snap.get("occupied_voxels") or 0)
         alerts = int(snap.get("alerts_active") or 0)
         build = esc(snap.get("build_id") or "–", limit=TEXT_LIMIT)
         machine = esc(self.profile.machine.title, limit=TEXT_LIMIT)
+        again = f' <span class="amq-hdr-replayed">+{replayed:,} replayed</span>' if replayed else ""
         items = [
             ("machine", esc(self.profile.machine.id, limit=TEXT_LIMIT), f"<b>{machine}</b>"),
             ("build", build, f"Build <b>{build}</b>"),
@@ -277,8 +309,8 @@ class Dashboard(pn.viewable.Viewer):
              f"Layer <b>{'–' if layer is None else layer}</b>"),
             ("state", esc(state),
              f'<span class="amq-dot" style="background:{color}"></span>'
-             f"{esc(state.capitalize())}"),
-            ("msgs", msgs, f"<b>{msgs:,}</b> msgs"),
+             f"{esc(state_text)}"),
+            ("msgs", msgs, f"<b>{msgs:,}</b> msgs{again}"),
             ("voxels", voxels, f"<b>{voxels:,}</b> voxels"),
             ("alerts", alerts, f"<b>{alerts:,}</b> active alerts"),
         ]  # fmt: skip
@@ -289,12 +321,13 @@ class Dashboard(pn.viewable.Viewer):
             newest = f' data-newest="{to_utc(snap.get("newest_timestamp")).timestamp() * 1e3:.0f}"'
         except (TypeError, ValueError, OverflowError):
             newest = ""
-        newest += f' data-sent="{time.time() * 1e3:.0f}"'
+        newest += f' data-sent="{time.time() * 1e3:.0f}" data-replayed="{replayed}"'
+        extra = {"msgs": newest, "state": f' data-feed="{esc(feed)}"'}
         self.header.object = (
             '<div class="amq-hdr">'
             + "".join(
                 f'<span class="amq-hdr-item amq-hdr-{k}" data-{k}="{v}"'
-                f"{newest if k == 'msgs' else ''}>{body}</span>"
+                f"{extra.get(k, '')}>{body}</span>"
                 for k, v, body in items
             )
             + "</div>"
@@ -385,6 +418,7 @@ class Dashboard(pn.viewable.Viewer):
         grid[12:20, 0:5] = _card("Current layer", self.layer_map, "amq-card-layer")
         grid[12:20, 5:12] = _card("Active alerts", self.alerts, "amq-card-alerts")
         return pn.Column(
+            self.alerts.banner,  # the newest unacknowledged critical alert, full width
             self.kiosk_status.pane,
             grid,
             self.watchdog,

@@ -1,14 +1,17 @@
-"""Health: throughput, latency, consumer lag, errors, dead letters, buffer use, the
-connection state of the broker (Kafka or the in-process one), Redis and MongoDB, and
+"""Health: throughput, latency, consumer lag, errors, dead letters, the seconds of data
+the signal buffers hold (their fill is always 100 % once a build streams: they are
+rings), the connection state of the broker (Kafka or the in-process one), the cache
+(Redis or in-process) and the history (MongoDB or the embedded SQLite file), and
 whether the machine profile fits the stream (fields missing, points off the plate).
 
 Everything comes from :meth:`LiveMonitor.snapshot` (statistics and health of the
 streaming client) plus the signal buffers' own statistics. Throughput is measured
 between two ticks (messages processed per second now, not since start).
 
->>> connection_rows({"broker": "memory", "bootstrap_servers": ["memory://"],
-...                  "consumer_state": "running", "storage": None})[0]["state"]
-'ok'
+>>> row = connection_rows({"broker": "memory", "bootstrap_servers": ["memory://"],
+...                        "consumer_state": "running", "storage": None})[0]
+>>> row["system"], row["backend"], row["state"]
+('Broker', 'in-process broker', 'ok')
 """
 
 from __future__ import annotations
@@ -63,50 +66,69 @@ def profile_fit_html(fit: dict[str, Any] | None) -> str:
     )
 
 
-def connection_rows(health: dict[str, Any]) -> list[dict[str, str]]:
-    """One row per external system: name, backend, state (ok / down / off), detail."""
+def connection_rows(
+    health: dict[str, Any], *, feed: str | None = None, topic: str | None = None
+) -> list[dict[str, str]]:
+    """One row per part of the pipeline: broker, cache, history. Each row names its
+    system, backend, state (``ok``, ``waiting``, ``down`` or ``off``) and a detail.
+
+    The embedded defaults are named for what they are (in-process broker and cache,
+    embedded history file), not as a missing server. A consumer that has received no
+    message yet (``feed`` ``"waiting"``) is ``waiting``, not ``ok``: its topic may not
+    even exist yet.
+    """
     rows = []
     broker = health.get("broker", "kafka")
     servers = ", ".join(health.get("bootstrap_servers") or [])
     consumer = str(health.get("consumer_state", ""))
+    state = "ok" if consumer in ("running", "paused") else "down"
+    where = f"{servers} · topic {topic}" if topic else servers
+    detail = f"{where} · consumer {consumer}"
+    if state == "ok" and feed == "waiting":
+        state = "waiting"
+        detail += " · no message yet (the topic may not exist yet)"
     rows.append(
         {
-            "system": "Kafka",
+            "system": "Broker" if broker == "memory" else "Kafka",
             "backend": "in-process broker" if broker == "memory" else "Kafka",
-            "state": "ok" if consumer in ("running", "paused") else "down",
-            "detail": f"{servers} · consumer {consumer}",
+            "state": state,
+            "detail": detail,
         }
     )
     st = health.get("storage") or {}
     rows.append(
         _storage_row(
             st,
-            "Redis",
             "cache",
-            {"redis": "Redis", "memory": "in-process cache"},
+            {"redis": ("Redis", "Redis"), "memory": ("Cache", "in-process cache")},
             f"{st.get('cache_writes', 0):,} writes, {st.get('cache_failures', 0):,} failures",
         )
     )
+    location = st.get("history_location")
     rows.append(
         _storage_row(
             st,
-            "MongoDB",
             "history",
-            {"mongodb": "MongoDB", "sqlite": "embedded history file"},
-            f"{st.get('documents_inserted', 0):,} stored, {st.get('spooled', 0):,} spooled",
+            {
+                "mongodb": ("MongoDB", "MongoDB"),
+                "sqlite": ("History", "embedded history (SQLite)"),
+            },
+            (f"{location} · " if location else "")
+            + f"{st.get('documents_inserted', 0):,} stored, {st.get('spooled', 0):,} spooled",
         )
     )
     return rows
 
 
 def _storage_row(
-    st: dict[str, Any], system: str, part: str, names: dict[str, str], detail: str
+    st: dict[str, Any], part: str, names: dict[str, tuple[str, str]], detail: str
 ) -> dict[str, str]:
     """The row of one storage part (``"cache"`` or ``"history"``) of ``StreamStorage.health()``."""
     backend = st.get(f"{part}_backend")
+    system, label = names.get(backend, (part.capitalize(), str(backend or "off")))
     return {
         "system": system,
-        "backend": names.get(backend, str(backend or "off")),
+        "backend": label,
         "state": "off" if not st else ("ok" if st.get(f"{part}_ok") else "down"),
         "detail": detail if st else f"{part} disabled",
     }
@@ -165,7 +187,7 @@ class HealthView(MonitorView):
             "amq-h-dead",
             colors=[(0.5, "#2f9e44"), (1e12, "#f5a524")],
         )
-        self.n_buffer = number("Buffer use (%)", "{value:,.0f}", "amq-h-buffer")
+        self.n_buffer = number("Buffers hold (s)", "{value:,.1f}", "amq-h-buffer")
         self.n_total = number("Messages processed", "{value:,.0f}", "amq-h-total")
         self.connections = html_pane(
             "", sizing_mode="stretch_width", css_classes=["amq-connections"]
@@ -191,16 +213,17 @@ class HealthView(MonitorView):
         self.n_errors.value = int(stats.get("errors") or 0)
         self.n_dead.value = int(stats.get("dead_lettered") or 0)
         self.n_total.value = processed
-        self.n_buffer.value = self._buffer_use()
+        self.n_buffer.value = self._buffer_seconds()
         health = snapshot.get("health") or {}
         grid_bytes = int(snapshot.get("grid_bytes") or 0)  # the build's voxel data
-        self.connections.object = self._connections_html(health)
+        rows = connection_rows(health, feed=snapshot.get("feed"), topic=snapshot.get("topic"))
+        self.connections.object = self._connections_html(rows)
         figures = (
             ("throughput", f"{self.throughput:,.0f} msg/s"),
             ("batch latency", f"{self.n_latency.value:,.1f} ms"),
             ("consumer lag", f"{self.n_lag.value:,}"),
             ("errors / dead letters", f"{self.n_errors.value:,} / {self.n_dead.value:,}"),
-            ("buffer use", f"{self.n_buffer.value:,.0f} %"),
+            ("buffers hold", f"{self.n_buffer.value:,.1f} s"),
             ("voxel grid", f"{grid_bytes / 2**20:,.0f} MiB"),
         )
         disk = snapshot.get("history_disk") or {}
@@ -219,7 +242,7 @@ class HealthView(MonitorView):
             )
         if lost := int(snapshot.get("publish_failed") or 0):  # shown only when it happens
             figures = (*figures, ("simulator undelivered", f'<b class="amq-fig-bad">{lost:,}</b>'))
-        self.compact.object = self._compact_html(health) + (
+        self.compact.object = self._compact_html(rows) + (
             f'<table class="amq-conn-table amq-figures" data-grid-bytes="{grid_bytes}"><tbody>'
             + "".join(f'<tr><td>{k}</td><td class="amq-fig">{v}</td></tr>' for k, v in figures)
             + "</tbody></table>"
@@ -241,26 +264,26 @@ class HealthView(MonitorView):
             )
         )
 
-    def _buffer_use(self) -> float:
-        use = [
-            b.get_buffer_statistics()["utilization_percent"]
+    def _buffer_seconds(self) -> float:
+        """Seconds of data in the shortest non-empty signal buffer (0 before any)."""
+        spans = [
+            st["age_span_seconds"]
             for b in self.monitor.client.buffers.values()
+            if (st := b.get_buffer_statistics())["current_size"]
         ]
-        return max(use) if use else 0.0
+        return float(min(spans)) if spans else 0.0
 
     @staticmethod
-    def _connections_html(health: dict[str, Any]) -> str:
-        rows = "".join(
-            _row_start(r) + f"<td>{esc(r['detail'])}</td></tr>" for r in connection_rows(health)
-        )
+    def _connections_html(rows: list[dict[str, str]]) -> str:
+        rows = "".join(_row_start(r) + f"<td>{esc(r['detail'])}</td></tr>" for r in rows)
         return (
             '<table class="amq-conn-table"><thead><tr><th>System</th><th>Backend</th>'
             f"<th>State</th><th>Detail</th></tr></thead><tbody>{rows}</tbody></table>"
         )
 
     @staticmethod
-    def _compact_html(health: dict[str, Any]) -> str:
-        rows = "".join(_row_start(r) + "</tr>" for r in connection_rows(health))
+    def _compact_html(rows: list[dict[str, str]]) -> str:
+        rows = "".join(_row_start(r) + "</tr>" for r in rows)
         return f'<table class="amq-conn-table"><tbody>{rows}</tbody></table>'
 
     def summary(self) -> pn.viewable.Viewable:

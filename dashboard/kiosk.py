@@ -20,8 +20,7 @@ from panel.custom import JSComponent
 from am_qadf.machine_profile import MachineProfile
 
 from .markup import TEXT_LIMIT, esc, whole_number
-from .theme import STATE_COLORS
-from .view_base import html_pane
+from .view_base import feed_status, html_pane
 
 __all__ = ["KioskStatus", "Watchdog"]
 
@@ -68,17 +67,15 @@ class KioskStatus:
     ) -> None:
         """Show the tiles; the first of ``latest`` (the profile's first live signal) gets
         its own tile, labelled from ``profile``."""
-        state = str(snapshot.get("state", "stopped"))
-        color = STATE_COLORS.get(state, STATE_COLORS["stopped"])
+        feed, state_text, color = feed_status(snapshot)
         layer = whole_number(snapshot.get("current_layer"))
         tiles = [
             ("Build", esc(snapshot.get("build_id") or "–", limit=TEXT_LIMIT), "amq-k-build"),
             ("Layer", "–" if layer is None else f"{layer:,}", "amq-k-layer"),
             (
                 "State",
-                f'<span class="amq-dot" style="background:{color}"></span>'
-                f"{esc(state.capitalize())}",
-                "amq-k-state",
+                f'<span class="amq-dot" style="background:{color}"></span>{esc(state_text)}',
+                f"amq-k-state amq-feed-{feed}",
             ),
             ("Throughput", f"{rate:,.0f}<small> msg/s</small>", "amq-k-rate"),
             ("Active alerts", f"{int(snapshot.get('alerts_active') or 0):,}", "amq-k-alerts"),
@@ -93,7 +90,8 @@ class KioskStatus:
                     "amq-k-sig",
                 )
             )
-        msgs = int((snapshot.get("stats") or {}).get("messages_processed") or 0)
+        stats = snapshot.get("stats") or {}
+        msgs = int(snapshot.get("messages_new", stats.get("messages_processed")) or 0)
         self.pane.object = (
             f'<div class="amq-kiosk-tiles" data-msgs="{msgs}">'
             + "".join(

@@ -1,5 +1,7 @@
-"""Layer map: an x–y heat map of one voxel layer (the current one, or a chosen one) with
-the alerts raised in it marked.
+"""Layer map: an x–y heat map of one voxel layer (the current one, or the one holding a
+chosen build layer) with the alerts raised in it marked. It is labelled with the build
+layers it holds (the header's numbering), as the monitor saw them
+(:meth:`LiveMonitor.build_layers`), and its z range.
 
 The slice is kept as a dense 2-D array. A tick asks the monitor which bricks changed
 (its own change cursor) and re-reads only the voxels of changed bricks that cross the
@@ -23,7 +25,7 @@ import param
 
 from .markup import esc
 from .theme import SEVERITY_COLORS, VOXEL_PALETTE, interpolate_palette
-from .view_base import MonitorView, html_pane
+from .view_base import MonitorView, build_layers_text, html_pane
 from .voxel_scene import BRICK
 
 __all__ = ["LayerMap"]
@@ -43,6 +45,13 @@ class LayerMap(MonitorView):
 
     layer_k = param.Integer(
         default=0, bounds=(0, None), doc="Voxel layer shown when not following."
+    )
+
+    build_layer = param.Integer(
+        default=None,
+        allow_None=True,
+        bounds=(0, None),
+        doc="Build layer to show (the voxel layer holding it); follows the build by default.",
     )
 
     update_seconds = param.Number(default=1.0, bounds=(0.0, 60.0))
@@ -138,6 +147,22 @@ class LayerMap(MonitorView):
         self._last_time = 0.0
         self.refresh({})
 
+    @param.depends("build_layer", watch=True)
+    def _on_build_layer(self) -> None:
+        if self._syncing or self.build_layer is None:
+            return
+        k = self.monitor.voxel_layer(self.build_layer)
+        if k is None:  # not built (yet): stay where we are
+            return
+        self._syncing = True
+        try:
+            self.follow = False
+            self.layer_k = k
+        finally:
+            self._syncing = False
+        self._last_time = 0.0
+        self.refresh({})
+
     def refresh(self, snapshot: dict[str, Any]) -> None:
         if time.monotonic() - self._last_time < self.update_seconds:
             return
@@ -147,10 +172,13 @@ class LayerMap(MonitorView):
         k = self._current_k() if self.follow else self.layer_k
         if k is None:
             return
-        if self.follow and k != self.layer_k:
-            self._syncing = True  # show the followed layer in the widget without re-entering
+        if self.follow:
+            self._syncing = True  # show the followed layer in the widgets without re-entering
             try:
                 self.layer_k = k
+                current = snapshot.get("current_layer")
+                if isinstance(current, int | float) and current >= 0:
+                    self.build_layer = int(current)
             finally:
                 self._syncing = False
         changed = False
@@ -232,7 +260,7 @@ class LayerMap(MonitorView):
         z0 = self._lo[2] + k * self._res
         filled = int(np.isfinite(self._plane).sum())
         self._title.object = (
-            f'<span class="amq-layer-z" data-k="{k}">voxel layer {k} · '
+            f'<span class="amq-layer-z" data-k="{k}">{build_layers_text(self.monitor, k)} · '
             f"z {z0:.2f}–{z0 + self._res:.2f} mm</span> · {filled:,} voxels · "
             f"colour: {esc(info.title)}" + (" · following the build" if self.follow else "")
         )
@@ -267,7 +295,7 @@ class LayerMap(MonitorView):
                     pn.widgets.Select.from_param(self.param.signal, name="Colour by", width=160),
                     pn.widgets.Checkbox.from_param(self.param.follow, name="Follow the build"),
                     pn.widgets.IntInput.from_param(
-                        self.param.layer_k, name="Voxel layer", width=110
+                        self.param.build_layer, name="Build layer", width=110
                     ),
                     sizing_mode="stretch_width",
                 ),

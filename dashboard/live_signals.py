@@ -33,7 +33,7 @@ from bokeh.models import Span
 from .markup import esc
 from .view_base import MonitorView, html_pane
 
-__all__ = ["LiveSignals", "minmax_bins"]
+__all__ = ["LiveSignals", "last_seconds", "minmax_bins", "with_gaps"]
 
 
 def _empty_frame(name: str) -> pd.DataFrame:
@@ -79,6 +79,7 @@ class _SignalTrace:
     def __init__(self, name: str, length: int, due: float) -> None:
         self.name = name
         self.cursor: float | None = None  # end (epoch s) of the last bin sent
+        self.last_bin: float | None = None  # centre (epoch s) of the last bin sent
         self.buffer = hv.streams.Buffer(_empty_frame(name), length=length, index=False)
         self.spc: tuple[float, float, float] = (np.nan, np.nan, np.nan)  # centre, LCL, UCL
         self.spans: list[Span] = []  # the SPC lines of the figure shown
@@ -88,6 +89,7 @@ class _SignalTrace:
 
     def reset(self) -> None:
         self.cursor = None
+        self.last_bin = None
         self.buffer.clear()
         self.last_value = np.nan
 
@@ -137,12 +139,47 @@ def _alarm_view(info: Any) -> tuple[float | None, float | None]:
     return (low - margin, high + margin)
 
 
-def _band(data: pd.DataFrame, name: str) -> hv.Area:
-    return hv.Area(data, kdims=[_TIME], vdims=[f"{name}_min", f"{name}_max"])
+def last_seconds(data: pd.DataFrame, seconds: float) -> pd.DataFrame:
+    """The rows of ``data`` (a ``time`` column, ascending) within ``seconds`` of its
+    newest row: the plots' x range then spans the window the card names, however many
+    rows the stream buffer keeps (it holds rows, not seconds).
+
+    >>> t = pd.to_datetime([0, 10, 40, 45], unit="s")
+    >>> last_seconds(pd.DataFrame({"time": t, "v": [1, 2, 3, 4]}), 30.0)["v"].tolist()
+    [3, 4]
+    """
+    if data.empty:
+        return data
+    times = data["time"].to_numpy()
+    first = np.searchsorted(times, times[-1] - np.timedelta64(int(seconds * 1e9), "ns"))
+    return data.iloc[int(first) :]
 
 
-def _mean(data: pd.DataFrame, vdim: hv.Dimension) -> hv.Curve:
-    return hv.Curve(data, kdims=[_TIME], vdims=[vdim])
+def _band(data: pd.DataFrame, name: str, window: float) -> hv.Area:
+    return hv.Area(last_seconds(data, window), kdims=[_TIME], vdims=[f"{name}_min", f"{name}_max"])
+
+
+def _mean(data: pd.DataFrame, vdim: hv.Dimension, window: float) -> hv.Curve:
+    return hv.Curve(last_seconds(data, window), kdims=[_TIME], vdims=[vdim])
+
+
+def with_gaps(
+    tb: np.ndarray, columns: list[np.ndarray], after: float | None, gap: float
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Insert a NaN row wherever consecutive bin centres ``tb`` (and the last centre
+    sent before, ``after``) lie more than ``gap`` apart, so the plot breaks the line
+    there instead of drawing a straight line over time without data.
+
+    >>> tb, (v,) = with_gaps(np.array([5.0, 5.1, 9.0]), [np.array([1.0, 2.0, 3.0])], 4.9, 0.5)
+    >>> tb.tolist(), np.isnan(v).tolist()
+    ([5.0, 5.1, 7.05, 9.0], [False, False, True, False])
+    """
+    prev = np.concatenate(([tb[0] if after is None else after], tb[:-1]))
+    at = np.flatnonzero(tb - prev > gap)
+    if at.size == 0:
+        return tb, columns
+    breaks = 0.5 * (prev[at] + tb[at])
+    return np.insert(tb, at, breaks), [np.insert(c, at, np.nan) for c in columns]
 
 
 class LiveSignals(MonitorView):
@@ -180,6 +217,7 @@ class LiveSignals(MonitorView):
         }
         self._latest = html_pane("", css_classes=["amq-live-latest"], sizing_mode="stretch_width")
         self._plots = self._make_plots()
+        self._epoch: tuple[Any, Any] | None = None  # (builds, replays) of the data shown
 
     # -- plots ---------------------------------------------------------------------------
     def _make_plots(self) -> pn.viewable.Viewable:
@@ -195,8 +233,13 @@ class LiveSignals(MonitorView):
             )
             color = self.color(name)
 
-            band = hv.DynamicMap(functools.partial(_band, name=name), streams=[trace.buffer])
-            mean = hv.DynamicMap(functools.partial(_mean, vdim=vdim), streams=[trace.buffer])
+            window = self.window_seconds
+            band = hv.DynamicMap(
+                functools.partial(_band, name=name, window=window), streams=[trace.buffer]
+            )
+            mean = hv.DynamicMap(
+                functools.partial(_mean, vdim=vdim, window=window), streams=[trace.buffer]
+            )
             hook = functools.partial(trace.add_lines, alarms=(info.low, info.high))
             overlay = (band * mean).opts(
                 hv.opts.Area(color=color, alpha=0.25, line_alpha=0),
@@ -233,8 +276,22 @@ class LiveSignals(MonitorView):
         )
 
     # -- data ----------------------------------------------------------------------------
+    #: Time without data (s) from which the plots break the line: more than two empty
+    #: bins or half a second, whichever is longer.
+    gap_seconds = param.Number(default=0.5, bounds=(0.0, None))
+
+    def reset(self) -> None:
+        """Forget what the plots show (a new build or a replay began)."""
+        for trace in self._traces.values():
+            trace.reset()
+
     def refresh(self, snapshot: dict[str, Any]) -> None:
         mon = self.monitor
+        epoch = (snapshot.get("builds"), snapshot.get("replays"))
+        if epoch != self._epoch:
+            if self._epoch is not None:
+                self.reset()
+            self._epoch = epoch
         now = time.monotonic()
         due = [t for t in self._traces.values() if now >= t.due]
         if mon is None or not due:
@@ -286,6 +343,9 @@ class LiveSignals(MonitorView):
             trace.last_value = float(finite[-1])
         if tb.size == 0:
             return
+        gap = max(self.gap_seconds, 2.5 * width)
+        tb, (mean, lo, hi) = with_gaps(tb, [mean, lo, hi], trace.last_bin, gap)
+        trace.last_bin = float(tb[-1])
         name = trace.name
         trace.buffer.send(
             pd.DataFrame(

@@ -1,12 +1,18 @@
-"""SPC view: the control chart the SPC processor runs, per charted signal, with violations.
+"""SPC view: the control charts the monitor runs per charted signal (the profile's own,
+which raises the SPC alerts, and those run beside it: EWMA, I-MR, X̄-R, X̄-S, CUSUM),
+over time or build layer, with their rule violations, and where the baseline came from.
 
-Every tick takes the latest chart statistics from :meth:`LiveMonitor.spc_state` (the
-newest points of the last batch, with their global point index) and streams the new
-ones into a ``hv.streams.Buffer``; centre line and control limits come from the same
-state, violations from the alerts the SPC rules raised (rule ``spc:...``), which carry
-the point index and value.
+The monitor keeps each chart's statistic as it streams (:meth:`LiveMonitor.spc_series`:
+the newest points of every batch with their time and build layer) and its violations
+(:meth:`LiveMonitor.spc_violations`). Every tick (while the SPC tab is shown) this view
+reads the chosen chart and signal over the chosen window, thins it to at most
+``max_points`` and replaces the plot's data; centre line and control limits come from
+:meth:`LiveMonitor.spc_state` of that chart. A new build or a replay starts a new
+series there, so the chart starts over with its new baseline.
 
->>> view = SPCView(monitor=get_monitor())  # doctest: +SKIP
+>>> chart_frame(np.array([[1.0, 3.0, 0.0], [2.0, 3.0, 1.0], [4.0, 4.0, 2.0]]),
+...             np.array([0, 500_000, 1_000_000]))["layer"].tolist()
+[3.0, 3.5, 4.0]
 """
 
 from __future__ import annotations
@@ -24,15 +30,27 @@ from .markup import esc
 from .theme import SEVERITY_COLORS
 from .view_base import MonitorView, html_pane
 
-__all__ = ["SPCView"]
+__all__ = ["CHART_LABELS", "SPCView", "baseline_html", "chart_frame"]
 
-_STAT_LABEL = {
+#: Names operators know the chart kinds by.
+CHART_LABELS = {
     "ewma": "EWMA",
+    "imr": "I-MR",
+    "xbar_r": "X̄-R",
+    "xbar_s": "X̄-S",
     "cusum": "CUSUM",
-    "imr": "individual",
-    "xbar_r": "subgroup mean",
-    "xbar_s": "subgroup mean",
 }
+
+_STATISTIC = {
+    "ewma": "EWMA of {}",
+    "imr": "{}",
+    "xbar_r": "subgroup mean of {}",
+    "xbar_s": "subgroup mean of {}",
+    "cusum": "CUSUM of {}",
+}
+
+#: Window choices: label -> seconds (None: everything the monitor kept).
+WINDOWS = {"last 2 min": 120.0, "last 10 min": 600.0, "last 30 min": 1800.0, "all kept": None}
 
 
 def baseline_html(b: dict[str, Any] | None, message: str = "") -> str:
@@ -63,50 +81,59 @@ def baseline_html(b: dict[str, Any] | None, message: str = "") -> str:
     return f'<div class="amq-baseline-src" data-origin="{esc(origin)}">{esc(text)}{extra}</div>'
 
 
-def _chart_text(s: dict[str, Any]) -> str:
-    """Chart kind with its main option, e.g. ``EWMA (λ = 0.01)``.
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "time": pd.Series(dtype="datetime64[ns]"),
+            "layer": pd.Series(dtype="float64"),
+            "stat": pd.Series(dtype="float64"),
+        }
+    )
 
-    >>> _chart_text({"chart": "ewma", "lam": 0.01}), _chart_text({"chart": "imr"})
-    ('EWMA (λ = 0.01)', 'IMR')
-    """
-    kind = str(s.get("chart", "")).upper()
-    return f"{kind} (λ = {s['lam']})" if s.get("lam") is not None else kind
+
+def chart_frame(rows: np.ndarray, epoch_us: np.ndarray) -> pd.DataFrame:
+    """Plot rows from :meth:`LiveMonitor.spc_series`: ``time`` (UTC), ``layer`` (the
+    build layer, plus the point's fraction of its layer so a layer's points spread
+    over it instead of stacking on one x) and ``stat``."""
+    if epoch_us.size == 0:
+        return _empty()
+    layer = rows[:, 1]
+    starts = np.flatnonzero(np.concatenate(([True], layer[1:] != layer[:-1])))
+    lengths = np.diff(np.append(starts, layer.size))
+    pos = np.arange(layer.size) - np.repeat(starts, lengths)
+    frac = pos / np.repeat(lengths, lengths)
+    return pd.DataFrame(
+        {
+            "time": epoch_us.astype("datetime64[us]").astype("datetime64[ns]"),
+            "layer": layer + frac,
+            "stat": rows[:, 0],
+        }
+    )
 
 
-class _Chart:
-    """Streams of one signal's chart: statistic, violations and limits."""
-
-    def __init__(self, name: str, length: int) -> None:
-        self.name = name
-        self.last_index = -1
-        self.stat = hv.streams.Buffer(
-            pd.DataFrame({"index": pd.Series(dtype="int64"), "ewma": pd.Series(dtype="float64")}),
-            length=length,
-            index=False,
-        )
-        self.violations = hv.streams.Buffer(
-            pd.DataFrame({"index": pd.Series(dtype="int64"), "ewma": pd.Series(dtype="float64")}),
-            length=500,
-            index=False,
-        )
-        self.limits = hv.streams.Pipe(data=(np.nan, np.nan, np.nan))
-        self.seen_alerts: set[str] = set()
-        self.summary: dict[str, Any] = {}
-
-    def reset(self) -> None:
-        self.last_index = -1
-        self.stat.clear()
-        self.violations.clear()
-        self.seen_alerts.clear()
+def _thin(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    """At most ``n`` rows, evenly spaced, the newest always kept."""
+    if len(frame) <= n:
+        return frame
+    keep = np.unique(np.linspace(0, len(frame) - 1, n).round().astype(np.int64))
+    return frame.iloc[keep]
 
 
 class SPCView(MonitorView):
-    """Control chart (statistic, centre, UCL/LCL, rule violations) of a chosen signal:
-    the signals and chart kinds the machine profile charts."""
+    """Control chart (statistic, centre, UCL/LCL, rule violations) of a chosen chart
+    kind and signal, over time or build layer."""
 
-    signal = param.Selector(default=None, objects=[])
+    signal = param.Selector(default=None, objects=[], doc="A signal the profile charts.")
 
-    history_points = param.Integer(default=4000, bounds=(100, 100_000))
+    chart = param.Selector(
+        default=None, objects=[], doc="Chart kind (those the monitor runs on the signal)."
+    )
+
+    x_axis = param.Selector(default="time", objects=["time", "layer"], doc="Time or build layer.")
+
+    window = param.Selector(default="last 10 min", objects=list(WINDOWS))
+
+    max_points = param.Integer(default=3000, bounds=(100, 100_000))
 
     update_seconds = param.Number(default=1.0, bounds=(0.0, 60.0))
 
@@ -125,29 +152,49 @@ class SPCView(MonitorView):
         self._relearn.on_click(lambda _e: self.relearn_baseline())
         charted = list(self.profile.spc_signals)
         self.param.signal.objects = charted
-        if self.signal not in charted:
-            with param.parameterized.discard_events(self):  # no view built yet
+        with param.parameterized.discard_events(self):  # no view built yet
+            if self.signal not in charted:
                 self.signal = charted[0] if charted else None
-        self._charts = {s: _Chart(s, self.history_points) for s in charted}
+            self._set_kinds()
+        self._data = hv.streams.Pipe(data=_empty())
+        self._marks = hv.streams.Pipe(data=_empty())
+        self._limits = hv.streams.Pipe(data=(np.nan, np.nan, np.nan))
         self._summary = html_pane("", sizing_mode="stretch_width", css_classes=["amq-spc-summary"])
-        self._plots = {s: self._make_plot(c) for s, c in self._charts.items()}
-        self._holder = pn.Column(
-            *([self._plots[self.signal]] if self.signal else []), sizing_mode="stretch_both"
+        self._state: dict[str, Any] = {}
+        self._chart_widget: pn.widgets.RadioButtonGroup | None = None
+        self.points_shown = 0
+        self.marks_shown = 0
+        self._plot = pn.pane.HoloViews(
+            self._make_plot(), sizing_mode="stretch_both", css_classes=["amq-spc-plot"]
         )
         self._last_time = 0.0
 
-    def _make_plot(self, chart: _Chart) -> pn.pane.HoloViews:
-        info = self.spec_of(chart.name)
-        color = self.color(chart.name)
-        kind = _STAT_LABEL.get(info.spc, info.spc)
-        ydim = hv.Dimension("ewma", label=f"{kind} of {info.label.lower()}", unit=info.unit or None)
-        xdim = hv.Dimension("index", label="point index")
+    def _set_kinds(self) -> None:
+        """Offer the chart kinds the monitor runs on the chosen signal (its own first)."""
+        kinds = self.monitor.spc_kinds(self.signal) if self.signal is not None else []
+        self.param.chart.objects = kinds
+        if self.chart not in kinds:
+            self.chart = kinds[0] if kinds else None
+
+    def _make_plot(self) -> hv.Overlay:
+        def dims() -> tuple[hv.Dimension, hv.Dimension]:
+            info = self.spec_of(self.signal or "value")
+            label = _STATISTIC.get(self.chart, "{}").format(info.label.lower())
+            y = hv.Dimension("stat", label=label, unit=info.unit or None)
+            x = (
+                hv.Dimension("time", label="time (UTC)")
+                if self.x_axis == "time"
+                else hv.Dimension("layer", label="build layer")
+            )
+            return x, y
 
         def stat(data: pd.DataFrame) -> hv.Curve:
-            return hv.Curve(data, kdims=[xdim], vdims=[ydim])
+            x, y = dims()
+            return hv.Curve(data, kdims=[x], vdims=[y]).opts(color=self.color(self.signal or ""))
 
-        def viol(data: pd.DataFrame) -> hv.Scatter:
-            return hv.Scatter(data, kdims=[xdim], vdims=[ydim])
+        def marks(data: pd.DataFrame) -> hv.Scatter:
+            x, y = dims()
+            return hv.Scatter(data, kdims=[x], vdims=[y])
 
         def limits(data: tuple[float, float, float]) -> hv.Overlay:
             center, lcl, ucl = data
@@ -157,60 +204,62 @@ class SPCView(MonitorView):
                 * hv.HLine(ucl).opts(color="#e5484d", line_dash="dashed", line_width=1.5)
             )
 
-        overlay = (
-            hv.DynamicMap(stat, streams=[chart.stat]).opts(color=color, line_width=1.5)
-            * hv.DynamicMap(viol, streams=[chart.violations]).opts(
+        return (
+            hv.DynamicMap(stat, streams=[self._data]).opts(line_width=1.5)
+            * hv.DynamicMap(marks, streams=[self._marks]).opts(
                 color=SEVERITY_COLORS["critical"], size=8, marker="x", line_width=2
             )
-            * hv.DynamicMap(limits, streams=[chart.limits])
+            * hv.DynamicMap(limits, streams=[self._limits])
         ).opts(
             hv.opts.Overlay(
                 responsive=True,
                 min_height=260,
-                title=f"{info.spc.upper()} chart: {info.title}",
                 show_grid=True,
                 framewise=True,
                 default_tools=["pan", "wheel_zoom", "reset"],
                 toolbar="right",
             )
         )
-        return pn.pane.HoloViews(overlay, sizing_mode="stretch_both", css_classes=["amq-spc-plot"])
 
     @param.depends("signal", watch=True)
     def _on_signal(self) -> None:
-        self._holder.objects = [self._plots[self.signal]] if self.signal else []
-        self._summary.object = self._summary_html()
+        self._set_kinds()
+        if self._chart_widget is not None:
+            self._chart_widget.options = {
+                CHART_LABELS.get(k, k): k for k in self.param.chart.objects
+            }
+            self._chart_widget.value = self.chart
+
+    @param.depends("signal", "chart", "x_axis", "window", watch=True)
+    def _on_choice(self) -> None:
+        # axis labels and x dimension change: a new plot, then its data at once
+        self._plot.object = self._make_plot()
+        self._last_time = 0.0
+        self.refresh({})
 
     def refresh(self, snapshot: dict[str, Any]) -> None:
         if time.monotonic() - self._last_time < self.update_seconds:
             return
         self._last_time = time.monotonic()
+        if snapshot.get("baseline") is not None:
+            self._baseline.object = baseline_html(snapshot.get("baseline"), self.message)
         mon = self.monitor
-        state = (mon.spc_state() or {}).get("signals", {})
-        for name, chart in self._charts.items():
-            s = state.get(name)
-            if not s:
-                continue
-            chart.summary = s
-            latest = s.get("latest") or {}
-            idx = np.asarray(latest.get("index") or [], dtype=np.int64)
-            val = np.asarray([np.nan if v is None else v for v in latest.get("value") or []])
-            if idx.size and idx[-1] < chart.last_index:
-                chart.reset()  # the pipeline replays from the beginning
-            new = idx > chart.last_index
-            if new.any():
-                chart.stat.send(pd.DataFrame({"index": idx[new], "ewma": val[new]}))
-                chart.last_index = int(idx[new][-1])
-            lim = tuple(
-                np.nan if s.get(k) is None else float(s[k]) for k in ("center", "lcl", "ucl")
-            )
-            if s.get("status") == "baseline":
-                lim = (np.nan, np.nan, np.nan)
-            if not np.allclose(lim, chart.limits.data, equal_nan=True):
-                chart.limits.send(lim)
-        self._pull_violations()
+        if self.signal is None or self.chart is None:
+            self._summary.object = self._summary_html()
+            return
+        rows, us = mon.spc_series(self.chart, self.signal, WINDOWS[self.window])
+        frame = _thin(chart_frame(rows, us), self.max_points)
+        self.points_shown = len(frame)
+        self._data.send(frame)
+        self._state = (mon.spc_state(self.chart) or {}).get("signals", {}).get(self.signal) or {}
+        s = self._state
+        lim = tuple(np.nan if s.get(k) is None else float(s[k]) for k in ("center", "lcl", "ucl"))
+        if s.get("status") == "baseline":
+            lim = (np.nan, np.nan, np.nan)
+        if not np.allclose(lim, self._limits.data, equal_nan=True):
+            self._limits.send(lim)
+        self._send_marks(frame)
         self._summary.object = self._summary_html()
-        self._baseline.object = baseline_html(snapshot.get("baseline"), self.message)
 
     def relearn_baseline(self) -> None:
         """Learn the SPC limits again from the coming points (operators only, checked
@@ -224,71 +273,96 @@ class SPCView(MonitorView):
                 self.message = f"re-learning requested at {time.strftime('%H:%M:%S')}"
             except (RuntimeError, TimeoutError) as exc:
                 self.message = f"could not re-learn: {exc}"
-        for chart in self._charts.values():
-            chart.reset()
         self._baseline.object = baseline_html(self.monitor.baseline_info(), self.message)
 
-    def _pull_violations(self) -> None:
-        alerts = self.monitor.alerts.history(limit=300)
-        for name, chart in self._charts.items():
-            rows = [
-                a
-                for a in alerts
-                if a.metric == name
-                and a.rule.startswith("spc:")
-                # residual statistics are prediction errors and variance ratios, not points
-                # of this chart's statistic
-                and not a.rule.startswith("spc:residual")
-                and a.index is not None
-                and a.id not in chart.seen_alerts
+    def _send_marks(self, frame: pd.DataFrame) -> None:
+        """Violations within the shown window, at their time and layer."""
+        marks = [
+            m
+            for m in self.monitor.spc_violations(self.chart, self.signal)
+            # residual statistics are prediction errors and variance ratios, not points
+            # of this chart's statistic
+            if m.get("time") is not None and not str(m.get("statistic", "")).startswith("residual")
+        ]
+        if not marks or frame.empty:
+            self.marks_shown = 0
+            self._marks.send(_empty())
+            return
+        us = np.array([pd.Timestamp(m["time"]).value // 1000 for m in marks], dtype=np.int64)
+        rows = np.array(
+            [
+                [
+                    np.nan if m.get("value") is None else float(m["value"]),
+                    np.nan if m.get("layer") is None else float(m["layer"]),
+                    float(m.get("index") or 0),
+                ]
+                for m in marks
             ]
-            if not rows:
-                continue
-            chart.seen_alerts.update(a.id for a in rows)
-            chart.violations.send(
-                pd.DataFrame({"index": [a.index for a in rows], "ewma": [a.value for a in rows]})
-            )
+        )
+        out = chart_frame(rows, us)
+        out = out[out["time"] >= frame["time"].iloc[0]]
+        self.marks_shown = len(out)
+        self._marks.send(out)
 
     def _summary_html(self) -> str:
         if self.signal is None:
             return (
                 '<div class="amq-spc-kv">the machine profile charts no signal (spc = "none")</div>'
             )
-        chart = self._charts[self.signal]
-        s = chart.summary
+        s = self._state
         info = self.spec_of(self.signal)
         if not s:
             return '<div class="amq-spc-kv">waiting for SPC results…</div>'
         status = str(s.get("status", "–"))
         progress = float(s.get("baseline_progress") or 0.0)
+        kind = CHART_LABELS.get(self.chart, self.chart)
+        if s.get("lam") is not None:
+            kind += f" (λ = {s['lam']})"
         cells = [
-            ("chart", _chart_text(s)),
+            ("chart", kind),
             ("status", status if status != "baseline" else f"learning baseline {progress:.0%}"),
             ("centre", info.fmt(s.get("center"))),
             ("σ", info.fmt(s.get("sigma"))),
             ("LCL", info.fmt(s.get("lcl"))),
             ("UCL", info.fmt(s.get("ucl"))),
-            ("violations marked", f"{len(chart.seen_alerts):,}"),
+            ("violations shown", f"{self.marks_shown:,}"),
         ]
         body = "".join(
             f'<div><span class="amq-k">{esc(k)}</span><span class="amq-v">{esc(v)}</span></div>'
             for k, v in cells
         )
-        return f'<div class="amq-spc-kv">{body}</div>'
+        return f'<div class="amq-spc-kv" data-points="{self.points_shown}">{body}</div>'
 
     def __panel__(self) -> pn.viewable.Viewable:
-        select = pn.widgets.RadioButtonGroup.from_param(
+        signal = pn.widgets.RadioButtonGroup.from_param(
             self.param.signal,
             name="Signal",
             button_type="light",
-            options={self.spec_of(s).label: s for s in self._charts},
+            options={self.spec_of(s).label: s for s in self.param.signal.objects},
             css_classes=["amq-spc-signal"],
         )
+        chart = self._chart_widget = pn.widgets.RadioButtonGroup.from_param(
+            self.param.chart,
+            name="Chart",
+            button_type="light",
+            options={CHART_LABELS.get(k, k): k for k in self.param.chart.objects},
+            css_classes=["amq-spc-chart"],
+        )
+        x_axis = pn.widgets.RadioButtonGroup.from_param(
+            self.param.x_axis,
+            name="x axis",
+            button_type="light",
+            options={"Time": "time", "Build layer": "layer"},
+            css_classes=["amq-spc-x"],
+        )
+        window = pn.widgets.Select.from_param(
+            self.param.window, name="", width=130, css_classes=["amq-spc-window"]
+        )
         return pn.Column(
-            pn.Row(select, sizing_mode="stretch_width"),
+            pn.Row(signal, chart, x_axis, window, sizing_mode="stretch_width"),
             pn.Row(self._baseline, self._relearn, sizing_mode="stretch_width"),
             self._summary,
-            self._holder,
+            self._plot,
             sizing_mode="stretch_both",
             css_classes=["amq-spc-view"],
         )

@@ -25,9 +25,9 @@ from am_qadf.access_policy import AccessPolicy
 from am_qadf.machine_profile import MachineProfile, SignalSpec
 
 from .signals import profile_of, signal_color
-from .theme import stylesheet
+from .theme import STATE_COLORS, stylesheet
 
-__all__ = ["MonitorView", "html_pane"]
+__all__ = ["MonitorView", "build_layers_text", "feed_status", "html_pane"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,45 @@ def html_pane(obj: str = "", **params: Any) -> pn.pane.HTML:
     params.setdefault("sizing_mode", "stretch_width")
     params["stylesheets"] = [*params.get("stylesheets", []), stylesheet()]
     return pn.pane.HTML(obj, **params)
+
+
+def feed_status(snapshot: dict[str, Any]) -> tuple[str, str, str]:
+    """What the state badge of the header and kiosk says: ``(feed, text, colour)``.
+
+    A consumer that runs but gets nothing is not shown as a green "Running": after
+    ``stale_after_s`` without a message it says "No data for N s" (red), and before the
+    first message "Waiting for data".
+
+    >>> feed_status({"state": "running", "feed": "stale", "data_age_s": 12.4})[:2]
+    ('stale', 'No data for 12 s')
+    >>> feed_status({"state": "running", "feed": "live"})[:2]
+    ('live', 'Running')
+    """
+    state = str(snapshot.get("state", "stopped"))
+    feed = str(snapshot.get("feed") or state)
+    age = snapshot.get("data_age_s")
+    if feed == "stale":
+        return feed, f"No data for {float(age or 0):,.0f} s", STATE_COLORS["error"]
+    if feed == "waiting":
+        return feed, "Waiting for data", STATE_COLORS["paused"]
+    color = STATE_COLORS.get(state, STATE_COLORS["stopped"])
+    return feed, state.capitalize(), color
+
+
+def build_layers_text(monitor: Any, k: int) -> str:
+    """The build layers (the header's numbering) voxel layer ``k`` holds, as the monitor
+    saw them: "build layers 48–59", "build layer 7", or "no build layer yet".
+
+    >>> class Seen:
+    ...     def build_layers(self, k): return (48, 59) if k == 4 else None
+    >>> build_layers_text(Seen(), 4), build_layers_text(Seen(), 5)
+    ('build layers 48–59', 'no build layer yet')
+    """
+    seen = monitor.build_layers(k)
+    if seen is None:
+        return "no build layer yet"
+    lo, hi = seen
+    return f"build layer {lo}" if lo == hi else f"build layers {lo}–{hi}"
 
 
 class MonitorView(pn.viewable.Viewer):

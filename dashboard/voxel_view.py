@@ -26,7 +26,7 @@ from am_qadf.monitoring.alerts import AlertManager
 
 from .markup import esc
 from .theme import VOXEL_PALETTE
-from .view_base import MonitorView, html_pane
+from .view_base import MonitorView, build_layers_text, html_pane
 from .voxel_scene import BRICK, SceneUpdate, VoxelScene
 from .vtk_pane import IncrementalVTK
 
@@ -137,6 +137,7 @@ class VoxelView(MonitorView):
             face_budget=DETAIL_FACES[self.detail],
         )
         self._needs_full = True
+        self._outline_k: int | None = None  # voxel layer outlined as being built
         self._auto_camera = True  # frame the build until the operator moves the camera
         self._framed: dict[str, list[float]] | None = None
         self._last_time = 0.0
@@ -283,7 +284,8 @@ class VoxelView(MonitorView):
             self._record(self.scene.update_bricks(bricks, ijk[keep], values[keep]))
             changed = True
         if self.follow_layer:
-            changed |= self.scene.set_current_layer(self._current_k())
+            self._outline_k = self._current_k()
+            changed |= self.scene.set_current_layer(self._outline_k)
         changed |= self.scene.set_alert_markers(*alert_locations(self.monitor.alerts))
         if changed or force:
             if self._auto_camera:
@@ -351,6 +353,12 @@ class VoxelView(MonitorView):
             f"last {kind}: {p.last_arrays} arrays / {p.last_array_bytes / 1024:,.1f} kB sent, "
             f"{u.build_ms:.0f} ms build + {self.sync_ms:.0f} ms sync"
         )
+        if self.follow_layer and self._outline_k is not None:
+            self._status.object = (
+                f'<span class="amq-voxel-layer" data-k="{self._outline_k}">outlined: '
+                f"{build_layers_text(self.monitor, self._outline_k)}</span> · "
+                + self._status.object
+            )
 
     # -- layout -----------------------------------------------------------------------------
     def controls(self) -> pn.viewable.Viewable:

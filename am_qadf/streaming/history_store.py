@@ -269,6 +269,8 @@ class SqliteHistory:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.table = table
+        #: Where the history is, for health views: the file.
+        self.location = str(self.path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -527,6 +529,8 @@ class MongoHistory:
                 "mongo_client must be a pymongo MongoClient, Database, Collection or URI string, "
                 f"got {type(mongo_client).__name__}"
             )
+        #: Where the history is, for health views: database and collection.
+        self.location = f"{self.collection.database.name}.{self.collection.name}"
 
     def insert(self, docs: list[dict[str, Any]]) -> tuple[int, int]:
         return self.insert_encoded(self.encode(docs))

@@ -542,6 +542,7 @@ class StreamStorage:
             "cache_backend": cache_backend,
             "cache_ok": self._cache_ok,
             "history_backend": self.history.name,
+            "history_location": str(getattr(self.history, "location", "") or ""),
             "history_ok": self._history_ok and self.history.ping(),
             "spooled": self._spooled,
             "spool_limit": self.spool_limit,

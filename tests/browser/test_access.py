@@ -207,3 +207,16 @@ def test_inject_defect_is_refused_on_a_real_line(monitor):
     while not any(d["layer"] == 3 for d in stored()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sorted(d["temperature"] for d in stored()) == [1900.0, 1901.0]
+
+
+def test_only_operators_clear_alerts_checked_on_the_server(monitor):
+    alert = monitor.alerts.raise_alert("temperature", "threshold_high", 2600.0, severity="critical")
+    assert not AlertsView(monitor=monitor, user="bob", policy=POLICY).clear_alert(alert.id)
+    assert not AlertsView(monitor=monitor, user="ada", policy=POLICY, kiosk=True).clear_alert(
+        alert.id
+    )
+    assert monitor.alerts.get(alert.id).state == "active"
+    view = AlertsView(monitor=monitor, user="ada", policy=POLICY)
+    assert view.clear_alert(alert.id) and view.cleared == 1
+    assert monitor.alerts.get(alert.id).state == "cleared"
+    assert not view.clear_alert("no-such-alert")

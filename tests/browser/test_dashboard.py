@@ -149,6 +149,36 @@ def test_history_query_returns_rows_and_csv(open_page):
     assert len(table) - 1 == rows
 
 
+def test_alerts_list_criticals_first_with_a_banner_and_fit_their_card(open_page):
+    page = open_page()
+    _wait_loaded(page)
+    page.locator(".amq-inject button").click()
+    first_row = page.locator(".amq-alerts-table .tabulator-row").first
+    wait_until(
+        lambda: first_row.locator(".amq-sev-critical").count() > 0,
+        timeout=30,
+        what="the critical alert in the first row (above the warnings)",
+    )
+    wait_until(
+        lambda: page.locator(".amq-critical-banner").count() > 0,
+        timeout=15,
+        what="the banner of the new critical alert",
+    )
+    table = page.locator(".amq-alerts-table").first.bounding_box()
+    for field in ("time", "severity", "what", "value", "seen", "where", "ack", "clear"):
+        col = page.locator(f'.amq-alerts-table .tabulator-col[tabulator-field="{field}"]').first
+        box = col.bounding_box()
+        assert box is not None and box["width"] > 20, field
+        assert (
+            table["x"] - 1 <= box["x"]
+            and box["x"] + box["width"] <= table["x"] + table["width"] + 1
+        ), (
+            field,
+            box,
+            table,
+        )
+
+
 def test_injected_defect_raises_alert_that_can_be_acknowledged(open_page):
     page = open_page()
     _wait_loaded(page)

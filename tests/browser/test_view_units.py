@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from am_qadf.monitoring.alerts import AlertManager
@@ -279,3 +280,275 @@ def test_health_shows_undelivered_simulated_messages_only_when_there_are_some(tm
     assert "undelivered" not in view.compact.object
     view.refresh({"publish_failed": 18_000})
     assert "simulator undelivered" in view.compact.object and "18,000" in view.compact.object
+
+
+def _quiet_monitor(tmp_path, name: str, **kw):
+    import uuid
+
+    from am_qadf.live_monitor import LiveMonitor, MonitorConfig
+    from am_qadf.streaming import StreamingConfig
+
+    servers = [f"memory://{name}-{uuid.uuid4().hex[:8]}"]
+    cfg = StreamingConfig.embedded(
+        kafka_bootstrap_servers=servers, storage_path=str(tmp_path), buffer_size=100_000
+    )
+    return LiveMonitor(MonitorConfig(streaming=cfg, simulate=False, **kw))
+
+
+def _feed(mon, t0: float, seconds: float, rate: float = 200.0, temp: float = 1900.0) -> None:
+    """Put ``seconds`` of temperature readings from epoch ``t0`` into the buffers."""
+    n = int(seconds * rate)
+    base = datetime.fromtimestamp(t0, tz=UTC)
+    mon.client.process_stream_batch(
+        [{"timestamp": base + timedelta(seconds=i / rate), "temperature": temp} for i in range(n)]
+    )
+
+
+def test_live_plot_breaks_the_line_over_time_without_data(tmp_path):
+    from dashboard.live_signals import LiveSignals
+
+    mon = _quiet_monitor(tmp_path, "gaps")
+    view = LiveSignals(monitor=mon, signals=["temperature"], window_seconds=30.0)
+    trace = view._traces["temperature"]
+    t0 = 1_700_000_000.0
+    _feed(mon, t0, 2.0)
+    view._pull(trace)
+    _feed(mon, t0 + 10.0, 2.0)  # 8 s without data (a tab in the background, a stall)
+    view._pull(trace)
+    data = trace.buffer.data
+    secs = data["time"].astype("int64").to_numpy() / 1e9
+    gap = np.flatnonzero(np.diff(secs) > 1.0)
+    # no two points with data are joined across the 8 s: a NaN row lies between them
+    for i in gap:
+        assert np.isnan(data["temperature"].iloc[i]) or np.isnan(data["temperature"].iloc[i + 1])
+    assert data["temperature"].isna().sum() >= 1
+    assert data["temperature"].notna().sum() >= 30
+    view.close()
+
+
+def test_live_plot_spans_its_window_and_restarts_with_a_new_build(tmp_path):
+    from dashboard.live_signals import LiveSignals, _mean, last_seconds
+
+    mon = _quiet_monitor(tmp_path, "window")
+    view = LiveSignals(monitor=mon, signals=["temperature"], window_seconds=30.0)
+    trace = view._traces["temperature"]
+    t0 = 1_700_000_000.0
+    for k in range(6):  # bursts 20 s apart: the stream buffer's rows span 100 s
+        _feed(mon, t0 + 20.0 * k, 1.0)
+        view._pull(trace)
+    shown = _mean(trace.buffer.data, vdim="temperature", window=30.0)
+    times = shown.dimension_values("time")
+    assert (times.max() - times.min()) / np.timedelta64(1, "s") <= 30.0
+    assert len(last_seconds(trace.buffer.data, 30.0)) < len(trace.buffer.data)
+
+    view.refresh({"builds": 1, "replays": 0})
+    assert len(trace.buffer.data) > 0
+    view.refresh({"builds": 2, "replays": 0})  # a new build: nothing of the old one stays
+    assert len(trace.buffer.data) == 0 and trace.cursor is None
+    view.close()
+
+
+def test_a_dead_feed_is_shown_as_no_data_on_header_and_kiosk(tmp_path):
+    from dashboard.dashboard import Dashboard
+
+    mon = _quiet_monitor(tmp_path, "stale")
+    snap = {**mon.snapshot(), "state": "running", "feed": "stale", "data_age_s": 7.4}
+    main, kiosk = Dashboard(monitor=mon), Dashboard(monitor=mon, kiosk=True)
+    main._update_header(snap)
+    assert 'data-feed="stale"' in main.header.object
+    assert "No data for 7 s" in main.header.object and "Running" not in main.header.object
+    kiosk.kiosk_status.update(snap, 0.0, {})
+    assert "amq-feed-stale" in kiosk.kiosk_status.pane.object
+    assert "No data for 7 s" in kiosk.kiosk_status.pane.object
+    main._update_header({**snap, "feed": "live", "data_age_s": 0.2})
+    assert 'data-feed="live"' in main.header.object and "Running" in main.header.object
+    main.stop()
+    kiosk.stop()
+
+
+def test_health_names_the_embedded_defaults_and_waits_for_the_first_message(tmp_path):
+    from dashboard.health_view import HealthView
+
+    mon = _quiet_monitor(tmp_path, "health-embedded")
+    mon.start()
+    try:
+        view = HealthView(monitor=mon)
+        view.refresh(mon.snapshot())  # consuming, no message yet
+        html = view.connections.object
+        assert 'data-state="waiting"' in html and "topic am_qadf_monitoring" in html
+        assert "in-process cache" in html and "embedded history (SQLite)" in html
+        assert "MongoDB" not in html and 'data-state="off"' not in html
+        assert str(tmp_path) in html  # where the history file is
+        assert "Buffers hold" in view.n_buffer.name
+    finally:
+        mon.stop()
+
+
+def test_spc_view_plots_each_chart_kind_over_time_or_layer_within_its_window(tmp_path):
+    from dashboard.spc_view import SPCView
+
+    mon = _quiet_monitor(tmp_path, "spc", spc_charts=("imr", "xbar_r", "xbar_s", "cusum"))
+    kinds = ["ewma", "imr", "xbar_r", "xbar_s", "cusum"]  # the profile's own chart first
+    assert mon.spc_kinds("temperature") == kinds
+    rng = np.random.default_rng(3)
+    t0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    for b in range(60):  # 60 batches of 500 points at 1 kHz: 30 s, layers 0..5
+        base = t0 + timedelta(seconds=b / 2)
+        batch = [
+            {
+                "timestamp": base + timedelta(milliseconds=i),
+                "layer": b // 10,
+                "temperature": float(v),
+                "melt_pool_area": 0.03,
+                "intensity": 2000.0,
+            }
+            for i, v in enumerate(rng.normal(1900.0, 15.0, 500))
+        ]
+        mon._on_result(batch, mon.client.process_stream_batch(batch))
+    view = SPCView(monitor=mon, update_seconds=0.0)
+    assert view.param.chart.objects == kinds and view.chart == "ewma"
+    view.refresh({})
+    data = view._data.data
+    span = (data["time"].max() - data["time"].min()).total_seconds()
+    assert 20.0 < span <= 30.0, "x is time (after the 5,000-point baseline), not an index"
+    assert data["time"].min() >= pd.Timestamp("2026-01-01 08:00:00")
+    for kind in ("imr", "xbar_r", "cusum"):
+        view.chart = kind  # re-plots at once
+        assert len(view._data.data) > 0 and view._state.get("chart") == kind
+    view.x_axis = "layer"
+    layers = view._data.data["layer"]
+    assert layers.min() >= 0.0 and layers.max() < 6.0 and layers.is_monotonic_increasing
+    view.window = "last 2 min"
+    assert len(view._data.data) > 0
+    assert 'data-points="' in view._summary.object
+
+
+def test_spc_view_marks_violations_where_they_happened(tmp_path):
+    from dashboard.spc_view import SPCView
+
+    mon = _quiet_monitor(tmp_path, "spc-marks")
+    t0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    rng = np.random.default_rng(5)
+    for b in range(16):
+        temps = rng.normal(1900.0, 10.0, 500)
+        if b == 15:
+            temps[:] = 2300.0  # far beyond the limits
+        batch = [
+            {"timestamp": t0 + timedelta(seconds=b, milliseconds=i), "layer": 2,
+             "temperature": float(v)}
+            for i, v in enumerate(temps)
+        ]  # fmt: skip
+        mon._on_result(batch, mon.client.process_stream_batch(batch))
+    view = SPCView(monitor=mon, update_seconds=0.0, chart="imr")
+    view.refresh({})
+    marks = view._marks.data
+    assert len(marks) > 0 and view.marks_shown == len(marks)
+    hot = marks[marks["stat"] > 2200.0]  # the jump, at its time (noise trips run rules too)
+    assert len(hot) > 0 and hot["time"].min() >= pd.Timestamp("2026-01-01 08:00:15")
+
+
+def _raise(mgr, metric, rule, value, severity, t, **kw):
+    return mgr.raise_alert(metric, rule, value, severity=severity, time=t, **kw)
+
+
+def test_alerts_critical_first_each_row_says_what_where_and_what_the_value_is(tmp_path):
+    from dashboard.alerts_view import AlertsView
+
+    mon = _quiet_monitor(tmp_path, "alerts-order")
+    mgr = mon.alerts
+    t0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    for i in range(10):  # ten warnings in the same millisecond as the critical one
+        _raise(mgr, "power", "threshold_low", 150.0 + i, "warning", t0, index=i)
+    crit = _raise(
+        mgr, "temperature", "threshold_high", 2650.0, "critical", t0,
+        layer=57, x=12.34, y=56.78, z=2.28, message="temperature above 2200 K " + "x" * 200,
+    )  # fmt: skip
+    _raise(mgr, "temperature", "missing_data", 20.0, "warning", t0 + timedelta(seconds=1))
+    _raise(mgr, "power", "rate_of_change", 130.0, "info", t0 + timedelta(seconds=2))
+    view = AlertsView(monitor=mon)
+    view.refresh({})
+    table = view.table.value
+    assert table["id"].iloc[0] == crit.id, "the critical alert is the first row"
+    row = table.iloc[0]
+    assert "temperature</b> above its limit" in row["what"]
+    assert row["value"] == "2,650 K" and "layer 57" in row["where"] and "x 12 y 57" in row["where"]
+    assert ("x" * 200 + '">') in row["what"], "the whole message is the tooltip of 'what'"
+    values = set(table["value"])
+    assert "20 msgs without" in values and any(v.startswith("Δ ") for v in values)
+    hidden = set(view.table.hidden_columns)
+    assert not {"what", "where", "value", "seen", "ack", "clear"} & hidden
+
+    # a new critical alert: banner and (sound off) no chime by default
+    assert view.new_criticals == 1 and crit.id in view.banner.object
+    assert not view.chime.enabled
+    view.sound = True
+    assert view.chime.enabled
+    crit2 = _raise(mgr, "intensity", "threshold_high", 9e3, "critical", t0 + timedelta(seconds=3))
+    view.refresh({})
+    assert view.new_criticals == 2 and crit2.id in view.banner.object
+    assert view.chime.count == 2
+    mon.acknowledge(crit2.id)
+    mon.acknowledge(crit.id)
+    view.refresh({})
+    assert view.banner.object == "", "no unacknowledged critical alert: no banner"
+
+
+def test_alerts_active_all_toggle_and_clear(tmp_path):
+    from dashboard.alerts_view import AlertsView
+
+    mon = _quiet_monitor(tmp_path, "alerts-toggle")
+    t0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    a = _raise(mon.alerts, "temperature", "threshold_high", 2600.0, "critical", t0)
+    b = _raise(mon.alerts, "power", "threshold_low", 150.0, "warning", t0)
+    view = AlertsView(monitor=mon)
+    view.refresh({})
+    assert view.clear_alert(a.id)
+    assert list(view.table.value["id"]) == [b.id], "cleared alerts leave the active list"
+    view.show = "all"  # takes effect at once, not on the next tick
+    assert set(view.table.value["id"]) == {a.id, b.id}
+    assert view.table.value.set_index("id").loc[a.id, "clear"] == ""
+
+
+def test_kiosk_shows_the_newest_unacknowledged_critical_alert_full_width(tmp_path):
+    from dashboard.dashboard import Dashboard
+
+    mon = _quiet_monitor(tmp_path, "kiosk-banner")
+    kiosk = Dashboard(monitor=mon, kiosk=True)
+    body = kiosk._kiosk_body()
+    assert body.objects[0] is kiosk.alerts.banner
+    alert = mon.alerts.raise_alert("temperature", "threshold_high", 2650.0, severity="critical")
+    kiosk.alerts.refresh({})
+    assert "amq-kiosk-banner" in kiosk.alerts.banner.object
+    assert alert.id in kiosk.alerts.banner.object and "2,650 K" in kiosk.alerts.banner.object
+    kiosk.stop()
+
+
+def test_layer_map_and_3d_view_name_build_layers(tmp_path):
+    from dashboard.layer_map import LayerMap
+    from dashboard.voxel_view import VoxelView
+
+    mon = _quiet_monitor(tmp_path, "layers")
+    t0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    batch = [
+        {"timestamp": t0 + timedelta(milliseconds=i), "layer": layer, "x": 20.0 + 0.05 * i,
+         "y": 30.0, "z": 0.04 * layer + 0.02, "temperature": 1900.0}
+        for layer in range(60)
+        for i in range(40)
+    ]  # fmt: skip
+    mon._on_result(batch, mon.client.process_stream_batch(batch))
+    # 0.04 mm build layers in 0.5 mm voxel layers: voxel layer 4 holds build layers 50-59
+    assert mon.build_layers(4) == (50, 59) and mon.voxel_layer(57) == 4
+    view = LayerMap(monitor=mon, update_seconds=0.0)
+    view.refresh({"current_layer": 59})
+    assert view.build_layer == 59
+    assert "build layers 50–59" in view._title.object
+    assert "voxel layer" not in view._title.object
+    view.build_layer = 7  # an operator asks for a build layer, not a z slab
+    assert not view.follow and view.layer_k == 0
+    assert "build layers 0–11" in view._title.object
+
+    voxels = VoxelView(monitor=mon, update_seconds=0.0)
+    voxels.refresh({})
+    assert "outlined: build layers 50–59" in voxels._status.object
+    voxels.close()
+    view.close()

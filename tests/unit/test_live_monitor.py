@@ -274,3 +274,154 @@ def test_one_replay_at_a_time(tmp_path, monkeypatch):
     release.set()
     first.join(30)
     mon.seek_to_beginning()  # the first one is done: a new replay may start
+
+
+def _quiet_monitor(tmp_path, **kw):
+    """A monitor without simulator on its own in-process broker, and a producer to it."""
+    from am_qadf.streaming import KafkaProducer
+
+    servers = [f"memory://lmq-{uuid.uuid4().hex[:8]}"]
+    streaming = StreamingConfig.embedded(
+        kafka_bootstrap_servers=servers, storage_path=str(tmp_path), max_poll_records=1000
+    )
+    mon = LiveMonitor(MonitorConfig(streaming=streaming, simulate=False, **kw))
+    return mon, KafkaProducer(servers, streaming.kafka_topic)
+
+
+def _messages(build, n, x0=10.0, t0=None, layer=0):
+    from datetime import UTC, datetime, timedelta
+
+    t0 = t0 or datetime(2020, 1, 1, tzinfo=UTC) + timedelta(seconds=layer)  # an old build
+    return [
+        {
+            "timestamp": (t0 + timedelta(milliseconds=i)).isoformat(),
+            "build_id": build,
+            "layer": layer,
+            "x": x0 + 0.01 * i,
+            "y": 20.0,
+            "z": 0.02 + 0.04 * layer,
+            "temperature": 1900.0,
+            "value": 1900.0,
+        }
+        for i in range(n)
+    ]
+
+
+def _processed(mon):
+    return mon.snapshot()["stats"]["messages_processed"]
+
+
+def test_a_dead_feed_turns_stale_from_arrival_time_not_message_time(tmp_path):
+    mon, producer = _quiet_monitor(tmp_path, stale_after_s=0.3)
+    mon.start()
+    try:
+        snap = mon.snapshot()
+        assert snap["feed"] == "waiting" and snap["data_age_s"] is not None
+        # embedded storage is built (and labelled) before the first message
+        assert snap["health"]["storage"]["history_backend"] == "sqlite"
+        # messages stamped in 2020 are live while they arrive
+        producer.produce_batch(_messages("b1", 50))
+        producer.flush()
+        assert _wait(lambda: _processed(mon) == 50)
+        assert _wait(lambda: mon.snapshot()["feed"] in ("live", "stale"))
+        assert _wait(lambda: mon.snapshot()["feed"] == "stale")  # nothing more comes
+        assert mon.snapshot()["data_age_s"] > 0.3
+        producer.produce_batch(_messages("b1", 5, t0=None))
+        producer.flush()
+        assert _wait(lambda: mon.snapshot()["feed"] == "live")
+    finally:
+        producer.close()
+        mon.stop()
+    with pytest.raises(ValueError, match="stale_after_s"):
+        MonitorConfig(stale_after_s=0)
+
+
+def test_a_new_build_starts_with_a_clean_grid_spc_and_buffers(tmp_path):
+    mon, producer = _quiet_monitor(tmp_path)
+    mon.start()
+    try:
+        producer.produce_batch(_messages("A", 300, x0=10.0))
+        producer.flush()
+        assert _wait(lambda: _processed(mon) == 300)
+        alert = mon.alerts.raise_alert("temperature", "test_rule", 2500.0, severity="critical")
+        spc_a = mon.client.processors["spc_processor"]
+        assert mon.snapshot()["builds"] == 1
+        producer.produce_batch(_messages("B", 200, x0=100.0))
+        producer.flush()
+        assert _wait(lambda: _processed(mon) == 500)
+        snap = mon.snapshot()
+        assert snap["builds"] == 2 and snap["build_id"] == "B"
+        xs = mon.grid.occupied_indices()[:, 0] * mon.grid.resolution
+        assert xs.size and xs.min() >= 99.0, "only build B's voxels are left"
+        assert mon.client.processors["spc_processor"] is not spc_a, "a new SPC baseline"
+        # ... learned from build B, as none is stored for this machine and material
+        assert snap["baseline"]["origin"] == "learning"
+        temps, _ = mon.client.get_buffer("temperature").get_time_window_arrays(3600)
+        assert temps.size == 200, "the live buffers hold only build B"
+        assert mon.alerts.get(alert.id) is not None, "the previous build's alerts are kept"
+        assert mon.take_updated_bricks("viewer")[1]
+    finally:
+        producer.close()
+        mon.stop()
+
+
+def test_replayed_messages_are_counted_apart(tmp_path):
+    mon, producer = _quiet_monitor(tmp_path)
+    mon.start()
+    try:
+        producer.produce_batch(_messages("A", 400))
+        producer.flush()
+        assert _wait(lambda: _processed(mon) == 400)
+        mon.seek_to_beginning()
+        assert _wait(lambda: _processed(mon) == 800)
+        snap = mon.snapshot()
+        assert (snap["messages_new"], snap["messages_replayed"]) == (400, 400)
+        assert mon.grid.occupied_count > 0 and snap["builds"] == 2  # the replay began A again
+        producer.produce_batch(_messages("A", 100, x0=50.0))
+        producer.flush()
+        assert _wait(lambda: _processed(mon) == 900)
+        snap = mon.snapshot()
+        assert (snap["messages_new"], snap["messages_replayed"]) == (500, 400)
+    finally:
+        producer.close()
+        mon.stop()
+
+
+def test_replay_from_start_begins_at_the_first_layer_the_broker_no_longer_holds(tmp_path):
+    mon, producer = _quiet_monitor(tmp_path)
+    get_broker(mon.config.streaming.kafka_bootstrap_servers).retention = 300  # per partition
+    mon.start()
+    try:
+        for layer in range(4):  # 4 x 200 messages; the broker keeps the last 300
+            producer.produce_batch(_messages("A", 200, x0=10.0 + 40 * layer, layer=layer), key="A")
+            producer.flush()
+            assert _wait(lambda n=200 * (layer + 1): _processed(mon) == n)
+        mon.seek_to_beginning()
+        assert _wait(lambda: mon.snapshot()["current_layer"] == 3)
+        assert _wait(lambda: _processed(mon) >= 1600)
+        ks = mon.grid.occupied_indices()[:, 2]
+        assert (ks == 0).any(), "layer 0 is back in the grid after the replay"
+        snap = mon.snapshot()
+        assert snap["replayed_from_history"] == 500  # the broker had only the last 300
+        assert snap["replay_from_layer"] == 0
+        assert (snap["messages_new"], snap["messages_replayed"]) == (800, 800)
+    finally:
+        producer.close()
+        mon.stop()
+
+
+def test_spc_chart_kinds_are_checked():
+    assert MonitorConfig(spc_charts=("cusum",)).spc_charts == ("cusum",)
+    env = {"AMQADF_SPC_CHARTS": "imr, xbar_s"}
+    assert MonitorConfig.from_env(env).spc_charts == ("imr", "xbar_s")
+    assert MonitorConfig.from_env({}).spc_charts == ("imr", "xbar_r")
+    assert MonitorConfig.from_env({"AMQADF_SPC_CHARTS": ""}).spc_charts == ()
+    # each signal's own chart first (the simulator's profile: EWMA), then those beside it
+    assert LiveMonitor(MonitorConfig(simulate=False)).spc_kinds("temperature") == [
+        "ewma",
+        "imr",
+        "xbar_r",
+    ]
+    for bad in (("pareto",), ("imr", "")):
+        with pytest.raises(ValueError, match="spc_charts"):
+            MonitorConfig(spc_charts=bad)
