@@ -224,11 +224,15 @@ class SPCView(MonitorView):
     @param.depends("signal", watch=True)
     def _on_signal(self) -> None:
         self._set_kinds()
-        if self._chart_widget is not None:
-            self._chart_widget.options = {
-                CHART_LABELS.get(k, k): k for k in self.param.chart.objects
-            }
-            self._chart_widget.value = self.chart
+        if self._chart_widget is not None:  # options and value at once: never a None between
+            self._chart_widget.param.update(
+                options={CHART_LABELS.get(k, k): k for k in self.param.chart.objects},
+                value=self.chart,
+            )
+
+    def _on_chart_widget(self, event: param.parameterized.Event) -> None:
+        if event.new is not None and event.new in self.param.chart.objects:
+            self.chart = event.new
 
     @param.depends("signal", "chart", "x_axis", "window", watch=True)
     def _on_choice(self) -> None:
@@ -245,6 +249,7 @@ class SPCView(MonitorView):
             self._baseline.object = baseline_html(snapshot.get("baseline"), self.message)
         mon = self.monitor
         if self.signal is None or self.chart is None:
+            self._state = {}
             self._summary.object = self._summary_html()
             return
         rows, us = mon.spc_series(self.chart, self.signal, WINDOWS[self.window])
@@ -315,7 +320,7 @@ class SPCView(MonitorView):
             return '<div class="amq-spc-kv">waiting for SPC results…</div>'
         status = str(s.get("status", "–"))
         progress = float(s.get("baseline_progress") or 0.0)
-        kind = CHART_LABELS.get(self.chart, self.chart)
+        kind = CHART_LABELS.get(self.chart or "", self.chart or "–")
         if s.get("lam") is not None:
             kind += f" (λ = {s['lam']})"
         cells = [
@@ -341,13 +346,16 @@ class SPCView(MonitorView):
             options={self.spec_of(s).label: s for s in self.param.signal.objects},
             css_classes=["amq-spc-signal"],
         )
-        chart = self._chart_widget = pn.widgets.RadioButtonGroup.from_param(
-            self.param.chart,
+        # not from_param: its options follow the chosen signal, set together with the
+        # value (a param link would pass through an option list with None in it)
+        chart = self._chart_widget = pn.widgets.RadioButtonGroup(
             name="Chart",
             button_type="light",
             options={CHART_LABELS.get(k, k): k for k in self.param.chart.objects},
+            value=self.chart,
             css_classes=["amq-spc-chart"],
         )
+        chart.param.watch(self._on_chart_widget, "value")
         x_axis = pn.widgets.RadioButtonGroup.from_param(
             self.param.x_axis,
             name="x axis",

@@ -175,7 +175,7 @@ def test_dashboard_shows_another_machine_from_its_profile(page: Any) -> None:
     assert "Melt-pool temperature" in buttons and "Photodiode signal" in buttons
     assert "Melt-pool area" not in buttons
     page.locator(".amq-spc-signal button", has_text="Photodiode signal").click()
-    wait_until(lambda: "IMR" in _text(page, ".amq-spc-kv"), timeout=30, what="I-MR chart")
+    wait_until(lambda: "I-MR" in _text(page, ".amq-spc-kv"), timeout=30, what="I-MR chart")
 
     # Health: the profile fits (every field arrives) and other fields are listed
     page.locator(".bk-tab", has_text="Health").first.click()
