@@ -461,7 +461,7 @@ class LiveMonitor:
         self.builds += 1
         return {"new_build": build}
 
-    def _replay_history_before(self, first: dict[str, Any], chunk: int = 20_000) -> None:
+    def _replay_history_before(self, first: dict[str, Any], chunk: int = 5_000) -> None:
         """After a replay: feed the stored messages of ``first``'s build older than
         ``first`` (those the broker's retention dropped) through the pipeline before it,
         so the replay starts at the build's first layer (consumer thread)."""
@@ -497,6 +497,10 @@ class LiveMonitor:
                 self.changes.mark(result.voxel_updates["bricks"])
             done += len(docs)
             start = to_utc(docs[-1]["timestamp"]) + timedelta(microseconds=1)
+            # data is arriving (from the history): not a dead feed; and a pause between
+            # chunks lets the dashboard's threads run while a long build replays
+            self._arrived = time.monotonic()
+            time.sleep(0.002)
         self.replayed_from_history = done
         if done:
             log.info("replayed %d messages of build %s from the history", done, build)
