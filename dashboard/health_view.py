@@ -242,6 +242,12 @@ class HealthView(MonitorView):
             )
         if lost := int(snapshot.get("publish_failed") or 0):  # shown only when it happens
             figures = (*figures, ("simulator undelivered", f'<b class="amq-fig-bad">{lost:,}</b>'))
+        if refused := int(stats.get("signals_refused") or 0):  # names past the signal limit
+            kept = int(stats.get("signals_buffered") or 0)
+            figures = (
+                *figures,
+                ("signals refused", f'<b class="amq-fig-bad">{refused:,}</b> ({kept:,} kept)'),
+            )
         self.compact.object = self._compact_html(rows) + (
             f'<table class="amq-conn-table amq-figures" data-grid-bytes="{grid_bytes}"><tbody>'
             + "".join(f'<tr><td>{k}</td><td class="amq-fig">{v}</td></tr>' for k, v in figures)

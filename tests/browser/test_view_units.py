@@ -282,6 +282,34 @@ def test_health_shows_undelivered_simulated_messages_only_when_there_are_some(tm
     assert "simulator undelivered" in view.compact.object and "18,000" in view.compact.object
 
 
+def test_health_shows_signal_names_refused_past_the_limit(tmp_path):
+    """New numeric field names beyond ``max_signals`` get no buffer: Health says so."""
+    import uuid
+
+    from am_qadf.live_monitor import LiveMonitor, MonitorConfig
+    from am_qadf.streaming import StreamingConfig
+    from dashboard.health_view import HealthView
+
+    servers = [f"memory://refused-{uuid.uuid4().hex[:8]}"]
+    cfg = StreamingConfig.embedded(
+        kafka_bootstrap_servers=servers, storage_path=str(tmp_path), max_signals=4
+    )
+    monitor = LiveMonitor(MonitorConfig(streaming=cfg, simulate=False))
+    view = HealthView(monitor=monitor)
+    view.refresh(monitor.snapshot())
+    assert "signals refused" not in view.compact.object
+    batch = [
+        {"timestamp": "2026-01-01T00:00:00Z", "x": 1.0, "y": 1.0, "z": 0.1, "layer": 1}
+        | {f"probe_{i}": float(i) for i in range(10)}
+    ]
+    monitor.client.process_stream_batch(batch)
+    stats = monitor.client.get_stream_statistics()
+    assert stats["signals_refused"] > 0
+    view.refresh(monitor.snapshot())
+    assert "signals refused" in view.compact.object
+    assert f"{stats['signals_refused']:,}" in view.compact.object
+
+
 def _quiet_monitor(tmp_path, name: str, **kw):
     import uuid
 
