@@ -1,0 +1,598 @@
+"""Derived state of a fleet of machines, shared by workers (writers) and dashboards (readers).
+
+Per machine the store keeps:
+
+* a **snapshot** (:class:`MachineSnapshot`: build, layer, progress, rates, health,
+  alerts by severity, who owns it) — one hash, overwritten;
+* **alerts** — a bounded stream of alert events (raised, acknowledged), newest kept;
+* **SPC state** — the latest chart results, overwritten;
+* **signal windows** — the recent values of each live signal, downsampled for display;
+* **voxel brick deltas** — a bounded stream of changed bricks; a reader whose cursor
+  fell behind what is kept is told to redraw everything;
+* a **control stream** — operator commands for the worker that owns the machine.
+
+Every write also appends to one bounded *changes* stream, so a reader blocks in
+:meth:`StateStore.wait` until something changed instead of polling.
+
+Two backends behind one interface: :class:`InProcessStateStore` (the embedded
+single-process default: no server) and :class:`RedisStateStore`. Both are the same
+:class:`StateStore` over a handful of primitives (hashes, capped streams, a set), so
+they behave identically and one test suite runs against both.
+
+Why Redis and not Kafka compacted topics: the readers are dashboards that need the
+*latest* value of a key at once (a hash read), the last N alerts or deltas (a capped
+stream read), and a cheap way to block until something changes (``XREAD BLOCK``).
+A compacted topic gives "latest per key" only after a reader has consumed the whole
+topic into memory (every dashboard process would replay it on start), compaction is
+lazy so old values linger, it cannot cap a per-machine stream by length, and a
+dashboard would have to be a Kafka consumer with offsets of its own. Redis does each
+of these in one command, keeps memory bounded by ``MAXLEN``, and losing it loses only
+derived state that workers republish within a publish interval (history stays in
+MongoDB, offsets in Kafka).
+
+>>> store = InProcessStateStore()
+>>> store.put_snapshot(MachineSnapshot("m1", layer=3, messages=1200))
+>>> store.snapshot("m1").layer, store.machines()
+(3, ['m1'])
+>>> cursor, bricks, full = store.bricks_since("m1")
+>>> store.add_bricks("m1", np.array([[0, 0, 1], [2, 0, 1]]))
+>>> cursor, bricks, full = store.bricks_since("m1", cursor)
+>>> bricks.tolist(), full
+([[0, 0, 1], [2, 0, 1]], False)
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import orjson
+
+__all__ = [
+    "MACHINE_ID_PATTERN",
+    "InProcessStateStore",
+    "MachineSnapshot",
+    "RedisStateStore",
+    "StateStore",
+    "check_machine_id",
+    "downsample",
+    "open_state_store",
+]
+
+#: What a machine id (the Kafka message key) may look like: it becomes part of keys.
+MACHINE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def check_machine_id(machine_id: Any) -> str:
+    """``machine_id`` if it is a usable machine id, else ``ValueError`` saying why.
+
+    >>> check_machine_id("eos-m290.2")
+    'eos-m290.2'
+    >>> check_machine_id("a b")
+    Traceback (most recent call last):
+    ...
+    ValueError: bad machine id 'a b': use 1-64 letters, digits or _.:-, first a letter or digit
+    """
+    if not isinstance(machine_id, str) or not MACHINE_ID_PATTERN.match(machine_id):
+        raise ValueError(
+            f"bad machine id {machine_id!r}: use 1-64 letters, digits or _.:-, "
+            "first a letter or digit"
+        )
+    return machine_id
+
+
+def downsample(
+    times: np.ndarray, values: np.ndarray, max_points: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` points of a series for display: the min and max of each of
+    ``max_points // 2`` equal bins, in time order (peaks survive, unlike striding).
+
+    >>> t = np.arange(10.0); v = np.array([0, 9, 1, 1, 1, 1, 1, 1, -5, 1.0])
+    >>> downsample(t, v, 4)[1].tolist()
+    [0.0, 9.0, 1.0, -5.0]
+    """
+    n = len(values)
+    if n <= max_points:
+        return np.asarray(times), np.asarray(values)
+    bins = max(1, max_points // 2)
+    edges = np.linspace(0, n, bins + 1).astype(np.int64)
+    starts = edges[:-1]
+    v = np.asarray(values, dtype=float)
+    # position of each bin's min and max (NaN-free input assumed: buffers hold numbers)
+    idx = np.arange(n)
+    bin_of = np.repeat(np.arange(bins), np.diff(edges))
+    order_min = np.lexsort((v, bin_of))
+    order_max = np.lexsort((-v, bin_of))
+    lo = order_min[starts]
+    hi = order_max[starts]
+    keep = np.unique(np.concatenate([lo, hi]))
+    return np.asarray(times)[idx[keep]], v[keep]
+
+
+@dataclass(frozen=True)
+class MachineSnapshot:
+    """What a fleet view shows for one machine, published by the worker that owns it.
+
+    ``state`` is ``running``, ``paused`` (the operator paused analysis) or ``idle``;
+    ``progress`` is 0..1 where known; ``rate`` messages per second over the last
+    publish interval; ``alerts_active`` active alerts by severity; ``control_cursor``
+    the id of the newest operator command handled (a worker taking the machine over
+    continues after it); ``last_command`` the outcome of that command.
+
+    >>> s = MachineSnapshot("m1", layer=4, alerts_active={"critical": 1})
+    >>> MachineSnapshot.from_dict(s.to_dict()) == s
+    True
+    """
+
+    machine_id: str
+    name: str = ""
+    state: str = "idle"
+    worker: str = ""
+    build_id: str | None = None
+    layer: int | None = None
+    progress: float | None = None
+    newest_timestamp: str | None = None
+    messages: int = 0
+    rate: float = 0.0
+    dead_lettered: int = 0
+    held: int = 0
+    errors: int = 0
+    occupied_voxels: int = 0
+    alerts_active: dict[str, int] = field(default_factory=dict)
+    newest_alert: dict[str, Any] | None = None
+    problems: tuple[str, ...] = ()
+    baseline: str = ""
+    control_cursor: str = "0"
+    last_command: dict[str, Any] | None = None
+    updated_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-friendly dict."""
+        d = asdict(self)
+        d["problems"] = list(self.problems)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MachineSnapshot:
+        """Build from :meth:`to_dict`'s output; unknown keys (a newer writer) are ignored."""
+        if not isinstance(data.get("machine_id"), str):
+            raise ValueError(f"a machine snapshot needs a machine_id string, got {data!r:.200}")
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known}
+        if "problems" in kw:
+            kw["problems"] = tuple(kw["problems"] or ())
+        return cls(**kw)
+
+
+class _Backend(ABC):
+    """The primitives a :class:`StateStore` needs: Redis semantics, ids ``"<int>-<int>"``."""
+
+    @abstractmethod
+    def hset(self, key: str, mapping: Mapping[str, bytes]) -> None: ...
+
+    @abstractmethod
+    def hgetall(self, key: str) -> dict[str, bytes]: ...
+
+    @abstractmethod
+    def sadd(self, key: str, member: str) -> None: ...
+
+    @abstractmethod
+    def smembers(self, key: str) -> set[str]: ...
+
+    @abstractmethod
+    def xadd(self, key: str, fields: Mapping[str, bytes], maxlen: int) -> str: ...
+
+    @abstractmethod
+    def xrange_after(
+        self, key: str, after: str, count: int
+    ) -> list[tuple[str, dict[str, bytes]]]: ...
+
+    @abstractmethod
+    def xlast(self, key: str, count: int) -> list[tuple[str, dict[str, bytes]]]: ...
+
+    @abstractmethod
+    def xread(
+        self, cursors: Mapping[str, str], block_ms: int, count: int
+    ) -> list[tuple[str, str, dict[str, bytes]]]: ...
+
+    @abstractmethod
+    def incr(self, key: str) -> int: ...
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release connections (nothing for the in-process one)."""
+
+
+def _id_key(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class _MemoryBackend(_Backend):
+    def __init__(self) -> None:
+        self._hashes: dict[str, dict[str, bytes]] = {}
+        self._sets: dict[str, set[str]] = {}
+        self._streams: dict[str, deque[tuple[str, dict[str, bytes]]]] = {}
+        self._counters: dict[str, int] = {}
+        self._seq = 0
+        self._changed = threading.Condition()
+
+    def hset(self, key: str, mapping: Mapping[str, bytes]) -> None:
+        with self._changed:
+            self._hashes.setdefault(key, {}).update(mapping)
+
+    def hgetall(self, key: str) -> dict[str, bytes]:
+        with self._changed:
+            return dict(self._hashes.get(key, {}))
+
+    def sadd(self, key: str, member: str) -> None:
+        with self._changed:
+            self._sets.setdefault(key, set()).add(member)
+
+    def smembers(self, key: str) -> set[str]:
+        with self._changed:
+            return set(self._sets.get(key, ()))
+
+    def xadd(self, key: str, fields: Mapping[str, bytes], maxlen: int) -> str:
+        with self._changed:
+            self._seq += 1
+            sid = f"{self._seq}-0"
+            stream = self._streams.setdefault(key, deque())
+            stream.append((sid, dict(fields)))
+            while len(stream) > maxlen:
+                stream.popleft()
+            self._changed.notify_all()
+            return sid
+
+    def _after(self, key: str, after: str, count: int) -> list[tuple[str, dict[str, bytes]]]:
+        k = _id_key(after)
+        out = [e for e in self._streams.get(key, ()) if _id_key(e[0]) > k]
+        return out[:count]
+
+    def xrange_after(self, key: str, after: str, count: int) -> list[tuple[str, dict[str, bytes]]]:
+        with self._changed:
+            return self._after(key, after, count)
+
+    def xlast(self, key: str, count: int) -> list[tuple[str, dict[str, bytes]]]:
+        with self._changed:
+            return list(self._streams.get(key, ()))[-count:] if count > 0 else []
+
+    def xread(
+        self, cursors: Mapping[str, str], block_ms: int, count: int
+    ) -> list[tuple[str, str, dict[str, bytes]]]:
+        def ready() -> list[tuple[str, str, dict[str, bytes]]]:
+            return [
+                (key, sid, f)
+                for key, after in cursors.items()
+                for sid, f in self._after(key, after, count)
+            ]
+
+        with self._changed:
+            found = ready()
+            if not found and block_ms > 0:
+                self._changed.wait_for(lambda: bool(ready()), timeout=block_ms / 1000.0)
+                found = ready()
+            return found
+
+    def incr(self, key: str) -> int:
+        with self._changed:
+            self._counters[key] = self._counters.get(key, 0) + 1
+            return self._counters[key]
+
+    def delete_prefix(self, prefix: str) -> None:
+        with self._changed:
+            for store in (self._hashes, self._sets, self._streams, self._counters):
+                for k in [k for k in store if k.startswith(prefix)]:
+                    del store[k]
+
+
+class _RedisBackend(_Backend):
+    def __init__(self, client: Any) -> None:
+        self.r = client
+
+    def hset(self, key: str, mapping: Mapping[str, bytes]) -> None:
+        self.r.hset(key, mapping=dict(mapping))
+
+    def hgetall(self, key: str) -> dict[str, bytes]:
+        return {k.decode(): v for k, v in self.r.hgetall(key).items()}
+
+    def sadd(self, key: str, member: str) -> None:
+        self.r.sadd(key, member)
+
+    def smembers(self, key: str) -> set[str]:
+        return {m.decode() for m in self.r.smembers(key)}
+
+    def xadd(self, key: str, fields: Mapping[str, bytes], maxlen: int) -> str:
+        # exact MAXLEN: the bound readers rely on for redraw decisions
+        return self.r.xadd(key, dict(fields), maxlen=maxlen, approximate=False).decode()
+
+    @staticmethod
+    def _entries(raw: Any) -> list[tuple[str, dict[str, bytes]]]:
+        return [(sid.decode(), {k.decode(): v for k, v in f.items()}) for sid, f in raw]
+
+    def xrange_after(self, key: str, after: str, count: int) -> list[tuple[str, dict[str, bytes]]]:
+        return self._entries(self.r.xrange(key, min=f"({after}", max="+", count=count))
+
+    def xlast(self, key: str, count: int) -> list[tuple[str, dict[str, bytes]]]:
+        return self._entries(self.r.xrevrange(key, count=count))[::-1] if count > 0 else []
+
+    def xread(
+        self, cursors: Mapping[str, str], block_ms: int, count: int
+    ) -> list[tuple[str, str, dict[str, bytes]]]:
+        if not cursors:
+            return []
+        raw = self.r.xread(dict(cursors), count=count, block=block_ms or None) or []
+        return [(key.decode(), sid, f) for key, entries in raw for sid, f in self._entries(entries)]
+
+    def incr(self, key: str) -> int:
+        return int(self.r.incr(key))
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = list(self.r.scan_iter(match=prefix.replace("*", r"\*") + "*", count=500))
+        for i in range(0, len(keys), 500):
+            self.r.delete(*keys[i : i + 500])
+
+    def close(self) -> None:
+        self.r.close()
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+class StateStore:
+    """Per-machine derived state over a backend (use :class:`InProcessStateStore` or
+    :class:`RedisStateStore`). ``prefix`` namespaces every key (one plant, one test).
+
+    Streams are capped: ``max_alerts`` alert events, ``max_deltas`` brick deltas and
+    ``max_commands`` commands per machine, ``max_changes`` change notices in all.
+    Signal windows are cut to ``window_points`` points (:func:`downsample`).
+    """
+
+    def __init__(
+        self,
+        backend: _Backend,
+        *,
+        prefix: str = "amqadf:fleet",
+        max_alerts: int = 500,
+        max_deltas: int = 256,
+        max_commands: int = 100,
+        max_changes: int = 1000,
+        window_points: int = 400,
+    ) -> None:
+        for name, v in (
+            ("max_alerts", max_alerts),
+            ("max_deltas", max_deltas),
+            ("max_commands", max_commands),
+            ("max_changes", max_changes),
+            ("window_points", window_points),
+        ):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+                raise ValueError(f"{name} must be an int >= 2, got {v!r}")
+        self._b = backend
+        self.prefix = prefix
+        self.max_alerts, self.max_deltas = max_alerts, max_deltas
+        self.max_commands, self.max_changes = max_commands, max_changes
+        self.window_points = window_points
+
+    # -- keys ----------------------------------------------------------------------------
+    def _key(self, machine_id: str, kind: str) -> str:
+        return f"{self.prefix}:m:{check_machine_id(machine_id)}:{kind}"
+
+    @property
+    def _changes(self) -> str:
+        return f"{self.prefix}:changes"
+
+    def _touch(self, machine_id: str, kind: str) -> None:
+        self._b.sadd(f"{self.prefix}:machines", machine_id)
+        self._b.xadd(
+            self._changes, {"m": machine_id.encode(), "k": kind.encode()}, self.max_changes
+        )
+
+    # -- snapshots -----------------------------------------------------------------------
+    def put_snapshot(self, snapshot: MachineSnapshot) -> None:
+        """Replace the machine's snapshot (one hash field per snapshot field)."""
+        if not isinstance(snapshot, MachineSnapshot):
+            raise TypeError(f"snapshot must be a MachineSnapshot, got {type(snapshot).__name__}")
+        key = self._key(snapshot.machine_id, "snapshot")
+        self._b.hset(key, {k: _dumps(v) for k, v in snapshot.to_dict().items()})
+        self._touch(snapshot.machine_id, "snapshot")
+
+    def snapshot(self, machine_id: str) -> MachineSnapshot | None:
+        """The machine's newest snapshot (None if none was published)."""
+        raw = self._b.hgetall(self._key(machine_id, "snapshot"))
+        if not raw:
+            return None
+        return MachineSnapshot.from_dict({k: orjson.loads(v) for k, v in raw.items()})
+
+    def machines(self) -> list[str]:
+        """Ids of every machine that has state here, sorted."""
+        return sorted(self._b.smembers(f"{self.prefix}:machines"))
+
+    def snapshots(self) -> dict[str, MachineSnapshot]:
+        """Every machine's snapshot by id."""
+        out = {m: self.snapshot(m) for m in self.machines()}
+        return {m: s for m, s in out.items() if s is not None}
+
+    # -- alerts --------------------------------------------------------------------------
+    def add_alerts(self, machine_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Append alert events (alert dicts with an ``event`` such as ``raised`` or
+        ``acknowledged``); the oldest beyond ``max_alerts`` are dropped."""
+        key = self._key(machine_id, "alerts")
+        for e in events:
+            self._b.xadd(key, {"a": _dumps(dict(e))}, self.max_alerts)
+        if events:
+            self._touch(machine_id, "alerts")
+
+    def alerts(self, machine_id: str, count: int = 100) -> list[dict[str, Any]]:
+        """The newest ``count`` alert events, oldest first."""
+        return [
+            orjson.loads(f["a"]) for _, f in self._b.xlast(self._key(machine_id, "alerts"), count)
+        ]
+
+    # -- SPC -----------------------------------------------------------------------------
+    def put_spc(self, machine_id: str, spc: Mapping[str, Any]) -> None:
+        """Replace the machine's SPC state (chart results by signal)."""
+        self._b.hset(self._key(machine_id, "spc"), {"spc": _dumps(dict(spc))})
+        self._touch(machine_id, "spc")
+
+    def spc(self, machine_id: str) -> dict[str, Any]:
+        """The machine's SPC state ({} if none)."""
+        raw = self._b.hgetall(self._key(machine_id, "spc")).get("spc")
+        return orjson.loads(raw) if raw else {}
+
+    # -- signal windows ------------------------------------------------------------------
+    def put_windows(
+        self, machine_id: str, windows: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    ) -> None:
+        """Replace recent windows: ``{signal: (epoch_seconds, values)}``, each cut to
+        ``window_points`` points."""
+        mapping = {}
+        for name, (t, v) in windows.items():
+            ts, vs = downsample(np.asarray(t, float), np.asarray(v, float), self.window_points)
+            mapping[name] = _dumps({"t": ts, "v": vs})
+        if mapping:
+            self._b.hset(self._key(machine_id, "windows"), mapping)
+            self._touch(machine_id, "windows")
+
+    def windows(self, machine_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{signal: (epoch_seconds, values)}`` as published."""
+        out = {}
+        for name, raw in self._b.hgetall(self._key(machine_id, "windows")).items():
+            d = orjson.loads(raw)
+            out[name] = (np.asarray(d["t"], float), np.asarray(d["v"], float))
+        return out
+
+    # -- voxel brick deltas --------------------------------------------------------------
+    def add_bricks(self, machine_id: str, bricks: np.ndarray) -> None:
+        """Append one delta: the (n, 3) brick coordinates changed since the last one."""
+        b = np.asarray(bricks, dtype=np.int64).reshape(-1, 3)
+        if not len(b):
+            return
+        seq = self._b.incr(self._key(machine_id, "bricks:n"))
+        self._b.xadd(
+            self._key(machine_id, "bricks"),
+            {"n": str(seq).encode(), "b": b.tobytes()},
+            self.max_deltas,
+        )
+        self._touch(machine_id, "bricks")
+
+    def bricks_since(
+        self, machine_id: str, cursor: str | None = None
+    ) -> tuple[str, np.ndarray, bool]:
+        """Bricks changed since ``cursor`` (None: a first look): ``(new cursor, bricks,
+        full)``. ``full`` says the reader must redraw everything: a first look, or
+        deltas it had not read were already dropped."""
+        key = self._key(machine_id, "bricks")
+        if not cursor:
+            last = self._b.xlast(key, 1)
+            sid, n = (last[0][0], int(last[0][1]["n"])) if last else ("0-0", 0)
+            return f"{sid}/{n}", np.empty((0, 3), np.int64), True
+        after, _, seen = cursor.partition("/")
+        entries = self._b.xrange_after(key, after, self.max_deltas + 1)
+        if not entries:
+            return cursor, np.empty((0, 3), np.int64), False
+        full = int(entries[0][1]["n"]) != int(seen) + 1
+        arrays = [np.frombuffer(f["b"], dtype=np.int64).reshape(-1, 3) for _, f in entries]
+        sid, f = entries[-1]
+        return f"{sid}/{int(f['n'])}", np.unique(np.concatenate(arrays), axis=0), full
+
+    # -- control -------------------------------------------------------------------------
+    def send_command(self, machine_id: str, command: Mapping[str, Any]) -> str:
+        """Append a command for the machine's worker; returns its id. (Check who may
+        first: :func:`am_qadf.fleet.operator_actions.send_action` does.)"""
+        sid = self._b.xadd(
+            self._key(machine_id, "control"), {"c": _dumps(dict(command))}, self.max_commands
+        )
+        self._touch(machine_id, "control")
+        return sid
+
+    def read_commands(
+        self, cursors: Mapping[str, str], timeout: float = 0.0, count: int = 100
+    ) -> list[tuple[str, str, Any]]:
+        """Commands after each machine's cursor (``{machine_id: command id}``, ``"0"``
+        for all kept), waiting up to ``timeout`` s for one: ``[(machine_id, id,
+        command)]``; a command that is not JSON comes back as None."""
+        keys = {self._key(m, "control"): (c or "0") for m, c in cursors.items()}
+        back = {self._key(m, "control"): m for m in cursors}
+        out = []
+        for key, sid, f in self._b.xread(keys, int(timeout * 1000), count):
+            try:
+                cmd = orjson.loads(f.get("c", b""))
+            except orjson.JSONDecodeError:
+                cmd = None
+            out.append((back[key], sid, cmd))
+        return out
+
+    # -- waiting -------------------------------------------------------------------------
+    def change_cursor(self) -> str:
+        """A cursor for :meth:`wait` meaning "from now on"."""
+        last = self._b.xlast(self._changes, 1)
+        return last[0][0] if last else "0-0"
+
+    def wait(self, cursor: str, timeout: float) -> tuple[str, set[str]]:
+        """Block up to ``timeout`` s until state changed after ``cursor``; returns the new
+        cursor and the ids of the machines that changed (empty on timeout)."""
+        entries = self._b.xread({self._changes: cursor}, int(timeout * 1000), self.max_changes)
+        if not entries:
+            return cursor, set()
+        return entries[-1][1], {f["m"].decode() for _, _, f in entries}
+
+    def clear(self) -> None:
+        """Delete everything under this store's prefix."""
+        self._b.delete_prefix(self.prefix + ":")
+
+    def close(self) -> None:
+        """Close the backend's connections."""
+        self._b.close()
+
+
+class InProcessStateStore(StateStore):
+    """The state store in this process's memory (the embedded default; threads only).
+
+    >>> InProcessStateStore().machines()
+    []
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(_MemoryBackend(), **options)
+
+
+class RedisStateStore(StateStore):
+    """The state store in Redis at ``url`` (``redis://host:port/db``), shared by every
+    worker and dashboard process. ``client`` (a ``redis.Redis``) replaces the URL."""
+
+    def __init__(
+        self, url: str = "redis://127.0.0.1:6379/0", *, client: Any = None, **options: Any
+    ):
+        if client is None:
+            import redis
+
+            client = redis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        super().__init__(_RedisBackend(client), **options)
+
+
+def open_state_store(url: str | None, **options: Any) -> StateStore:
+    """The store ``url`` names: ``redis://…``/``rediss://…`` or ``memory://`` / None
+    (in-process), e.g. the value of ``AMQADF_STATE``.
+
+    >>> type(open_state_store("memory://")).__name__
+    'InProcessStateStore'
+    >>> open_state_store("kafka://x")
+    Traceback (most recent call last):
+    ...
+    ValueError: AMQADF_STATE must be memory:// or redis://host:port/db, got 'kafka://x'
+    """
+    if not url or url.startswith("memory://"):
+        return InProcessStateStore(**options)
+    if url.startswith(("redis://", "rediss://")):
+        return RedisStateStore(url, **options)
+    raise ValueError(f"AMQADF_STATE must be memory:// or redis://host:port/db, got {url!r}")

@@ -1,0 +1,114 @@
+"""The behaviour every StateStore backend must have; run against each backend by
+subclassing :class:`StateStoreContract` and providing the ``store`` fixture."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from am_qadf.fleet.state_store import MachineSnapshot, StateStore
+
+
+class StateStoreContract:
+    """Tests shared by the in-process and the Redis state store."""
+
+    def test_snapshot_round_trip_and_machine_list(self, store: StateStore) -> None:
+        assert store.snapshot("m1") is None
+        s = MachineSnapshot(
+            "m1",
+            name="EOS 1",
+            state="running",
+            layer=7,
+            progress=0.25,
+            alerts_active={"critical": 2},
+            problems=("field x missing",),
+            updated_at=1.5,
+        )
+        store.put_snapshot(s)
+        store.put_snapshot(MachineSnapshot("m0"))
+        assert store.snapshot("m1") == s
+        assert store.machines() == ["m0", "m1"]
+        assert set(store.snapshots()) == {"m0", "m1"}
+
+    def test_snapshot_is_replaced_not_merged(self, store: StateStore) -> None:
+        store.put_snapshot(MachineSnapshot("m1", layer=3, newest_alert={"id": "a"}))
+        store.put_snapshot(MachineSnapshot("m1", layer=4))
+        got = store.snapshot("m1")
+        assert got.layer == 4 and got.newest_alert is None
+
+    def test_bad_machine_id_is_refused_before_writing(self, store: StateStore) -> None:
+        with pytest.raises(ValueError, match="machine id"):
+            store.put_snapshot(MachineSnapshot("m1:*/../x y"))
+        with pytest.raises(ValueError, match="machine id"):
+            store.send_command("", {"action": "pause"})
+        assert store.machines() == []
+
+    def test_alert_stream_is_bounded_and_ordered(self, store: StateStore) -> None:
+        n = store.max_alerts + 5
+        store.add_alerts("m1", [{"id": f"a{i}", "event": "raised"} for i in range(n)])
+        got = store.alerts("m1", count=n)
+        assert len(got) == store.max_alerts
+        assert got[0]["id"] == "a5" and got[-1]["id"] == f"a{n - 1}"
+        assert [a["id"] for a in store.alerts("m1", count=2)] == [f"a{n - 2}", f"a{n - 1}"]
+
+    def test_spc_and_windows(self, store: StateStore) -> None:
+        store.put_spc("m1", {"temperature": {"center": 1900.0, "violations": []}})
+        assert store.spc("m1")["temperature"]["center"] == 1900.0
+        assert store.spc("m2") == {}
+        t = np.arange(10_000) / 1000.0
+        v = np.sin(t)
+        v[5000] = 50.0  # a spike must survive downsampling
+        store.put_windows("m1", {"temperature": (t, v)})
+        wt, wv = store.windows("m1")["temperature"]
+        assert len(wv) <= store.window_points and wv.max() == 50.0
+        assert np.all(np.diff(wt) > 0)
+
+    def test_brick_deltas_cursor_and_redraw_after_trim(self, store: StateStore) -> None:
+        cur, b, full = store.bricks_since("m1")
+        assert full and len(b) == 0
+        store.add_bricks("m1", np.array([[1, 2, 3]]))
+        store.add_bricks("m1", np.array([[1, 2, 3], [4, 5, 6]]))
+        cur, b, full = store.bricks_since("m1", cur)
+        assert not full and b.tolist() == [[1, 2, 3], [4, 5, 6]]
+        cur2, b, full = store.bricks_since("m1", cur)
+        assert cur2 == cur and len(b) == 0 and not full
+        for i in range(store.max_deltas + 3):  # the reader falls behind what is kept
+            store.add_bricks("m1", np.array([[i, 0, 0]]))
+        _, b, full = store.bricks_since("m1", cur)
+        assert full and len(b) == store.max_deltas
+
+    def test_commands_are_read_after_cursor(self, store: StateStore) -> None:
+        c1 = store.send_command("m1", {"action": "pause"})
+        store.send_command("m2", {"action": "resume"})
+        c3 = store.send_command("m1", {"action": "resume"})
+        got = store.read_commands({"m1": "0", "m2": "0"})
+        assert sorted((m, c["action"]) for m, _, c in got) == [
+            ("m1", "pause"),
+            ("m1", "resume"),
+            ("m2", "resume"),
+        ]
+        assert [sid for _, sid, _ in store.read_commands({"m1": c1})] == [c3]
+        assert store.read_commands({"m1": c3}) == []
+
+    def test_command_stream_is_bounded(self, store: StateStore) -> None:
+        for i in range(store.max_commands + 10):
+            store.send_command("m1", {"action": "pause", "n": i})
+        got = store.read_commands({"m1": "0"}, count=1000)
+        assert len(got) == store.max_commands and got[-1][2]["n"] == store.max_commands + 9
+
+    def test_wait_wakes_on_a_change_and_names_the_machine(self, store: StateStore) -> None:
+        cursor = store.change_cursor()
+        assert store.wait(cursor, timeout=0.0) == (cursor, set())
+        writer = threading.Thread(target=store.put_snapshot, args=(MachineSnapshot("m9"),))
+        writer.start()
+        new, changed = store.wait(cursor, timeout=30.0)
+        writer.join()
+        assert new != cursor and changed == {"m9"}
+
+    def test_clear_removes_everything_of_the_prefix(self, store: StateStore) -> None:
+        store.put_snapshot(MachineSnapshot("m1"))
+        store.add_bricks("m1", np.array([[0, 0, 0]]))
+        store.clear()
+        assert store.machines() == [] and store.snapshot("m1") is None
