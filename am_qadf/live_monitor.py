@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from am_qadf.machine_profile import MachineProfile
-from am_qadf.streaming import KafkaProducer, StreamingClient, StreamingConfig
+from am_qadf.streaming import KafkaProducer, StreamingClient, StreamingConfig, StreamStorage
 from am_qadf.streaming.baseline_store import BaselineStore
 from am_qadf.streaming.brick_changes import BrickChangeLog
 from am_qadf.streaming.buffer_manager import BufferManager
@@ -239,6 +239,8 @@ class LiveMonitor:
 
     Everything here is safe to call from a UI thread while the consumer thread works.
     ``profile`` (a :class:`MachineProfile` or a TOML path) overrides ``config.profile``.
+    ``storage`` is used instead of one built from ``config.streaming`` (a fleet worker's
+    machines share the worker's history and baseline store).
     """
 
     def __init__(
@@ -246,6 +248,7 @@ class LiveMonitor:
         config: MonitorConfig | None = None,
         *,
         profile: MachineProfile | str | os.PathLike[str] | None = None,
+        storage: StreamStorage | None = None,
     ) -> None:
         self.config = config or MonitorConfig()
         cfg = self.config
@@ -263,7 +266,7 @@ class LiveMonitor:
             aggregation="mean",
         )
         self.changes = BrickChangeLog(self.grid.brick_dims)
-        self.client = StreamingClient(cfg.streaming, profile=self.profile)
+        self.client = StreamingClient(cfg.streaming, profile=self.profile, storage=storage)
         self._lock = threading.Lock()
         self._publisher: Any = None
         self._stopping = threading.Event()

@@ -713,16 +713,22 @@ class StreamingClient:
         try:
             result = self.process_stream_batch(values)
             self._notify(values, result)
-            storage = self.storage
-            if storage is None or not self.config.enable_mongodb_storage:
-                return True, None
-            ids = [f"{m['topic']}:{m['partition']}:{m['offset']}" for m in good]
-            # JSON scalars (known from validation) with timestamps now datetimes: no scan
-            plain = self.column_cache.value_types(values) <= STORABLE_TYPES
-            return True, storage.prepare_batch(values, ids, check_types=not plain, isolate=True)
+            return True, self._prepare_docs(good, values)
         except Exception as exc:
             self._batch_failed(good, exc)
             return False, None
+
+    def _prepare_docs(self, good: list[dict[str, Any]], values: list[Any]) -> PreparedBatch | None:
+        """History documents of processed messages (None: history is off), with the
+        idempotent ``_id`` ``topic:partition:offset``: a batch delivered again, say after
+        its partition moved to another consumer, is not stored twice."""
+        storage = self.storage
+        if storage is None or not self.config.enable_mongodb_storage:
+            return None
+        ids = [f"{m['topic']}:{m['partition']}:{m['offset']}" for m in good]
+        # JSON scalars (known from validation) with timestamps now datetimes: no scan
+        plain = self.column_cache.value_types(values) <= STORABLE_TYPES
+        return storage.prepare_batch(values, ids, check_types=not plain, isolate=True)
 
     def _batch_failed(self, good: list[dict[str, Any]], exc: Exception) -> None:
         # Nothing may be skipped silently: later offsets would commit past this batch.

@@ -1,0 +1,226 @@
+"""One machine's pipeline inside a fleet worker, and the state it publishes.
+
+A :class:`MachinePipeline` is a :class:`~am_qadf.live_monitor.LiveMonitor` without a
+consumer of its own (the worker's consumer feeds it the machine's messages): the
+same profile-driven validation, mapping, voxel grid, SPC charts, alerts and SPC
+baseline handling as the single-process monitor, so there is one implementation of
+each. It keeps the machine's counters and turns its state into what the
+:class:`~am_qadf.fleet.state_store.StateStore` holds.
+
+>>> from am_qadf.streaming import StreamingConfig
+>>> p = MachinePipeline("m7", profile_for("m7"), StreamingConfig.embedded())
+>>> p.profile.machine.id, p.snapshot("w1").state
+('m7', 'idle')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from itertools import repeat
+from operator import setitem
+from typing import Any
+
+import numpy as np
+
+from am_qadf.live_monitor import LiveMonitor, MonitorConfig
+from am_qadf.machine_profile import MachineProfile
+from am_qadf.monitoring.alerts import Alert
+from am_qadf.streaming import StreamingConfig, StreamStorage
+from am_qadf.streaming.streaming_result import StreamingResult
+
+from .commands import Command
+from .state_store import MachineSnapshot, StateStore
+
+__all__ = ["MachinePipeline", "profile_for"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds of each live signal published as its recent window.
+WINDOW_SECONDS = 10.0
+_VIEWER = "fleet-state"
+
+
+def profile_for(
+    machine_id: str,
+    profiles: Mapping[str, MachineProfile] | None = None,
+    default: MachineProfile | None = None,
+) -> MachineProfile:
+    """The profile of ``machine_id``: its own from ``profiles`` (by machine id), else
+    ``default`` (the simulator's) under this machine's id, so that baselines and
+    history stay per machine.
+
+    >>> profile_for("m2").machine.id
+    'm2'
+    """
+    if profiles and machine_id in profiles:
+        return profiles[machine_id]
+    base = default or MachineProfile.default()
+    if base.machine.id == machine_id:
+        return base
+    machine = dataclasses.replace(base.machine, id=machine_id, name="")
+    return dataclasses.replace(base, machine=machine)
+
+
+class MachinePipeline:
+    """The pipeline of ``machine_id`` (``profile``), storing into the worker's
+    ``storage``. Processing runs in the worker's consumer thread; :meth:`publish`
+    may run in another thread (everything it reads is thread-safe)."""
+
+    def __init__(
+        self,
+        machine_id: str,
+        profile: MachineProfile,
+        streaming: StreamingConfig,
+        storage: StreamStorage | None = None,
+    ) -> None:
+        self.machine_id = machine_id
+        cfg = MonitorConfig(streaming=streaming, simulate=False, history_retention_s=None)
+        self.monitor = LiveMonitor(cfg, profile=profile, storage=storage)
+        self.profile = self.monitor.profile
+        self.client = self.monitor.client
+        #: (topic, partition) pairs this machine's messages came from.
+        self.partitions: set[tuple[str, int]] = set()
+        self.paused = False
+        self.messages = 0
+        self.dead_lettered = 0
+        self.held = 0
+        self.control_cursor = "0"
+        self.last_command: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._alert_events: deque[dict[str, Any]] = deque(maxlen=1000)
+        self._newest_alert: dict[str, Any] | None = None
+        self._rate_mark = (time.monotonic(), 0)
+        self._rate = 0.0
+        self.dirty = True
+        self.monitor.alerts.add_listener(self._on_alert)
+
+    # -- consumer thread ---------------------------------------------------------------
+    def validate(
+        self, msgs: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[Any], list[dict[str, Any]], list[str]]:
+        """Split polled messages by this machine's validator (the client's own check)."""
+        good, values, bad, reasons = self.client._validate(msgs)
+        with self._lock:
+            self.dead_lettered += len(bad)
+        return good, values, bad, reasons
+
+    def process(self, msgs: list[dict[str, Any]], values: list[Any]) -> StreamingResult | None:
+        """Run the machine's processors on ``values`` (None while paused: the messages
+        are then only stored) and tag them with the machine id for history."""
+        for m in msgs:
+            self.partitions.add((m["topic"], m["partition"]))
+        result = None
+        if self.paused:
+            with self._lock:
+                self.held += len(values)
+        else:
+            result = self.client.process_stream_batch(values)
+            self.client._notify(values, result)  # the monitor's listener: layer, SPC, bricks
+        # tag every document for history (C-level map: no per-point Python loop)
+        deque(map(setitem, values, repeat("machine_id"), repeat(self.machine_id)), maxlen=0)
+        with self._lock:
+            self.messages += len(values)
+            self.dirty = True
+        return result
+
+    def handle(self, command: Command) -> None:
+        """Apply an operator command (consumer thread, between batches); ``ValueError``
+        or ``KeyError`` says why it could not be applied."""
+        if command.action == "pause":
+            self.paused = True
+        elif command.action == "resume":
+            self.paused = False
+        elif command.action == "acknowledge":
+            alert = self.monitor.acknowledge(command.alert_id or "", by=command.by)
+            with self._lock:
+                self._alert_events.append({**alert, "event": "acknowledged"})
+        elif command.action == "relearn_baseline":
+            self.monitor.relearn_baseline(by=command.by)
+        with self._lock:
+            self.dirty = True
+
+    def _on_alert(self, alert: Alert) -> None:
+        event = {**alert.to_dict(), "event": "raised"}
+        with self._lock:
+            self._alert_events.append(event)
+            self._newest_alert = event
+
+    # -- publishing --------------------------------------------------------------------
+    def snapshot(self, worker: str) -> MachineSnapshot:
+        """The machine's figures now, as published by ``worker``."""
+        s = self.monitor.snapshot()
+        now = time.monotonic()
+        with self._lock:
+            t0, n0 = self._rate_mark
+            if now - t0 >= 0.5:
+                self._rate = (self.messages - n0) / (now - t0)
+                self._rate_mark = (now, self.messages)
+            counts = (self.messages, self.dead_lettered, self.held, self._rate)
+            newest = self._newest_alert
+        active = self.monitor.alerts.active_alerts()
+        by_severity: dict[str, int] = {}
+        for a in active:
+            by_severity[a.severity] = by_severity.get(a.severity, 0) + 1
+        layer = s["current_layer"]
+        stamp = s["newest_timestamp"]
+        return MachineSnapshot(
+            machine_id=self.machine_id,
+            name=self.profile.machine.title,
+            state="paused" if self.paused else ("running" if counts[0] else "idle"),
+            worker=worker,
+            build_id=None if s["build_id"] is None else str(s["build_id"]),
+            layer=int(layer) if isinstance(layer, int | float) else None,
+            newest_timestamp=stamp.isoformat() if hasattr(stamp, "isoformat") else stamp,
+            messages=counts[0],
+            rate=round(counts[3], 1),
+            dead_lettered=counts[1],
+            held=counts[2],
+            errors=int(s["stats"]["errors"]),
+            occupied_voxels=int(s["occupied_voxels"]),
+            alerts_active=by_severity,
+            newest_alert=newest,
+            problems=tuple(s["profile"]["problems"]),
+            baseline=str(s["baseline"].get("origin", "")),
+            control_cursor=self.control_cursor,
+            last_command=self.last_command,
+            updated_at=time.time(),
+        )
+
+    def windows(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The last :data:`WINDOW_SECONDS` of each live signal: (epoch seconds, values)."""
+        out = {}
+        for spec in self.profile.signals:
+            if not spec.live:
+                continue
+            try:
+                data, us = self.client.get_buffer(spec.name).get_time_window_arrays(WINDOW_SECONDS)
+            except KeyError:
+                continue
+            if len(data) and np.ndim(data) == 1:
+                out[spec.name] = (us / 1e6, data)
+        return out
+
+    def publish(self, store: StateStore, worker: str) -> None:
+        """Write the machine's derived state to ``store``: snapshot, new alert events,
+        SPC state, signal windows and the bricks changed since the last publish."""
+        with self._lock:
+            self.dirty = False
+            events = list(self._alert_events)
+            self._alert_events.clear()
+        bricks, _full = self.monitor.take_updated_bricks(_VIEWER)
+        if events:
+            store.add_alerts(self.machine_id, events)
+        if len(bricks):
+            store.add_bricks(self.machine_id, bricks)
+        spc = self.monitor.spc_state()
+        if spc:
+            store.put_spc(self.machine_id, spc)
+        windows = self.windows()
+        if windows:
+            store.put_windows(self.machine_id, windows)
+        store.put_snapshot(self.snapshot(worker))
