@@ -1,7 +1,9 @@
 """``am-qadf``: run the pipeline from a terminal.
 
 Commands:
-  simulate  publish a simulated build to a topic (``memory://`` or Kafka)
+  simulate  publish a simulated build to a topic (``memory://`` or Kafka);
+            ``--machines N`` publishes N machines' builds keyed by machine id
+  worker    consume in a consumer group, one pipeline per machine, publish state
   monitor   run the whole monitoring pipeline and print live figures
   replay    publish a recording (CSV/Parquet) to a topic, paced by its timestamps
   profile   draft or check a machine profile
@@ -29,6 +31,10 @@ def _profile(args: argparse.Namespace) -> MachineProfile:
 def _simulate(args: argparse.Namespace) -> int:
     from am_qadf.simulation.publisher import SimulationPublisher
 
+    if args.machines:
+        from am_qadf.fleet.run import run_fleet_simulation
+
+        return run_fleet_simulation(args)
     profile = _profile(args)
     if not profile.is_identity:
         print(
@@ -59,6 +65,12 @@ def _simulate(args: argparse.Namespace) -> int:
     finally:
         pub.stop()
     return 0
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from am_qadf.fleet.run import run_worker
+
+    return run_worker(args, _profile(args))
 
 
 def _monitor(args: argparse.Namespace) -> int:
@@ -160,7 +172,22 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--seed", type=int, default=7)
     sim.add_argument("--builds", type=int, default=1)
     sim.add_argument("--points", type=int, default=None, help="points per build (default: all)")
+    sim.add_argument("--machines", type=int, default=0, help="publish N machines (keyed)")
     sim.set_defaults(func=_simulate)
+    wk = sub.add_parser(
+        "worker", help="consume in a group and publish each machine's state", parents=[common]
+    )
+    wk.add_argument("--bootstrap", default=None, help="Kafka servers (default: AMQADF_KAFKA)")
+    wk.add_argument("--topic", default=None, help="topic (default: AMQADF_TOPIC)")
+    wk.add_argument("--group", default=None, help="consumer group (default: AMQADF_GROUP)")
+    wk.add_argument("--state", default=None, help="redis://host:port/db (default: AMQADF_STATE)")
+    wk.add_argument("--profiles-dir", default=None, help="one profile TOML per machine")
+    wk.add_argument("--id", default=None, help="worker id (default: host-pid)")
+    wk.add_argument("--metrics-port", type=int, default=-1, help="/metrics port (-1: off)")
+    wk.add_argument("--metrics-addr", default="127.0.0.1", help="/metrics address")
+    wk.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
+    wk.add_argument("--interval", type=float, default=5.0, help="seconds between reports")
+    wk.set_defaults(func=_run_worker)
     mon = sub.add_parser(
         "monitor", help="run the pipeline and print live figures", parents=[common]
     )

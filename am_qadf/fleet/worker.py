@@ -101,7 +101,8 @@ class _RoutingClient(StreamingClient):
             if pipe is None:
                 bad += part
                 reasons += [refusal] * len(part)
-                self._worker._count("dead_letters", key, len(part))
+                # not the key itself: label values must not come from outside
+                self._worker._count("dead_letters", "<refused>", len(part))
                 continue
             g, v, b, r = pipe.validate(part)
             self._worker._count("messages_in", pipe.machine_id, len(part))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from am_qadf.streaming.kafka_producer import KafkaProducer
 from am_qadf.streaming.timestamps import now_utc
 
 from .build_simulator import BuildSimulator
+from .scan_path import DEFAULT_PARTS, Part
 
 __all__ = ["SimulationPublisher"]
 
@@ -22,7 +24,8 @@ class SimulationPublisher:
     The sensor rate of the simulation equals ``rate``, so message timestamps advance
     in step with the wall clock and start at the moment a build starts. When a build
     is complete the next one starts (seed + 1, a new build id); ``builds`` limits how
-    many (None: until stopped).
+    many (None: until stopped). ``key`` is the message key, a machine id for a fleet
+    (None: each build's id); ``parts`` the parts on the plate (default: the simulator's).
 
     >>> pub = SimulationPublisher(
     ...     ["memory://doc-pub"], "sim", rate=50_000, builds=1, n_points=2000, n_defects=0
@@ -44,6 +47,8 @@ class SimulationPublisher:
         n_points: int | None = None,
         n_defects: int = 24,
         kafka_config: dict[str, Any] | None = None,
+        key: str | None = None,
+        parts: Sequence[Part] | None = None,
     ) -> None:
         if not rate > 0:
             raise ValueError(f"rate must be positive messages per second, got {rate!r}")
@@ -54,6 +59,9 @@ class SimulationPublisher:
         self.builds = builds
         self.n_points = n_points
         self.n_defects = n_defects
+        #: Message key: the machine id (None: each build's id, as before fleets).
+        self.key = key
+        self.parts = tuple(parts) if parts is not None else DEFAULT_PARTS
         self.published = 0
         self.build_id: str | None = None
         self.layer: int | None = None
@@ -70,6 +78,8 @@ class SimulationPublisher:
                 n_defects=self.n_defects,
                 sensor_rate_hz=self.rate,
                 start_time=now_utc(),
+                parts=self.parts,
+                build_id=f"{self.key}-{self.seed + k}" if self.key else None,
             )
             sim.start_at(now_utc())  # the set-up above took time; stream from now
             self.build_id = sim.build_id
@@ -77,7 +87,7 @@ class SimulationPublisher:
             for batch in sim.iter_batches(self.batch_size, real_time=True, rate=self.rate):
                 if self._stop.is_set():
                     break
-                self.producer.produce_batch(batch, key=sim.build_id)
+                self.producer.produce_batch(batch, key=self.key or sim.build_id)
                 self.published += len(batch)
                 self.layer = batch[-1].get("layer")
             k += 1

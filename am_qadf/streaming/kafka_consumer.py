@@ -506,13 +506,21 @@ class KafkaConsumer:
 
     def lag(self) -> int:
         """Messages in the assigned partitions not yet delivered to this consumer."""
+        return int(sum(self.lag_by_partition().values()))
+
+    def lag_by_partition(self) -> dict[tuple[str, int], int]:
+        """:meth:`lag` per assigned ``(topic, partition)`` ({} when closed or unknown).
+
+        >>> KafkaConsumer(["memory://doc-lag"], "demo", group_id="g").lag_by_partition()
+        {}
+        """
         with self._lock:
             if self._closed:
-                return 0
+                return {}
             try:
-                return int(sum(self._backend.lag().values()))
+                return {tp: int(n) for tp, n in self._backend.lag().items()}
             except Exception:  # lag is informational; a broker hiccup must not break callers
-                return 0
+                return {}
 
     def close(self) -> None:
         """Commit processed offsets (when auto-commit is on), leave the group, release."""

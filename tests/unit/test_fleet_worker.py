@@ -232,3 +232,33 @@ def test_two_workers_share_the_partitions_and_each_message_once(tmp_path: Any) -
         a.stop()
         b.stop()
     assert store.machines() == keys
+
+
+def test_worker_metrics_count_per_machine_and_serve_metrics(tmp_path: Any) -> None:
+    import urllib.request
+
+    from am_qadf.fleet.worker_metrics import WorkerMetrics
+
+    cfg = _config(tmp_path)
+    msgs = _sim_batch(20, 300)
+    _publish(cfg, "m1", msgs)
+    _publish(cfg, "m1", _latest(cfg, "m1", msgs))
+    _publish(cfg, "bad key", _sim_batch(21, 20))
+    store, metrics = InProcessStateStore(), WorkerMetrics()
+    worker = FleetWorker(cfg, store, publish_interval=0.05, metrics=metrics).start()
+    server = metrics.serve(0)
+    try:
+        assert worker.wait_until(lambda: _total(store) == 330)
+        assert worker.wait_until(lambda: store.snapshot("m1").alerts_active.get("critical"))
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+    finally:
+        server.shutdown()
+        worker.stop()
+    assert 'amqadf_messages_in_total{machine="m1"} 330.0' in text
+    assert 'amqadf_messages_out_total{machine="m1"} 330.0' in text
+    assert 'amqadf_dead_letters_total{machine="<refused>"} 20.0' in text
+    assert 'amqadf_alerts_total{machine="m1",severity="critical"}' in text
+    assert "bad key" not in text  # a label from outside would grow without bound
+    assert "amqadf_batch_seconds_count" in text and "amqadf_consumer_lag{" in text
