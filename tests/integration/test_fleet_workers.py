@@ -1,0 +1,204 @@
+"""Fleet workers on the real servers: ``am-qadf worker`` subprocesses sharing a
+6-partition topic in one consumer group, derived state in Redis, history in MongoDB.
+
+* two workers split the machines; every message is stored once; every machine has
+  state in Redis; an operator command reaches the worker that owns the machine;
+* one worker is SIGKILLed mid-stream; the other takes its partitions over and
+  nothing is lost or doubled in history.
+
+Topic, group, Redis prefix and Mongo database are unique per test; traffic is
+bounded (tens of thousands of messages) and on loopback; waits are on conditions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from am_qadf.access_policy import AccessPolicy
+from am_qadf.fleet.commands import send_action
+from am_qadf.fleet.state_store import RedisStateStore
+from am_qadf.simulation.build_simulator import BuildSimulator
+from am_qadf.streaming import KafkaProducer
+from tests.integration.waiting import wait_for
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MACHINES = [f"m{i:02d}" for i in range(1, 7)]
+PARTITIONS = 6
+
+
+def _messages(seed: int, n: int) -> list[dict[str, Any]]:
+    sim = BuildSimulator(seed, n_points=n, n_defects=0, warmup_points=0)
+    return [m for b in sim.iter_batches(1000) for m in b]
+
+
+class Fleet:
+    """Topic, group, state prefix and history database of one test, and its workers."""
+
+    def __init__(self, kafka: str, redis_url: str, mongo_uri: str, tmp: Path) -> None:
+        self.kafka, self.redis_url, self.tmp = kafka, redis_url, tmp
+        tag = uuid.uuid4().hex[:12]
+        self.topic, self.group = f"it-fleet-{tag}", f"it-fleet-{tag}"
+        self.prefix = f"it-fleet-{tag}"
+        base = mongo_uri.rsplit("/", 1)[0]
+        self.db_name = f"it_fleet_{tag}"
+        self.mongo_uri = f"{base}/{self.db_name}"
+        self.state = RedisStateStore(redis_url, prefix=self.prefix)
+        self.workers: dict[str, subprocess.Popen] = {}
+        self.produced: dict[str, int] = dict.fromkeys(MACHINES, 0)
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        self.admin = AdminClient({"bootstrap.servers": kafka})
+        self.admin.create_topics([NewTopic(self.topic, PARTITIONS, 1)])[self.topic].result(30)
+        import pymongo
+
+        self.mongo = pymongo.MongoClient(self.mongo_uri, serverSelectionTimeoutMS=5000)
+        self.coll = self.mongo[self.db_name]["stream_data"]
+
+    def spawn(self, worker_id: str) -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            "AMQADF_MONGO_URI": self.mongo_uri,
+            "AMQADF_REDIS_URL": self.redis_url,
+            "AMQADF_STATE_PREFIX": self.prefix,
+        }
+        log = open(self.tmp / f"worker-{worker_id}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "am_qadf.cli", "worker", "--bootstrap", self.kafka,
+             "--topic", self.topic, "--group", self.group, "--state", self.redis_url,
+             "--id", worker_id, "--interval", "1"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.workers[worker_id] = proc
+        return proc
+
+    def members_with_partitions(self) -> int:
+        """How many group members hold at least one partition of the topic."""
+        try:
+            desc = self.admin.describe_consumer_groups([self.group])[self.group].result(10)
+        except Exception:
+            return 0
+        return sum(
+            1
+            for m in desc.members
+            if m.assignment and any(tp.topic == self.topic for tp in m.assignment.topic_partitions)
+        )
+
+    def produce(self, per_machine: int, seed: int) -> None:
+        prod = KafkaProducer([self.kafka], self.topic)
+        for i, machine in enumerate(MACHINES):
+            sent = prod.produce_batch(_messages(seed + i, per_machine), key=machine)
+            self.produced[machine] += sent
+        prod.flush()
+        prod.close()
+
+    def stored(self) -> int:
+        return self.coll.count_documents({})
+
+    def close(self) -> None:
+        for proc in self.workers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.workers.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.state.clear()
+        self.state.close()
+        self.mongo.drop_database(self.db_name)
+        self.mongo.close()
+        self.admin.delete_topics([self.topic, self.topic + ".dlq"])
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.tmp.glob("worker-*.log"))
+        )
+
+
+@pytest.fixture
+def fleet(kafka_bootstrap: str, redis_url: str, mongo_uri: str, tmp_path: Path) -> Iterator[Fleet]:
+    f = Fleet(kafka_bootstrap, redis_url, mongo_uri, tmp_path)
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def _assert_history_exact(fleet: Fleet) -> None:
+    """Every produced message stored exactly once, under its machine."""
+    total = sum(fleet.produced.values())
+    assert fleet.stored() == total, fleet.logs()
+    for machine, n in fleet.produced.items():
+        assert fleet.coll.count_documents({"machine_id": machine}) == n
+
+
+def test_two_workers_share_machines_and_operator_action_reaches_owner(fleet: Fleet) -> None:
+    fleet.spawn("a")
+    fleet.spawn("b")
+    assert wait_for(lambda: fleet.members_with_partitions() == 2, timeout=120), fleet.logs()
+    fleet.produce(2000, seed=1)
+    total = sum(fleet.produced.values())
+
+    def machines_done() -> bool:
+        snaps = fleet.state.snapshots()
+        return set(snaps) == set(MACHINES) and all(
+            snaps[m].messages == fleet.produced[m] for m in MACHINES
+        )
+
+    assert wait_for(machines_done, timeout=180), fleet.logs()
+    assert wait_for(lambda: fleet.stored() == total, timeout=180), fleet.logs()
+    _assert_history_exact(fleet)
+    snaps = fleet.state.snapshots()
+    assert {s.worker for s in snaps.values()} == {"a", "b"}  # both did work
+    assert all(s.build_id and s.layer is not None for s in snaps.values())
+    assert all("temperature" in fleet.state.windows(m) for m in MACHINES)
+
+    target = MACHINES[0]
+    owner = snaps[target].worker
+    cid = send_action(fleet.state, AccessPolicy(operators={"ada"}), "ada", target, "pause")
+
+    def handled() -> bool:
+        s = fleet.state.snapshot(target)
+        return bool(s.last_command and s.last_command["id"] == cid)
+
+    assert wait_for(handled, timeout=60), fleet.logs()
+    s = fleet.state.snapshot(target)
+    assert s.state == "paused" and s.worker == owner and s.last_command["ok"]
+    assert s.last_command["by"] == "ada"
+    others = [fleet.state.snapshot(m) for m in MACHINES[1:]]
+    assert all(o.state == "running" for o in others)
+
+
+def test_killed_worker_partitions_are_taken_over_nothing_lost_or_doubled(fleet: Fleet) -> None:
+    fleet.spawn("a")
+    b = fleet.spawn("b")
+    assert wait_for(lambda: fleet.members_with_partitions() == 2, timeout=120), fleet.logs()
+    fleet.produce(1500, seed=11)
+
+    def b_is_working() -> bool:
+        return any(s.worker == "b" and s.messages for s in fleet.state.snapshots().values())
+
+    assert wait_for(b_is_working, timeout=120, step=0.02), fleet.logs()
+    b.send_signal(signal.SIGKILL)  # mid-stream: b's newest offsets are not committed
+    b.wait(timeout=30)
+    fleet.produce(1500, seed=21)
+    total = sum(fleet.produced.values())
+    assert wait_for(lambda: fleet.stored() >= total, timeout=240), fleet.logs()
+
+    def all_on_a() -> bool:
+        snaps = fleet.state.snapshots()
+        return set(snaps) == set(MACHINES) and all(s.worker == "a" for s in snaps.values())
+
+    # the machines b owned moved to a with their partitions
+    assert wait_for(all_on_a, timeout=120), fleet.logs()
+    _assert_history_exact(fleet)
