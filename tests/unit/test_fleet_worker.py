@@ -262,3 +262,35 @@ def test_worker_metrics_count_per_machine_and_serve_metrics(tmp_path: Any) -> No
     assert 'amqadf_alerts_total{machine="m1",severity="critical"}' in text
     assert "bad key" not in text  # a label from outside would grow without bound
     assert "amqadf_batch_seconds_count" in text and "amqadf_consumer_lag{" in text
+
+
+def test_a_worker_drops_machines_whose_partition_moved_away(tmp_path: Any) -> None:
+    cfg = _config(tmp_path)
+    get_broker(cfg.kafka_bootstrap_servers[0]).create_topic(cfg.kafka_topic, 4)
+    keys = [f"m{i}" for i in range(6)]
+    for i, k in enumerate(keys):
+        _publish(cfg, k, _sim_batch(30 + i, 100))
+    store = InProcessStateStore()
+    a = FleetWorker(cfg, store, worker_id="a", publish_interval=0.05).start()
+    b = None
+    try:
+        assert a.wait_until(lambda: len(a.pipelines) == 6)
+        b = FleetWorker(
+            StreamingConfig(**{**cfg.__dict__}), store, worker_id="b", publish_interval=0.05
+        ).start()
+        for i, k in enumerate(keys):  # more for every machine, after the rebalance
+            _publish(cfg, k, _sim_batch(40 + i, 100))
+
+        def settled() -> bool:
+            snaps = store.snapshots()
+            return bool(b.pipelines) and all(
+                snaps[k].worker == ("b" if k in b.pipelines else "a") for k in keys
+            )
+
+        assert a.wait_until(settled)
+        assert a.wait_until(lambda: not set(a.pipelines) & set(b.pipelines))
+        assert set(a.pipelines) | set(b.pipelines) == set(keys)
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
