@@ -115,7 +115,8 @@ class MachinePipeline:
         for m in msgs:
             self.partitions.add((m["topic"], m["partition"]))
         result = None
-        if self.paused:
+        if self.paused:  # mapped onto canonical names still, so history looks the same
+            self.client.mapper.map_batch(values, self.client.column_cache)
             with self._lock:
                 self.held += len(values)
         else:

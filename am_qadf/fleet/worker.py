@@ -47,6 +47,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -194,7 +195,9 @@ class FleetWorker:
         self.max_machines = int(max_machines)
         self.metrics = metrics
         if not config.kafka_bootstrap_servers[0].startswith("memory://"):
-            config.kafka_config = {**TAKEOVER_KAFKA_CONFIG, **config.kafka_config}
+            config = dataclasses.replace(
+                config, kafka_config={**TAKEOVER_KAFKA_CONFIG, **config.kafka_config}
+            )
         self.config = config
         self.client = _RoutingClient(self, config)
         self._pipelines: dict[str, MachinePipeline] = {}
