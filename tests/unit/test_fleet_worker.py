@@ -213,21 +213,32 @@ def test_viewers_cannot_send_commands() -> None:
     assert store.read_commands({"m1": "0"}) == []
 
 
+def _assigned(*workers: FleetWorker) -> list[set[tuple[str, int]]]:
+    out = []
+    for w in workers:
+        out.append(set(w.client.kafka_consumer.assignment()))
+    return out
+
+
 def test_two_workers_share_the_partitions_and_each_message_once(tmp_path: Any) -> None:
     cfg = _config(tmp_path)
     get_broker(cfg.kafka_bootstrap_servers[0]).create_topic(cfg.kafka_topic, 4)
-    keys = [f"m{i}" for i in range(6)]
-    for i, k in enumerate(keys):
-        _publish(cfg, k, _sim_batch(10 + i, 200))
     store = InProcessStateStore()
     a = FleetWorker(cfg, store, worker_id="a", publish_interval=0.05).start()
     b = FleetWorker(
         StreamingConfig(**{**cfg.__dict__}), store, worker_id="b", publish_interval=0.05
     ).start()
+    keys = [f"m{i}" for i in range(6)]
     try:
+        # both in the group with their share before anything is published: no
+        # rebalance while messages flow, so each is processed exactly once
+        assert a.wait_until(lambda: all(len(s) == 2 for s in _assigned(a, b)))
+        for i, k in enumerate(keys):
+            _publish(cfg, k, _sim_batch(10 + i, 200))
         assert a.wait_until(lambda: _total(store) == 1200)
         assert {s.worker for s in store.snapshots().values()} == {"a", "b"}
         assert not set(a.pipelines) & set(b.pipelines)
+        assert all(s.messages == 200 for s in store.snapshots().values())
     finally:
         a.stop()
         b.stop()
@@ -278,6 +289,7 @@ def test_a_worker_drops_machines_whose_partition_moved_away(tmp_path: Any) -> No
         b = FleetWorker(
             StreamingConfig(**{**cfg.__dict__}), store, worker_id="b", publish_interval=0.05
         ).start()
+        assert a.wait_until(lambda: all(len(s) == 2 for s in _assigned(a, b)))
         for i, k in enumerate(keys):  # more for every machine, after the rebalance
             _publish(cfg, k, _sim_batch(40 + i, 100))
 
