@@ -9,7 +9,11 @@ processed. Printed: throughput of each run, the 2-vs-1 ratio (target >= 1.5x) an
 the CPU seconds each process used, to tell "the workers scale" from "the machine is
 full" on a 2-core host shared with Kafka, Redis and the producer.
 
-Run: python bench/bench_fleet.py [--messages 60000] [--mongo]
+``--failover``: two workers under a steady stream; one is SIGKILLed and the time
+until the survivor publishes state for every machine the dead one owned is printed
+(today's single monitor waits ~30 s, the default session timeout).
+
+Run: python bench/bench_fleet.py [--messages 60000] [--mongo] [--failover]
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -62,57 +67,63 @@ def messages(per_machine: int) -> dict[str, list[dict]]:
     return out
 
 
+def spawn(n_workers: int, tag: str, use_mongo: bool, tmp: Path) -> list[subprocess.Popen]:
+    """Start ``n_workers`` workers on topic/group/prefix ``bench-fleet-<tag>``."""
+    name = f"bench-fleet-{tag}"
+    procs = []
+    for w in range(n_workers):
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "AMQADF_STATE_PREFIX": name,
+            "AMQADF_REDIS_URL": REDIS,
+            "AMQADF_MONGO_URI": f"{MONGO}_{tag}" if use_mongo else "none",
+            "AMQADF_DATA_DIR": str(tmp / f"{tag}-{w}"),
+        }
+        args = ["--bootstrap", KAFKA, "--topic", name, "--group", name, "--state", REDIS]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "am_qadf.cli", "worker", *args, "--id", f"w{w}"],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    return procs
+
+
+def wait_assigned(admin: AdminClient, group: str, n_workers: int) -> None:
+    """Until every worker of ``group`` holds partitions (120 s at most)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        desc = admin.describe_consumer_groups([group])[group].result(10)
+        if sum(1 for m in desc.members if m.assignment.topic_partitions) == n_workers:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{n_workers} workers did not all get partitions")
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def run(n_workers: int, data: dict[str, list[dict]], use_mongo: bool, tmp: Path) -> dict:
     tag = uuid.uuid4().hex[:10]
     topic = group = prefix = f"bench-fleet-{tag}"
     admin = AdminClient({"bootstrap.servers": KAFKA})
     admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(30)
     state = RedisStateStore(REDIS, prefix=prefix)
-    procs = []
-    for w in range(n_workers):
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "AMQADF_STATE_PREFIX": prefix,
-            "AMQADF_REDIS_URL": REDIS,
-            "AMQADF_MONGO_URI": f"{MONGO}_{tag}" if use_mongo else "none",
-            "AMQADF_DATA_DIR": str(tmp / f"{tag}-{w}"),
-        }
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "am_qadf.cli",
-                    "worker",
-                    "--bootstrap",
-                    KAFKA,
-                    "--topic",
-                    topic,
-                    "--group",
-                    group,
-                    "--state",
-                    REDIS,
-                    "--id",
-                    f"w{w}",
-                    "--interval",
-                    "3600",
-                ],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-        )
+    procs = spawn(n_workers, tag, use_mongo, tmp)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # every worker holds partitions
-            desc = admin.describe_consumer_groups([group])[group].result(10)
-            if sum(1 for m in desc.members if m.assignment.topic_partitions) == n_workers:
-                break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"{n_workers} workers did not all get partitions")
+        wait_assigned(admin, group, n_workers)
         total = sum(map(len, data.values()))
         cpu0 = {p.pid: cpu_seconds(p.pid) for p in procs}
         own0, box0 = cpu_seconds(os.getpid()), machine_cpu()
@@ -138,23 +149,80 @@ def run(n_workers: int, data: dict[str, list[dict]], use_mongo: bool, tmp: Path)
             "machine_cpu": machine_cpu() - box0,
         }
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         state.clear()
         state.close()
         admin.delete_topics([topic, topic + ".dlq"])
+
+
+def failover(data: dict[str, list[dict]], rate: float, tmp: Path) -> float:
+    """Seconds from SIGKILL of one of two workers under a steady stream of ``rate``
+    msg/s until the survivor has published state for every machine the dead one had."""
+    tag = uuid.uuid4().hex[:10]
+    name = f"bench-fleet-{tag}"
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    admin.create_topics([NewTopic(name, 6, 1)])[name].result(30)
+    state = RedisStateStore(REDIS, prefix=name)
+    procs = spawn(2, tag, False, tmp)
+    stop_producing = threading.Event()
+
+    def produce() -> None:  # steady, bounded: at most the prepared messages
+        prod = KafkaProducer([KAFKA], name)
+        chunk = max(1, int(rate / len(data) / 20))  # every 50 ms
+        for i in range(0, min(map(len, data.values())), chunk):
+            if stop_producing.is_set():
+                break
+            for m, msgs in data.items():
+                prod.produce_batch(msgs[i : i + chunk], key=m)
+            time.sleep(0.05)
+        prod.flush()
+        prod.close()
+
+    producer = threading.Thread(target=produce, daemon=True)
+    try:
+        wait_assigned(admin, name, 2)
+        producer.start()
+        deadline = time.monotonic() + 120
+        while not {s.worker for s in state.snapshots().values()} >= {"w0", "w1"}:
+            if time.monotonic() > deadline:
+                raise RuntimeError("both workers did not publish state within 120 s")
+            time.sleep(0.05)
+        time.sleep(1.0)  # in the middle of the stream
+        owned = {m for m, s in state.snapshots().items() if s.worker == "w1"}
+        killed_at = time.time()
+        procs[1].send_signal(signal.SIGKILL)
+        while True:
+            snaps = state.snapshots()
+            if all(snaps[m].worker == "w0" and snaps[m].updated_at > killed_at for m in owned):
+                return time.time() - killed_at
+            if time.time() - killed_at > 120:
+                raise RuntimeError("the survivor did not take over within 120 s")
+            time.sleep(0.05)
+    finally:
+        stop_producing.set()
+        producer.join(timeout=30)
+        stop(procs)
+        state.clear()
+        state.close()
+        admin.delete_topics([name, name + ".dlq"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=60_000)
     ap.add_argument("--mongo", action="store_true", help="history in MongoDB, not SQLite")
+    ap.add_argument("--failover", action="store_true", help="measure takeover after SIGKILL")
     args = ap.parse_args()
+    if args.failover:
+        data = messages(40_000)
+        with tempfile.TemporaryDirectory() as tmp:
+            took = [failover(data, 6000.0, Path(tmp)) for _ in range(3)]
+        print(
+            "takeover after SIGKILL of 1 of 2 workers (6 machines, 6,000 msg/s): "
+            + ", ".join(f"{t:.1f} s" for t in took)
+            + " (session timeout 6 s; target < 10 s)"
+        )
+        return
     data = messages(max(1, args.messages // len(MACHINES)))
     total = sum(map(len, data.values()))
     print(f"{total:,} messages of {len(MACHINES)} machines, 6 partitions, {os.cpu_count()} cores")
