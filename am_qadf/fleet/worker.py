@@ -8,8 +8,10 @@ id, and each machine gets a :class:`~am_qadf.fleet.machine_pipeline.MachinePipel
 the first time its key is seen, from its own profile (``profiles``) or the default.
 A state thread publishes each machine's derived state to a
 :class:`~am_qadf.fleet.state_store.StateStore` every ``publish_interval`` seconds
-(only machines that changed) and applies operator commands from the machines'
-control streams between two batches.
+(machines that changed, and every machine at least every ``heartbeat`` seconds, so
+a reader tells a live idle machine from one whose worker died by the snapshot's
+``updated_at``) and applies operator commands from the machines' control streams
+between two batches.
 
 Failover. Workers of one group split the partitions; a machine's messages stay on
 one partition (keyed), so a machine has one owner at a time. History documents
@@ -182,6 +184,7 @@ class FleetWorker:
         profiles: Mapping[str, MachineProfile] | None = None,
         worker_id: str | None = None,
         publish_interval: float = 0.25,
+        heartbeat: float = 2.0,
         max_machines: int = 256,
         metrics: Any = None,
     ) -> None:
@@ -192,6 +195,8 @@ class FleetWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.state = state
         self.publish_interval = float(publish_interval)
+        self.heartbeat = max(float(heartbeat), self.publish_interval)
+        self._published: dict[str, float] = {}  # machine id -> monotonic time
         self.max_machines = int(max_machines)
         self.metrics = metrics
         if not config.kafka_bootstrap_servers[0].startswith("memory://"):
@@ -286,6 +291,7 @@ class FleetWorker:
         return condition()
 
     def _publish(self, pipe: MachinePipeline) -> None:
+        self._published[pipe.machine_id] = time.monotonic()
         try:
             pipe.publish(self.state, self.worker_id)
         except Exception:  # a state store outage must not stop consumption
@@ -321,8 +327,9 @@ class FleetWorker:
     def _state_loop(self) -> None:
         while not self._stop.is_set():
             owned = self._owned()
+            stale = time.monotonic() - self.heartbeat
             for pipe in owned:
-                if pipe.dirty:
+                if pipe.dirty or self._published.get(pipe.machine_id, 0.0) < stale:
                     self._publish(pipe)
             if self.metrics is not None:
                 self.metrics.observe_lag(self.client.kafka_consumer)

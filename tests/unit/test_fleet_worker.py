@@ -306,3 +306,17 @@ def test_a_worker_drops_machines_whose_partition_moved_away(tmp_path: Any) -> No
         a.stop()
         if b is not None:
             b.stop()
+
+
+def test_an_idle_machine_snapshot_keeps_its_heartbeat(tmp_path: Any) -> None:
+    cfg = _config(tmp_path)
+    _publish(cfg, "m1", _sim_batch(50, 100))
+    store = InProcessStateStore()
+    worker = FleetWorker(cfg, store, publish_interval=0.05, heartbeat=0.1).start()
+    try:
+        assert worker.wait_until(lambda: _total(store) == 100)
+        first = store.snapshot("m1").updated_at
+        # no new message: the snapshot is still republished (a dead worker's is not)
+        assert worker.wait_until(lambda: store.snapshot("m1").updated_at > first)
+    finally:
+        worker.stop()
