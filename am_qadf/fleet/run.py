@@ -59,7 +59,14 @@ def run_worker(args: argparse.Namespace, profile: MachineProfile) -> int:
     cfg.auto_commit_interval_ms = 1000  # less to process again after a takeover
     cfg.max_poll_records = max(cfg.max_poll_records, 1000)
     prefix = os.environ.get("AMQADF_STATE_PREFIX", "amqadf:fleet")
-    state = open_state_store(args.state or os.environ.get("AMQADF_STATE"), prefix=prefix)
+    url = args.state or os.environ.get("AMQADF_STATE")
+    if not url or url.startswith("memory://"):
+        print(
+            "note: the state store is in this process; dashboards elsewhere see nothing"
+            " (give --state redis://host:port/db)",
+            file=sys.stderr,
+        )
+    state = open_state_store(url, prefix=prefix)
     metrics = WorkerMetrics()
     server = metrics.serve(args.metrics_port, args.metrics_addr) if args.metrics_port >= 0 else None
     worker = FleetWorker(

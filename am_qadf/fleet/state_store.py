@@ -179,6 +179,10 @@ class _Backend(ABC):
     @abstractmethod
     def hgetall(self, key: str) -> dict[str, bytes]: ...
 
+    def hgetall_many(self, keys: Sequence[str]) -> list[dict[str, bytes]]:
+        """:meth:`hgetall` of each key (one round trip where the backend can)."""
+        return [self.hgetall(k) for k in keys]
+
     @abstractmethod
     def sadd(self, key: str, member: str) -> None: ...
 
@@ -304,6 +308,12 @@ class _RedisBackend(_Backend):
     def hgetall(self, key: str) -> dict[str, bytes]:
         return {k.decode(): v for k, v in self.r.hgetall(key).items()}
 
+    def hgetall_many(self, keys: Sequence[str]) -> list[dict[str, bytes]]:
+        pipe = self.r.pipeline(transaction=False)
+        for k in keys:
+            pipe.hgetall(k)
+        return [{k.decode(): v for k, v in h.items()} for h in pipe.execute()]
+
     def sadd(self, key: str, member: str) -> None:
         self.r.sadd(key, member)
 
@@ -346,6 +356,12 @@ class _RedisBackend(_Backend):
 
 def _dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+def _snapshot(raw: Mapping[str, bytes]) -> MachineSnapshot | None:
+    if not raw:
+        return None
+    return MachineSnapshot.from_dict({k: orjson.loads(v) for k, v in raw.items()})
 
 
 class StateStore:
@@ -408,18 +424,17 @@ class StateStore:
 
     def snapshot(self, machine_id: str) -> MachineSnapshot | None:
         """The machine's newest snapshot (None if none was published)."""
-        raw = self._b.hgetall(self._key(machine_id, "snapshot"))
-        if not raw:
-            return None
-        return MachineSnapshot.from_dict({k: orjson.loads(v) for k, v in raw.items()})
+        return _snapshot(self._b.hgetall(self._key(machine_id, "snapshot")))
 
     def machines(self) -> list[str]:
         """Ids of every machine that has state here, sorted."""
         return sorted(self._b.smembers(f"{self.prefix}:machines"))
 
     def snapshots(self) -> dict[str, MachineSnapshot]:
-        """Every machine's snapshot by id."""
-        out = {m: self.snapshot(m) for m in self.machines()}
+        """Every machine's snapshot by id (one round trip for all of them on Redis)."""
+        ids = self.machines()
+        raws = self._b.hgetall_many([self._key(m, "snapshot") for m in ids])
+        out = {m: _snapshot(raw) for m, raw in zip(ids, raws, strict=True)}
         return {m: s for m, s in out.items() if s is not None}
 
     # -- alerts --------------------------------------------------------------------------
