@@ -94,6 +94,11 @@ class MachinePipeline:
         self._lock = threading.Lock()
         self._alert_events: deque[dict[str, Any]] = deque(maxlen=1000)
         self._newest_alert: dict[str, Any] | None = None
+        # alerts a previous owner already published, by what identifies the event
+        # (rule, signal, build, time); an alert raised again from re-delivered
+        # messages keeps the published id (new id -> published id)
+        self._published_keys: dict[tuple[Any, ...], str] = {}
+        self._aliases: dict[str, str] = {}
         self._rate_mark = (time.monotonic(), 0)
         self._rate = 0.0
         self.dirty = True
@@ -129,6 +134,18 @@ class MachinePipeline:
             self.dirty = True
         return result
 
+    def resume_from(self, store: StateStore) -> None:
+        """Take over what a previous owner left in ``store``: the control cursor (no
+        command applied twice or skipped) and the published alerts (none published
+        twice when re-delivered messages raise them again)."""
+        stored = store.snapshot(self.machine_id)
+        if stored is not None:
+            self.control_cursor = stored.control_cursor
+            self.last_command = stored.last_command
+        for event in store.alerts(self.machine_id, count=store.max_alerts):
+            if event.get("event") == "raised" and isinstance(event.get("id"), str):
+                self._published_keys[_alert_key(event)] = event["id"]
+
     def handle(self, command: Command) -> None:
         """Apply an operator command (consumer thread, between batches); ``ValueError``
         or ``KeyError`` says why it could not be applied."""
@@ -137,9 +154,11 @@ class MachinePipeline:
         elif command.action == "resume":
             self.paused = False
         elif command.action == "acknowledge":
-            alert = self.monitor.acknowledge(command.alert_id or "", by=command.by)
+            asked = command.alert_id or ""
+            own = next((n for n, p in self._aliases.items() if p == asked), asked)
+            alert = self.monitor.acknowledge(own, by=command.by)
             with self._lock:
-                self._alert_events.append({**alert, "event": "acknowledged"})
+                self._alert_events.append({**alert, "id": asked, "event": "acknowledged"})
         elif command.action == "relearn_baseline":
             self.monitor.relearn_baseline(by=command.by)
         with self._lock:
@@ -147,7 +166,11 @@ class MachinePipeline:
 
     def _on_alert(self, alert: Alert) -> None:
         event = {**alert.to_dict(), "event": "raised"}
+        published = self._published_keys.get(_alert_key(event))
         with self._lock:
+            if published is not None:  # raised again after a takeover: same alert
+                self._aliases[alert.id] = published
+                return
             self._alert_events.append(event)
             self._newest_alert = event
 
@@ -225,3 +248,8 @@ class MachinePipeline:
         if windows:
             store.put_windows(self.machine_id, windows)
         store.put_snapshot(self.snapshot(worker))
+
+
+def _alert_key(event: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What makes two raised alert events the same alert, whoever raised them."""
+    return (event.get("rule"), event.get("metric"), event.get("build_id"), event.get("time"))

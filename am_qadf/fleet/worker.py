@@ -20,8 +20,10 @@ to another worker and the messages after its last commit are delivered again,
 history does not double. Machine state is **rebuilt**, not resumed: the new owner
 starts a fresh pipeline (voxel grid, charts and alerts from the first message it
 receives; the SPC baseline reloaded from the baseline store, per machine and
-material). Only the control cursor is resumed from the stored snapshot, so no
-operator command is applied twice or skipped. A worker drops the pipelines of
+material). Resumed from the store: the control cursor, so no operator command is
+applied twice or skipped, and the published alerts, so an alert raised again from
+re-delivered messages (same rule, signal, build and time) is not published twice
+(and can be acknowledged under its published id). A worker drops the pipelines of
 partitions it no longer owns, and never publishes for them.
 
 Group settings for fast takeover (real Kafka): ``session.timeout.ms`` 6 s (the
@@ -236,14 +238,10 @@ class FleetWorker:
             self.config,
             storage=self.client.storage,
         )
-        try:  # a worker taking the machine over continues after the handled commands
-            stored = self.state.snapshot(machine_id)
+        try:  # a worker taking the machine over continues where the last one was
+            pipe.resume_from(self.state)
         except Exception:
-            log.exception("reading the stored snapshot of %s failed", machine_id)
-            stored = None
-        if stored is not None:
-            pipe.control_cursor = stored.control_cursor
-            pipe.last_command = stored.last_command
+            log.exception("reading the stored state of %s failed", machine_id)
         if self.metrics is not None:
             pipe.monitor.alerts.add_listener(
                 lambda a, m=machine_id: self.metrics.alert(m, a.severity)

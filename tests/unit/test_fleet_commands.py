@@ -61,3 +61,37 @@ def test_the_worker_leaves_the_callers_config_alone() -> None:
     worker = FleetWorker(cfg, InProcessStateStore())
     assert cfg.kafka_config == {"a": 1}
     assert worker.config.kafka_config == {**TAKEOVER_KAFKA_CONFIG, "a": 1}
+
+
+def test_an_alert_raised_again_after_a_takeover_is_published_once() -> None:
+    from am_qadf.fleet.state_store import InProcessStateStore
+    from am_qadf.simulation.build_simulator import BuildSimulator
+    from am_qadf.simulation.defects import hot_spot_messages
+
+    sim = BuildSimulator(3, n_points=300, n_defects=0, warmup_points=0)
+    clean = [m for b in sim.iter_batches(300) for m in b]
+    last = clean[-1]
+    batch = clean + hot_spot_messages(last, last["timestamp"], last["build_id"], n_points=20)
+    cfg = StreamingConfig.embedded(enable_mongodb_storage=False)
+    store = InProcessStateStore()
+
+    def owner() -> MachinePipeline:
+        pipe = MachinePipeline("m1", MachineProfile.default(), cfg)
+        pipe.resume_from(store)
+        values = [dict(m) for m in batch]  # the same messages, delivered again
+        msgs = [{"topic": "t", "partition": 0, "offset": i} for i in range(len(values))]
+        pipe.process(msgs, values)
+        pipe.publish(store, "w")
+        return pipe
+
+    owner()
+    raised = [a for a in store.alerts("m1") if a["event"] == "raised"]
+    assert raised and any(a["severity"] == "critical" for a in raised)
+    second = owner()  # the partition moved; the new owner re-processes the batch
+    assert [a for a in store.alerts("m1") if a["event"] == "raised"] == raised
+    critical = next(a for a in raised if a["severity"] == "critical")
+    second.handle(Command("acknowledge", "ada", critical["id"]))
+    second.publish(store, "w")
+    ack = store.alerts("m1")[-1]
+    assert ack["event"] == "acknowledged" and ack["id"] == critical["id"]
+    assert ack["acknowledged_by"] == "ada"
