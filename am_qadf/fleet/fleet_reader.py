@@ -1,0 +1,167 @@
+"""The dashboard side of the state store: one cached, ranked view of the fleet per process.
+
+A :class:`FleetReader` keeps the newest snapshot of every machine in memory, refreshed
+by one background thread that blocks on the store's change stream
+(:meth:`StateStore.wait`). Sessions read the cache, so a dashboard process does one
+store read per change however many sessions it serves, and nothing per message.
+
+:func:`rank` orders machines worst first, as a fleet overview shows them: active
+critical alerts, then machines whose worker stopped publishing (``stale``), then
+warnings, paused machines, machines with dead letters or profile problems, running
+ones and idle ones.
+
+>>> from am_qadf.fleet.state_store import InProcessStateStore, MachineSnapshot
+>>> now = 1000.0
+>>> snaps = [MachineSnapshot("ok", state="running", updated_at=now),
+...          MachineSnapshot("hot", state="running", alerts_active={"critical": 1},
+...                          updated_at=now),
+...          MachineSnapshot("gone", state="running", updated_at=now - 60)]
+>>> [(s.machine_id, s.status) for s in rank(snaps, now=now, stale_after=10)]
+[('hot', 'critical'), ('gone', 'stale'), ('ok', 'running')]
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .state_store import MachineSnapshot, StateStore
+
+__all__ = ["STATUS_ORDER", "FleetReader", "MachineStatus", "rank"]
+
+log = logging.getLogger(__name__)
+
+#: Statuses from worst to best (the order of a fleet overview).
+STATUS_ORDER: tuple[str, ...] = (
+    "critical",
+    "stale",
+    "warning",
+    "paused",
+    "degraded",
+    "running",
+    "idle",
+)
+
+
+@dataclass(frozen=True)
+class MachineStatus:
+    """A machine's snapshot with the status a fleet overview shows for it."""
+
+    snapshot: MachineSnapshot
+    status: str
+
+    @property
+    def machine_id(self) -> str:
+        return self.snapshot.machine_id
+
+
+def _status(s: MachineSnapshot, now: float, stale_after: float) -> str:
+    if s.alerts_active.get("critical"):
+        return "critical"
+    if now - s.updated_at > stale_after:
+        return "stale"
+    if s.alerts_active.get("warning"):
+        return "warning"
+    if s.state == "paused":
+        return "paused"
+    if s.dead_lettered or s.errors or s.problems:
+        return "degraded"
+    return "running" if s.state == "running" else "idle"
+
+
+def rank(
+    snapshots: Iterable[MachineSnapshot], *, now: float | None = None, stale_after: float = 6.0
+) -> list[MachineStatus]:
+    """Machines worst first (:data:`STATUS_ORDER`, then more critical and warning
+    alerts first, then by id). A snapshot older than ``stale_after`` seconds is
+    ``stale``: its worker stopped publishing (workers republish every 2 s)."""
+    now = time.time() if now is None else now
+    out = [MachineStatus(s, _status(s, now, stale_after)) for s in snapshots]
+    order = {name: i for i, name in enumerate(STATUS_ORDER)}
+    out.sort(
+        key=lambda m: (
+            order[m.status],
+            -m.snapshot.alerts_active.get("critical", 0),
+            -m.snapshot.alerts_active.get("warning", 0),
+            m.machine_id,
+        )
+    )
+    return out
+
+
+class FleetReader:
+    """Every machine's newest snapshot from ``store``, cached and kept fresh by one
+    background thread (:meth:`start`); :attr:`version` grows on each change, so a
+    view redraws only when it moved.
+
+    >>> from am_qadf.fleet.state_store import InProcessStateStore, MachineSnapshot
+    >>> store = InProcessStateStore()
+    >>> reader = FleetReader(store).start()
+    >>> v = reader.version
+    >>> store.put_snapshot(MachineSnapshot("m1", state="running", updated_at=time.time()))
+    >>> reader.wait_for_version(v + 1, timeout=30)
+    True
+    >>> [m.machine_id for m in reader.overview()]
+    ['m1']
+    >>> reader.stop()
+    """
+
+    def __init__(self, store: StateStore, *, stale_after: float = 6.0) -> None:
+        self.store = store
+        self.stale_after = float(stale_after)
+        self.version = 0
+        self._snapshots: dict[str, MachineSnapshot] = {}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> FleetReader:
+        """Read everything once, then follow changes in a background thread."""
+        self._refresh()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="amqadf-fleet-reader")
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop following changes."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _refresh(self) -> None:
+        snaps = self.store.snapshots()
+        with self._cond:
+            self._snapshots = snaps
+            self.version += 1
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        cursor = self.store.change_cursor()
+        while not self._stop.is_set():
+            try:
+                cursor, changed = self.store.wait(cursor, timeout=1.0)
+                if changed:
+                    self._refresh()
+            except Exception:  # the store is down: keep the last state, try again
+                log.exception("reading the fleet state failed")
+                self._stop.wait(1.0)
+
+    def snapshots(self) -> dict[str, MachineSnapshot]:
+        """The cached snapshots by machine id (a copy)."""
+        with self._cond:
+            return dict(self._snapshots)
+
+    def overview(self, now: float | None = None) -> list[MachineStatus]:
+        """The cached machines, worst first (:func:`rank`)."""
+        return rank(self.snapshots().values(), now=now, stale_after=self.stale_after)
+
+    def wait_for_version(self, version: int, timeout: float) -> bool:
+        """Wait (bounded) until :attr:`version` reaches ``version``."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.version >= version, timeout=timeout)
