@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds of each live signal published as its recent window.
 WINDOW_SECONDS = 10.0
+#: Most voxels one brick delta carries values for (bounds one state-store entry).
+MAX_DELTA_VOXELS = 200_000
 _VIEWER = "fleet-state"
 
 
@@ -229,6 +231,18 @@ class MachinePipeline:
                 out[spec.name] = (us / 1e6, data)
         return out
 
+    def _voxels(self, bricks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Occupied voxels in ``bricks`` with their display-signal (the profile's first
+        signal) values; None when there are more than :data:`MAX_DELTA_VOXELS` (a
+        reader then redraws those bricks from the history) or no value yet."""
+        if not self.profile.signal_names:
+            return None
+        try:
+            ijk, values = self.monitor.grid.get_occupied(self.profile.signal_names[0], bricks)
+        except (KeyError, ValueError):  # no point of that signal yet
+            return None
+        return (ijk, values) if len(ijk) <= MAX_DELTA_VOXELS else None
+
     def publish(self, store: StateStore, worker: str) -> None:
         """Write the machine's derived state to ``store``: snapshot, new alert events,
         SPC state, signal windows and the bricks changed since the last publish."""
@@ -240,7 +254,7 @@ class MachinePipeline:
         if events:
             store.add_alerts(self.machine_id, events)
         if len(bricks):
-            store.add_bricks(self.machine_id, bricks)
+            store.add_bricks(self.machine_id, bricks, self._voxels(bricks))
         spc = self.monitor.spc_state()
         if spc:
             store.put_spc(self.machine_id, spc)

@@ -487,18 +487,48 @@ class StateStore:
         return out
 
     # -- voxel brick deltas --------------------------------------------------------------
-    def add_bricks(self, machine_id: str, bricks: np.ndarray) -> None:
-        """Append one delta: the (n, 3) brick coordinates changed since the last one."""
+    def add_bricks(
+        self,
+        machine_id: str,
+        bricks: np.ndarray,
+        voxels: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Append one delta: the (n, 3) brick coordinates changed since the last one,
+        and optionally ``voxels`` = ``(ijk, values)``, the occupied voxels ((m, 3)) in
+        those bricks and their display-signal values, so a reader draws without the
+        grid (:meth:`voxels_since`)."""
         b = np.asarray(bricks, dtype=np.int64).reshape(-1, 3)
         if not len(b):
             return
+        fields = {"b": b.tobytes()}
+        if voxels is not None:
+            ijk = np.asarray(voxels[0], dtype=np.int32).reshape(-1, 3)
+            values = np.asarray(voxels[1], dtype=np.float32).ravel()
+            if len(ijk) != len(values):
+                raise ValueError(f"{len(ijk)} voxels but {len(values)} values")
+            fields.update(v=ijk.tobytes(), x=values.tobytes())
         seq = self._b.incr(self._key(machine_id, "bricks:n"))
         self._b.xadd(
-            self._key(machine_id, "bricks"),
-            {"n": str(seq).encode(), "b": b.tobytes()},
-            self.max_deltas,
+            self._key(machine_id, "bricks"), {"n": str(seq).encode(), **fields}, self.max_deltas
         )
         self._touch(machine_id, "bricks")
+
+    def _deltas(
+        self, machine_id: str, cursor: str | None
+    ) -> tuple[str, list[dict[str, bytes]], bool]:
+        """Delta entries after ``cursor``: ``(new cursor, fields, full)``."""
+        key = self._key(machine_id, "bricks")
+        if not cursor:
+            last = self._b.xlast(key, 1)
+            sid, n = (last[0][0], int(last[0][1]["n"])) if last else ("0-0", 0)
+            return f"{sid}/{n}", [], True
+        after, _, seen = cursor.partition("/")
+        entries = self._b.xrange_after(key, after, self.max_deltas + 1)
+        if not entries:
+            return cursor, [], False
+        full = int(entries[0][1]["n"]) != int(seen) + 1
+        sid, f = entries[-1]
+        return f"{sid}/{int(f['n'])}", [f for _, f in entries], full
 
     def bricks_since(
         self, machine_id: str, cursor: str | None = None
@@ -506,24 +536,32 @@ class StateStore:
         """Bricks changed since ``cursor`` (None: a first look): ``(new cursor, bricks,
         full)``. ``full`` says the reader must redraw everything: a first look, or
         deltas it had not read were already dropped."""
-        key = self._key(machine_id, "bricks")
-        if not cursor:
-            last = self._b.xlast(key, 1)
-            sid, n = (last[0][0], int(last[0][1]["n"])) if last else ("0-0", 0)
-            return f"{sid}/{n}", np.empty((0, 3), np.int64), True
-        after, _, seen = cursor.partition("/")
-        entries = self._b.xrange_after(key, after, self.max_deltas + 1)
+        cursor, entries, full = self._deltas(machine_id, cursor)
         if not entries:
-            return cursor, np.empty((0, 3), np.int64), False
-        full = int(entries[0][1]["n"]) != int(seen) + 1
-        arrays = [np.frombuffer(f["b"], dtype=np.int64).reshape(-1, 3) for _, f in entries]
-        sid, f = entries[-1]
-        return f"{sid}/{int(f['n'])}", np.unique(np.concatenate(arrays), axis=0), full
+            return cursor, np.empty((0, 3), np.int64), full
+        arrays = [np.frombuffer(f["b"], dtype=np.int64).reshape(-1, 3) for f in entries]
+        return cursor, np.unique(np.concatenate(arrays), axis=0), full
+
+    def voxels_since(
+        self, machine_id: str, cursor: str | None = None
+    ) -> tuple[str, np.ndarray, np.ndarray, bool]:
+        """Voxel values the deltas since ``cursor`` carry: ``(new cursor, ijk (n, 3)
+        int32, values float32, full)``; a voxel in several deltas has its newest value.
+        ``full`` as in :meth:`bricks_since`."""
+        cursor, entries, full = self._deltas(machine_id, cursor)
+        with_voxels = [f for f in entries if "v" in f]
+        if not with_voxels:
+            return cursor, np.empty((0, 3), np.int32), np.empty(0, np.float32), full
+        ijk = np.concatenate([np.frombuffer(f["v"], np.int32).reshape(-1, 3) for f in with_voxels])
+        values = np.concatenate([np.frombuffer(f["x"], np.float32) for f in with_voxels])
+        # newest first, then the first occurrence of each voxel is its newest value
+        keep_ijk, first = np.unique(ijk[::-1], axis=0, return_index=True)
+        return cursor, keep_ijk, values[::-1][first], full
 
     # -- control -------------------------------------------------------------------------
     def send_command(self, machine_id: str, command: Mapping[str, Any]) -> str:
         """Append a command for the machine's worker; returns its id. (Check who may
-        first: :func:`am_qadf.fleet.operator_actions.send_action` does.)"""
+        first: :func:`am_qadf.fleet.commands.send_action` does.)"""
         sid = self._b.xadd(
             self._key(machine_id, "control"), {"c": _dumps(dict(command))}, self.max_commands
         )

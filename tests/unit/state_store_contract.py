@@ -79,6 +79,23 @@ class StateStoreContract:
         _, b, full = store.bricks_since("m1", cur)
         assert full and len(b) == store.max_deltas
 
+    def test_brick_deltas_carry_voxel_values_newest_wins(self, store: StateStore) -> None:
+        cur, ijk, values, full = store.voxels_since("m1")
+        assert full and len(ijk) == 0
+        store.add_bricks(
+            "m1", np.array([[0, 0, 0]]), (np.array([[1, 2, 3], [4, 5, 6]]), [1.0, 2.0])
+        )
+        store.add_bricks("m1", np.array([[9, 9, 9]]))  # bricks only: nothing to merge
+        store.add_bricks("m1", np.array([[0, 0, 0]]), (np.array([[1, 2, 3]]), [7.5]))
+        cur2, ijk, values, full = store.voxels_since("m1", cur)
+        assert not full
+        assert ijk.tolist() == [[1, 2, 3], [4, 5, 6]] and values.tolist() == [7.5, 2.0]
+        _, bricks, _ = store.bricks_since("m1", cur)
+        assert bricks.tolist() == [[0, 0, 0], [9, 9, 9]]
+        assert store.voxels_since("m1", cur2)[1].size == 0
+        with pytest.raises(ValueError, match="2 voxels but 1 values"):
+            store.add_bricks("m1", np.array([[0, 0, 0]]), (np.zeros((2, 3)), [1.0]))
+
     def test_commands_are_read_after_cursor(self, store: StateStore) -> None:
         c1 = store.send_command("m1", {"action": "pause"})
         store.send_command("m2", {"action": "resume"})

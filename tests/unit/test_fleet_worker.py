@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 
 from am_qadf.access_policy import AccessPolicy
@@ -77,6 +78,10 @@ def test_each_machine_gets_its_own_pipeline_and_state(tmp_path: Any) -> None:
     assert "temperature" in store.windows("m1")
     _, bricks, _ = store.bricks_since("m1", "0-0/0")
     assert len(bricks) > 0
+    _, ijk, values, _ = store.voxels_since("m1", "0-0/0")
+    assert len(ijk) == p1.monitor.grid.occupied_count  # every voxel, with its value
+    want = p1.monitor.grid.get_values("temperature", ijk.astype(np.int64))
+    assert np.allclose(values, want, rtol=1e-6)
 
 
 def test_bad_keys_are_dead_lettered_and_no_key_is_the_default_machine(tmp_path: Any) -> None:
