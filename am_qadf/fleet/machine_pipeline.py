@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from itertools import repeat
-from operator import setitem
+from operator import itemgetter, setitem
 from typing import Any
 
 import numpy as np
@@ -119,8 +119,7 @@ class MachinePipeline:
     def process(self, msgs: list[dict[str, Any]], values: list[Any]) -> StreamingResult | None:
         """Run the machine's processors on ``values`` (None while paused: the messages
         are then only stored) and tag them with the machine id for history."""
-        for m in msgs:
-            self.partitions.add((m["topic"], m["partition"]))
+        self.partitions.update(map(itemgetter("topic", "partition"), msgs))
         result = None
         if self.paused:  # mapped onto canonical names still, so history looks the same
             self.client.mapper.map_batch(values, self.client.column_cache)
