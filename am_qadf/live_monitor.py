@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -281,7 +282,9 @@ class LiveMonitor:
         self._replay_layer: int | None = None
         self._baseline_store: BaselineStore | None = None
         self._baseline: dict[str, Any] = {}
-        self._arrived: float | None = None  # time.monotonic() when the newest batch came
+        #: the clock data age is measured on (seconds; a test may drive its own)
+        self.clock: Callable[[], float] = time.monotonic
+        self._arrived: float | None = None  # self.clock() when the newest batch came
         self._started: float | None = None  # ... and when consuming started
         #: Build starts seen (a replay starts its builds again): a build id not seen
         #: since start or the latest replay clears grid, SPC and live buffers, and
@@ -502,7 +505,7 @@ class LiveMonitor:
             start = to_utc(docs[-1]["timestamp"]) + timedelta(microseconds=1)
             # data is arriving (from the history): not a dead feed; and a pause between
             # chunks lets the dashboard's threads run while a long build replays
-            self._arrived = time.monotonic()
+            self._arrived = self.clock()
             time.sleep(0.002)
         self.replayed_from_history = done
         if done:
@@ -624,7 +627,7 @@ class LiveMonitor:
         self._record_spc(batch, result)
         self._record_layers(batch)
         last = batch[-1]
-        self._arrived = time.monotonic()
+        self._arrived = self.clock()
         with self._lock:
             self._last = {
                 "layer": last.get("layer", self._last["layer"]),
@@ -652,7 +655,7 @@ class LiveMonitor:
         topic = self.config.streaming.kafka_topic
         _ = self.storage  # built now, so health shows it before the first message
         if not self.client.is_running:
-            self._started = time.monotonic()
+            self._started = self.clock()
             self.client.start_consumer([topic], lambda _msgs: None)
         if self.config.simulate and self._publisher is None:
             from am_qadf.simulation.publisher import SimulationPublisher
@@ -920,7 +923,7 @@ class LiveMonitor:
         by "replay from start"), ``builds`` (builds begun: views reset when it changes)
         and the ``topic``."""
         stats = self.client.get_stream_statistics()
-        now = time.monotonic()
+        now = self.clock()
         arrived = self._arrived
         since = arrived if arrived is not None else self._started
         age = None if since is None else max(0.0, now - since)
