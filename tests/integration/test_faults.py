@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from am_qadf.streaming import KafkaProducer, StreamingClient, StreamingConfig, StreamStorage
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 WORKER = Path(__file__).with_name("fault_worker.py")
 REPO = Path(__file__).resolve().parents[2]

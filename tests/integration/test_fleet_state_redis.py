@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from am_qadf.fleet.state_store import RedisStateStore
-from tests.integration.waiting import wait_for
 from tests.unit.state_store_contract import StateStoreContract
+from tests.waiting import wait_for
 
 
 class TestRedisStateStore(StateStoreContract):

@@ -28,7 +28,7 @@ from am_qadf.fleet.commands import send_action
 from am_qadf.fleet.state_store import RedisStateStore
 from am_qadf.simulation.build_simulator import BuildSimulator
 from am_qadf.streaming import KafkaProducer
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MACHINES = [f"m{i:02d}" for i in range(1, 7)]

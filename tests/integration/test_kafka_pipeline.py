@@ -17,7 +17,7 @@ from am_qadf.streaming import (
     StreamingConfig,
     StreamStorage,
 )
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 
 def _produce(bootstrap: str, topic: str, n: int, start: int = 0) -> None:

@@ -13,7 +13,7 @@ import redis
 
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
 from am_qadf.streaming import to_utc
-from tests.integration.waiting import wait_for
+from tests.waiting import wait_for
 
 
 def _with_database(uri: str, name: str) -> str:

@@ -3,7 +3,6 @@ into LiveMonitor, and SPC baselines per machine and recipe in the MongoDB-wire s
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pymongo
@@ -15,15 +14,7 @@ from am_qadf.streaming import KafkaProducer, StreamingConfig
 from am_qadf.streaming.baseline_store import BaselineStore
 from am_qadf.streaming.history_store import MongoHistory
 from tests.eos_stream import EOS_PROFILE, eos_messages
-
-
-def _wait(predicate, timeout=90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -67,14 +58,14 @@ def test_eos_stream_through_real_kafka_with_its_profile(
     mon = LiveMonitor(cfg)
     mon.start()
     try:
-        assert _wait(lambda: mon.snapshot()["stats"]["messages_processed"] >= 12_000)
+        assert wait_for(lambda: mon.snapshot()["stats"]["messages_processed"] >= 12_000, timeout=90)
         snap = mon.snapshot()
         assert snap["profile"]["problems"] == [] and snap["stats"]["dead_lettered"] == 0
         assert 2_250 < mon.spc_state()["signals"]["temperature"]["center"] < 2_350
         assert any(
             a.metric == "temperature" and a.rule == "threshold_high" for a in mon.alerts.history()
         )
-        assert _wait(lambda: mon.baseline_info()["origin"] == "learned")
+        assert wait_for(lambda: mon.baseline_info()["origin"] == "learned", timeout=90)
         assert mon.baseline_info()["saved"]
     finally:
         mon.stop()

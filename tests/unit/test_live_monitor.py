@@ -20,15 +20,7 @@ from am_qadf.streaming import IncrementalProcessor, KafkaProducer, StreamingConf
 from am_qadf.streaming.brick_changes import BrickChangeLog
 from am_qadf.streaming.voxel_processor import VoxelProcessor
 from am_qadf.voxelization.voxel_grid import VoxelGrid
-
-
-def _wait(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -47,7 +39,7 @@ def monitor(tmp_path):
 
 def test_monitor_streams_the_simulated_build(monitor):
     monitor.start()
-    assert _wait(lambda: monitor.snapshot()["stats"]["messages_processed"] >= 5_000)
+    assert wait_for(lambda: monitor.snapshot()["stats"]["messages_processed"] >= 5_000)
     snap = monitor.snapshot()
     assert snap["state"] == "running" and snap["build_id"] == "sim-7"
     assert snap["occupied_voxels"] > 0 and snap["published"] >= 5_000
@@ -63,24 +55,24 @@ def test_monitor_streams_the_simulated_build(monitor):
 
 def test_viewers_get_full_then_incremental_changes(monitor):
     monitor.start()
-    assert _wait(lambda: monitor.grid.occupied_count > 50)
+    assert wait_for(lambda: monitor.grid.occupied_count > 50)
     ijk, full = monitor.take_updated_voxels("a")
     assert full and len(ijk) > 0, "a new viewer gets every occupied voxel"
-    assert _wait(lambda: len(monitor.take_updated_bricks("b")[0]) > 0)
+    assert wait_for(lambda: len(monitor.take_updated_bricks("b")[0]) > 0)
     monitor.pause()
     time.sleep(0.5)  # let the batch in flight finish
     monitor.take_updated_voxels("a")
     again, full_again = monitor.take_updated_voxels("a")
     assert not full_again and len(again) == 0, "nothing changed while paused"
     monitor.resume()
-    assert _wait(lambda: len(monitor.take_updated_voxels("a")[0]) > 0)
+    assert wait_for(lambda: len(monitor.take_updated_voxels("a")[0]) > 0)
     monitor.forget_viewer("a")
     assert monitor.take_updated_voxels("a")[1], "a forgotten viewer starts over with a full redraw"
 
 
 def test_seek_replays_with_clean_state(monitor):
     monitor.start()
-    assert _wait(lambda: monitor.snapshot()["stats"]["messages_processed"] >= 20_000)
+    assert wait_for(lambda: monitor.snapshot()["stats"]["messages_processed"] >= 20_000)
     monitor.take_updated_bricks("v")
     assert monitor.snapshot()["replay_from_layer"] is None  # no replay yet
     monitor.pause()
@@ -93,17 +85,17 @@ def test_seek_replays_with_clean_state(monitor):
     )
     assert monitor.take_updated_bricks("v")[1], "after a replay every viewer redraws"
     monitor.resume()
-    assert _wait(
+    assert wait_for(
         lambda: monitor.snapshot()["current_layer"] == 0 and monitor.grid.occupied_count > 0
     )
     # the lowest layer replayed is kept as the pipeline delivers, whenever a UI looks
-    assert _wait(lambda: (monitor.snapshot()["current_layer"] or 0) >= 2)
+    assert wait_for(lambda: (monitor.snapshot()["current_layer"] or 0) >= 2)
     assert monitor.snapshot()["replay_from_layer"] == 0
 
 
 def test_acknowledge_and_history(monitor):
     monitor.start()
-    assert _wait(lambda: monitor.snapshot()["stats"]["messages_processed"] >= 5_000)
+    assert wait_for(lambda: monitor.snapshot()["stats"]["messages_processed"] >= 5_000)
     now = monitor.snapshot()["newest_timestamp"]
     rows = monitor.query_history(now.replace(year=now.year - 1), now, {"layer": 0}, limit=100)
     assert 0 < len(rows) <= 100 and all(r["layer"] == 0 for r in rows)
@@ -203,7 +195,7 @@ def test_test_defects_are_refused_on_a_line_that_is_not_simulated(tmp_path, monk
     mon.start()
     try:
         _produce(mon, _real(0))
-        assert _wait(lambda: mon.snapshot()["stats"]["messages_processed"] == 1)
+        assert wait_for(lambda: mon.snapshot()["stats"]["messages_processed"] == 1)
         producers = []
         monkeypatch.setattr(live_monitor, "KafkaProducer", lambda *a, **k: producers.append(a))
         with pytest.raises(RuntimeError, match="only into a simulated build"):
@@ -218,7 +210,7 @@ def test_test_defects_go_only_into_the_simulated_build(tmp_path):
     mon = _line(tmp_path, simulate=True)
     mon.start()
     try:
-        assert _wait(lambda: mon.snapshot()["build_id"] == "sim-7")
+        assert wait_for(lambda: mon.snapshot()["build_id"] == "sim-7")
         with pytest.raises(ValueError, match="n_points"):
             mon.inject_test_defect(n_points=0)
         with pytest.raises(ValueError, match="n_points"):
@@ -230,7 +222,7 @@ def test_test_defects_go_only_into_the_simulated_build(tmp_path):
         # a real machine's build arrives on the same topic: no fake samples into it
         mon._publisher.stop()
         _produce(mon, _real(0, build="real-42"))
-        assert _wait(lambda: mon.snapshot()["build_id"] == "real-42")
+        assert wait_for(lambda: mon.snapshot()["build_id"] == "real-42")
         with pytest.raises(RuntimeError, match="'real-42', not the simulated build 'sim-7'"):
             mon.inject_test_defect()
     finally:
@@ -324,15 +316,15 @@ def test_a_dead_feed_turns_stale_from_arrival_time_not_message_time(tmp_path):
         # messages stamped in 2020 are live while they arrive
         producer.produce_batch(_messages("b1", 50))
         producer.flush()
-        assert _wait(lambda: _processed(mon) == 50)
+        assert wait_for(lambda: _processed(mon) == 50)
         # the arrival is noted once the batch is stored, just after it is counted
-        assert _wait(lambda: mon.snapshot()["feed"] == "live")
+        assert wait_for(lambda: mon.snapshot()["feed"] == "live")
         now[0] += 5.5  # nothing more comes for longer than stale_after_s
         snap = mon.snapshot()
         assert snap["feed"] == "stale" and snap["data_age_s"] == pytest.approx(5.5)
         producer.produce_batch(_messages("b1", 5, t0=None))
         producer.flush()
-        assert _wait(lambda: mon.snapshot()["feed"] == "live")
+        assert wait_for(lambda: mon.snapshot()["feed"] == "live")
         assert _processed(mon) == 55 and mon.snapshot()["data_age_s"] == 0.0
     finally:
         producer.close()
@@ -347,13 +339,13 @@ def test_a_new_build_starts_with_a_clean_grid_spc_and_buffers(tmp_path):
     try:
         producer.produce_batch(_messages("A", 300, x0=10.0))
         producer.flush()
-        assert _wait(lambda: _processed(mon) == 300)
+        assert wait_for(lambda: _processed(mon) == 300)
         alert = mon.alerts.raise_alert("temperature", "test_rule", 2500.0, severity="critical")
         spc_a = mon.client.processors["spc_processor"]
         assert mon.snapshot()["builds"] == 1
         producer.produce_batch(_messages("B", 200, x0=100.0))
         producer.flush()
-        assert _wait(lambda: _processed(mon) == 500)
+        assert wait_for(lambda: _processed(mon) == 500)
         snap = mon.snapshot()
         assert snap["builds"] == 2 and snap["build_id"] == "B"
         xs = mon.grid.occupied_indices()[:, 0] * mon.grid.resolution
@@ -376,15 +368,15 @@ def test_replayed_messages_are_counted_apart(tmp_path):
     try:
         producer.produce_batch(_messages("A", 400))
         producer.flush()
-        assert _wait(lambda: _processed(mon) == 400)
+        assert wait_for(lambda: _processed(mon) == 400)
         mon.seek_to_beginning()
-        assert _wait(lambda: _processed(mon) == 800)
+        assert wait_for(lambda: _processed(mon) == 800)
         snap = mon.snapshot()
         assert (snap["messages_new"], snap["messages_replayed"]) == (400, 400)
         assert mon.grid.occupied_count > 0 and snap["builds"] == 2  # the replay began A again
         producer.produce_batch(_messages("A", 100, x0=50.0))
         producer.flush()
-        assert _wait(lambda: _processed(mon) == 900)
+        assert wait_for(lambda: _processed(mon) == 900)
         snap = mon.snapshot()
         assert (snap["messages_new"], snap["messages_replayed"]) == (500, 400)
     finally:
@@ -400,10 +392,10 @@ def test_replay_from_start_begins_at_the_first_layer_the_broker_no_longer_holds(
         for layer in range(4):  # 4 x 200 messages; the broker keeps the last 300
             producer.produce_batch(_messages("A", 200, x0=10.0 + 40 * layer, layer=layer), key="A")
             producer.flush()
-            assert _wait(lambda n=200 * (layer + 1): _processed(mon) == n)
+            assert wait_for(lambda n=200 * (layer + 1): _processed(mon) == n)
         mon.seek_to_beginning()
-        assert _wait(lambda: mon.snapshot()["current_layer"] == 3)
-        assert _wait(lambda: _processed(mon) >= 1600)
+        assert wait_for(lambda: mon.snapshot()["current_layer"] == 3)
+        assert wait_for(lambda: _processed(mon) >= 1600)
         ks = mon.grid.occupied_indices()[:, 2]
         assert (ks == 0).any(), "layer 0 is back in the grid after the replay"
         snap = mon.snapshot()

@@ -4,7 +4,6 @@ loaded for the next build of the same machine and material, re-learned by operat
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 
 import pytest
@@ -16,15 +15,7 @@ from am_qadf.streaming import KafkaProducer, StreamingConfig
 from am_qadf.streaming.baseline_store import BaselineStore
 from am_qadf.streaming.history_store import SqliteHistory
 from tests.eos_stream import EOS_PROFILE, eos_messages
-
-
-def _wait(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+from tests.waiting import wait_for
 
 
 def test_store_round_trip_in_the_history_file(tmp_path) -> None:
@@ -56,7 +47,7 @@ def _feed(mon: LiveMonitor, prod: KafkaProducer, n: int, start: int = 0) -> None
     target = mon.snapshot()["stats"]["messages_processed"] + n
     prod.produce_batch(eos_messages(n, start=start), key="m290-2")
     prod.flush()
-    assert _wait(lambda: mon.snapshot()["stats"]["messages_processed"] >= target)
+    assert wait_for(lambda: mon.snapshot()["stats"]["messages_processed"] >= target)
 
 
 def test_learned_on_one_build_loaded_for_the_next_of_that_machine_and_material(tmp_path) -> None:
@@ -66,7 +57,7 @@ def test_learned_on_one_build_loaded_for_the_next_of_that_machine_and_material(t
     mon.start()
     try:
         _feed(mon, prod, 6_000)
-        assert _wait(lambda: mon.baseline_info()["origin"] == "learned")
+        assert wait_for(lambda: mon.baseline_info()["origin"] == "learned")
         info = mon.baseline_info()
         assert info["saved"] and info["build_id"] == "job-42" and info["material"] == "316L"
         centre = mon.spc.charts["temperature"].limits()["center"]
@@ -92,13 +83,13 @@ def test_relearn_replaces_the_stored_baseline(tmp_path) -> None:
     mon.start()
     try:
         _feed(mon, prod, 6_000)
-        assert _wait(lambda: mon.baseline_info()["origin"] == "learned")
+        assert wait_for(lambda: mon.baseline_info()["origin"] == "learned")
         first = mon.baseline_info()["learned_at"]
         mon.relearn_baseline(by="alice")
         assert mon.baseline_info()["origin"] == "relearning"
         assert not mon.spc.charts["temperature"].is_ready
         _feed(mon, prod, 6_000, start=6_000)
-        assert _wait(lambda: mon.baseline_info()["origin"] == "learned")
+        assert wait_for(lambda: mon.baseline_info()["origin"] == "learned")
         rec = mon.baseline_store.load("m290-2", "316L")
         assert rec["learned_by"] == "alice" and rec["learned_at"] >= first
     finally:

@@ -4,7 +4,6 @@ LiveMonitor on another machine's profile."""
 from __future__ import annotations
 
 import gc
-import time
 import uuid
 
 import pandas as pd
@@ -15,15 +14,7 @@ from am_qadf.live_monitor import LiveMonitor, MonitorConfig
 from am_qadf.machine_profile import MachineProfile
 from am_qadf.streaming import KafkaConsumer, KafkaProducer, StreamingConfig
 from tests.eos_stream import EOS_PROFILE, eos_messages
-
-
-def _wait(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+from tests.waiting import wait_for
 
 
 def test_draft_from_a_recording_is_a_valid_commented_profile(tmp_path, capsys) -> None:
@@ -87,7 +78,7 @@ def test_replay_publishes_a_recording_in_its_own_shape(tmp_path) -> None:
     assert cli_main(args) == 0
     consumer = KafkaConsumer([server], ["m290"], group_id="g")
     got = []
-    assert _wait(lambda: got.extend(consumer.poll(timeout_ms=100)) or len(got) >= 1_200)
+    assert wait_for(lambda: got.extend(consumer.poll(timeout_ms=100)) or len(got) >= 1_200)
     assert got[0]["key"] in (b"m290-2", "m290-2")
     assert got[0]["value"]["ts"] == 1_760_000_000_000 and "mp_temp_C" in got[0]["value"]
 
@@ -107,7 +98,7 @@ def test_live_monitor_on_another_machines_profile(tmp_path) -> None:
     prod.flush()
     mon.start()
     try:
-        assert _wait(lambda: mon.snapshot()["stats"]["messages_processed"] >= 12_000)
+        assert wait_for(lambda: mon.snapshot()["stats"]["messages_processed"] >= 12_000)
         snap = mon.snapshot()
         assert snap["profile"]["machine_id"] == "m290-2"
         assert snap["profile"]["problems"] == []  # every field there, all points on the plate
@@ -137,7 +128,7 @@ def test_a_profile_that_does_not_fit_is_visible_in_the_snapshot(tmp_path) -> Non
     mon = LiveMonitor(cfg)  # the simulator publishes its own shape: nothing fits
     mon.start()
     try:
-        assert _wait(lambda: mon.snapshot()["profile"]["recent"] >= 2_000)
+        assert wait_for(lambda: mon.snapshot()["profile"]["recent"] >= 2_000)
         problems = mon.snapshot()["profile"]["problems"]
         assert any(p.startswith("field mp_temp_C missing in 100 % of the last") for p in problems)
     finally:

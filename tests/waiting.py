@@ -1,4 +1,4 @@
-"""Bounded waiting for the integration tests."""
+"""Bounded waiting for the tests: poll a condition, never sleep a fixed time."""
 
 from __future__ import annotations
 
