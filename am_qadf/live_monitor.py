@@ -914,6 +914,11 @@ class LiveMonitor:
         at_seek, unique = self._replay_mark
         return self._replayed_before + min(max(0, processed - at_seek), unique)
 
+    @staticmethod
+    def _build_plan(publisher: Any, build_id: str | None) -> dict[str, Any] | None:
+        plan = publisher.build_plan() if publisher is not None else None
+        return plan if plan is not None and plan["build_id"] == build_id else None
+
     def snapshot(self) -> dict[str, Any]:
         """Figures for status and health views, cheap enough for every UI tick.
 
@@ -957,6 +962,8 @@ class LiveMonitor:
             "published": publisher.published if publisher is not None else None,
             # simulated messages the broker never took (it was down too long)
             "publish_failed": publisher.producer.failed if publisher is not None else None,
+            # the simulated build's plan (layer count, ETA) when it is the build shown
+            "build_plan": self._build_plan(publisher, last["build_id"]),
             "replays": self.replays,
             "replay_from_layer": replay_layer,
             "replayed_from_history": self.replayed_from_history,

@@ -37,7 +37,7 @@ from am_qadf.machine_profile import MachineProfile
 from .markup import esc
 from .signals import signal_info
 from .theme import stylesheet
-from .view_base import MonitorView, html_pane
+from .view_base import MonitorView, control_row, html_pane
 
 __all__ = ["AlertsView", "Chime", "alerts_frame", "banner_html", "sort_alerts", "value_text"]
 
@@ -188,17 +188,28 @@ def alerts_frame(alerts: list[Any], profile: MachineProfile | None = None) -> pd
 
 
 def banner_html(a: Any | None, kiosk: bool = False, profile: MachineProfile | None = None) -> str:
-    """The banner of the newest unacknowledged critical alert ('' when there is none)."""
+    """The banner of the newest unacknowledged critical alert ('' when there is none;
+    on a kiosk a quiet bar of the same height, so the screen's layout never jumps).
+
+    >>> banner_html(None), "amq-kiosk-clear" in banner_html(None, kiosk=True)
+    ('', True)
+    """
     if a is None:
-        return ""
+        if not kiosk:
+            return ""
+        return (
+            '<div class="amq-kiosk-banner amq-kiosk-clear">No unacknowledged critical alert</div>'
+        )
     info = signal_info(a.metric, profile)
     where = _where(a)
+    text = (
+        f"{esc(info.label)} {esc(rule_words(a.rule))}: {esc(value_text(a, profile))}"
+        + (f" · {esc(where)}" if where else "")
+        + f" · {esc(_clock(a.time or a.raised_at))} UTC"
+    )
     return (
         f'<div class="amq-critical-banner{" amq-kiosk-banner" if kiosk else ""}" '
-        f'data-alert="{esc(a.id)}"><b>CRITICAL</b> · {esc(info.label)} '
-        f"{esc(rule_words(a.rule))}: {esc(value_text(a, profile))}"
-        + (f" · {esc(where)}" if where else "")
-        + f" · {esc(_clock(a.time or a.raised_at))} UTC</div>"
+        f'data-alert="{esc(a.id)}" title="CRITICAL · {text}"><b>CRITICAL</b> · {text}</div>'
     )
 
 
@@ -266,32 +277,42 @@ class AlertsView(MonitorView):
         self._key: tuple | None = None
         self._counted = (None, 0.0)  # occurrences shown, and when
         self._critical_id: str | None = None  # of the banner shown
-        font = "16px" if self.kiosk else "13px"
+        font = "20px" if self.kiosk else "13px"
         self.table = pn.widgets.Tabulator(
             alerts_frame([]),
             show_index=False,
             disabled=True,
             selectable=False,
             sizing_mode="stretch_both",
-            min_height=200,
+            min_height=100 if self.kiosk else 200,
             layout="fit_columns",
-            # the message is the tooltip of "what" (the table must fit a 700 px card)
+            # the message is the tooltip of "what" (the table must fit a 600 px card)
             hidden_columns=["id", "metric", "rule", "layer", "state", "message"]
             + (["ack", "clear", "seen"] if self.kiosk else []),
             formatters={c: {"type": "html"} for c in _HTML_COLUMNS},
             titles={"clear": " "},
-            widths={
-                "time": 92,
-                "severity": 80,
-                "value": 96,
-                "seen": 60,
-                "where": 130,
-                "ack": 50,
-                "clear": 52,
-            },
+            # a kiosk's large type needs wider columns (its table has the screen's width)
+            widths=(
+                {"time": 150, "severity": 120, "value": 210, "where": 260}
+                if self.kiosk
+                else {
+                    "time": 86,
+                    "severity": 78,
+                    "value": 88,
+                    "seen": 52,
+                    "where": 116,
+                    "ack": 48,
+                    "clear": 48,
+                }
+            ),
             buttons={},
-            configuration={"rowHeight": 40 if self.kiosk else 30},
-            stylesheets=[stylesheet(), f".tabulator {{ font-size: {font}; }}"],
+            configuration={"rowHeight": 36 if self.kiosk else 30},
+            stylesheets=[
+                stylesheet(),
+                # the theme sets the rows' size itself
+                f".tabulator, .tabulator .tabulator-row, .tabulator .tabulator-header "
+                f"{{ font-size: {font} !important; }}",
+            ],
             css_classes=["amq-alerts-table"],
         )
         self.table.on_click(self._on_click, column="ack")
@@ -423,7 +444,7 @@ class AlertsView(MonitorView):
         items: list[Any] = []
         if not self.kiosk:
             items.append(
-                pn.Row(
+                control_row(
                     self._count,
                     pn.widgets.RadioButtonGroup.from_param(
                         self.param.show,

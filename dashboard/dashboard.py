@@ -178,7 +178,7 @@ class Dashboard(pn.viewable.Viewer):
             **common,
             window_seconds=30.0,
             signals=live_signals,
-            plot_height=135 if self.kiosk else 112,
+            plot_height=None if self.kiosk else 92,
         )
         self.voxels = VoxelView(**common, update_seconds=2.0 if self.kiosk else 1.0)
         self.layer_map = LayerMap(**common, update_seconds=2.0 if self.kiosk else 1.0)
@@ -191,8 +191,6 @@ class Dashboard(pn.viewable.Viewer):
             self.health = HealthView(**common)
             self.views += [self.spc, self.controls, self.history, self.health]
         else:
-            self.health = HealthView(**common)  # only its throughput figure is shown
-            self.views.append(self.health)
             self.kiosk_status = KioskStatus()
         # every page, not only kiosks: after a server restart its session is gone
         self.watchdog = Watchdog(timeout_s=self.watchdog_s)
@@ -241,9 +239,7 @@ class Dashboard(pn.viewable.Viewer):
         with pn.io.hold():
             self._update_header(snap)
             if self.kiosk:
-                self.kiosk_status.update(
-                    snap, self.health.throughput, self.live.latest_values(), self.profile
-                )
+                self.kiosk_status.update(snap, self.live.latest_values(), self.profile)
             self.watchdog.heartbeat += 1
         if self._views_pending or not VIEWS_SHARE.allows():
             return  # the views' turn comes on a later tick; the status line went out
@@ -358,10 +354,10 @@ class Dashboard(pn.viewable.Viewer):
     # -- layouts ----------------------------------------------------------------------------
     def _overview(self) -> pn.viewable.Viewable:
         grid = pn.GridSpec(sizing_mode="stretch_width", height=1000, css_classes=["amq-grid"])
-        grid[0:11, 0:5] = _card("Live signals · last 30 s", self.live, "amq-card-live")
-        grid[0:11, 5:12] = _card("Build so far · 3D voxels", self.voxels, "amq-card-voxels")
-        grid[11:20, 0:5] = _card("Layer map", self.layer_map, "amq-card-layer")
-        grid[11:20, 5:12] = _card("Alerts", self.alerts, "amq-card-alerts")
+        grid[0:11, 0:6] = _card("Live signals · last 30 s", self.live, "amq-card-live")
+        grid[0:11, 6:12] = _card("Build so far · 3D voxels", self.voxels, "amq-card-voxels")
+        grid[11:20, 0:4] = _card("Layer map", self.layer_map, "amq-card-layer")
+        grid[11:20, 4:12] = _card("Alerts", self.alerts, "amq-card-alerts")
         return grid
 
     def _main(self) -> pn.viewable.Viewable:
@@ -412,17 +408,22 @@ class Dashboard(pn.viewable.Viewer):
         ]
 
     def _kiosk_body(self) -> pn.viewable.Viewable:
-        grid = pn.GridSpec(sizing_mode="stretch_width", height=800, css_classes=["amq-kiosk-grid"])
-        grid[0:12, 0:5] = _card("Live signals · last 30 s", self.live, "amq-card-live")
-        grid[0:12, 5:12] = _card("Build so far", self.voxels, "amq-card-voxels")
-        grid[12:20, 0:5] = _card("Current layer", self.layer_map, "amq-card-layer")
-        grid[12:20, 5:12] = _card("Active alerts", self.alerts, "amq-card-alerts")
+        # A kiosk cannot scroll: the body fills the screen below the page header
+        # (assets/kiosk.css sets its height), the banner and tiles take what they need
+        # and the grid of cards shrinks to the rest; alerts get the full width.
+        grid = pn.GridSpec(
+            sizing_mode="stretch_both", min_height=300, css_classes=["amq-kiosk-grid"]
+        )
+        grid[0:6, 0:5] = _card("Live signals · last 30 s", self.live, "amq-card-live")
+        grid[0:6, 5:9] = _card("Build so far", self.voxels, "amq-card-voxels")
+        grid[0:6, 9:12] = _card("Current layer", self.layer_map, "amq-card-layer")
+        grid[6:10, 0:12] = _card("Active alerts", self.alerts, "amq-card-alerts")
         return pn.Column(
             self.alerts.banner,  # the newest unacknowledged critical alert, full width
             self.kiosk_status.pane,
             grid,
             self.watchdog,
-            sizing_mode="stretch_width",
+            sizing_mode="stretch_both",
             css_classes=["amq-kiosk"],
         )
 
@@ -450,6 +451,7 @@ class Dashboard(pn.viewable.Viewer):
             "design": OfflineFast,
         }
         if self.kiosk:
+            common["title"] = esc(f"{self.profile.machine.title} · {self.title}")
             return pn.template.FastListTemplate(
                 main=[self._kiosk_body()],
                 theme="dark",

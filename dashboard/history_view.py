@@ -37,7 +37,7 @@ import param
 from am_qadf.live_monitor import KEEP_HOURS_RANGE, check_keep_hours
 
 from .markup import column_titles, esc
-from .view_base import MonitorView, html_pane
+from .view_base import MonitorView, control_row, html_pane
 
 __all__ = [
     "RANGES",
@@ -631,7 +631,7 @@ class HistoryView(MonitorView):
         return io.StringIO(history_csv(self._frame))
 
     def __panel__(self) -> pn.viewable.Viewable:
-        form = pn.Row(
+        form = control_row(
             self.time_range,
             self.start_text,
             self.end_text,
@@ -647,7 +647,7 @@ class HistoryView(MonitorView):
         )
         return pn.Column(
             form,
-            pn.Row(
+            control_row(
                 self.run,
                 self.download,
                 self.info,

@@ -22,7 +22,7 @@ from am_qadf.machine_profile import MachineProfile
 from .markup import TEXT_LIMIT, esc, whole_number
 from .view_base import feed_status, html_pane
 
-__all__ = ["KioskStatus", "Watchdog"]
+__all__ = ["KioskStatus", "Watchdog", "duration_text"]
 
 
 class Watchdog(JSComponent):
@@ -51,35 +51,61 @@ class Watchdog(JSComponent):
     """
 
 
+def duration_text(seconds: float | None) -> str:
+    """A duration as a shop-floor screen shows it: "45 s", "12 min", "2 h 05 min".
+
+    >>> duration_text(44.6), duration_text(725), duration_text(7500), duration_text(None)
+    ('45 s', '12 min', '2 h 05 min', '–')
+    """
+    if seconds is None:
+        return "–"
+    s = max(float(seconds), 0.0)
+    if s < 60:
+        return f"{s:.0f} s"
+    minutes = int(s // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 class KioskStatus:
-    """Big status tiles: build, layer, state, throughput, alerts and latest readings."""
+    """Big status tiles for a screen read from 3 m: build, "layer N of M", ETA, state,
+    the data's age, active alerts and the first live signal."""
 
     def __init__(self) -> None:
         self.pane = html_pane("", css_classes=["amq-kiosk-status"], sizing_mode="stretch_width")
-        self._last: tuple[float, int] | None = None
 
     def update(
         self,
         snapshot: dict[str, Any],
-        rate: float,
         latest: dict[str, float],
         profile: MachineProfile | None = None,
     ) -> None:
         """Show the tiles; the first of ``latest`` (the profile's first live signal) gets
-        its own tile, labelled from ``profile``."""
+        its own tile, labelled from ``profile``. The layer count and ETA come from the
+        snapshot's ``build_plan`` when the source knows it (a simulated build)."""
         feed, state_text, color = feed_status(snapshot)
         layer = whole_number(snapshot.get("current_layer"))
+        plan = snapshot.get("build_plan") or {}
+        layers = whole_number(plan.get("layers"))
+        age = snapshot.get("data_age_s")
+        layer_text = "–" if layer is None else f"{layer:,}"
+        if layer is not None and layers:
+            layer_text += f"<small> of {layers:,}</small>"
         tiles = [
             ("Build", esc(snapshot.get("build_id") or "–", limit=TEXT_LIMIT), "amq-k-build"),
-            ("Layer", "–" if layer is None else f"{layer:,}", "amq-k-layer"),
+            ("Layer", layer_text, "amq-k-layer"),
             (
                 "State",
                 f'<span class="amq-dot" style="background:{color}"></span>{esc(state_text)}',
                 f"amq-k-state amq-feed-{feed}",
             ),
-            ("Throughput", f"{rate:,.0f}<small> msg/s</small>", "amq-k-rate"),
+            # how old the newest data is (a stale feed says it in the state tile)
+            ("Data age", duration_text(age), f"amq-k-age amq-feed-{feed}"),
             ("Active alerts", f"{int(snapshot.get('alerts_active') or 0):,}", "amq-k-alerts"),
         ]
+        if plan.get("eta_s") is not None:
+            tiles.insert(2, ("Done in", duration_text(plan["eta_s"]), "amq-k-eta"))
         first = next(iter(latest), None)
         if first is not None:
             info = (profile or MachineProfile.default()).info(first)

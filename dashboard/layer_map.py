@@ -25,7 +25,7 @@ import param
 
 from .markup import esc
 from .theme import SEVERITY_COLORS, VOXEL_PALETTE, interpolate_palette
-from .view_base import MonitorView, build_layers_text, html_pane
+from .view_base import MonitorView, build_layers_text, control_row, html_pane
 from .voxel_scene import BRICK
 
 __all__ = ["LayerMap"]
@@ -118,7 +118,9 @@ class LayerMap(MonitorView):
         overlay = (img * pts).opts(
             hv.opts.Overlay(
                 responsive=True,
-                min_height=220,
+                xticks=4,
+                yticks=4,
+                min_height=150,
                 xlabel="x (mm)",
                 ylabel="y (mm)",
                 framewise=True,
@@ -291,8 +293,8 @@ class LayerMap(MonitorView):
         if not self.kiosk:
             items.insert(
                 0,
-                pn.Row(
-                    pn.widgets.Select.from_param(self.param.signal, name="Colour by", width=160),
+                control_row(
+                    pn.widgets.Select.from_param(self.param.signal, name="Colour by", width=140),
                     pn.widgets.Checkbox.from_param(self.param.follow, name="Follow the build"),
                     pn.widgets.IntInput.from_param(
                         self.param.build_layer, name="Build layer", width=110

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models import Span
+from bokeh.models import DatetimeTickFormatter, Span
 
 from .markup import esc
 from .view_base import MonitorView, html_pane
@@ -71,6 +71,20 @@ def _to_datetime64(seconds: np.ndarray) -> np.ndarray:
 
 
 _TIME = hv.Dimension("time", label="time (UTC)")
+
+
+def _plain_time_ticks(plot: Any, element: Any) -> None:
+    """Time ticks on one line: HoloViews' formatter adds the date under them, which
+    costs a short plot its height (a Bokeh hook, set on every render)."""
+    for axis in plot.state.xaxis:
+        if axis.ticker.desired_num_ticks != 4:
+            axis.ticker.desired_num_ticks = 4  # labels 8 characters wide must not collide
+        f = axis.formatter
+        if isinstance(f, DatetimeTickFormatter) and f.context is None and f.minutes == "%H:%M":
+            continue  # set on an earlier render: no new model for the browser
+        axis.formatter = DatetimeTickFormatter(
+            seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M", hourmin="%H:%M"
+        )
 
 
 class _SignalTrace:
@@ -199,7 +213,12 @@ class LiveSignals(MonitorView):
         default=0.1, bounds=(0.001, 10.0), doc="Time bin of the min/max envelope."
     )
 
-    plot_height = param.Integer(default=112, bounds=(60, 800))
+    plot_height = param.Integer(
+        default=112,
+        bounds=(60, 800),
+        allow_None=True,
+        doc="Height of each plot (px); None: the plots share the height of their card.",
+    )
 
     update_seconds = param.Number(
         default=1.0, bounds=(0.0, 60.0), doc="Minimum time between two plot updates."
@@ -246,9 +265,16 @@ class LiveSignals(MonitorView):
                 hv.opts.Curve(color=color, line_width=1.4),
                 hv.opts.Overlay(
                     responsive=True,
-                    height=height + (28 if i == len(self._traces) - 1 else 0),
-                    ylabel=f"{info.short_label} ({info.unit})" if info.unit else info.short_label,
+                    **(
+                        {}
+                        if height is None
+                        else {"height": height + (28 if i == len(self._traces) - 1 else 0)}
+                    ),
+                    # the unit is on the tile right above: a short plot cuts a long label
+                    ylabel=info.short_label,
                     show_grid=True,
+                    # few ticks: the plots are short and the time labels must not collide
+                    yticks=3,
                     toolbar=None if self.kiosk else "right",
                     default_tools=[] if self.kiosk else ["pan", "wheel_zoom", "reset"],
                     active_tools=[],
@@ -258,7 +284,7 @@ class LiveSignals(MonitorView):
                     axiswise=True,
                     shared_axes=True,
                     min_height=60,
-                    hooks=[hook],
+                    hooks=[hook, _plain_time_ticks],
                 ),
             )
             panels.append(overlay)
@@ -372,7 +398,7 @@ class LiveSignals(MonitorView):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
-            self._latest,
+            *([] if self.kiosk else [self._latest]),  # the kiosk has tiles of its own
             self._plots,
             sizing_mode="stretch_both",
             css_classes=["amq-live-signals"],

@@ -28,7 +28,7 @@ import param
 
 from .markup import esc
 from .theme import SEVERITY_COLORS
-from .view_base import MonitorView, html_pane
+from .view_base import MonitorView, control_row, html_pane
 
 __all__ = ["CHART_LABELS", "SPCView", "baseline_html", "chart_frame"]
 
@@ -367,8 +367,8 @@ class SPCView(MonitorView):
             self.param.window, name="", width=130, css_classes=["amq-spc-window"]
         )
         return pn.Column(
-            pn.Row(signal, chart, x_axis, window, sizing_mode="stretch_width"),
-            pn.Row(self._baseline, self._relearn, sizing_mode="stretch_width"),
+            control_row(signal, chart, x_axis, window, sizing_mode="stretch_width"),
+            control_row(self._baseline, self._relearn, sizing_mode="stretch_width"),
             self._summary,
             self._plot,
             sizing_mode="stretch_both",

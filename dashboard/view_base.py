@@ -27,7 +27,7 @@ from am_qadf.machine_profile import MachineProfile, SignalSpec
 from .signals import profile_of, signal_color
 from .theme import STATE_COLORS, stylesheet
 
-__all__ = ["MonitorView", "build_layers_text", "feed_status", "html_pane"]
+__all__ = ["MonitorView", "build_layers_text", "control_row", "feed_status", "html_pane"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,18 @@ def html_pane(obj: str = "", **params: Any) -> pn.pane.HTML:
     params.setdefault("sizing_mode", "stretch_width")
     params["stylesheets"] = [*params.get("stylesheets", []), stylesheet()]
     return pn.pane.HTML(obj, **params)
+
+
+def control_row(*items: Any, **params: Any) -> pn.FlexBox:
+    """A row of widgets that wraps onto a second line when its card is narrow (a
+    ``pn.Row`` keeps its width and pushes the card past the page at 1366 px).
+
+    >>> control_row(pn.widgets.Button(name="a"), css_classes=["x"]).flex_wrap
+    'wrap'
+    """
+    params.setdefault("sizing_mode", "stretch_width")
+    params.setdefault("align_items", "flex-end")
+    return pn.FlexBox(*items, flex_wrap="wrap", **params)
 
 
 def feed_status(snapshot: dict[str, Any]) -> tuple[str, str, str]:

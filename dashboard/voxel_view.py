@@ -26,7 +26,7 @@ from am_qadf.monitoring.alerts import AlertManager
 
 from .markup import esc
 from .theme import VOXEL_PALETTE
-from .view_base import MonitorView, build_layers_text, html_pane
+from .view_base import MonitorView, build_layers_text, control_row, html_pane
 from .voxel_scene import BRICK, SceneUpdate, VoxelScene
 from .vtk_pane import IncrementalVTK
 
@@ -144,7 +144,7 @@ class VoxelView(MonitorView):
         self.pane = IncrementalVTK(
             self.scene.render_window,
             sizing_mode="stretch_both",
-            min_height=360,
+            min_height=120 if self.kiosk else 220,
             orientation_widget=False,  # its resize observer outlives the re-created views
             enable_keybindings=False,
             css_classes=["amq-voxel-pane"],
@@ -158,6 +158,7 @@ class VoxelView(MonitorView):
             value=(0.0, 1.0),
             step=0.001,
             sizing_mode="stretch_width",
+            min_width=240,
             css_classes=["amq-threshold"],
         )
         self._threshold_widget.param.watch(self._on_threshold_widget, "value_throttled")
@@ -371,36 +372,31 @@ class VoxelView(MonitorView):
             margin=(24, 10, 5, 10),
         )
         reset.on_click(self.reset_view)
-        return pn.Column(
-            pn.Row(
-                pn.widgets.Select.from_param(
-                    self.param.signal, name="Colour by", width=170, css_classes=["amq-voxel-signal"]
-                ),
-                pn.widgets.RadioButtonGroup.from_param(
-                    self.param.color_scale,
-                    name="Scale",
-                    button_type="light",
-                    width=200,
-                    margin=(24, 10, 5, 10),
-                ),
-                pn.widgets.FloatSlider.from_param(self.param.opacity, name="Opacity", width=140),
-                pn.widgets.Select.from_param(
-                    self.param.detail, name="Detail", width=90, css_classes=["amq-voxel-detail"]
-                ),
-                reset,
-                sizing_mode="stretch_width",
+        # one wrapping row: on a narrow card the controls take two or three lines
+        # instead of pushing the card past the page
+        return control_row(
+            pn.widgets.Select.from_param(
+                self.param.signal, name="Colour by", width=170, css_classes=["amq-voxel-signal"]
             ),
-            pn.Row(
-                self._threshold_widget,
-                pn.widgets.Checkbox.from_param(
-                    self.param.follow_layer,
-                    name="Outline current layer",
-                    width=170,
-                    margin=(18, 10, 5, 10),
-                ),
-                sizing_mode="stretch_width",
+            pn.widgets.RadioButtonGroup.from_param(
+                self.param.color_scale,
+                name="Scale",
+                button_type="light",
+                width=200,
+                margin=(24, 10, 5, 10),
             ),
-            sizing_mode="stretch_width",
+            pn.widgets.FloatSlider.from_param(self.param.opacity, name="Opacity", width=140),
+            pn.widgets.Select.from_param(
+                self.param.detail, name="Detail", width=90, css_classes=["amq-voxel-detail"]
+            ),
+            reset,
+            pn.widgets.Checkbox.from_param(
+                self.param.follow_layer,
+                name="Outline current layer",
+                width=170,
+                margin=(18, 10, 5, 10),
+            ),
+            self._threshold_widget,
             css_classes=["amq-voxel-controls"],
         )
 

@@ -65,6 +65,8 @@ class SimulationPublisher:
         self.published = 0
         self.build_id: str | None = None
         self.layer: int | None = None
+        self._plan: tuple[str, int, int] | None = None  # (build id, layers, points)
+        self._build_published = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -83,15 +85,38 @@ class SimulationPublisher:
             )
             sim.start_at(now_utc())  # the set-up above took time; stream from now
             self.build_id = sim.build_id
+            layers = sim.layer_of(sim.total_points - 1) + 1 if sim.total_points else 0
+            self._plan, self._build_published = (sim.build_id, layers, sim.total_points), 0
             log.info("publishing simulated build %s", sim.build_id)
             for batch in sim.iter_batches(self.batch_size, real_time=True, rate=self.rate):
                 if self._stop.is_set():
                     break
                 self.producer.produce_batch(batch, key=self.key or sim.build_id)
                 self.published += len(batch)
+                self._build_published += len(batch)
                 self.layer = batch[-1].get("layer")
             k += 1
         self.producer.flush()
+
+    def build_plan(self) -> dict[str, Any] | None:
+        """What the build being published will be: ``build_id``, ``layers`` (its layer
+        count), ``points`` and ``eta_s`` (seconds until its last point at ``rate``);
+        None before the first build.
+
+        >>> pub = SimulationPublisher(["memory://doc-plan"], "sim", rate=50_000, builds=1,
+        ...                           n_points=2000, n_defects=0)
+        >>> pub.build_plan() is None
+        True
+        >>> pub.run(); plan = pub.build_plan()
+        >>> plan["points"], plan["eta_s"]
+        (2000, 0.0)
+        """
+        plan = self._plan
+        if plan is None:
+            return None
+        build_id, layers, points = plan
+        left = max(points - self._build_published, 0)
+        return {"build_id": build_id, "layers": layers, "points": points, "eta_s": left / self.rate}
 
     @property
     def is_alive(self) -> bool:

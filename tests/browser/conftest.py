@@ -23,7 +23,14 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Screenshots go to a scratch folder, so a test run never modifies tracked files;
+# AMQADF_SCREENSHOTS=docs/screenshots refreshes the README's pictures.
+SCREENSHOTS = Path(
+    os.environ.get("AMQADF_SCREENSHOTS")
+    or Path(tempfile.gettempdir()) / f"amqadf-screenshots-{os.getuid()}"
+)
+if not SCREENSHOTS.is_absolute():
+    SCREENSHOTS = ROOT / SCREENSHOTS
 CHROMIUM = os.environ.get("AMQADF_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -201,3 +208,73 @@ def data_attr(page: Any, selector: str, attr: str) -> str | None:
 def int_attr(page: Any, selector: str, attr: str) -> int | None:
     v = data_attr(page, selector, attr)
     return int(v) if v not in (None, "") else None
+
+
+#: Elements an operator reads or clicks: each must lie inside its box (its table, else
+#: its card) and inside the viewport's width.
+CLIP_SELECTOR = (
+    "button, input, select, label, canvas, .bk-input-group, .amq-card-title, "
+    ".tabulator-col, .amq-latest-cell, .amq-latest-value, .amq-tile, .amq-tile-value, "
+    ".amq-hdr-item"
+)
+
+# Walks the page through every shadow root (Panel renders each component in one).
+_CLIPPED_JS = """
+([selector, boxSelector]) => {
+  const all = []
+  const collect = root => {
+    for (const el of root.querySelectorAll('*')) {
+      all.push(el)
+      if (el.shadowRoot) collect(el.shadowRoot)
+    }
+  }
+  collect(document)
+  const up = el => el.parentElement || (el.getRootNode() || {}).host || null
+  const boxOf = el => {
+    for (let e = up(el); e; e = up(e)) if (e.matches && e.matches(boxSelector)) return e
+    return null
+  }
+  const visible = el => {
+    for (let e = el; e; e = up(e)) {
+      if (!e.getBoundingClientRect) continue
+      const st = getComputedStyle(e)
+      if (st.display === 'none' || st.visibility === 'hidden') return false
+    }
+    return true
+  }
+  const vw = document.documentElement.clientWidth
+  const out = []
+  for (const el of all) {
+    if (!el.matches(selector)) continue
+    const r = el.getBoundingClientRect()
+    if (r.width < 1 || r.height < 1 || !visible(el)) continue
+    const what = (el.className && typeof el.className === 'string' ? el.className : el.tagName)
+      + ' "' + (el.textContent || '').trim().slice(0, 30) + '"'
+    const at = `${r.left|0},${r.top|0}..${r.right|0},${r.bottom|0}`
+    if (r.left < -1 || r.right > vw + 1) out.push(`${what}: ${at} outside the page (${vw})`)
+    const box = boxOf(el)
+    if (box) {
+      const b = box.getBoundingClientRect()
+      const inside = r.left >= b.left - 1 && r.right <= b.right + 1
+        && r.top >= b.top - 1 && r.bottom <= b.bottom + 1
+      const name = String(box.className).split(' ').pop()
+      if (!inside) out.push(`${what}: ${at} outside ${name} `
+        + `${b.left|0},${b.top|0}..${b.right|0},${b.bottom|0}`)
+    }
+    // text cut short inside the element itself (ellipsis, hidden overflow)
+    if (!['CANVAS', 'INPUT', 'SELECT'].includes(el.tagName) && el.textContent.trim()
+        && el.scrollWidth > el.clientWidth + 1
+        && getComputedStyle(el).overflowX !== 'visible')
+      out.push(`${what}: text cut (${el.scrollWidth} px in ${el.clientWidth} px)`)
+  }
+  return out
+}
+"""
+
+
+def clipped_elements(
+    page: Any, selector: str = CLIP_SELECTOR, box: str = ".tabulator, .amq-card"
+) -> list[str]:
+    """What of ``selector`` lies outside its ``box`` ancestor (the nearest one, shadow
+    DOM pierced), outside the viewport's width, or has its text cut: one line each."""
+    return page.evaluate(_CLIPPED_JS, [selector, box])

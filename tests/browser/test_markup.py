@@ -130,7 +130,7 @@ def test_kiosk_tiles_escape_hostile_data(monitor):
     dash = Dashboard(monitor=monitor, kiosk=True, policy=AccessPolicy(open_access=True))
     try:
         dash.kiosk_status.update(
-            {"state": "running", "build_id": BUILD, "current_layer": [3]}, 0.0, {}
+            {"state": "running", "build_id": BUILD, "current_layer": [3]}, {}
         )
         html = dash.kiosk_status.pane.object
     finally:

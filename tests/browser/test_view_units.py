@@ -385,7 +385,7 @@ def test_a_dead_feed_is_shown_as_no_data_on_header_and_kiosk(tmp_path):
     main._update_header(snap)
     assert 'data-feed="stale"' in main.header.object
     assert "No data for 7 s" in main.header.object and "Running" not in main.header.object
-    kiosk.kiosk_status.update(snap, 0.0, {})
+    kiosk.kiosk_status.update(snap, {})
     assert "amq-feed-stale" in kiosk.kiosk_status.pane.object
     assert "No data for 7 s" in kiosk.kiosk_status.pane.object
     main._update_header({**snap, "feed": "live", "data_age_s": 0.2})

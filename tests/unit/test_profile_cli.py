@@ -183,5 +183,5 @@ def test_kiosk_tile_uses_the_profile() -> None:
     from dashboard.kiosk import KioskStatus
 
     k = KioskStatus()
-    k.update({"state": "running"}, 100.0, {"temperature": 2301.4}, MachineProfile.load(EOS_PROFILE))
+    k.update({"state": "running"}, {"temperature": 2301.4}, MachineProfile.load(EOS_PROFILE))
     assert "Temperature" in k.pane.object and "2,301" in k.pane.object and " K<" in k.pane.object
