@@ -248,9 +248,6 @@ def test_kiosk_hides_controls(open_page):
         timeout=30,
         what="3D canvas in kiosk mode",
     )
-    time.sleep(4)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "kiosk.png"))
 
 
 def test_pages_request_nothing_beyond_the_dashboard_server(open_page, server):
@@ -324,3 +321,67 @@ def _settled(page, bad: list[str]) -> list[str] | None:
     """``bad`` if a second look a moment later finds the same (the layout is final)."""
     time.sleep(1.0)
     return bad if clipped_elements(page) == bad else None
+
+
+#: Smallest type (px) of what a kiosk must show readably from 3 m.
+KIOSK_MIN_PX = {
+    ".amq-tile-value": 32,
+    ".amq-kiosk-banner": 22,
+    ".amq-alerts-table .tabulator-row": 18,
+}
+
+
+@pytest.mark.parametrize(
+    "size, shot", [((1920, 1080), "kiosk.png"), ((1366, 768), "kiosk-1366x768.png")]
+)
+def test_kiosk_fits_the_screen_in_large_type(browser, server, size, shot):
+    """A kiosk cannot scroll: every card (alerts included) lies inside the screen,
+    nothing is clipped, the key tiles are in large type and say layer N of M, ETA and
+    the data's age rather than a message rate."""
+    ctx = browser.new_context(viewport={"width": size[0], "height": size[1]})
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(server + "?kiosk=1", wait_until="domcontentloaded", timeout=45_000)
+        wait_until(lambda: page.locator(".amq-tile").count() >= 6, timeout=45, what="tiles")
+        wait_until(
+            lambda: page.locator(".amq-alerts-table .tabulator-row").count() > 0,
+            timeout=60,
+            what="an alert in the kiosk's list",
+        )
+        tiles = page.locator(".amq-kiosk-tiles").first.inner_text()
+        assert "msg/s" not in tiles and "THROUGHPUT" not in tiles.upper(), tiles
+        for label in ("LAYER", "DONE IN", "DATA AGE", "ACTIVE ALERTS"):
+            assert label in tiles.upper(), (label, tiles)
+        assert " of " in page.locator(".amq-k-layer .amq-tile-value").first.inner_text()
+        assert "simulator" in page.title().lower() or "simulator" in (
+            page.locator("#header").first.inner_text().lower()
+        )
+        for sel, px in KIOSK_MIN_PX.items():
+            size_px = page.locator(sel).first.evaluate(
+                "e => parseFloat(getComputedStyle(e).fontSize)"
+            )
+            assert size_px >= px, (sel, size_px, px)
+        height = page.evaluate("() => window.innerHeight")
+
+        problems: list[str] = []
+
+        def fits() -> bool:
+            problems[:] = [
+                f"{sel} ends at {box['y'] + box['height']:.0f} px" if box else f"no {sel}"
+                for sel in (".amq-kiosk-banner", ".amq-kiosk-tiles", ".amq-card-live",
+                            ".amq-card-voxels", ".amq-card-layer", ".amq-card-alerts")
+                if (box := page.locator(sel).first.bounding_box()) is None
+                or box["y"] + box["height"] > height + 1
+            ] + clipped_elements(page)  # fmt: skip
+            return not problems
+
+        # the plots size themselves to their cards a moment after the page shows
+        try:
+            wait_until(fits, timeout=30, interval=1.0, what="a kiosk screen that fits")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {problems}") from None
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / shot))
+    finally:
+        ctx.close()
