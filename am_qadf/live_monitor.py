@@ -925,8 +925,10 @@ class LiveMonitor:
         Besides the statistics: ``feed`` (see :func:`feed_state`), ``data_age_s``
         (seconds since the newest batch arrived; before any, since consuming started),
         ``messages_new`` and ``messages_replayed`` (first deliveries and re-deliveries
-        by "replay from start"), ``builds`` (builds begun: views reset when it changes)
-        and the ``topic``."""
+        by "replay from start"), ``builds`` (builds begun: views reset when it changes),
+        the ``topic``, ``points_outside_grid`` (points of this build the voxel grid
+        dropped) with ``grid_box`` (its lower and upper corner, mm) and ``build_plan``
+        (layer count and ETA of a simulated build, else None)."""
         stats = self.client.get_stream_statistics()
         now = self.clock()
         arrived = self._arrived
@@ -957,6 +959,12 @@ class LiveMonitor:
             "build_id": last["build_id"],
             "newest_timestamp": last["timestamp"],
             "occupied_voxels": self.grid.occupied_count,
+            # points the voxel grid could not place (outside its box, or no coordinates)
+            "points_outside_grid": int(self.incremental.get_statistics()["points_dropped"]),
+            "grid_box": (
+                [float(v) for v in self.grid.bbox_min],
+                [float(v) for v in self.grid.bbox_max],
+            ),
             "grid_bytes": self.grid.memory_bytes,
             "alerts_active": self.alerts.statistics()["active"],
             "published": publisher.published if publisher is not None else None,

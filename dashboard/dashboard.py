@@ -46,7 +46,7 @@ from .pipeline_cache import get_monitor, monitor_config
 from .signals import profile_of
 from .spc_view import SPCView
 from .theme import ACCENT, KIOSK_CSS_FILE, LOGO_FILE, OfflineFast, read_css
-from .view_base import MonitorView, feed_status, html_pane
+from .view_base import MonitorView, feed_status, html_pane, outside_grid_text
 from .voxel_view import VoxelView
 
 __all__ = ["NOTEBOOK_EXTENSIONS", "Dashboard", "load_notebook_extensions"]
@@ -319,6 +319,11 @@ class Dashboard(pn.viewable.Viewer):
             newest = ""
         newest += f' data-sent="{time.time() * 1e3:.0f}" data-replayed="{replayed}"'
         extra = {"msgs": newest, "state": f' data-feed="{esc(feed)}"'}
+        if outside := outside_grid_text(snap):
+            n = int(snap.get("points_outside_grid") or 0)
+            # short in the header; the whole line is its tooltip and on Health
+            items.append(("outside", n, f"⚠ <b>{n:,}</b> points outside the plate"))
+            extra["outside"] = f' title="{esc(outside)}"'
         self.header.object = (
             '<div class="amq-hdr">'
             + "".join(

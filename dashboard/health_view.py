@@ -23,7 +23,7 @@ import panel as pn
 import param
 
 from .markup import TEXT_LIMIT, esc
-from .view_base import MonitorView, html_pane
+from .view_base import MonitorView, html_pane, outside_grid_text
 
 __all__ = ["HealthView", "connection_rows", "profile_fit_html"]
 
@@ -254,6 +254,8 @@ class HealthView(MonitorView):
             + "</tbody></table>"
         )
         fit = profile_fit_html(snapshot.get("profile"))
+        if outside := outside_grid_text(snapshot):
+            fit = f'<div class="amq-outside-grid amq-fit-bad">⚠ {esc(outside)}</div>' + fit
         if fit != self.fit.object:
             self.fit.object = fit
         last_error = stats.get("last_error")

@@ -27,7 +27,14 @@ from am_qadf.machine_profile import MachineProfile, SignalSpec
 from .signals import profile_of, signal_color
 from .theme import STATE_COLORS, stylesheet
 
-__all__ = ["MonitorView", "build_layers_text", "control_row", "feed_status", "html_pane"]
+__all__ = [
+    "MonitorView",
+    "build_layers_text",
+    "control_row",
+    "feed_status",
+    "html_pane",
+    "outside_grid_text",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +79,28 @@ def feed_status(snapshot: dict[str, Any]) -> tuple[str, str, str]:
         return feed, "Waiting for data", STATE_COLORS["paused"]
     color = STATE_COLORS.get(state, STATE_COLORS["stopped"])
     return feed, state.capitalize(), color
+
+
+def outside_grid_text(snapshot: dict[str, Any]) -> str:
+    """The warning for points the voxel grid dropped ('' when none): they are in no
+    3D view or layer map, so the page must say so rather than look complete.
+
+    >>> outside_grid_text({"points_outside_grid": 1234,
+    ...                    "grid_box": ([0, 0, 0], [250, 250, 40])})
+    '1,234 points outside the plate (x 0–250, y 0–250, z 0–40 mm): not in the 3D view'
+    >>> outside_grid_text({"points_outside_grid": 0})
+    ''
+    """
+    n = int(snapshot.get("points_outside_grid") or 0)
+    if n <= 0:
+        return ""
+    box = snapshot.get("grid_box")
+    where = ""
+    if box is not None:
+        lo, hi = box
+        spans = (f"{axis} {a:g}–{b:g}" for axis, a, b in zip("xyz", lo, hi, strict=True))
+        where = " (" + ", ".join(spans) + " mm)"
+    return f"{n:,} points outside the plate{where}: not in the 3D view"
 
 
 def build_layers_text(monitor: Any, k: int) -> str:

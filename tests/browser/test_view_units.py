@@ -580,3 +580,42 @@ def test_layer_map_and_3d_view_name_build_layers(tmp_path):
     assert "outlined: build layers 50–59" in voxels._status.object
     voxels.close()
     view.close()
+
+
+def test_points_outside_the_plate_are_warned_of_in_header_and_health(tmp_path):
+    """Points beyond the plate (z = 45 mm over a 40 mm tall build volume) are in no 3D
+    view: the header and Health say how many, instead of a plausible-looking page."""
+    from dashboard.dashboard import Dashboard
+    from dashboard.health_view import HealthView
+
+    mon = _quiet_monitor(
+        tmp_path, "outside", bbox_min=(0.0, 0.0, 0.0), bbox_max=(100.0, 100.0, 40.0)
+    )
+    base = datetime.fromtimestamp(1_700_000_000.0, tz=UTC)
+    mon.client.process_stream_batch(
+        [
+            {
+                "timestamp": base + timedelta(milliseconds=i),
+                "x": 50.0,
+                "y": 50.0,
+                "z": 45.0 if i % 2 else 10.0,
+                "layer": 1500,
+                "temperature": 1900.0,
+            }
+            for i in range(200)
+        ]  # fmt: skip
+    )
+    snap = mon.snapshot()
+    assert snap["points_outside_grid"] == 100
+    main = Dashboard(monitor=mon)
+    health = HealthView(monitor=mon)
+    try:
+        main._update_header(snap)
+        assert 'data-outside="100"' in main.header.object
+        assert "100</b> points outside the plate" in main.header.object
+        assert "z 0–40 mm" in main.header.object  # the tooltip says where the plate ends
+        health.refresh(snap)
+        assert "100 points outside the plate" in health.fit.object
+    finally:
+        main.stop()
+        health.close()
