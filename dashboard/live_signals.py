@@ -83,7 +83,12 @@ def _plain_time_ticks(plot: Any, element: Any) -> None:
         if isinstance(f, DatetimeTickFormatter) and f.context is None and f.minutes == "%H:%M":
             continue  # set on an earlier render: no new model for the browser
         axis.formatter = DatetimeTickFormatter(
-            seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M", hourmin="%H:%M"
+            microseconds="%H:%M:%S",  # an empty plot's range
+            milliseconds="%H:%M:%S.%3N",
+            seconds="%H:%M:%S",
+            minsec="%H:%M:%S",
+            minutes="%H:%M",
+            hourmin="%H:%M",
         )
 
 

@@ -129,9 +129,7 @@ def test_every_view_escapes_hostile_data(monitor):
 def test_kiosk_tiles_escape_hostile_data(monitor):
     dash = Dashboard(monitor=monitor, kiosk=True, policy=AccessPolicy(open_access=True))
     try:
-        dash.kiosk_status.update(
-            {"state": "running", "build_id": BUILD, "current_layer": [3]}, {}
-        )
+        dash.kiosk_status.update({"state": "running", "build_id": BUILD, "current_layer": [3]}, {})
         html = dash.kiosk_status.pane.object
     finally:
         dash.stop()
