@@ -323,6 +323,8 @@ def _settled(page, bad: list[str]) -> list[str] | None:
     return bad if clipped_elements(page) == bad else None
 
 
+FONT_PX = "e => e.isConnected ? parseFloat(getComputedStyle(e).fontSize) : NaN"
+
 #: Smallest type (px) of what a kiosk must show readably from 3 m.
 KIOSK_MIN_PX = {
     ".amq-tile-value": 32,
@@ -358,8 +360,13 @@ def test_kiosk_fits_the_screen_in_large_type(browser, server, size, shot):
             page.locator("#header").first.inner_text().lower()
         )
         for sel, px in KIOSK_MIN_PX.items():
-            size_px = page.locator(sel).first.evaluate(
-                "e => parseFloat(getComputedStyle(e).fontSize)"
+            # the tiles are re-rendered every refresh: read a size from a live element
+            size_px = wait_until(
+                lambda sel=sel: (
+                    (v := page.locator(sel).first.evaluate(FONT_PX, timeout=5_000)) == v and v
+                ),
+                timeout=20,
+                what=f"the font size of {sel}",
             )
             assert size_px >= px, (sel, size_px, px)
         height = page.evaluate("() => window.innerHeight")
