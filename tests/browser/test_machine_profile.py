@@ -5,9 +5,7 @@ units and limits, with SPC and alerts working."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -31,28 +29,14 @@ from tests.browser.conftest import (
 )
 from tests.eos_stream import EOS_PROFILE, eos_messages
 
-KAFKA = os.environ.get("AMQADF_KAFKA", "127.0.0.1:9092")
-
-
-def _kafka_up() -> bool:
-    host, _, port = KAFKA.split(",")[0].rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=2):
-            return True
-    except OSError:
-        return False
-
 
 @pytest.fixture(scope="module")
-def eos_server() -> Iterator[str]:
-    """A dashboard on the EOS profile, consuming a Kafka topic an EOS-shaped stream
-    goes to (12,000 messages first, then 2,000 a second while the tests run)."""
-    if not _kafka_up():
-        if os.environ.get("AMQADF_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Kafka not reachable at {KAFKA}")
-        pytest.skip(f"Kafka not reachable at {KAFKA}")
+def eos_server(kafka_bootstrap: str) -> Iterator[str]:
+    """A dashboard on the EOS profile, consuming a Kafka topic (the real broker the
+    server fixtures start) an EOS-shaped stream goes to (12,000 messages first, then
+    2,000 a second while the tests run)."""
     topic = f"eos-{uuid.uuid4().hex[:8]}"
-    producer = KafkaProducer(KAFKA.split(","), topic)
+    producer = KafkaProducer(kafka_bootstrap.split(","), topic)
     # stream time keeps step with the wall clock: 2,000 points a second, the first
     # 12,000 (6 s) at once, with a hot episode in layer 5 (500 K over the profile's
     # 2,700 K limit) after the SPC baseline (5,000 points) is learned
@@ -76,7 +60,7 @@ def eos_server() -> Iterator[str]:
     data_dir = tempfile.mkdtemp(prefix="amqadf-eos-")
     log_path = Path(data_dir) / "panel-serve.log"
     env = {
-        "AMQADF_KAFKA": KAFKA,
+        "AMQADF_KAFKA": kafka_bootstrap,
         "AMQADF_TOPIC": topic,
         "AMQADF_GROUP": f"dash-{topic}",
         "AMQADF_PROFILE": str(EOS_PROFILE),
