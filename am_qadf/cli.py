@@ -29,7 +29,7 @@ def _profile(args: argparse.Namespace) -> MachineProfile:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from am_qadf.simulation.publisher import SimulationPublisher
+    from am_qadf.simulation.publisher import SimulationPublisher, publish_until_done
 
     if args.machines:
         from am_qadf.fleet.run import run_fleet_simulation
@@ -49,21 +49,13 @@ def _simulate(args: argparse.Namespace) -> int:
         builds=args.builds,
         n_points=args.points,
     )
-    pub.start()
-    started = time.monotonic()
-    try:
-        while pub.is_alive:
-            time.sleep(1.0)
-            elapsed = time.monotonic() - started
-            print(
-                f"build {pub.build_id}  layer {pub.layer}  published {pub.published:,}"
-                f"  ({pub.published / elapsed:,.0f} msg/s)",
-                flush=True,
-            )
-    except KeyboardInterrupt:
-        pass
-    finally:
-        pub.stop()
+    publish_until_done(
+        [pub],
+        lambda elapsed: (
+            f"build {pub.build_id}  layer {pub.layer}  published {pub.published:,}"
+            f"  ({pub.published / elapsed:,.0f} msg/s)"
+        ),
+    )
     return 0
 
 

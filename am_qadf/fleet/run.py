@@ -113,6 +113,8 @@ def run_worker(args: argparse.Namespace, profile: MachineProfile) -> int:
 
 def run_fleet_simulation(args: argparse.Namespace) -> int:
     """Publish ``args.machines`` simulated machines' builds until done or interrupted."""
+    from am_qadf.simulation.publisher import publish_until_done
+
     from .fleet_simulation import fleet_publishers
 
     pubs = fleet_publishers(
@@ -124,21 +126,13 @@ def run_fleet_simulation(args: argparse.Namespace) -> int:
         builds=args.builds,
         n_points=args.points,
     )
-    for p in pubs:
-        p.start()
-    started = time.monotonic()
-    try:
-        while any(p.is_alive for p in pubs):
-            time.sleep(1.0)
-            total = sum(p.published for p in pubs)
-            layers = " ".join(f"{p.key}:L{p.layer}" for p in pubs)
-            rate = total / (time.monotonic() - started)
-            print(f"published {total:,} ({rate:,.0f} msg/s) {layers}", flush=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for p in pubs:
-            p.stop()
+
+    def progress(elapsed: float) -> str:
+        total = sum(p.published for p in pubs)
+        layers = " ".join(f"{p.key}:L{p.layer}" for p in pubs)
+        return f"published {total:,} ({total / elapsed:,.0f} msg/s) {layers}"
+
+    publish_until_done(pubs, progress)
     print(f"published {sum(p.published for p in pubs):,} messages of {len(pubs)} machines")
     sys.stdout.flush()
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from am_qadf.streaming.kafka_producer import KafkaProducer
@@ -13,7 +14,7 @@ from am_qadf.streaming.timestamps import now_utc
 from .build_simulator import BuildSimulator
 from .scan_path import DEFAULT_PARTS, Part
 
-__all__ = ["SimulationPublisher"]
+__all__ = ["SimulationPublisher", "publish_until_done"]
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +138,37 @@ class SimulationPublisher:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+
+
+def publish_until_done(
+    publishers: Sequence[SimulationPublisher],
+    progress: Callable[[float], str],
+    every_s: float = 1.0,
+) -> None:
+    """Start ``publishers`` and wait until all are done or Ctrl-C, printing
+    ``progress(elapsed_seconds)`` every ``every_s``; they are stopped either way.
+
+    >>> pub = SimulationPublisher(
+    ...     ["memory://doc-until"], "sim", rate=50_000, builds=1, n_points=500, n_defects=0
+    ... )
+    >>> import contextlib, io
+    >>> out = io.StringIO()
+    >>> with contextlib.redirect_stdout(out):
+    ...     publish_until_done([pub], lambda s: f"published {pub.published}", every_s=0.05)
+    >>> pub.published, pub.is_alive
+    (500, False)
+    >>> all(line.startswith("published") for line in out.getvalue().splitlines())
+    True
+    """
+    for p in publishers:
+        p.start()
+    started = time.monotonic()
+    try:
+        while any(p.is_alive for p in publishers):
+            time.sleep(every_s)
+            print(progress(time.monotonic() - started), flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in publishers:
+            p.stop()
