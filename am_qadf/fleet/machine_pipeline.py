@@ -111,7 +111,7 @@ class MachinePipeline:
         self, msgs: list[dict[str, Any]]
     ) -> tuple[list[dict[str, Any]], list[Any], list[dict[str, Any]], list[str]]:
         """Split polled messages by this machine's validator (the client's own check)."""
-        good, values, bad, reasons = self.client._validate(msgs)
+        good, values, bad, reasons = self.client.validator.split(msgs, self.client.column_cache)
         with self._lock:
             self.dead_lettered += len(bad)
         return good, values, bad, reasons
@@ -127,7 +127,8 @@ class MachinePipeline:
                 self.held += len(values)
         else:
             result = self.client.process_stream_batch(values)
-            self.client._notify(values, result)  # the monitor's listener: layer, SPC, bricks
+            # the monitor's listener: layer, SPC, bricks
+            self.client.notify_listeners(values, result)
         # tag every document for history (C-level map: no per-point Python loop)
         deque(map(setitem, values, repeat("machine_id"), repeat(self.machine_id)), maxlen=0)
         with self._lock:

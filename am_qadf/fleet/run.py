@@ -92,13 +92,13 @@ def run_worker(args: argparse.Namespace, profile: MachineProfile) -> int:
         while not stop.wait(args.interval):
             if deadline is not None and time.monotonic() > deadline:
                 break
-            st = worker.client.get_stream_statistics()
+            st = worker.statistics()
             machines = ", ".join(
                 f"{m}:{p.messages:,}{' (paused)' if p.paused else ''}"
                 for m, p in sorted(worker.pipelines.items())
             )
             print(
-                f"[{st['consumer_state']}] {st['messages_processed']:,} msgs"
+                f"[{st['consumer_state']}] {st['messages']:,} msgs"
                 f" lag {st['consumer_lag']:,} dead-lettered {st['dead_lettered']}"
                 f" | {machines or 'no machine yet'}",
                 flush=True,

@@ -1,11 +1,14 @@
 """The fleet worker: consume a topic in a consumer group, one pipeline per machine,
 publish derived state.
 
-A :class:`FleetWorker` runs :class:`~am_qadf.streaming.StreamingClient`'s consumer
-loop unchanged (poll, dead-letter, store history, commit only what is stored) with
-validation and processing routed by machine: the Kafka message key is the machine
-id, and each machine gets a :class:`~am_qadf.fleet.machine_pipeline.MachinePipeline`
-the first time its key is seen, from its own profile (``profiles``) or the default.
+A :class:`FleetWorker` runs the streaming library's consume loop
+(:class:`~am_qadf.streaming.consumer_loop.ConsumerLoop`: poll, dead-letter through a
+:class:`~am_qadf.streaming.dead_letter_writer.DeadLetterWriter`, store history through
+a :class:`~am_qadf.streaming.batch_writer.BatchWriter`, commit only what is stored)
+with a handler that routes validation and processing by machine: the Kafka message
+key is the machine id, and each machine gets a
+:class:`~am_qadf.fleet.machine_pipeline.MachinePipeline` the first time its key is
+seen, from its own profile (``profiles``) or the default.
 A state thread publishes each machine's derived state to a
 :class:`~am_qadf.fleet.state_store.StateStore` every ``publish_interval`` seconds
 (machines that changed, and every machine at least every ``heartbeat`` seconds, so
@@ -64,8 +67,12 @@ from typing import Any
 import numpy as np
 
 from am_qadf.machine_profile import MachineProfile
-from am_qadf.streaming import StreamingClient, StreamingConfig
-from am_qadf.streaming.stream_storage import PreparedBatch
+from am_qadf.streaming import KafkaConsumer, StreamingConfig, StreamStorage
+from am_qadf.streaming.batch_writer import BatchWriter
+from am_qadf.streaming.consumer_loop import ConsumerLoop, Split, make_consumer
+from am_qadf.streaming.dead_letter_writer import DeadLetterWriter
+from am_qadf.streaming.message_columns import ColumnCache
+from am_qadf.streaming.streaming_client import build_storage
 
 from .commands import parse_command
 from .machine_pipeline import MachinePipeline, profile_for
@@ -82,46 +89,45 @@ TAKEOVER_KAFKA_CONFIG: dict[str, Any] = {
 }
 
 
-class _RoutingClient(StreamingClient):
-    """StreamingClient whose validation and processing go to the machine's pipeline;
-    everything else (poll, dead letters, storage, offsets) is the client's own."""
+class _MachineRouter:
+    """The worker's consume-loop handler: each message's key picks its machine's
+    pipeline, which validates and processes it."""
 
-    def __init__(self, worker: FleetWorker, config: StreamingConfig) -> None:
-        super().__init__(config)
+    def __init__(self, worker: FleetWorker) -> None:
         self._worker = worker
-        # per machine: (pipeline, valid messages, their values); set by _validate for
-        # the _process call that follows it in the consumer thread
+        # per machine: (pipeline, valid messages, their values); set by split for the
+        # process call that follows it in the consumer thread
         self._routed: list[tuple[MachinePipeline, list[dict[str, Any]], list[Any]]] = []
 
-    def _validate(
-        self, msgs: list[dict[str, Any]]
-    ) -> tuple[list[dict[str, Any]], list[Any], list[dict[str, Any]], list[str]]:
+    def split(self, msgs: list[dict[str, Any]]) -> Split:
+        worker = self._worker
         good: list[dict[str, Any]] = []
         values: list[Any] = []
         bad: list[dict[str, Any]] = []
         reasons: list[str] = []
         self._routed = []
         for key, part in _by_key(msgs):
-            pipe, refusal = self._worker._pipeline_for(key)
+            pipe, refusal = worker._pipeline_for(key)
             if pipe is None:
                 bad += part
                 reasons += [refusal] * len(part)
                 # not the key itself: label values must not come from outside
-                self._worker._count("dead_letters", "<refused>", len(part))
+                worker._count("dead_letters", "<refused>", len(part))
                 continue
             g, v, b, r = pipe.validate(part)
-            self._worker._count("messages_in", pipe.machine_id, len(part))
-            self._worker._count("dead_letters", pipe.machine_id, len(b))
+            worker._count("messages_in", pipe.machine_id, len(part))
+            worker._count("dead_letters", pipe.machine_id, len(b))
             self._routed.append((pipe, g, v))
             good += g
             values += v
             bad += b
             reasons += r
-        return good, values, bad, reasons
+        return Split(good, values, bad, reasons)
 
-    def _process(
+    def process(
         self, good: list[dict[str, Any]], values: list[Any]
-    ) -> tuple[bool, PreparedBatch | None]:
+    ) -> tuple[list[dict[str, Any]], list[Any]]:
+        worker = self._worker
         routed, self._routed = self._routed, []
         started = time.perf_counter()
         done_msgs: list[dict[str, Any]] = []
@@ -132,20 +138,14 @@ class _RoutingClient(StreamingClient):
             try:
                 pipe.process(g, v)
             except Exception as exc:  # this machine's batch only; the others go on
-                self._batch_failed(g, exc)
-                self._worker._count("dead_letters", pipe.machine_id, len(g))
+                worker.loop_or_fail().set_aside(g, exc)
+                worker._count("dead_letters", pipe.machine_id, len(g))
                 continue
             done_msgs += g
             done_values += v
-            self._worker._count("messages_out", pipe.machine_id, len(g))
-        self._worker._observe_batch(time.perf_counter() - started)
-        if not done_msgs:
-            return False, None
-        try:
-            return True, self._prepare_docs(done_msgs, done_values)
-        except Exception as exc:
-            self._batch_failed(done_msgs, exc)
-            return False, None
+            worker._count("messages_out", pipe.machine_id, len(g))
+        worker._observe_batch(time.perf_counter() - started)
+        return done_msgs, done_values
 
 
 def _by_key(msgs: list[dict[str, Any]]) -> list[tuple[str | None, list[dict[str, Any]]]]:
@@ -206,7 +206,12 @@ class FleetWorker:
                 config, kafka_config={**TAKEOVER_KAFKA_CONFIG, **config.kafka_config}
             )
         self.config = config
-        self.client = _RoutingClient(self, config)
+        #: History (None when both cache and history are off), shared by the machines.
+        self.storage: StreamStorage | None = build_storage(config)
+        #: Dead letters of the topic (kept across restarts of the loop).
+        self.dead_letters = DeadLetterWriter.from_config(config)
+        self._router = _MachineRouter(self)
+        self._loop: ConsumerLoop | None = None
         self._pipelines: dict[str, MachinePipeline] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -236,7 +241,7 @@ class FleetWorker:
             machine_id,
             profile_for(machine_id, self.profiles, self.profile),
             self.config,
-            storage=self.client.storage,
+            storage=self.storage,
         )
         try:  # a worker taking the machine over continues where the last one was
             pipe.resume_from(self.state)
@@ -260,10 +265,54 @@ class FleetWorker:
             self.metrics.batch_seconds.observe(seconds)
 
     # -- running -------------------------------------------------------------------------
+    @property
+    def kafka_consumer(self) -> KafkaConsumer | None:
+        """The consumer while the worker runs (None otherwise)."""
+        loop = self._loop
+        return loop.consumer if loop is not None else None
+
+    def loop_or_fail(self) -> ConsumerLoop:
+        """The running consume loop (RuntimeError when the worker is not started)."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the worker is not running; call start() first")
+        return loop
+
+    def statistics(self) -> dict[str, Any]:
+        """The consume loop's figures: ``consumer_state``, ``messages`` (processed, all
+        machines), ``dead_lettered``, ``errors``, ``last_error``, ``consumer_lag``,
+        ``backpressure``.
+
+        >>> from am_qadf.fleet.state_store import InProcessStateStore
+        >>> worker = FleetWorker(StreamingConfig.embedded(), InProcessStateStore())
+        >>> worker.statistics()["consumer_state"]
+        'stopped'
+        """
+        loop = self._loop
+        return {
+            "consumer_state": loop.state if loop is not None else "stopped",
+            "messages": sum(p.messages for p in self.pipelines.values()),
+            "dead_lettered": self.dead_letters.count,
+            "errors": loop.errors if loop is not None else 0,
+            "last_error": loop.last_error if loop is not None else None,
+            "consumer_lag": loop.consumer.lag() if loop is not None else 0,
+            "backpressure": loop is not None and loop.history.backpressure,
+        }
+
     def start(self) -> FleetWorker:
         """Join the group and start consuming and publishing; returns self."""
+        if self._loop is not None:
+            raise RuntimeError("the worker is already running; call stop() first")
         self._stop.clear()
-        self.client.start_consumer([self.config.kafka_topic], lambda _msgs: None)
+        cfg = self.config
+        self._loop = ConsumerLoop(
+            make_consumer(cfg, [cfg.kafka_topic]),
+            self._router,
+            BatchWriter(self.storage, history=cfg.enable_mongodb_storage),
+            self.dead_letters,
+            columns=ColumnCache(),
+            auto_commit=cfg.enable_auto_commit,
+        ).start()
         self._thread = threading.Thread(target=self._state_loop, name="amqadf-fleet-state")
         self._thread.daemon = True
         self._thread.start()
@@ -275,7 +324,9 @@ class FleetWorker:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        self.client.stop_consumer()
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop()
         for pipe in self.pipelines.values():
             self._publish(pipe)
 
@@ -298,10 +349,11 @@ class FleetWorker:
     def _owned(self) -> list[MachinePipeline]:
         """Pipelines whose partitions this worker still owns; the others are dropped
         (between batches) so a partition that comes back starts from fresh state."""
-        consumer = self.client.kafka_consumer
+        loop = self._loop
         pipes = self.pipelines
-        if consumer is None:
+        if loop is None:
             return list(pipes.values())
+        consumer = loop.consumer
         try:
             assigned = set(consumer.assignment())
         except Exception:
@@ -310,11 +362,11 @@ class FleetWorker:
         for pipe in pipes.values():
             (owned if pipe.partitions & assigned else lost).append(pipe)
         if lost:
-            self.client.run_between_batches(lambda: self._drop(lost))
+            loop.run_between_batches(lambda: self._drop(lost))
         return owned
 
     def _drop(self, lost: list[MachinePipeline]) -> None:
-        consumer = self.client.kafka_consumer
+        consumer = self.kafka_consumer
         assigned = set(consumer.assignment()) if consumer is not None else set()
         with self._lock:
             for pipe in lost:
@@ -330,7 +382,7 @@ class FleetWorker:
                 if pipe.dirty or self._published.get(pipe.machine_id, 0.0) < stale:
                     self._publish(pipe)
             if self.metrics is not None:
-                self.metrics.observe_lag(self.client.kafka_consumer)
+                self.metrics.observe_lag(self.kafka_consumer)
             if not owned:
                 self._stop.wait(self.publish_interval)
                 continue
@@ -352,7 +404,8 @@ class FleetWorker:
         try:
             cmd = parse_command(raw)
             outcome.update(action=cmd.action, by=cmd.by)
-            self.client.run_between_batches(lambda: pipe.handle(cmd)).result(timeout=30)
+            loop = self.loop_or_fail()
+            loop.run_between_batches(lambda: pipe.handle(cmd)).result(timeout=30)
         except (ValueError, KeyError, RuntimeError, TimeoutError) as exc:
             reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             outcome.update(ok=False, reason=str(reason))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
 from operator import attrgetter, contains
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -23,7 +24,9 @@ from .timestamps import to_utc
 if TYPE_CHECKING:
     from .streaming_config import StreamingConfig
 
-__all__ = ["MessageValidator", "NUMERIC_FIELDS"]
+__all__ = ["MessageValidator", "NUMERIC_FIELDS", "Split"]
+
+log = logging.getLogger(__name__)
 
 #: Fields that must be numbers when present: the simulator's profile's position and
 #: signal fields, and ``value`` (a client with another profile uses that profile's).
@@ -32,6 +35,16 @@ NUMERIC_FIELDS: tuple[str, ...] = ("value", *MachineProfile.default().numeric_fi
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 #: Accepted field names remembered, so a name is matched against the pattern once.
 _KNOWN_NAMES = 4096
+
+
+class Split(NamedTuple):
+    """Polled messages split by validation: the valid ones with their decoded values,
+    and the invalid ones with why (one reason per message)."""
+
+    good: list[dict[str, Any]]
+    values: list[Any]
+    bad: list[dict[str, Any]]
+    reasons: list[str]
 
 
 @dataclass
@@ -241,6 +254,37 @@ class MessageValidator:
         for i in np.flatnonzero(suspect).tolist():
             reasons[i] = self.check(values[i], sizes[i])
         return reasons
+
+    def split(self, msgs: list[dict[str, Any]], columns: ColumnCache | None = None) -> Split:
+        """Split polled messages (dicts with ``value`` and ``size``, as
+        :meth:`KafkaConsumer.poll` returns them) into the valid ones and the invalid
+        ones with their reasons (a decode ``error`` of the message first). The batch is
+        checked at once; when all are valid the values list is the one ``columns`` saw,
+        so processing finds the columns validation built.
+
+        >>> v = MessageValidator()
+        >>> polled = [{"value": {"x": 1.0}, "size": 9}, {"value": {"x": "far"}, "size": 11}]
+        >>> s = v.split(polled)
+        >>> s.values, s.reasons
+        ([{'x': 1.0}], ["field 'x' must be a number, got str"])
+        """
+        values = [m["value"] for m in msgs]
+        sizes = [m.get("size", 0) for m in msgs]
+        try:
+            checked = self.check_batch(values, sizes, columns=columns)
+        except Exception:  # a validator bug must not stop the stream: check one by one
+            log.exception("batch validation failed; validating message by message")
+            checked = list(map(self.check, values, sizes))
+        if not any(checked):  # decode errors fail the check too
+            return Split(msgs, values, [], [])
+        good, bad, reasons = [], [], []
+        for m, reason in zip(msgs, checked, strict=True):
+            if reason:
+                bad.append(m)
+                reasons.append(m.get("error") or reason)
+            else:
+                good.append(m)
+        return Split(good, [m["value"] for m in good], bad, reasons)
 
     @staticmethod
     def _convert_stamps(values: Sequence[dict[str, Any]]) -> bool:

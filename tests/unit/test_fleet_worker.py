@@ -93,9 +93,7 @@ def test_bad_keys_are_dead_lettered_and_no_key_is_the_default_machine(tmp_path: 
     default_id = MachineProfile.default().machine.id
     try:
         assert worker.wait_until(lambda: _total(store) == 60)
-        assert worker.wait_until(
-            lambda: worker.client.get_stream_statistics()["dead_lettered"] == 50
-        )
+        assert worker.wait_until(lambda: worker.statistics()["dead_lettered"] == 50)
     finally:
         worker.stop()
     assert store.machines() == [default_id]
@@ -138,7 +136,7 @@ def test_history_is_tagged_with_the_machine_and_keyed_by_offset(tmp_path: Any) -
     worker = FleetWorker(cfg, store, publish_interval=0.05).start()
     try:
         assert worker.wait_until(lambda: _total(store) == 500)
-        storage = worker.client.storage
+        storage = worker.storage
         assert worker.wait_until(lambda: storage.flush_spool() or True)
         lo, hi = datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1)
         docs = storage.query_stream_history(lo, hi, limit=10_000)
@@ -221,7 +219,7 @@ def test_viewers_cannot_send_commands() -> None:
 def _assigned(*workers: FleetWorker) -> list[set[tuple[str, int]]]:
     out = []
     for w in workers:
-        out.append(set(w.client.kafka_consumer.assignment()))
+        out.append(set(w.kafka_consumer.assignment()))
     return out
 
 
