@@ -1,4 +1,5 @@
-# The AM-QADF Live dashboard (see docker-compose.yml for the servers it talks to).
+# The AM-QADF Live image: the dashboard by default; docker-compose.yml runs the same
+# image as the fleet's workers (`am-qadf worker`) and simulator (`am-qadf simulate`).
 FROM python:3.11-slim
 
 # VTK (behind pyvista) loads the X11/OpenGL client libraries even when rendering in the browser.
@@ -32,5 +33,6 @@ ENV AMQADF_KAFKA=kafka:29092 \
 
 EXPOSE 5006
 # Log-in required (a generated one unless AMQADF_USERS_FILE is given), cookie secret,
-# websocket open to AMQADF_PUBLIC_ORIGIN only: see dashboard/container.py.
+# websocket open to AMQADF_PUBLIC_ORIGIN only, /metrics beside the pages (optionally
+# behind AMQADF_METRICS_TOKEN): see dashboard/container.py.
 CMD ["python", "-m", "dashboard.container"]

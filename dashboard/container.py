@@ -40,7 +40,7 @@ import secrets
 import sys
 from pathlib import Path
 
-__all__ = ["GENERATED_USER", "MIN_SECRET_CHARS", "main", "serve_command"]
+__all__ = ["GENERATED_USER", "METRICS_PLUGIN", "MIN_SECRET_CHARS", "PAGES", "main", "serve_command"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,16 @@ GENERATED_USER = "operator"
 MIN_SECRET_CHARS = 32
 
 _DEFAULT_ORIGIN = "localhost:5006"
+
+#: ``panel serve --plugins`` module that adds ``/metrics`` (see dashboard.metrics_plugin).
+METRICS_PLUGIN = "dashboard.metrics_plugin"
+_ROOT = Path(__file__).resolve().parent.parent
+#: The page scripts served, those present (the fleet page comes with the fleet).
+PAGES = ("dashboard/app.py", "dashboard/fleet.py")
+
+
+def _pages() -> list[str]:
+    return [p for p in PAGES if (_ROOT / p).exists()]
 
 
 def _private_file(path: Path, text: str) -> None:
@@ -133,7 +143,8 @@ def serve_command(
     for var in ("AMQADF_OPEN_ACCESS", "PANEL_BASIC_AUTH", "BOKEH_ALLOW_WS_ORIGIN"):
         out.pop(var, None)
     port = env.get("AMQADF_PORT", "5006")
-    args = ["panel", "serve", "dashboard/app.py", "--address", "0.0.0.0", "--port", port]
+    args = ["panel", "serve", *_pages(), "--address", "0.0.0.0", "--port", port]
+    args += ["--plugins", METRICS_PLUGIN]
     args += ["--basic-auth", users]
     for origin in _origins(env):
         args += ["--allow-websocket-origin", origin]
