@@ -42,6 +42,7 @@ from .layer_map import LayerMap
 from .live_signals import LiveSignals
 from .loop_share import VIEWS_SHARE
 from .markup import TEXT_LIMIT, esc, whole_number
+from .metrics import METRICS
 from .pipeline_cache import get_monitor, monitor_config
 from .signals import profile_of
 from .spc_view import SPCView
@@ -265,6 +266,7 @@ class Dashboard(pn.viewable.Viewer):
         VIEWS_SHARE.spend(time.perf_counter() - t0)
         self.ticks += 1
         total = (time.perf_counter() - t_start) * 1e3
+        METRICS.observe_refresh("app", total / 1e3)
         if total > 1000:
             slow = ", ".join(f"{k} {v:.0f} ms" for k, v in self.timings.items() if v >= 20)
             log.warning("session %s: refresh took %.0f ms (%s)", self.session_id, total, slow)
@@ -339,6 +341,7 @@ class Dashboard(pn.viewable.Viewer):
         if self._callback is not None:
             return
         self._callback = pn.state.add_periodic_callback(self.tick, period=self.period_ms)
+        METRICS.set_machines_shown("app", 1)
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.on_session_destroyed(lambda _ctx: self.stop())
 

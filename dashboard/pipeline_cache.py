@@ -24,6 +24,8 @@ import panel as pn
 
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
 
+from .metrics import METRICS
+
 __all__ = ["CACHE_KEY", "get_monitor", "monitor_config", "shutdown_monitor"]
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ def get_monitor(config: MonitorConfig | None = None) -> LiveMonitor:
         mon = pn.state.cache.get(CACHE_KEY)
         if mon is None:
             mon = LiveMonitor(config or monitor_config())
+            # /metrics: the pipeline's counters under the worker's names
+            METRICS.watch_pipeline(mon.client, mon.alerts, mon.profile.machine.id)
             mon.start()
             pn.state.cache[CACHE_KEY] = mon
             log.info("started the monitoring pipeline")

@@ -86,6 +86,36 @@ class WorkerMetrics:
             self.lag.labels(topic=t, partition=p).set(n)
         self._lag_seen = set(now)
 
+    def watch(self, client: Any, alerts: Any, machine: str) -> None:
+        """Count what a single-process pipeline does, with the worker's metric names:
+        ``client`` (a :class:`~am_qadf.streaming.StreamingClient` whose background
+        consumer feeds it) for messages in and out, dead letters and batch latency,
+        ``alerts`` (its alert manager) for alerts, all under ``machine``. Lag is read
+        from ``client.kafka_consumer`` when :meth:`observe_lag` is called.
+
+        >>> from am_qadf.streaming import StreamingClient, StreamingConfig
+        >>> from am_qadf.monitoring.alerts import AlertManager
+        >>> client = StreamingClient(StreamingConfig.embedded())
+        >>> m = WorkerMetrics()
+        >>> m.watch(client, AlertManager(), "m1")
+        >>> batch = [{"value": 1.0}] * 3
+        >>> client.notify_listeners(batch, client.process_stream_batch(batch))
+        >>> 'amqadf_messages_out_total{machine="m1"} 3.0' in m.text()
+        True
+        """
+        dead = [client.dead_letters.count]
+
+        def on_batch(_batch: Any, result: Any) -> None:
+            now = client.dead_letters.count
+            new_dead, dead[0] = max(0, now - dead[0]), now
+            self.count("messages_out", machine, result.processed_count)
+            self.count("messages_in", machine, result.processed_count + new_dead)
+            self.count("dead_letters", machine, new_dead)
+            self.batch_seconds.observe(result.processing_time_ms / 1e3)
+
+        client.add_result_listener(on_batch)
+        alerts.add_listener(lambda a: self.alert(machine, a.severity))
+
     def text(self) -> str:
         """The metrics in Prometheus' text format."""
         from prometheus_client import generate_latest
