@@ -69,7 +69,7 @@ import numpy as np
 from am_qadf.machine_profile import MachineProfile
 from am_qadf.streaming import KafkaConsumer, StreamingConfig, StreamStorage
 from am_qadf.streaming.batch_writer import BatchWriter
-from am_qadf.streaming.consumer_loop import ConsumerLoop, Split, make_consumer
+from am_qadf.streaming.consumer_loop import ConsumerLoop, Split, make_consumer, wait_until
 from am_qadf.streaming.dead_letter_writer import DeadLetterWriter
 from am_qadf.streaming.message_columns import ColumnCache
 from am_qadf.streaming.streaming_client import build_storage
@@ -332,12 +332,7 @@ class FleetWorker:
 
     def wait_until(self, condition: Callable[[], bool], timeout: float = 60.0) -> bool:
         """Wait (bounded) until ``condition()`` holds; returns its last value."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            time.sleep(0.02)
-        return condition()
+        return wait_until(condition, timeout)
 
     def _publish(self, pipe: MachinePipeline) -> None:
         self._published[pipe.machine_id] = time.monotonic()

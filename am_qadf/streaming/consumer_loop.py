@@ -36,7 +36,7 @@ from .offset_tracker import OffsetTracker
 from .stream_storage import PreparedBatch
 from .streaming_config import StreamingConfig
 
-__all__ = ["BatchHandler", "ConsumerLoop", "Split", "make_consumer"]
+__all__ = ["BatchHandler", "ConsumerLoop", "Split", "make_consumer", "run_action", "wait_until"]
 
 log = logging.getLogger(__name__)
 
@@ -179,12 +179,7 @@ class ConsumerLoop:
 
     def wait_until(self, condition: Callable[[], bool], timeout: float = 60.0) -> bool:
         """Wait (bounded) until ``condition()`` holds; returns its last value."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            time.sleep(0.02)
-        return condition()
+        return wait_until(condition, timeout)
 
     def pause(self, timeout_s: float = 5.0) -> None:
         """Pause consumption (the consumer stays in its group) and wait until batches
@@ -389,6 +384,21 @@ class ConsumerLoop:
                 log.exception("callback failed (attempt %d)", attempt + 1)
         self.record_error(error)
         self.dead_letters.write(messages, [error] * len(messages))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Wait (at most ``timeout`` seconds) until ``condition()`` holds; returns its last
+    value.
+
+    >>> wait_until(lambda: True)
+    True
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
 
 
 def run_action(action: Callable[[], Any], future: Future) -> None:

@@ -16,11 +16,12 @@ import yaml
 from am_qadf import cli
 from dashboard.container import METRICS_PLUGIN, serve_command
 
+from .test_container_defaults import _interpolate
+
 ROOT = Path(__file__).resolve().parents[2]
 BACKING = {"kafka", "redis", "mongo"}
 WORKERS = ("worker-1", "worker-2")
 SECRETS = {"AMQADF_REDIS_PASSWORD": "r-pw", "AMQADF_MONGO_PASSWORD": "m-pw"}
-_VAR = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
 
 
 def _services(name: str = "docker-compose.yml") -> dict[str, Any]:
@@ -29,17 +30,7 @@ def _services(name: str = "docker-compose.yml") -> dict[str, Any]:
 
 def _env(service: dict[str, Any], values: dict[str, str] = SECRETS) -> dict[str, str]:
     """A service's environment with compose's ``${VAR…}`` interpolated from ``values``."""
-
-    def one(m: re.Match) -> str:
-        name, kind, arg = m.group(1), m.group(2), m.group(3)
-        if values.get(name):
-            return values[name]
-        if kind == "?":
-            raise KeyError(f"{name}: {arg}")
-        return arg if kind == "-" else ""
-
-    text = json.dumps(service.get("environment") or {})
-    return json.loads(_VAR.sub(one, text))
+    return json.loads(_interpolate(json.dumps(service.get("environment") or {}), values))
 
 
 def _parsed(command: list[str], monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:
@@ -109,7 +100,7 @@ def test_only_the_dashboard_is_published_and_on_loopback() -> None:
     for name, service in _services().items():
         if name == "dashboard":
             (port,) = service["ports"]
-            assert _VAR.sub(lambda m: m.group(3) or "", port).startswith("127.0.0.1:")
+            assert _interpolate(port, {}).startswith("127.0.0.1:")
         else:
             assert "ports" not in service, f"{name} is published to the host"
     override = _services("docker-compose.ports.yml")
