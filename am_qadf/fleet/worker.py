@@ -67,10 +67,16 @@ from typing import Any
 import numpy as np
 
 from am_qadf.machine_profile import MachineProfile
-from am_qadf.streaming import KafkaConsumer, StreamingConfig, StreamStorage
-from am_qadf.streaming.batch_writer import BatchWriter
-from am_qadf.streaming.consumer_loop import ConsumerLoop, Split, make_consumer, wait_until
-from am_qadf.streaming.dead_letter_writer import DeadLetterWriter
+from am_qadf.streaming import (
+    BatchWriter,
+    ConsumerLoop,
+    DeadLetterWriter,
+    KafkaConsumer,
+    Split,
+    StreamingConfig,
+    StreamStorage,
+)
+from am_qadf.streaming.consumer_loop import make_consumer, wait_until
 from am_qadf.streaming.message_columns import ColumnCache
 from am_qadf.streaming.streaming_client import build_storage
 
