@@ -147,6 +147,41 @@ def test_history_is_tagged_with_the_machine_and_keyed_by_offset(tmp_path: Any) -
     assert all(d["_id"].startswith(cfg.kafka_topic + ":") for d in docs)
 
 
+def test_a_machine_whose_processing_fails_is_set_aside_alone(tmp_path: Any, monkeypatch) -> None:
+    """One machine's pipeline raises: its messages are dead-lettered (confirmed), the
+    other machine's are processed and stored, and the offsets move past both."""
+    from am_qadf.fleet import machine_pipeline
+
+    original = machine_pipeline.MachinePipeline.process
+
+    def failing(self: Any, msgs: list[dict[str, Any]], values: list[Any]) -> Any:
+        if self.machine_id == "m1":
+            raise RuntimeError("m1's pipeline is broken")
+        return original(self, msgs, values)
+
+    monkeypatch.setattr(machine_pipeline.MachinePipeline, "process", failing)
+    cfg = _config(tmp_path, history=True)
+    _publish(cfg, "m1", _sim_batch(8, 300))
+    _publish(cfg, "m2", _sim_batch(9, 200))
+    broker = get_broker(cfg.kafka_bootstrap_servers)
+    parts = range(broker.partitions(cfg.kafka_topic))
+
+    def committed() -> int:
+        return sum(broker.committed(cfg.consumer_group_id, cfg.kafka_topic, p) or 0 for p in parts)
+
+    worker = FleetWorker(cfg, InProcessStateStore(), publish_interval=0.05).start()
+    try:
+        assert worker.wait_until(lambda: worker.statistics()["dead_lettered"] == 300)
+        assert worker.wait_until(lambda: committed() == 500)
+        stats = worker.statistics()
+        lo, hi = datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1)
+        docs = worker.storage.query_stream_history(lo, hi, limit=10_000)
+    finally:
+        worker.stop()
+    assert {d["machine_id"] for d in docs} == {"m2"} and len(docs) == 200
+    assert stats["errors"] >= 1 and "m1's pipeline is broken" in stats["last_error"]
+
+
 def _latest(cfg: StreamingConfig, key: str, msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     last = msgs[-1]
     return hot_spot_messages(last, last["timestamp"], last["build_id"], n_points=30)
