@@ -155,9 +155,10 @@ class ConsumerLoop:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> ConsumerLoop:
-        """Start the threads; returns self."""
-        if self.is_running:
-            raise RuntimeError("loop already running; call stop() first")
+        """Start the threads; returns self. A loop runs once (:meth:`stop` closes its
+        consumer): make a new one to consume again."""
+        if self._thread is not None or self.state != "stopped":
+            raise RuntimeError("a loop starts once; make a new ConsumerLoop to consume again")
         self._stop.clear()
         self.state = "running"
         self._thread = threading.Thread(target=self._run, name="amqadf-consumer", daemon=True)
@@ -172,7 +173,6 @@ class ConsumerLoop:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=timeout_s)
         self._run_control()
-        self._thread = None
         self.state = "stopped"
         self.consumer.close()
         self.dead_letters.close()
@@ -268,6 +268,10 @@ class ConsumerLoop:
                 self._in_flight = 0
                 self._flight.notify_all()
 
+    def _resumable(self) -> bool:
+        """The consumer may resume after back-pressure (not when the user paused it)."""
+        return self.state == "running"
+
     def _commit(self) -> None:
         self.offsets.commit(self.consumer, auto_commit=self.auto_commit)
 
@@ -337,8 +341,7 @@ class ConsumerLoop:
             if batch is None:
                 return
             try:
-                may_resume = lambda: self.state == "running"  # noqa: E731
-                if not self.history.store(batch.docs, self._stop, self.consumer, may_resume):
+                if not self.history.store(batch.docs, self._stop, self.consumer, self._resumable):
                     return  # stopped while the spool was full: offsets stay uncommitted
                 good = self._set_aside_rejected(batch)
                 if good:

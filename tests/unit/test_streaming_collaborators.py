@@ -109,6 +109,8 @@ def test_loop_sets_aside_exactly_what_failed_and_commits_the_rest(tmp_path: Any)
     stored = storage.query_stream_history(*WIDE)
     assert sorted(d["i"] for d in stored) == [2, 3, 5]
     assert loop.errors == 2 and loop.state == "stopped"
+    with pytest.raises(RuntimeError, match="starts once"):
+        loop.start()  # its consumer is closed
 
 
 def test_unconfirmed_dead_letters_stop_the_loop_uncommitted(tmp_path: Any, monkeypatch) -> None:
