@@ -17,6 +17,8 @@ True
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["WorkerMetrics"]
@@ -66,6 +68,7 @@ class WorkerMetrics:
             registry=r,
         )
         self._lag_seen: set[tuple[str, str]] = set()
+        self._before_scrape: list[Callable[[], None]] = []
 
     def count(self, what: str, machine: str, n: int) -> None:
         """Add ``n`` to counter ``what`` (messages_in, messages_out, dead_letters)."""
@@ -103,23 +106,35 @@ class WorkerMetrics:
         >>> 'amqadf_messages_out_total{machine="m1"} 3.0' in m.text()
         True
         """
-        dead = [client.dead_letters.count]
+        lock = threading.Lock()
+        seen = [client.dead_letters.count]
+
+        def sync_dead_letters() -> None:
+            # dead letters of batches with no valid message reach no listener: they are
+            # counted from the client's total when scraped (and after each batch)
+            with lock:
+                now = client.dead_letters.count
+                new = now - seen[0] if now >= seen[0] else now  # the client was reset
+                seen[0] = now
+            self.count("dead_letters", machine, new)
+            self.count("messages_in", machine, new)
 
         def on_batch(_batch: Any, result: Any) -> None:
-            now = client.dead_letters.count
-            new_dead, dead[0] = max(0, now - dead[0]), now
             self.count("messages_out", machine, result.processed_count)
-            self.count("messages_in", machine, result.processed_count + new_dead)
-            self.count("dead_letters", machine, new_dead)
+            self.count("messages_in", machine, result.processed_count)
             self.batch_seconds.observe(result.processing_time_ms / 1e3)
+            sync_dead_letters()
 
         client.add_result_listener(on_batch)
         alerts.add_listener(lambda a: self.alert(machine, a.severity))
+        self._before_scrape.append(sync_dead_letters)
 
     def text(self) -> str:
         """The metrics in Prometheus' text format."""
         from prometheus_client import generate_latest
 
+        for sync in self._before_scrape:
+            sync()
         return generate_latest(self.registry).decode()
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> Any:
