@@ -109,7 +109,8 @@ class ThresholdRule:
     def evaluate(self, view: BatchView) -> list[Candidate]:
         x = view.column(self.metric)
         out = []
-        if self.high is not None:
+        # fmax/fmin skip NaN: one pass tells whether any point is out before finding which
+        if self.high is not None and np.fmax.reduce(x, initial=-math.inf) > self.high:
             p = np.flatnonzero(x > self.high)
             if p.size:
                 out.append(
@@ -122,7 +123,7 @@ class ThresholdRule:
                         f"above {self.high:g}",
                     )
                 )
-        if self.low is not None:
+        if self.low is not None and np.fmin.reduce(x, initial=math.inf) < self.low:
             p = np.flatnonzero(x < self.low)
             if p.size:
                 out.append(
@@ -252,6 +253,9 @@ class MissingDataRule:
         if n == 0:
             return []
         miss = ~np.isfinite(x)
+        if not miss.any():  # the usual batch: every value there
+            self._run = 0
+            return []
         pos = np.arange(n)
         # Index of the last finite value at or before each point (-1: none in this batch).
         last_ok = np.maximum.accumulate(np.where(miss, -1, pos))
