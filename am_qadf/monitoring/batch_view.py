@@ -23,6 +23,7 @@ from am_qadf.streaming.timestamps import to_utc
 __all__ = ["ArrayBatchView", "BatchView", "ColumnCache", "MessageBatchView", "to_datetime"]
 
 POSITION_FIELDS: tuple[str, ...] = ("x", "y", "z", "layer")
+_NOTHING: dict[str, Any] = {}
 
 
 def to_datetime(v: Any) -> datetime | None:
@@ -98,13 +99,32 @@ class MessageBatchView(BatchView):
         self.cache = cache if cache is not None else ColumnCache()
         self.batch = batch
         self.n = len(batch)
+        self._cols: dict[str, np.ndarray] = {}  # asked before through this view
 
     def column(self, name: str) -> np.ndarray:
-        return self.cache.columns(self.batch, [name])[name]
+        col = self._cols.get(name)
+        if col is None:
+            col = self._cols[name] = self.cache.columns(self.batch, [name])[name]
+        return col
 
     def raw(self, pos: int, name: str) -> Any:
         m = self.batch[pos]
         return m.get(name) if isinstance(m, dict) else None
+
+    def point_info(self, pos: int) -> dict[str, Any]:
+        # the same as BatchView.point_info, reading the message once
+        m = self.batch[pos]
+        get = m.get if isinstance(m, dict) else _NOTHING.get
+        layer = _num(get("layer"))
+        b = get("build_id")
+        return {
+            "time": to_datetime(get("timestamp")),
+            "x": _num(get("x")),
+            "y": _num(get("y")),
+            "z": _num(get("z")),
+            "layer": int(layer) if layer is not None else None,
+            "build_id": b if isinstance(b, str) else None,
+        }
 
     def time_at(self, pos: int) -> datetime | None:
         return to_datetime(self.raw(pos, "timestamp"))

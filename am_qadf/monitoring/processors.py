@@ -358,6 +358,7 @@ class SPCProcessor(_Processor):
         if self.per_layer:
             lay = view.column("layer")
             layers = np.unique(lay[np.isfinite(lay)]).astype(np.int64).tolist()
+        segments: Any = False  # the batch's layer labels, found once when a chart needs them
         for s in self.signals:
             col = view.column(s)
             if self.per_layer:
@@ -377,7 +378,9 @@ class SPCProcessor(_Processor):
                 signals_out[s]["n_valid"] = n - signals_out[s]["n_invalid"]
             else:
                 chart = self.charts[s]
-                seg = self._segments(view) if chart.recenter_points is not None else None
+                if chart.recenter_points is not None and segments is False:
+                    segments = self._segments(view)
+                seg = segments if chart.recenter_points is not None else None
                 upd = chart.update(col, idx, segment=seg)
                 self._collect(s, upd, start, found, chart)
                 signals_out[s] = self._summary(s, chart, upd, None)
@@ -385,8 +388,11 @@ class SPCProcessor(_Processor):
         n_viol = int(sum(v.positions.size for v in found))
         self.total_violations += n_viol
         reported = self._violation_dicts(view, found)
+        by_signal: dict[str, list[dict[str, Any]]] = {}
+        for v in reported:
+            by_signal.setdefault(v["signal"], []).append(v)
         for s, d in signals_out.items():
-            d["violations"] = [v for v in reported if v["signal"] == s]
+            d["violations"] = by_signal.get(s, [])
         return {
             "chart": self.chart_kind,
             "signals": signals_out,
@@ -415,28 +421,35 @@ class SPCProcessor(_Processor):
     ) -> None:
         center = chart.baseline["mean"] if chart.baseline else 0.0
         for g in upd.groups:
+            n = len(g)
+            if n == 0:
+                continue
             if g.statistic in ("ewma", "individual", "xbar"):
-                dirs = np.sign(g.value - center)
+                dirs = np.sign(g.value - center).astype(np.int64)
             elif g.statistic == "residual":
                 # a spike's prediction errors swing both ways: no side, one episode
-                dirs = np.zeros(len(g))
+                dirs = np.zeros(n, np.int64)
             elif g.statistic == "cusum_lower":
-                dirs = -np.ones(len(g))
+                dirs = np.full(n, -1, np.int64)
             else:
-                dirs = np.ones(len(g))
-            for r in np.unique(g.rule).tolist():
-                sel = g.rule == r
+                dirs = np.ones(n, np.int64)
+            rules = g.rule
+            if (rules == rules[0]).all():  # the usual case: one rule, no selection
+                parts: list[tuple[int, Any]] = [(int(rules[0]), slice(None))]
+            else:
+                parts = [(int(r), rules == r) for r in np.unique(rules).tolist()]
+            for r, sel in parts:
                 gi = g.index[sel]
                 found.append(
                     SPCViolations(
                         signal,
                         g.statistic,
-                        int(r),
+                        r,
                         gi - start,
                         gi,
                         g.value[sel],
                         None if g.score is None else g.score[sel],
-                        dirs[sel].astype(np.int64),
+                        dirs[sel],
                     )
                 )
 
@@ -454,9 +467,11 @@ class SPCProcessor(_Processor):
         out["n_valid"] = int(upd.n_valid)
         out["n_invalid"] = int(upd.n_invalid)
         k = self.n_latest
+        last = upd.statistic[-k:] if k else upd.statistic[:0]
+        values = last.tolist()
         out["latest"] = {
             "index": upd.index[-k:].tolist() if k else [],
-            "value": [_f(v) for v in upd.statistic[-k:].tolist()] if k else [],
+            "value": values if np.isfinite(last).all() else [_f(v) for v in values],
         }
         out["n_violations"] = int(upd.n_violations)
         if layer is not None:
@@ -687,9 +702,9 @@ class AlertProcessor(_Processor):
     def _repeats(self, c: Candidate, view: BatchView, a: int, b: int, gidx: np.ndarray) -> None:
         """Count candidates ``a .. b-1`` on the open episode."""
         if b > a:
-            last = view.point_info(int(c.positions[b - 1]))
+            last = view.time_at(int(c.positions[b - 1]))
             self.alert_manager.record_repeats(
-                c.metric, c.rule, b - a, last_index=int(gidx[b - 1]), last_time=last["time"]
+                c.metric, c.rule, b - a, last_index=int(gidx[b - 1]), last_time=last
             )
 
     def _raise_one(

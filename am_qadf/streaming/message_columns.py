@@ -21,6 +21,7 @@ MAX_COLUMNS = 1024
 
 
 _NUMBERS = frozenset({float, int})
+_INTS = frozenset({int})
 _NOT_NUMBERS = frozenset({str, bytes, bool, type(None)})
 
 
@@ -34,6 +35,11 @@ def _as_float(v: Any) -> float:
 
 
 def _float_column(values: Sequence[Any], types: set[type]) -> np.ndarray:
+    if types == _INTS:  # e.g. layer numbers: through int64, about twice as fast
+        try:
+            return np.fromiter(values, np.int64, len(values)).astype(np.float64)
+        except OverflowError:  # beyond int64: the general path below
+            pass
     if types <= _NUMBERS:
         try:
             return np.array(values, dtype=np.float64)

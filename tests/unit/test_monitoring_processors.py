@@ -361,3 +361,68 @@ def test_array_path_matches_message_path() -> None:
         rb += b.process_arrays({n: c[k : k + 64] for n, c in cols.items()})["alerts"]
     strip = lambda rs: [(r["metric"], r["rule"], r["index"], r["time"], r["layer"]) for r in rs]  # noqa: E731
     assert strip(ra) == strip(rb) and ra
+
+
+def test_default_processors_convert_each_field_once_per_batch(monkeypatch) -> None:
+    """Quality, SPC and alerts share one column cache: every field of a batch is turned
+    into a column once, however many processors and rules read it."""
+    import am_qadf.streaming.message_columns as mc
+
+    calls: list[str] = []
+    real = mc._field
+
+    def counting(batch, name):
+        calls.append(name)
+        return real(batch, name)
+
+    monkeypatch.setattr(mc, "_field", counting)
+    procs = default_processors(baseline_points=50)
+    batch = msgs(noise(200), melt_pool_area=0.02, intensity=1000.0, power=200.0)
+    for p in procs.values():
+        p(batch)
+    assert calls and len(calls) == len(set(calls)), calls
+    calls.clear()
+    procs["alert_processor"](msgs(noise(10)))  # a new batch: converted again, once each
+    assert calls and len(calls) == len(set(calls))
+
+
+def test_message_point_info_matches_the_generic_one() -> None:
+    from am_qadf.monitoring.batch_view import BatchView
+
+    batch = [
+        *msgs([1900.0], build_id="b1"),
+        {"timestamp": "2026-01-01T00:00:01Z", "x": "a", "y": True, "z": None, "layer": 2.0},
+        {"layer": float("nan"), "build_id": 7},
+        "not a dict",
+    ]
+    v = MessageBatchView(batch)
+    for pos in range(len(batch)):
+        assert v.point_info(pos) == BatchView.point_info(v, pos)
+
+
+def test_threshold_rule_skips_nan_when_testing_for_points_out() -> None:
+    r = ThresholdRule("temperature", high=2200.0, low=1500.0)
+    found = r.evaluate(view(temperature=[np.nan, 2300.0, np.nan, 1400.0]))
+    assert [(c.rule, c.positions.tolist()) for c in found] == [
+        ("threshold_high", [1]),
+        ("threshold_low", [3]),
+    ]
+    assert r.evaluate(view(temperature=[np.nan, np.nan])) == []
+    assert r.evaluate(view(temperature=[])) == []
+
+
+def test_missing_data_run_ends_in_a_batch_without_gaps() -> None:
+    md = MissingDataRule("temperature", max_consecutive=3)
+    assert md.evaluate(view(temperature=[1.0, np.nan, np.nan])) == []
+    assert md.evaluate(view(temperature=[1.0, 2.0])) == []  # the run ended here
+    assert md.evaluate(view(temperature=[np.nan, np.nan])) == []
+    assert md.evaluate(view(temperature=[np.nan]))[0].positions.tolist() == [0]
+
+
+def test_int_columns_convert_like_float() -> None:
+    from am_qadf.streaming.message_columns import column
+
+    assert column([{"layer": 3}, {"layer": -7}], "layer").tolist() == [3.0, -7.0]
+    big = [{"n": 2**62 + 1}, {"n": 2**70}, {"n": 2**1100}]  # beyond int64, beyond float
+    assert column(big, "n").tolist()[:2] == [float(2**62 + 1), float(2**70)]
+    assert math.isnan(column(big, "n")[2])
