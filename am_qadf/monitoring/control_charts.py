@@ -215,6 +215,8 @@ def _ewma_recursion(
         k = np.arange(1, block + 1, dtype=np.float64)
         pw = cache[lam] = (a**k, a**-k)
     down, up = pw
+    if dev.size <= block:  # the usual case: one block, no copy into ``out``
+        return down[: dev.size] * (z0 + lam * np.cumsum(dev * up[: dev.size]))
     out = np.empty(dev.size)
     z = z0
     for s in range(0, dev.size, block):
@@ -680,7 +682,7 @@ class ControlChart(ABC):
         self._run_ss, self._run_n = float(e @ e), e.size
         p = self.model.order
         if p:
-            self._res_hist = np.concatenate((self._res_hist, y))[-p:]
+            self._res_hist = np.concatenate((self._res_hist, y[-p:]))[-p:]
         lim = self.residual_limits()
         groups = []
         if lim["residual_ucl"] is not None:
@@ -1202,9 +1204,7 @@ class EWMAChart(ControlChart):
         steady = self.L * b["sigma"] * math.sqrt(f)
         if not self.exact_limits or self.lam >= 1.0:
             return steady if np.ndim(t) == 0 else np.full(np.shape(t), steady)
-        # Past t_max the exact limit equals the steady one to 1e-16; capping t also keeps
-        # the power out of subnormal floats, which are very slow.
-        t_max = math.log(1e-16) / (2.0 * math.log(1.0 - self.lam))
+        t_max = self._t_steady()
         ta = np.asarray(t, dtype=np.float64)
         if np.ndim(ta) == 0:
             if ta >= t_max:
@@ -1213,6 +1213,14 @@ class EWMAChart(ControlChart):
             return np.full(ta.shape, steady)
         ta = np.minimum(ta, t_max)
         return steady * np.sqrt(1.0 - (1.0 - self.lam) ** (2.0 * ta))
+
+    def _t_steady(self) -> float:
+        """Points after which the exact limit equals the steady one to 1e-16 (0 without
+        exact limits); capping t there also keeps the power out of subnormal floats,
+        which are very slow."""
+        if not self.exact_limits or self.lam >= 1.0:
+            return 0.0
+        return math.log(1e-16) / (2.0 * math.log(1.0 - self.lam))
 
     def limits(self) -> dict[str, float | None]:
         b = self.baseline
@@ -1239,9 +1247,12 @@ class EWMAChart(ControlChart):
         b = self.baseline
         assert b is not None
         z = self._ewma(x)
-        t = np.arange(self._t + 1, self._t + 1 + x.size, dtype=np.float64)
+        t0 = self._t + 1
         self._t += x.size
-        w = self._width(t)
+        if t0 >= self._t_steady():  # the usual case: one width for every point
+            w = self._width(float(t0))
+        else:
+            w = self._width(np.arange(t0, t0 + x.size, dtype=np.float64))
         dist = np.abs(z - b["mean"])
         bad = np.flatnonzero(dist > w)
         groups = []

@@ -1,0 +1,45 @@
+"""The charts' shortcuts for the usual case give what the general path gives."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from am_qadf.monitoring.control_charts import EWMAChart, _ewma_recursion
+
+
+def _run(chunks: list[int], x: np.ndarray) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    ch = EWMAChart(baseline_points=200, lam=0.05, L=2.5)  # exact limits: steady after ~360
+    idx, val, score, stats, pos = [], [], [], [], 0
+    for size in chunks:
+        upd = ch.update(x[pos : pos + size], np.arange(pos, pos + size))
+        for g in upd.groups:
+            idx += g.index.tolist()
+            val += g.value.tolist()
+            score += g.score.tolist()
+        stats.append(upd.statistic)
+        pos += size
+    return idx, np.array(val), np.array(score), np.concatenate(stats)
+
+
+def test_ewma_steady_width_shortcut_matches_point_by_point_widths() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(10.0, 1.0, 3000)
+    x[900:1100] += 1.5  # violations while the limits still widen and after they are steady
+    x[300:330] += 2.0
+    whole = _run([3000], x)
+    assert any(i < 360 for i in whole[0]) and any(i > 900 for i in whole[0])
+    for chunks in ([200, 100, 50, 2650], [200, *[7] * 400]):
+        chunks = [*chunks, 3000 - sum(chunks)]
+        got = _run(chunks, x)
+        # the EWMA restarts its closed form at each batch: equal up to rounding
+        assert got[0] == whole[0]
+        for a, b in zip(got[1:], whole[1:], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9)
+
+
+def test_ewma_recursion_one_block_equals_the_blocked_loop() -> None:
+    rng = np.random.default_rng(1)
+    dev = rng.normal(0.0, 1.0, 5000)
+    one = _ewma_recursion(dev[:900], 0.3, 0.01, {})
+    assert np.array_equal(one, _ewma_recursion(dev, 0.3, 0.01, {})[:900])
+    assert _ewma_recursion(dev[:0], 0.3, 0.01, {}).size == 0
