@@ -482,25 +482,42 @@ class SPCProcessor(_Processor):
         return out
 
     def _violation_dicts(self, view: BatchView, found: list[SPCViolations]) -> list[dict[str, Any]]:
+        """The first ``max_reported`` violations of the batch by (position, rule), as dicts."""
         # Positions are ascending within a group, so only each group's first max_reported
-        # can be among the first max_reported overall: dense violations cost no sort.
+        # can be among the first max_reported overall; one stable sort of those (ties keep
+        # the groups' order) picks them.
         k = self.max_reported
-        rows = [(int(p), v, j) for v in found for j, p in enumerate(v.positions[:k].tolist())]
-        rows.sort(key=lambda r: (r[0], r[1].rule))
-        out = []
+        heads = [v.positions[:k] for v in found]
+        sizes = [h.size for h in heads]
+        if not sum(sizes):
+            return []
+        group = np.repeat(np.arange(len(found)), sizes)
+        pos = np.concatenate(heads).astype(np.int64)
+        rules = np.array([v.rule for v in found], np.int64)[group]
+        order = np.lexsort((rules, pos))[:k]
+        within = np.arange(pos.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        rows = zip(pos[order].tolist(), group[order].tolist(), within[order].tolist(), strict=True)
+        fixed: dict[int, dict[str, Any]] = {}  # per group: what all its rows share
         info_cache: dict[int, dict[str, Any]] = {}
-        for p, v, j in rows[: self.max_reported]:
+        out = []
+        for p, g, j in rows:
             info = info_cache.get(p)
             if info is None:
                 info = info_cache[p] = view.point_info(p)
-            out.append(
-                {
+            v = found[g]
+            head = fixed.get(g)
+            if head is None:
+                head = fixed[g] = {
                     "signal": v.signal,
                     "statistic": v.statistic,
                     "rule": v.rule,
                     "rule_name": RULE_NAMES.get(v.rule, f"rule_{v.rule}"),
                     "description": RULE_DESCRIPTIONS.get(v.rule, ""),
                     "key": v.key,
+                }
+            out.append(
+                {
+                    **head,
                     "index": int(v.index[j]),
                     "value": _f(v.values[j]),
                     "time": _iso(info["time"]),

@@ -426,3 +426,26 @@ def test_int_columns_convert_like_float() -> None:
     big = [{"n": 2**62 + 1}, {"n": 2**70}, {"n": 2**1100}]  # beyond int64, beyond float
     assert column(big, "n").tolist()[:2] == [float(2**62 + 1), float(2**70)]
     assert math.isnan(column(big, "n")[2])
+
+
+def test_spc_reports_the_first_violations_by_index_then_rule() -> None:
+    values = noise(100) + [1960.0, 1962.0, 1958.0, 1961.0] * 5 + [2200.0, 2300.0] + noise(40, 1)
+
+    def run(max_reported: int) -> list[tuple]:
+        spc = SPCProcessor(
+            signals=["temperature", "area"],
+            chart="imr",
+            baseline_points=100,
+            max_reported=max_reported,
+        )
+        batch = msgs(values)
+        for m, a in zip(batch, values, strict=True):
+            m["area"] = a / 1000.0
+        r = spc(batch)
+        return [(v["index"], v["rule"], v["signal"], v["statistic"]) for v in r["violations"]]
+
+    full = run(10_000)
+    assert len(full) > 12 and len({(i, r) for i, r, *_ in full}) < len(full)  # ties too
+    assert [(i, r) for i, r, *_ in full] == sorted((i, r) for i, r, *_ in full)
+    assert run(7) == full[:7]
+    assert run(0) == []
