@@ -255,17 +255,34 @@ def process_capability(
 
 
 class _Recent:
-    """The last ``n`` finite values seen, for :meth:`ControlChart.recompute_limits`."""
+    """The last ``n`` finite values seen, for :meth:`ControlChart.recompute_limits`.
+
+    Batches are kept as they come and joined only when read (rarely): each update
+    costs a copy of its own values, not of all ``n``.
+    """
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.data = np.empty(0)
+        self._parts: list[np.ndarray] = []
+        self._size = 0
 
     def push(self, x: np.ndarray) -> None:
         if x.size >= self.n:
-            self.data = x[-self.n :].copy()
+            self._parts, self._size = [x[-self.n :].copy()], self.n
         elif x.size:
-            self.data = np.concatenate((self.data[-(self.n - x.size) :], x))
+            self._parts.append(x.copy())
+            self._size += x.size
+            while self._size - self._parts[0].size >= self.n:
+                self._size -= self._parts.pop(0).size
+
+    @property
+    def data(self) -> np.ndarray:
+        if not self._parts:
+            return np.empty(0)
+        if len(self._parts) > 1:
+            self._parts = [np.concatenate(self._parts)[-self.n :]]
+            self._size = self._parts[0].size
+        return self._parts[0]
 
 
 def _positive_int(name: str, v: Any, minimum: int = 1) -> int:
@@ -547,7 +564,9 @@ class ControlChart(ABC):
         if 0 < self._out_run < _OUT_BLOCKS:
             self._blk_buf, self._blk_n, self._blk_ss, self._blk_ssn = [], 0, 0.0, 0
             return
-        insort(self._blk_means, float(np.mean(np.concatenate(self._blk_buf))))
+        blk = np.concatenate(self._blk_buf)
+        # np.mean's own sum and division, without its Python-level argument handling
+        insort(self._blk_means, float(np.add.reduce(blk) / blk.size))
         if self._blk_ssn > 1 and self.baseline["sigma_e"] > 0:
             rms = math.sqrt(self._blk_ss / self._blk_ssn) / self.baseline["sigma_e"]
             insort(self._blk_logscales, math.log(min(max(rms, 0.5), 2.0)))

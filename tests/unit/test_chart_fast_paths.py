@@ -43,3 +43,36 @@ def test_ewma_recursion_one_block_equals_the_blocked_loop() -> None:
     one = _ewma_recursion(dev[:900], 0.3, 0.01, {})
     assert np.array_equal(one, _ewma_recursion(dev, 0.3, 0.01, {})[:900])
     assert _ewma_recursion(dev[:0], 0.3, 0.01, {}).size == 0
+
+
+def test_ar_residuals_match_a_plain_sum_for_any_history() -> None:
+    from am_qadf.monitoring.autocorrelation import ARFit
+
+    rng = np.random.default_rng(2)
+    y = rng.normal(0.0, 1.0, 400)
+    for phi in ((0.6,), (0.5, -0.2), (0.4, 0.1, -0.3)):
+        fit = ARFit(0.0, phi, 1.0)
+        p = len(phi)
+        for hist in (None, np.array([]), rng.normal(size=1), rng.normal(size=p + 2)):
+            h = np.zeros(p) if hist is None else np.asarray(hist)[-p:]
+            yy = np.concatenate((np.zeros(p - h.size), h, y))
+            pred = np.zeros(y.size)
+            for i, ph in enumerate(phi, start=1):
+                pred += ph * yy[p - i : p - i + y.size]
+            assert np.array_equal(fit.residuals(y, hist), y - pred)
+
+
+def test_recent_values_are_the_last_n_whatever_the_batches() -> None:
+    from am_qadf.monitoring.control_charts import _Recent
+
+    rng = np.random.default_rng(4)
+    r, kept = _Recent(50), []
+    assert r.data.size == 0
+    for size in (3, 20, 0, 40, 7, 80, 1, 1, 49, 13, 2):
+        x = rng.normal(size=size)
+        kept += x.tolist()
+        r.push(x)
+        x[:] = 0.0  # the caller may reuse its array
+        if size % 2:  # read now and then: reading joins the parts
+            assert r.data.tolist() == kept[-50:]
+    assert r.data.tolist() == kept[-50:]
