@@ -151,10 +151,11 @@ class ARFit:
         if p == 0:
             return np.asarray(y, dtype=np.float64).copy()
         h = np.zeros(p) if history is None else np.asarray(history, dtype=np.float64)[-p:]
-        h = np.concatenate((np.zeros(p - h.size), h))
+        if h.size < p:
+            h = np.concatenate((np.zeros(p - h.size), h))
         yy = np.concatenate((h, y))
-        pred = np.zeros(y.size)
-        for i, ph in enumerate(self.phi, start=1):
+        pred = self.phi[0] * yy[p - 1 : p - 1 + y.size]  # the sum in the same order as ever
+        for i, ph in enumerate(self.phi[1:], start=2):
             pred += ph * yy[p - i : p - i + y.size]
         return y - pred
 
