@@ -194,7 +194,10 @@ class RateOfChangeRule:
         if xx.size <= self.lag:
             return []
         d = xx[self.lag :] - xx[: -self.lag]  # d[j] belongs to xx[j + lag]
-        hit = np.flatnonzero(np.abs(d) > self.max_change)
+        ad = np.abs(d)
+        if not ad.max() > self.max_change:  # the usual batch: no jump at all
+            return []
+        hit = np.flatnonzero(ad > self.max_change)
         hit = hit[hit + self.lag >= k]  # only points of this batch
         if hit.size == 0:
             return []
