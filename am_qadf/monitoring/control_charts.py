@@ -123,6 +123,9 @@ _VARIANCE_CLIP = 3.0
 _LEVEL_L = 3.0
 _RESIDUAL_MARGIN = 3.0
 _NO_POINTS = np.empty(0, np.int64)
+# The ufuncs' reductions, called directly: ndarray.any()/.max() go through Python-level
+# helpers, a cost that counts on every chart update.
+_ANY, _MAX = np.logical_or.reduce, np.maximum.reduce
 _OUT_BLOCKS = 3  # out-of-control blocks in a row after which they count for the level
 _BLOCK_FACTOR = 2  # refinement blocks are this many learning windows long
 _SIDE_STATISTICS = ("residual", "residual_variance", "moving_range", "range", "stdev")
@@ -216,13 +219,13 @@ def _ewma_recursion(
         pw = cache[lam] = (a**k, a**-k)
     down, up = pw
     if dev.size <= block:  # the usual case: one block, no copy into ``out``
-        return down[: dev.size] * (z0 + lam * np.cumsum(dev * up[: dev.size]))
+        return down[: dev.size] * (z0 + lam * (dev * up[: dev.size]).cumsum())
     out = np.empty(dev.size)
     z = z0
     for s in range(0, dev.size, block):
         d = dev[s : s + block]
         m = d.size
-        seg = down[:m] * (z + lam * np.cumsum(d * up[:m]))
+        seg = down[:m] * (z + lam * (d * up[:m]).cumsum())
         out[s : s + m] = seg
         z = float(seg[-1])
     return out
@@ -607,7 +610,7 @@ class ControlChart(ABC):
         segment (limits widened by the between-segment spread) once that is known, and
         not watched before. The level is then refined by the values that follow."""
         assert self.baseline is not None and self.recenter_points is not None
-        cuts = (np.flatnonzero(seg[1:] != seg[:-1]) + 1).tolist()
+        cuts = ((seg[1:] != seg[:-1]).nonzero()[0] + 1).tolist()
         for a, b in zip([0, *cuts], [*cuts, seg.size], strict=True):
             label = seg[a].item()
             x, i = v[a:b], idx[a:b]
@@ -712,7 +715,7 @@ class ControlChart(ABC):
             # prediction error where that is beyond its limit, else the distance from the level.
             ae = np.abs(e)
             hit = (ae > w) | (np.abs(y) > wy)
-            bad = np.flatnonzero(hit) if hit.any() else _NO_POINTS
+            bad = hit.nonzero()[0] if _ANY(hit) else _NO_POINTS
             if bad.size:
                 eb = ae[bad] > w
                 r = np.where(eb, e[bad], y[bad])
@@ -728,7 +731,7 @@ class ControlChart(ABC):
             z = _ewma_recursion(sq - m0, self._var_z - m0, self.variance_lam, self._pw_cache) + m0
             self._var_z = float(z[-1])
             u = lim["variance_ucl"]
-            bad = np.flatnonzero(z > u) if z.max(initial=-math.inf) > u else _NO_POINTS
+            bad = (z > u).nonzero()[0] if _MAX(z, initial=-math.inf) > u else _NO_POINTS
             if bad.size:
                 groups.append(
                     ViolationArrays(
@@ -1224,6 +1227,8 @@ class EWMAChart(ControlChart):
         if not self.exact_limits or self.lam >= 1.0:
             return steady if np.ndim(t) == 0 else np.full(np.shape(t), steady)
         t_max = self._t_steady()
+        if isinstance(t, int | float) and t >= t_max:  # a plain number: no numpy call
+            return steady
         ta = np.asarray(t, dtype=np.float64)
         if np.ndim(ta) == 0:
             if ta >= t_max:
@@ -1273,7 +1278,7 @@ class EWMAChart(ControlChart):
         else:
             w = self._width(np.arange(t0, t0 + x.size, dtype=np.float64))
         dist = np.abs(z - b["mean"])
-        bad = np.flatnonzero(dist > w)
+        bad = (dist > w).nonzero()[0]
         groups = []
         if bad.size:
             score = dist[bad] / (w[bad] if np.ndim(w) else w)
