@@ -7,6 +7,6 @@ shows it in a cell. The dashboard only uses the library's public API.
 
 from __future__ import annotations
 
-from .dashboard import Dashboard
+from .machine_dashboard import Dashboard
 
 __all__ = ["Dashboard"]

@@ -13,18 +13,17 @@ import logging
 import sys
 from pathlib import Path
 
-# Bokeh puts this script's folder first on sys.path, where dashboard/dashboard.py would
-# shadow the dashboard package: import the package from the project root instead.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-if str(_HERE.parent) not in sys.path:
-    sys.path.insert(0, str(_HERE.parent))
+# ``panel serve dashboard/app.py`` runs this file as a script: the project root goes
+# first on sys.path so ``dashboard`` is this checkout's package, not an installed copy.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
 import holoviews as hv  # noqa: E402
 import panel as pn  # noqa: E402
 
 from am_qadf.machine_profile import ProfileError  # noqa: E402
-from dashboard.dashboard import Dashboard  # noqa: E402
+from dashboard import Dashboard  # noqa: E402
 from dashboard.markup import esc  # noqa: E402
 from dashboard.pipeline_cache import get_monitor  # noqa: E402
 

@@ -126,7 +126,7 @@ def test_credentials_never_reach_the_page_or_the_log(tmp_path, caplog):
 
     import panel as pn
 
-    from dashboard.dashboard import Dashboard
+    from dashboard.machine_dashboard import Dashboard
 
     secrets = ["k4fka-pw", "r3dis-pw"]
     cfg = StreamingConfig.embedded(

@@ -16,8 +16,8 @@ import pytest
 from am_qadf.access_policy import AccessPolicy
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
 from am_qadf.streaming import StreamingConfig
-from dashboard.dashboard import Dashboard
 from dashboard.history_view import HistoryView, history_csv, history_filters
+from dashboard.machine_dashboard import Dashboard
 from dashboard.markup import TEXT_LIMIT, column_titles, esc, whole_number
 
 from .hostile_marks import BUILD, KEY, NOTE

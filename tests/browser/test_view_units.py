@@ -173,7 +173,7 @@ def test_views_in_hidden_tabs_wait_and_catch_up_when_shown(tmp_path):
 
     from am_qadf.live_monitor import LiveMonitor, MonitorConfig
     from am_qadf.streaming import StreamingConfig
-    from dashboard.dashboard import Dashboard
+    from dashboard.machine_dashboard import Dashboard
 
     servers = [f"memory://tabs-{uuid.uuid4().hex[:8]}"]
     cfg = StreamingConfig.embedded(kafka_bootstrap_servers=servers, storage_path=str(tmp_path))
@@ -377,7 +377,7 @@ def test_live_plot_spans_its_window_and_restarts_with_a_new_build(tmp_path):
 
 
 def test_a_dead_feed_is_shown_as_no_data_on_header_and_kiosk(tmp_path):
-    from dashboard.dashboard import Dashboard
+    from dashboard.machine_dashboard import Dashboard
 
     mon = _quiet_monitor(tmp_path, "stale")
     snap = {**mon.snapshot(), "state": "running", "feed": "stale", "data_age_s": 7.4}
@@ -538,7 +538,7 @@ def test_alerts_active_all_toggle_and_clear(tmp_path):
 
 
 def test_kiosk_shows_the_newest_unacknowledged_critical_alert_full_width(tmp_path):
-    from dashboard.dashboard import Dashboard
+    from dashboard.machine_dashboard import Dashboard
 
     mon = _quiet_monitor(tmp_path, "kiosk-banner")
     kiosk = Dashboard(monitor=mon, kiosk=True)
@@ -585,8 +585,8 @@ def test_layer_map_and_3d_view_name_build_layers(tmp_path):
 def test_points_outside_the_plate_are_warned_of_in_header_and_health(tmp_path):
     """Points beyond the plate (z = 45 mm over a 40 mm tall build volume) are in no 3D
     view: the header and Health say how many, instead of a plausible-looking page."""
-    from dashboard.dashboard import Dashboard
     from dashboard.health_view import HealthView
+    from dashboard.machine_dashboard import Dashboard
 
     mon = _quiet_monitor(
         tmp_path, "outside", bbox_min=(0.0, 0.0, 0.0), bbox_max=(100.0, 100.0, 40.0)

@@ -157,7 +157,7 @@ def test_history_offers_fields_the_profile_does_not_name(tmp_path) -> None:
 
 
 def test_dashboard_embedded_takes_a_profile(tmp_path, monkeypatch) -> None:
-    from dashboard.dashboard import Dashboard
+    from dashboard.machine_dashboard import Dashboard
     from dashboard.pipeline_cache import shutdown_monitor
 
     monkeypatch.setenv("AMQADF_DATA_DIR", str(tmp_path))
