@@ -25,6 +25,14 @@ from typing import Any
 import numpy as np
 
 from am_qadf.machine_profile import MachineProfile
+from am_qadf.machine_view import (
+    ALL_ACTIONS,
+    AlertCounts,
+    GridInfo,
+    MonitorSnapshot,
+    SignalWindow,
+)
+from am_qadf.monitoring.alerts import Alert
 from am_qadf.streaming import KafkaProducer, StreamingClient, StreamingConfig, StreamStorage
 from am_qadf.streaming.baseline_store import BaselineStore
 from am_qadf.streaming.brick_changes import BrickChangeLog
@@ -753,15 +761,17 @@ class LiveMonitor:
             self._publisher = None
         self.client.stop_consumer()
 
-    def pause(self) -> None:
-        """Pause consumption (the source keeps producing; nothing is lost)."""
+    def pause(self, *, by: str | None = None) -> None:
+        """Pause consumption (the source keeps producing; nothing is lost). ``by``
+        (who asked) is for the :class:`~am_qadf.machine_view.MachineSource` interface:
+        the caller checked who may."""
         self.client.pause()
 
-    def resume(self) -> None:
+    def resume(self, *, by: str | None = None) -> None:
         """Resume consumption."""
         self.client.resume()
 
-    def seek_to_beginning(self, timeout: float = 30.0) -> None:
+    def seek_to_beginning(self, timeout: float = 30.0, *, by: str | None = None) -> None:
         """Replay from the first message with clean state: grid, SPC, alerts and
         buffers are reset between two batches, then the consumer seeks.
 
@@ -796,7 +806,9 @@ class LiveMonitor:
 
         self.client.run_between_batches(reset_and_seek).result(timeout=timeout)
 
-    def inject_test_defect(self, n_points: int = 60, temperature: float = 2650.0) -> int:
+    def inject_test_defect(
+        self, n_points: int = 60, temperature: float = 2650.0, *, by: str | None = None
+    ) -> int:
         """Publish ``n_points`` overheating samples (a hot spot at the laser's current
         position) into the simulated build, as a machine would; returns how many.
 
@@ -853,7 +865,7 @@ class LiveMonitor:
             producer.close()
         return n_points
 
-    def delete_history(self, keep_hours: float) -> int:
+    def delete_history(self, keep_hours: float, *, by: str | None = None) -> int:
         """Delete stored history older than the newest ``keep_hours`` hours; returns how
         many records went. ``keep_hours`` is checked first (:func:`check_keep_hours`):
         a tiny, infinite or NaN value is refused, never taken as "delete everything"."""
@@ -867,7 +879,7 @@ class LiveMonitor:
         """Acknowledge an alert by id; returns it as a dict."""
         return self.alerts.acknowledge(alert_id, by=by).to_dict()
 
-    def clear_alert(self, alert_id: str) -> dict[str, Any]:
+    def clear_alert(self, alert_id: str, *, by: str | None = None) -> dict[str, Any]:
         """Clear an alert by id (it leaves the active list; its episode ends, so the
         next occurrence raises a new alert); returns it as a dict, ``KeyError`` if
         unknown."""
@@ -980,6 +992,141 @@ class LiveMonitor:
             "baseline": self.baseline_info(),
             "history_disk": self.history_disk(),
         }
+
+    # -- the MachineSource interface (am_qadf.machine_view) ------------------------------
+    @property
+    def machine_id(self) -> str:
+        """The monitored machine's id (its profile's)."""
+        return self.profile.machine.id
+
+    @property
+    def actions(self) -> frozenset[str]:
+        """Operator actions offered: all, but test defects only on a simulated line
+        and deleting history only with a history store."""
+        out = set(ALL_ACTIONS)
+        if not self.simulated:
+            out.discard("inject_defect")
+        if not self.has_history:
+            out.discard("delete_old_data")
+        return frozenset(out)
+
+    @property
+    def simulated(self) -> bool:
+        """True when this monitor publishes a simulated build."""
+        return bool(self.config.simulate)
+
+    @property
+    def has_history(self) -> bool:
+        """True when messages are stored (history can be queried)."""
+        return self.storage is not None
+
+    def monitor_snapshot(self) -> MonitorSnapshot:
+        """:meth:`snapshot` as a typed :class:`MonitorSnapshot` (with the machine's id,
+        name and the laser's newest height ``newest_z``).
+
+        >>> mon = LiveMonitor(MonitorConfig(simulate=False))
+        >>> snap = mon.monitor_snapshot()
+        >>> snap.state, snap.machine_id == mon.profile.machine.id, snap.newest_z
+        ('stopped', True, None)
+        """
+        z = self._newest_value("z")
+        return MonitorSnapshot.from_dict(
+            {
+                **self.snapshot(),
+                "machine_id": self.machine_id,
+                "name": self.profile.machine.title,
+                "newest_z": z,
+            }
+        )
+
+    def signal_newest(self, name: str) -> float | None:
+        """Epoch seconds of ``name``'s newest value (None before any)."""
+        try:
+            newest = self.client.get_buffer(name).get_buffer_statistics()["newest_timestamp"]
+        except KeyError:
+            return None
+        return None if newest is None else newest.timestamp()
+
+    def _newest_value(self, name: str) -> float | None:
+        try:
+            values = self.client.get_buffer(name).get_window(1)
+        except KeyError:
+            return None
+        v = np.ravel(values)
+        return float(v[-1]) if v.size and np.isfinite(v[-1]) else None
+
+    def signal_window(self, name: str, seconds: float) -> SignalWindow:
+        """``name``'s values over the last ``seconds``, oldest first; empty before any.
+
+        >>> len(LiveMonitor(MonitorConfig(simulate=False)).signal_window("power", 5.0))
+        0
+        """
+        try:
+            buf = self.client.get_buffer(name)
+        except KeyError:
+            return SignalWindow.empty(name)
+        values, us = buf.get_time_window_arrays(seconds)
+        values = np.asarray(values, dtype=float)
+        if values.ndim > 1:
+            values = values.reshape(len(us), -1)[:, 0]
+        return SignalWindow(name, np.asarray(us, dtype=np.int64), values)
+
+    def buffered_seconds(self) -> float:
+        """Seconds of data in the shortest non-empty signal buffer (0 before any)."""
+        spans = [
+            st["age_span_seconds"]
+            for b in self.client.buffers.values()
+            if (st := b.get_buffer_statistics())["current_size"]
+        ]
+        return float(min(spans)) if spans else 0.0
+
+    def grid_info(self) -> GridInfo:
+        """Where the voxel grid lies (corners, voxel size, voxels per axis)."""
+        g = self.grid
+        return GridInfo(
+            tuple(float(v) for v in g.bbox_min),
+            tuple(float(v) for v in g.bbox_max),
+            float(g.resolution),
+            tuple(int(d) for d in g.dims),
+        )
+
+    def voxel_signals(self) -> list[str]:
+        """Signals voxels may be coloured by: the profile's, then any other the grid holds."""
+        return list(dict.fromkeys([*self.profile.signal_names, *self.grid.available_signals]))
+
+    def occupied(self, signal: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(ijk, values)`` of every voxel holding a value of ``signal`` (empty before
+        the signal arrived)."""
+        try:
+            return self.grid.get_occupied(signal)
+        except KeyError:
+            return np.empty((0, 3), dtype=np.int64), np.empty(0)
+
+    def voxel_values(self, signal: str, ijk: np.ndarray) -> np.ndarray:
+        """``signal``'s values in voxels ``ijk`` ((n, 3)); NaN where there is none."""
+        ijk = np.asarray(ijk, dtype=np.int64).reshape(-1, 3)
+        if not len(ijk):
+            return np.empty(0)
+        try:
+            return self.grid.get_values(signal, ijk, default=np.nan)
+        except KeyError:
+            return np.full(len(ijk), np.nan)
+
+    def alert_counts(self) -> AlertCounts:
+        """Alert figures now (:class:`AlertCounts`)."""
+        return AlertCounts.of(self.alerts)
+
+    def alert_list(self, limit: int | None = None, *, state: str | None = None) -> list[Alert]:
+        """Kept alerts, oldest first (the newest ``limit``; only ``state`` ones)."""
+        return self.alerts.history(limit=limit, state=state)
+
+    def active_alerts(
+        self, *, severity: str | None = None, include_acknowledged: bool = True
+    ) -> list[Alert]:
+        """Alerts not cleared yet, oldest first."""
+        return self.alerts.active_alerts(
+            severity=severity, include_acknowledged=include_acknowledged
+        )
 
     def query_history(
         self,

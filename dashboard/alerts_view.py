@@ -33,6 +33,7 @@ import param
 from panel.custom import JSComponent
 
 from am_qadf.machine_profile import MachineProfile
+from am_qadf.machine_view import MonitorSnapshot
 
 from .markup import esc
 from .signals import signal_info
@@ -329,24 +330,18 @@ class AlertsView(MonitorView):
     @param.depends("show", watch=True)
     def _on_show(self) -> None:
         self._key = None
-        self.refresh({})
+        self.refresh(MonitorSnapshot())
 
     @param.depends("sound", watch=True)
     def _on_sound(self) -> None:
         self.chime.enabled = self.sound
 
     # -- data -------------------------------------------------------------------------------
-    def refresh(self, snapshot: dict[str, Any]) -> None:
-        mgr = self.monitor.alerts
-        stats = mgr.statistics()
-        key = (
-            self.show,
-            stats.get("raised"),
-            stats.get("acknowledged"),
-            stats.get("cleared"),
-            stats.get("kept"),
-        )
-        occurrences, now = stats.get("suppressed"), time.monotonic()
+    def refresh(self, snapshot: MonitorSnapshot) -> None:
+        mon = self.monitor
+        counts = mon.alert_counts()
+        key = (self.show, counts.raised, counts.acknowledged, counts.cleared, counts.kept)
+        occurrences, now = counts.suppressed, time.monotonic()
         counts_due = (
             occurrences != self._counted[0] and now - self._counted[1] >= self.count_refresh_s
         )
@@ -355,32 +350,24 @@ class AlertsView(MonitorView):
         self._key, self._counted = key, (occurrences, now)
         n = self.max_rows
         if self.show == "active":  # active + acknowledged, newest n (copies at most 2n)
-            alerts = mgr.history(limit=n, state="active") + mgr.history(
-                limit=n, state="acknowledged"
-            )
+            alerts = mon.alert_list(n, state="active") + mon.alert_list(n, state="acknowledged")
             alerts = sorted(alerts, key=lambda a: a.raised_at)[-n:]
         else:
-            alerts = mgr.history(limit=n)
+            alerts = mon.alert_list(n)
         # criticals are few and must never fall off the newest n
-        critical = mgr.active_alerts(severity="critical")
+        critical = mon.active_alerts(severity="critical")
         known = {a.id for a in alerts}
         alerts += [a for a in critical if a.id not in known]
         self.table.value = alerts_frame(alerts, self.profile)
         self._update_banner([a for a in critical if a.state == "active"])
-        # critical and info alerts are few; warnings are the rest of the active ones
-        by_sev = {
-            s: len(mgr.active_alerts(include_acknowledged=False, severity=s))
-            for s in ("critical", "info")
-        }
-        by_sev["warning"] = max(0, int(stats.get("active", 0)) - sum(by_sev.values()))
-        by_sev = {s: by_sev[s] for s in _SEVERITY_RANK}
+        by_sev = {s: int(counts.by_severity.get(s, 0)) for s in _SEVERITY_RANK}
         self._count.object = (
             "".join(
                 f'<span class="amq-badge amq-sev-{s}" data-count="{n}">{n} {s}</span>'
                 for s, n in by_sev.items()
             )
             + '<span class="amq-badge amq-muted">'
-            + f"{stats.get('acknowledged', 0)} acknowledged</span>"
+            + f"{counts.acknowledged} acknowledged</span>"
         )
 
     def _update_banner(self, unacknowledged: list[Any]) -> None:
@@ -407,9 +394,7 @@ class AlertsView(MonitorView):
         self.clear_alert(html.unescape(m.group(1)))
 
     def _on_ack_all(self, _: Any) -> None:
-        self._acknowledge(
-            [a.id for a in self.monitor.alerts.active_alerts(include_acknowledged=False)]
-        )
+        self._acknowledge([a.id for a in self.monitor.active_alerts(include_acknowledged=False)])
 
     def _acknowledge(self, ids: list[str]) -> None:
         if self.refuse("acknowledge") is not None:
@@ -423,20 +408,20 @@ class AlertsView(MonitorView):
                 log.info("alert %s no longer exists", alert_id)
         self.acknowledged += done
         self._key = None
-        self.refresh({})
+        self.refresh(MonitorSnapshot())
 
     def clear_alert(self, alert_id: str) -> bool:
         """Clear one alert (operators only, checked here on the server); True if done."""
         if self.refuse("clear_alert") is not None:
             return False
         try:
-            self.monitor.clear_alert(alert_id)
+            self.monitor.clear_alert(alert_id, by=self.user or self.operator)
         except KeyError:
             log.info("alert %s no longer exists", alert_id)
             return False
         self.cleared += 1
         self._key = None
-        self.refresh({})
+        self.refresh(MonitorSnapshot())
         return True
 
     # -- layout -----------------------------------------------------------------------------

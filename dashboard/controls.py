@@ -17,6 +17,8 @@ from typing import Any
 import panel as pn
 import param
 
+from am_qadf.machine_view import MonitorSnapshot
+
 from .markup import esc
 from .theme import STATE_COLORS
 from .view_base import MonitorView, html_pane
@@ -66,9 +68,11 @@ class Controls(MonitorView):
             button_style="outline",
             css_classes=["amq-inject"],
             sizing_mode="stretch_width",
-            visible=bool(getattr(self.monitor.config, "simulate", False)),
+            visible="inject_defect" in self.monitor.actions,
             description="Publish a short hot spot at the laser position (simulated builds only)",
         )
+        # a fleet machine's worker replays nothing by itself: no button for it
+        self._seek.visible = "seek" in self.monitor.actions
         if not self.permitted("pause"):  # viewers see the controls greyed out
             for button in (self._pause, self._resume, self._seek, self._inject):
                 button.disabled = True
@@ -85,11 +89,11 @@ class Controls(MonitorView):
     # -- actions ----------------------------------------------------------------------------
     def pause(self) -> None:
         """Pause the consumer (the source keeps producing; nothing is lost)."""
-        self._act("paused", self.monitor.pause, "pause")
+        self._act("paused", lambda: self.monitor.pause(by=self.user), "pause")
 
     def resume(self) -> None:
         """Resume the consumer."""
-        self._act("resumed", self.monitor.resume, "resume")
+        self._act("resumed", lambda: self.monitor.resume(by=self.user), "resume")
 
     def _denied(self, action: str) -> bool:
         reason = self.refuse(action)
@@ -104,7 +108,7 @@ class Controls(MonitorView):
         try:
             action()
             self.message = f"Consumer {what} at {time.strftime('%H:%M:%S')}"
-        except RuntimeError as exc:
+        except (RuntimeError, PermissionError) as exc:
             self.message = f"Could not do that: {exc}"
         self._render()
 
@@ -118,7 +122,7 @@ class Controls(MonitorView):
 
         def run() -> None:
             try:
-                self.monitor.seek_to_beginning()
+                self.monitor.seek_to_beginning(by=self.user)
                 self._seek_result = (
                     f"Replaying from the first message (started {time.strftime('%H:%M:%S')})"
                 )
@@ -137,7 +141,7 @@ class Controls(MonitorView):
         if self._denied("inject_defect"):
             return
         try:
-            n = self.monitor.inject_test_defect()
+            n = self.monitor.inject_test_defect(by=self.user)
             self.message = f"Injected a {n}-point hot spot at {time.strftime('%H:%M:%S')}"
         except (RuntimeError, ValueError) as exc:
             self.message = f"Could not inject a defect: {exc}"
@@ -147,12 +151,12 @@ class Controls(MonitorView):
         self._render()
 
     # -- ticking ----------------------------------------------------------------------------
-    def refresh(self, snapshot: dict[str, Any]) -> None:
-        self.state = str(snapshot.get("state", ""))
+    def refresh(self, snapshot: MonitorSnapshot) -> None:
+        self.state = snapshot.state or ""
         if self._seek_result is not None:
             self.message, self._seek_result = self._seek_result, None
             self._seeking = False
-        self.replay_from_layer = snapshot.get("replay_from_layer")
+        self.replay_from_layer = snapshot.replay_from_layer
         self._render()
 
     def _render(self) -> None:

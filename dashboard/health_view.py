@@ -22,6 +22,8 @@ from typing import Any
 import panel as pn
 import param
 
+from am_qadf.machine_view import MonitorSnapshot
+
 from .markup import TEXT_LIMIT, esc
 from .view_base import MonitorView, html_pane, outside_grid_text
 
@@ -199,8 +201,8 @@ class HealthView(MonitorView):
         self.fit = html_pane("", sizing_mode="stretch_width", css_classes=["amq-health-fit"])
         self._last: tuple[float, int] | None = None
 
-    def refresh(self, snapshot: dict[str, Any]) -> None:
-        stats = snapshot.get("stats") or {}
+    def refresh(self, snapshot: MonitorSnapshot) -> None:
+        stats = snapshot.stats or {}
         processed = int(stats.get("messages_processed", 0))
         now = time.monotonic()
         if self._last is not None and now > self._last[0]:
@@ -213,10 +215,10 @@ class HealthView(MonitorView):
         self.n_errors.value = int(stats.get("errors") or 0)
         self.n_dead.value = int(stats.get("dead_lettered") or 0)
         self.n_total.value = processed
-        self.n_buffer.value = self._buffer_seconds()
-        health = snapshot.get("health") or {}
-        grid_bytes = int(snapshot.get("grid_bytes") or 0)  # the build's voxel data
-        rows = connection_rows(health, feed=snapshot.get("feed"), topic=snapshot.get("topic"))
+        self.n_buffer.value = self.monitor.buffered_seconds()
+        health = snapshot.health or {}
+        grid_bytes = int(snapshot.grid_bytes or 0)  # the build's voxel data
+        rows = connection_rows(dict(health), feed=snapshot.feed, topic=snapshot.topic)
         self.connections.object = self._connections_html(rows)
         figures = (
             ("throughput", f"{self.throughput:,.0f} msg/s"),
@@ -226,7 +228,7 @@ class HealthView(MonitorView):
             ("buffers hold", f"{self.n_buffer.value:,.1f} s"),
             ("voxel grid", f"{grid_bytes / 2**20:,.0f} MiB"),
         )
-        disk = snapshot.get("history_disk") or {}
+        disk = snapshot.history_disk or {}
         history_file = ""
         if disk.get("bytes") is not None:  # the embedded history file, against its limit
             limit = disk.get("max_bytes")
@@ -240,7 +242,7 @@ class HealthView(MonitorView):
                 if limit
                 else " (no size limit)"
             )
-        if lost := int(snapshot.get("publish_failed") or 0):  # shown only when it happens
+        if lost := int(snapshot.publish_failed or 0):  # shown only when it happens
             figures = (*figures, ("simulator undelivered", f'<b class="amq-fig-bad">{lost:,}</b>'))
         if refused := int(stats.get("signals_refused") or 0):  # names past the signal limit
             kept = int(stats.get("signals_buffered") or 0)
@@ -253,7 +255,7 @@ class HealthView(MonitorView):
             + "".join(f'<tr><td>{k}</td><td class="amq-fig">{v}</td></tr>' for k, v in figures)
             + "</tbody></table>"
         )
-        fit = profile_fit_html(snapshot.get("profile"))
+        fit = profile_fit_html(dict(snapshot.profile or {}))
         if outside := outside_grid_text(snapshot):
             fit = f'<div class="amq-outside-grid amq-fit-bad">⚠ {esc(outside)}</div>' + fit
         if fit != self.fit.object:
@@ -271,15 +273,6 @@ class HealthView(MonitorView):
                 else ""
             )
         )
-
-    def _buffer_seconds(self) -> float:
-        """Seconds of data in the shortest non-empty signal buffer (0 before any)."""
-        spans = [
-            st["age_span_seconds"]
-            for b in self.monitor.client.buffers.values()
-            if (st := b.get_buffer_statistics())["current_size"]
-        ]
-        return float(min(spans)) if spans else 0.0
 
     @staticmethod
     def _connections_html(rows: list[dict[str, str]]) -> str:

@@ -35,6 +35,7 @@ import panel as pn
 import param
 
 from am_qadf.live_monitor import KEEP_HOURS_RANGE, check_keep_hours
+from am_qadf.machine_view import MonitorSnapshot
 
 from .markup import column_titles, esc
 from .view_base import MonitorView, control_row, html_pane
@@ -442,10 +443,8 @@ class HistoryView(MonitorView):
         self._deleted: tuple | None = None
 
     def _disk(self) -> dict[str, Any]:
-        """What the monitor's history keeps (:meth:`LiveMonitor.history_disk`; empty for
-        a monitor that does not say)."""
-        report = getattr(self.monitor, "history_disk", None)
-        return report() if callable(report) else {}
+        """What the machine's history keeps (:meth:`MachineSource.history_disk`)."""
+        return self.monitor.history_disk()
 
     def _recent(self) -> None:
         self.time_range.value = "Last minute"
@@ -507,7 +506,7 @@ class HistoryView(MonitorView):
         if reason is not None:
             self.info.object = f'<span class="amq-error">{esc(reason)}</span>'
             return
-        if self.monitor.storage is None:
+        if not self.monitor.has_history:
             self.info.object = '<span class="amq-error">History storage is disabled.</span>'
             return
         try:
@@ -520,7 +519,7 @@ class HistoryView(MonitorView):
 
         def work() -> None:
             try:
-                self._deleted = (hours, self.monitor.delete_history(hours), None)
+                self._deleted = (hours, self.monitor.delete_history(hours, by=self.user), None)
             except Exception as exc:  # shown on the next tick
                 self._deleted = (hours, None, exc)
 
@@ -545,9 +544,9 @@ class HistoryView(MonitorView):
             df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True).dt.tz_localize(None)
         return df
 
-    def refresh(self, snapshot: dict[str, Any]) -> None:
+    def refresh(self, snapshot: MonitorSnapshot) -> None:
         # fields the profile does not name are stored too: offer them for plotting
-        other = (snapshot.get("profile") or {}).get("unnamed_fields") or []
+        other = (snapshot.profile or {}).get("unnamed_fields") or []
         options = dict(self.signal.options)
         new = {n: n for n in other if n not in options.values()}
         if new:
@@ -562,7 +561,7 @@ class HistoryView(MonitorView):
                 else f'<span class="amq-history-deleted" data-deleted="{n}">Deleted {n:,} '
                 f"records older than the last {hours:,g} hours</span>"
             )
-        self.retention.object = retention_text(snapshot.get("history_disk"))
+        self.retention.object = retention_text(snapshot.history_disk)
         if self._result is None:
             return
         (start, end, filters), df, error = self._result

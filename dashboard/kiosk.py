@@ -12,12 +12,11 @@ closed overnight...).
 
 from __future__ import annotations
 
-from typing import Any
-
 import param
 from panel.custom import JSComponent
 
 from am_qadf.machine_profile import MachineProfile
+from am_qadf.machine_view import MonitorSnapshot
 
 from .markup import TEXT_LIMIT, esc, whole_number
 from .view_base import feed_status, html_pane
@@ -77,7 +76,7 @@ class KioskStatus:
 
     def update(
         self,
-        snapshot: dict[str, Any],
+        snapshot: MonitorSnapshot,
         latest: dict[str, float],
         profile: MachineProfile | None = None,
     ) -> None:
@@ -85,15 +84,15 @@ class KioskStatus:
         its own tile, labelled from ``profile``. The layer count and ETA come from the
         snapshot's ``build_plan`` when the source knows it (a simulated build)."""
         feed, state_text, color = feed_status(snapshot)
-        layer = whole_number(snapshot.get("current_layer"))
-        plan = snapshot.get("build_plan") or {}
+        layer = whole_number(snapshot.current_layer)
+        plan = snapshot.build_plan or {}
         layers = whole_number(plan.get("layers"))
-        age = snapshot.get("data_age_s")
+        age = snapshot.data_age_s
         layer_text = "–" if layer is None else f"{layer:,}"
         if layer is not None and layers:
             layer_text += f"<small> of {layers:,}</small>"
         tiles = [
-            ("Build", esc(snapshot.get("build_id") or "–", limit=TEXT_LIMIT), "amq-k-build"),
+            ("Build", esc(snapshot.build_id or "–", limit=TEXT_LIMIT), "amq-k-build"),
             ("Layer", layer_text, "amq-k-layer"),
             (
                 "State",
@@ -102,7 +101,7 @@ class KioskStatus:
             ),
             # how old the newest data is (a stale feed says it in the state tile)
             ("Data age", duration_text(age), f"amq-k-age amq-feed-{feed}"),
-            ("Active alerts", f"{int(snapshot.get('alerts_active') or 0):,}", "amq-k-alerts"),
+            ("Active alerts", f"{int(snapshot.alerts_active or 0):,}", "amq-k-alerts"),
         ]
         if plan.get("eta_s") is not None:
             tiles.insert(2, ("Done in", duration_text(plan["eta_s"]), "amq-k-eta"))
@@ -116,8 +115,7 @@ class KioskStatus:
                     "amq-k-sig",
                 )
             )
-        stats = snapshot.get("stats") or {}
-        msgs = int(snapshot.get("messages_new", stats.get("messages_processed")) or 0)
+        msgs = int(snapshot.messages_new or 0)
         self.pane.object = (
             f'<div class="amq-kiosk-tiles" data-msgs="{msgs}">'
             + "".join(

@@ -23,6 +23,8 @@ import numpy as np
 import panel as pn
 import param
 
+from am_qadf.machine_view import MonitorSnapshot
+
 from .markup import esc
 from .theme import SEVERITY_COLORS, VOXEL_PALETTE, interpolate_palette
 from .view_base import MonitorView, build_layers_text, control_row, html_pane
@@ -58,8 +60,9 @@ class LayerMap(MonitorView):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        grid = self.monitor.grid
-        self._dims = tuple(int(d) for d in grid.dims)
+        grid = self.monitor.grid_info()
+        self._grid = grid
+        self._dims = grid.dims
         self._lo = np.asarray(grid.bbox_min, dtype=np.float64)
         self._res = float(grid.resolution)
         signals = list(self.profile.signal_names) or ["value"]
@@ -73,6 +76,7 @@ class LayerMap(MonitorView):
         self._shown_k: int | None = None
         self._needs_full = True
         self._last_time = 0.0
+        self._snap = MonitorSnapshot()  # the newest one (an own refresh reuses it)
         self._syncing = False
         self._xy_lo: np.ndarray | None = None  # occupied bounds (voxel ij) over the build
         self._xy_hi: np.ndarray | None = None
@@ -147,7 +151,7 @@ class LayerMap(MonitorView):
         if self._syncing:
             return
         self._last_time = 0.0
-        self.refresh({})
+        self.refresh(self._snap)
 
     @param.depends("build_layer", watch=True)
     def _on_build_layer(self) -> None:
@@ -163,22 +167,22 @@ class LayerMap(MonitorView):
         finally:
             self._syncing = False
         self._last_time = 0.0
-        self.refresh({})
+        self.refresh(self._snap)
 
-    def refresh(self, snapshot: dict[str, Any]) -> None:
+    def refresh(self, snapshot: MonitorSnapshot) -> None:
         if time.monotonic() - self._last_time < self.update_seconds:
             return
         self._last_time = time.monotonic()
-        mon = self.monitor
-        bricks, full = mon.take_updated_bricks(self._vid)
-        k = self._current_k() if self.follow else self.layer_k
+        self._snap = snapshot
+        bricks, full = self.monitor.take_updated_bricks(self._vid)
+        k = self._grid.layer_of(snapshot.newest_z) if self.follow else self.layer_k
         if k is None:
             return
         if self.follow:
             self._syncing = True  # show the followed layer in the widgets without re-entering
             try:
                 self.layer_k = k
-                current = snapshot.get("current_layer")
+                current = snapshot.current_layer
                 if isinstance(current, int | float) and current >= 0:
                     self.build_layer = int(current)
             finally:
@@ -196,22 +200,9 @@ class LayerMap(MonitorView):
             self._push_image()
         self._push_alerts()
 
-    def _current_k(self) -> int | None:
-        try:
-            values, _, _ = self.monitor.client.get_buffer("z").get_sliding_window(1)
-        except KeyError:
-            return None
-        if len(values) == 0 or not np.isfinite(np.ravel(values)[-1]):
-            return None
-        k = int(np.floor((float(np.ravel(values)[-1]) - self._lo[2]) / self._res))
-        return k if 0 <= k < self._dims[2] else None
-
     def _load_layer(self, k: int) -> None:
         self._plane.fill(np.nan)
-        try:
-            ijk, values = self.monitor.grid.get_occupied(self.signal)
-        except KeyError:
-            ijk, values = np.empty((0, 3), dtype=np.int64), np.empty(0)
+        ijk, values = self.monitor.occupied(self.signal)
         if ijk.shape[0]:
             lo, hi = ijk[:, :2].min(axis=0), ijk[:, :2].max(axis=0) + 1
             self._xy_lo, self._xy_hi = lo, hi
@@ -228,10 +219,7 @@ class LayerMap(MonitorView):
         )
         ij = ij[np.all(ij < np.asarray(self._dims[:2]), axis=1)]
         ijk = np.column_stack((ij, np.full(ij.shape[0], k)))
-        try:
-            values = self.monitor.grid.get_values(self.signal, ijk, default=np.nan)
-        except KeyError:
-            return
+        values = self.monitor.voxel_values(self.signal, ijk)
         self._plane[ij[:, 0], ij[:, 1]] = values
         occ = ij[np.isfinite(values)]
         if occ.size:
@@ -274,7 +262,7 @@ class LayerMap(MonitorView):
         z0 = self._lo[2] + k * self._res
         rows = [
             a
-            for a in self.monitor.alerts.history(limit=500)
+            for a in self.monitor.alert_list(limit=500)
             if a.state != "cleared"
             and a.x is not None
             and a.y is not None

@@ -30,6 +30,8 @@ import panel as pn
 import param
 from bokeh.models import DatetimeTickFormatter, Span
 
+from am_qadf.machine_view import MonitorSnapshot
+
 from .markup import esc
 from .view_base import MonitorView, html_pane
 
@@ -316,9 +318,9 @@ class LiveSignals(MonitorView):
         for trace in self._traces.values():
             trace.reset()
 
-    def refresh(self, snapshot: dict[str, Any]) -> None:
+    def refresh(self, snapshot: MonitorSnapshot) -> None:
         mon = self.monitor
-        epoch = (snapshot.get("builds"), snapshot.get("replays"))
+        epoch = (snapshot.builds, snapshot.replays)
         if epoch != self._epoch:
             if self._epoch is not None:
                 self.reset()
@@ -344,14 +346,9 @@ class LiveSignals(MonitorView):
         self._latest.object = self._latest_html()
 
     def _pull(self, trace: _SignalTrace) -> None:
-        try:
-            buf = self.monitor.client.get_buffer(trace.name)
-        except KeyError:  # no message carried this signal yet
+        t_new = self.monitor.signal_newest(trace.name)
+        if t_new is None:  # no message carried this signal yet
             return
-        newest = buf.get_buffer_statistics()["newest_timestamp"]
-        if newest is None:
-            return
-        t_new = newest.timestamp()
         width = self.bin_seconds
         if trace.cursor is not None and t_new < trace.cursor - 1.0:
             trace.reset()  # the pipeline replays from the beginning: start over
@@ -361,11 +358,11 @@ class LiveSignals(MonitorView):
         if complete_end <= trace.cursor:
             return
         span = min(t_new - trace.cursor, self.window_seconds) + width
-        values, epoch_us = buf.get_time_window_arrays(span)
-        if epoch_us.size == 0:
+        window = self.monitor.signal_window(trace.name, span)
+        if not len(window):
             return
-        t = epoch_us / 1e6
-        v = values.reshape(epoch_us.size, -1)[:, 0]
+        t = window.epoch_us / 1e6
+        v = window.values
         keep = (t >= trace.cursor) & (t < complete_end)
         tb, lo, hi, mean = minmax_bins(t[keep], v[keep], width)
         trace.cursor = complete_end

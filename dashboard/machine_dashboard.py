@@ -30,6 +30,7 @@ import param
 
 from am_qadf.access_policy import AccessPolicy
 from am_qadf.machine_profile import MachineProfile
+from am_qadf.machine_view import MonitorSnapshot
 from am_qadf.streaming import to_utc
 
 from .access import session_policy
@@ -199,7 +200,7 @@ class Dashboard(pn.viewable.Viewer):
         self.timings: dict[str, float] = {}
         self._callback: Any = None
         self._views_pending = False
-        self._last_snap: dict[str, Any] | None = None
+        self._last_snap: MonitorSnapshot | None = None
         self._tab_views: list[list[MonitorView]] = []  # per tab of the main page
         self._next_view = 0  # where the next refresh starts when the last ran out of time
         self._closed = False
@@ -235,7 +236,7 @@ class Dashboard(pn.viewable.Viewer):
         if self._closed:
             return
         t_start = time.perf_counter()
-        snap = self._last_snap = self.monitor.snapshot()
+        snap = self._last_snap = self.monitor.monitor_snapshot()
         self.timings = {"snapshot": (time.perf_counter() - t_start) * 1e3}
         with pn.io.hold():
             self._update_header(snap)
@@ -254,7 +255,7 @@ class Dashboard(pn.viewable.Viewer):
         else:
             self._refresh_all(snap, t_start)
 
-    def _refresh_all(self, snap: dict[str, Any], t_start: float) -> None:
+    def _refresh_all(self, snap: MonitorSnapshot, t_start: float) -> None:
         self._views_pending = False
         if self._closed:
             return
@@ -271,7 +272,7 @@ class Dashboard(pn.viewable.Viewer):
             slow = ", ".join(f"{k} {v:.0f} ms" for k, v in self.timings.items() if v >= 20)
             log.warning("session %s: refresh took %.0f ms (%s)", self.session_id, total, slow)
 
-    def _refresh_views(self, snap: dict[str, Any], t_start: float) -> None:
+    def _refresh_views(self, snap: MonitorSnapshot, t_start: float) -> None:
         n = len(self.views)
         budget_s = self.tick_budget_ms / 1e3 if self.ticks else 0.0  # the first tick: all
         for i in range(n):
@@ -288,16 +289,15 @@ class Dashboard(pn.viewable.Viewer):
                 self._next_view = (self._next_view + i + 1) % n  # the rest go first next time
                 return
 
-    def _update_header(self, snap: dict[str, Any]) -> None:
+    def _update_header(self, snap: MonitorSnapshot) -> None:
         feed, state_text, color = feed_status(snap)
-        state = str(snap.get("state", "stopped"))
-        layer = whole_number(snap.get("current_layer"))
-        stats = snap.get("stats") or {}
-        msgs = int(snap.get("messages_new", stats.get("messages_processed")) or 0)
-        replayed = int(snap.get("messages_replayed") or 0)
-        voxels = int(snap.get("occupied_voxels") or 0)
-        alerts = int(snap.get("alerts_active") or 0)
-        build = esc(snap.get("build_id") or "–", limit=TEXT_LIMIT)
+        state = snap.state or "stopped"
+        layer = whole_number(snap.current_layer)
+        msgs = int(snap.messages_new or 0)
+        replayed = int(snap.messages_replayed or 0)
+        voxels = int(snap.occupied_voxels or 0)
+        alerts = int(snap.alerts_active or 0)
+        build = esc(snap.build_id or "–", limit=TEXT_LIMIT)
         machine = esc(self.profile.machine.title, limit=TEXT_LIMIT)
         again = f' <span class="amq-hdr-replayed">+{replayed:,} replayed</span>' if replayed else ""
         items = [
@@ -316,13 +316,13 @@ class Dashboard(pn.viewable.Viewer):
         # ms): lets a page (or a benchmark) see how old what it shows is, and where
         # that age comes from
         try:
-            newest = f' data-newest="{to_utc(snap.get("newest_timestamp")).timestamp() * 1e3:.0f}"'
+            newest = f' data-newest="{to_utc(snap.newest_timestamp).timestamp() * 1e3:.0f}"'
         except (TypeError, ValueError, OverflowError):
             newest = ""
         newest += f' data-sent="{time.time() * 1e3:.0f}" data-replayed="{replayed}"'
         extra = {"msgs": newest, "state": f' data-feed="{esc(feed)}"'}
         if outside := outside_grid_text(snap):
-            n = int(snap.get("points_outside_grid") or 0)
+            n = int(snap.points_outside_grid or 0)
             # short in the header; the whole line is its tooltip and on Health
             items.append(("outside", n, f"⚠ <b>{n:,}</b> points outside the plate"))
             extra["outside"] = f' title="{esc(outside)}"'

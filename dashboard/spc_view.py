@@ -26,6 +26,8 @@ import pandas as pd
 import panel as pn
 import param
 
+from am_qadf.machine_view import MonitorSnapshot
+
 from .markup import esc
 from .theme import SEVERITY_COLORS
 from .view_base import MonitorView, control_row, html_pane
@@ -239,14 +241,14 @@ class SPCView(MonitorView):
         # axis labels and x dimension change: a new plot, then its data at once
         self._plot.object = self._make_plot()
         self._last_time = 0.0
-        self.refresh({})
+        self.refresh(MonitorSnapshot())
 
-    def refresh(self, snapshot: dict[str, Any]) -> None:
+    def refresh(self, snapshot: MonitorSnapshot) -> None:
         if time.monotonic() - self._last_time < self.update_seconds:
             return
         self._last_time = time.monotonic()
-        if snapshot.get("baseline") is not None:
-            self._baseline.object = baseline_html(snapshot.get("baseline"), self.message)
+        if snapshot.baseline:
+            self._baseline.object = baseline_html(snapshot.baseline, self.message)
         mon = self.monitor
         if self.signal is None or self.chart is None:
             self._state = {}

@@ -1,15 +1,18 @@
 """The contract every dashboard view follows.
 
-A view is a :class:`panel.viewable.Viewer` holding the shared monitor. The dashboard
-calls :meth:`MonitorView.refresh` with a fresh :meth:`LiveMonitor.snapshot` on its one
-periodic callback per session (on the session's thread, so Bokeh models may be
-touched there); a view never starts callbacks or threads of its own.
+A view is a :class:`panel.viewable.Viewer` holding the machine it shows: a
+:class:`~am_qadf.machine_view.MachineSource` (the pipeline in this process, or one
+machine of a fleet read from the state store). It reads that source's typed values
+only, never a pipeline's client, grid or alert manager. The dashboard calls
+:meth:`MonitorView.refresh` with a fresh :class:`~am_qadf.machine_view.MonitorSnapshot`
+on its one periodic callback per session (on the session's thread, so Bokeh models
+may be touched there); a view never starts callbacks or threads of its own.
 
 >>> class Clock(MonitorView):
 ...     def refresh(self, snapshot):
-...         self.seen = snapshot["state"]
+...         self.seen = snapshot.state
 >>> v = Clock(monitor=None)
->>> v.refresh({"state": "running"}); v.seen
+>>> v.refresh(MonitorSnapshot(state="running")); v.seen
 'running'
 """
 
@@ -23,6 +26,7 @@ import param
 
 from am_qadf.access_policy import AccessPolicy
 from am_qadf.machine_profile import MachineProfile, SignalSpec
+from am_qadf.machine_view import MonitorSnapshot
 
 from .signals import profile_of, signal_color
 from .theme import STATE_COLORS, stylesheet
@@ -58,21 +62,21 @@ def control_row(*items: Any, **params: Any) -> pn.FlexBox:
     return pn.FlexBox(*items, flex_wrap="wrap", **params)
 
 
-def feed_status(snapshot: dict[str, Any]) -> tuple[str, str, str]:
+def feed_status(snapshot: MonitorSnapshot) -> tuple[str, str, str]:
     """What the state badge of the header and kiosk says: ``(feed, text, colour)``.
 
     A consumer that runs but gets nothing is not shown as a green "Running": after
     ``stale_after_s`` without a message it says "No data for N s" (red), and before the
     first message "Waiting for data".
 
-    >>> feed_status({"state": "running", "feed": "stale", "data_age_s": 12.4})[:2]
+    >>> feed_status(MonitorSnapshot(state="running", feed="stale", data_age_s=12.4))[:2]
     ('stale', 'No data for 12 s')
-    >>> feed_status({"state": "running", "feed": "live"})[:2]
+    >>> feed_status(MonitorSnapshot(state="running", feed="live"))[:2]
     ('live', 'Running')
     """
-    state = str(snapshot.get("state", "stopped"))
-    feed = str(snapshot.get("feed") or state)
-    age = snapshot.get("data_age_s")
+    state = snapshot.state or "stopped"
+    feed = snapshot.feed or state
+    age = snapshot.data_age_s
     if feed == "stale":
         return feed, f"No data for {float(age or 0):,.0f} s", STATE_COLORS["error"]
     if feed == "waiting":
@@ -81,20 +85,20 @@ def feed_status(snapshot: dict[str, Any]) -> tuple[str, str, str]:
     return feed, state.capitalize(), color
 
 
-def outside_grid_text(snapshot: dict[str, Any]) -> str:
+def outside_grid_text(snapshot: MonitorSnapshot) -> str:
     """The warning for points the voxel grid dropped ('' when none): they are in no
     3D view or layer map, so the page must say so rather than look complete.
 
-    >>> outside_grid_text({"points_outside_grid": 1234,
-    ...                    "grid_box": ([0, 0, 0], [250, 250, 40])})
+    >>> outside_grid_text(MonitorSnapshot(points_outside_grid=1234,
+    ...                                   grid_box=([0, 0, 0], [250, 250, 40])))
     '1,234 points outside the plate (x 0–250, y 0–250, z 0–40 mm): not in the 3D view'
-    >>> outside_grid_text({"points_outside_grid": 0})
+    >>> outside_grid_text(MonitorSnapshot())
     ''
     """
-    n = int(snapshot.get("points_outside_grid") or 0)
+    n = int(snapshot.points_outside_grid or 0)
     if n <= 0:
         return ""
-    box = snapshot.get("grid_box")
+    box = snapshot.grid_box
     where = ""
     if box is not None:
         lo, hi = box
@@ -122,7 +126,10 @@ def build_layers_text(monitor: Any, k: int) -> str:
 class MonitorView(pn.viewable.Viewer):
     """Base of the dashboard views: a monitor, a kiosk flag and a ``refresh`` hook."""
 
-    monitor = param.Parameter(default=None, doc="The shared LiveMonitor (read-only use).")
+    monitor = param.Parameter(
+        default=None,
+        doc="The machine shown: a MachineSource (a LiveMonitor, or a RemoteMachine of a fleet).",
+    )
 
     kiosk = param.Boolean(default=False, doc="Shop-floor layout: no controls, large type.")
 
@@ -168,8 +175,8 @@ class MonitorView(pn.viewable.Viewer):
             return str(exc)
         return None
 
-    def refresh(self, snapshot: dict[str, Any]) -> None:
-        """Pull what changed from the monitor and update the view (called every tick)."""
+    def refresh(self, snapshot: MonitorSnapshot) -> None:
+        """Pull what changed from the machine and update the view (called every tick)."""
 
     def close(self) -> None:
         """Release per-session resources (the session ended)."""

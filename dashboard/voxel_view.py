@@ -15,6 +15,7 @@ scene is reloaded once from :meth:`VoxelGrid.get_occupied`.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,8 @@ import panel as pn
 import param
 
 from am_qadf.machine_profile import SignalSpec
-from am_qadf.monitoring.alerts import AlertManager
+from am_qadf.machine_view import MonitorSnapshot
+from am_qadf.monitoring.alerts import Alert
 
 from .markup import esc
 from .theme import VOXEL_PALETTE
@@ -58,21 +60,22 @@ def _option(info: SignalSpec) -> str:
     return f"{info.short_label} ({info.unit})" if info.unit else info.short_label
 
 
-def alert_locations(alerts: AlertManager, limit: int = 500) -> tuple[np.ndarray, list[str]]:
-    """World (x, y, z) ((n, 3)) and severity of the newest ``limit`` alerts not cleared
-    yet that carry a location (alerts from SPC rules on a whole window have none).
+def alert_locations(alerts: Sequence[Alert], limit: int = 500) -> tuple[np.ndarray, list[str]]:
+    """World (x, y, z) ((n, 3)) and severity of the newest ``limit`` of ``alerts`` (those
+    not cleared yet, oldest first) that carry a location (alerts from SPC rules on a
+    whole window have none).
 
     >>> mgr = AlertManager()
     >>> _ = mgr.raise_alert("temperature", "threshold_high", 2600.0, severity="critical",
     ...                     x=10.0, y=20.0, z=1.5)
     >>> _ = mgr.raise_alert("power", "ewma_high", 300.0)
-    >>> points, severities = alert_locations(mgr)
+    >>> points, severities = alert_locations(mgr.active_alerts())
     >>> points.tolist(), severities
     ([[10.0, 20.0, 1.5]], ['critical'])
     """
-    located = [
-        a for a in alerts.active_alerts() if a.x is not None and a.y is not None and a.z is not None
-    ][-limit:]
+    located = [a for a in alerts if a.x is not None and a.y is not None and a.z is not None][
+        -limit:
+    ]
     points = np.array([(a.x, a.y, a.z) for a in located], dtype=np.float64).reshape(-1, 3)
     return points, [a.severity for a in located]
 
@@ -115,11 +118,10 @@ class VoxelView(MonitorView):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        mon = self.monitor
-        grid = mon.grid
+        grid = self.monitor.grid_info()
+        self._grid = grid
         # the profile's signals first, then any other field the grid holds
-        signals = list(dict.fromkeys([*self.profile.signal_names, *grid.available_signals]))
-        signals = signals or ["value"]
+        signals = self.monitor.voxel_signals() or ["value"]
         # shown by short label and unit ("Area (mm²)"; the legend gives the full title),
         # chosen by name
         self.param.signal.objects = {_option(self.spec_of(s)): s for s in signals}
@@ -127,7 +129,7 @@ class VoxelView(MonitorView):
             with param.parameterized.discard_events(self):  # no view built yet
                 self.signal = signals[0]
         self._vid = f"{self.viewer_id or id(self)}:voxels"
-        self._dims = tuple(int(d) for d in grid.dims)
+        self._dims = grid.dims
         self.scene = VoxelScene(
             grid.bbox_min,
             grid.resolution,
@@ -138,6 +140,7 @@ class VoxelView(MonitorView):
         )
         self._needs_full = True
         self._outline_k: int | None = None  # voxel layer outlined as being built
+        self._newest_z: float | None = None  # the laser's newest height (mm)
         self._auto_camera = True  # frame the build until the operator moves the camera
         self._framed: dict[str, list[float]] | None = None
         self._last_time = 0.0
@@ -259,7 +262,8 @@ class VoxelView(MonitorView):
             self._auto_camera = False  # the operator took over
 
     # -- ticking ----------------------------------------------------------------------------
-    def refresh(self, snapshot: dict[str, Any]) -> None:
+    def refresh(self, snapshot: MonitorSnapshot) -> None:
+        self._newest_z = snapshot.newest_z
         if time.monotonic() - self._last_time < self.update_seconds:
             return
         self._update(force=False)
@@ -285,38 +289,19 @@ class VoxelView(MonitorView):
             self._record(self.scene.update_bricks(bricks, ijk[keep], values[keep]))
             changed = True
         if self.follow_layer:
-            self._outline_k = self._current_k()
+            self._outline_k = self._grid.layer_of(self._newest_z)
             changed |= self.scene.set_current_layer(self._outline_k)
-        changed |= self.scene.set_alert_markers(*alert_locations(self.monitor.alerts))
+        changed |= self.scene.set_alert_markers(*alert_locations(self.monitor.active_alerts()))
         if changed or force:
             if self._auto_camera:
                 self._frame()
             self._sync()
 
     def _occupied(self) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            return self.monitor.grid.get_occupied(self.signal)
-        except KeyError:  # the signal has not arrived yet
-            return np.empty((0, 3), dtype=np.int64), np.empty(0)
+        return self.monitor.occupied(self.signal)
 
     def _values(self, ijk: np.ndarray) -> np.ndarray:
-        if ijk.shape[0] == 0:
-            return np.empty(0)
-        try:
-            return self.monitor.grid.get_values(self.signal, ijk, default=np.nan)
-        except KeyError:
-            return np.full(ijk.shape[0], np.nan)
-
-    def _current_k(self) -> int | None:
-        try:
-            values, _, _ = self.monitor.client.get_buffer("z").get_sliding_window(1)
-        except KeyError:
-            return None
-        if len(values) == 0 or not np.isfinite(values[-1]):
-            return None
-        grid = self.monitor.grid
-        k = int(np.floor((float(np.ravel(values)[-1]) - grid.bbox_min[2]) / grid.resolution))
-        return k if 0 <= k < self._dims[2] else None
+        return self.monitor.voxel_values(self.signal, ijk)
 
     def _record(self, upd: SceneUpdate) -> None:
         self.last_update = upd

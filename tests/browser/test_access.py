@@ -11,6 +11,7 @@ import pytest
 
 from am_qadf.access_policy import AccessPolicy
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
+from am_qadf.machine_view import MonitorSnapshot
 from am_qadf.streaming import KafkaProducer, StreamingConfig
 from dashboard.alerts_view import AlertsView
 from dashboard.controls import Controls
@@ -93,7 +94,7 @@ def _wait_deleted(view) -> str:
     deadline = time.monotonic() + 20
     while view._deleted is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    view.refresh({})
+    view.refresh(MonitorSnapshot())
     return view.info.object
 
 
@@ -161,7 +162,7 @@ def test_credentials_never_reach_the_page_or_the_log(tmp_path, caplog):
 def test_viewer_controls_stay_disabled_after_refreshes(monitor):
     controls = Controls(monitor=monitor, user="bob", policy=POLICY)
     for _ in range(3):
-        controls.refresh(monitor.snapshot())
+        controls.refresh(monitor.monitor_snapshot())
     assert controls._pause.disabled and controls._resume.disabled and controls._seek.disabled
 
 

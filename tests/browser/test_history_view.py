@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
+from am_qadf.machine_view import MonitorSnapshot
 from dashboard import history_view
 from dashboard.history_view import HistoryView
 
@@ -30,7 +31,7 @@ def _finish(view: HistoryView) -> str:
         if view._result is not None:
             break
         time.sleep(0.01)
-    view.refresh({})
+    view.refresh(MonitorSnapshot())
     return view.info.object
 
 
@@ -96,7 +97,7 @@ def test_sorted_column_then_empty_result_shows_the_result(view):
 def test_tab_states_the_retention_the_library_applies(view):
     disk = view.monitor.history_disk()
     assert view.keep_hours.value == disk["retention_s"] / 3600 == 24.0
-    view.refresh(view.monitor.snapshot())
+    view.refresh(view.monitor.monitor_snapshot())
     text = view.retention.object
     assert "the last 24 h" in text and "at most 1,024 MiB (oldest deleted first)" in text
 
@@ -105,11 +106,11 @@ def test_health_shows_the_history_file_against_its_limit(view):
     from dashboard.health_view import HealthView
 
     health = HealthView(monitor=view.monitor)
-    health.refresh({"history_disk": {"bytes": 300 * 2**20, "max_bytes": 2**30}})
+    health.refresh(MonitorSnapshot(history_disk={"bytes": 300 * 2**20, "max_bytes": 2**30}))
     assert "history file" in health.compact.object
     assert "300 MiB of 1,024 MiB" in health.compact.object
     assert "limit 1,024 MiB, oldest messages deleted first" in health.detail.object
-    health.refresh({"history_disk": {"bytes": None, "max_bytes": 2**30}})  # MongoDB
+    health.refresh(MonitorSnapshot(history_disk={"bytes": None, "max_bytes": 2**30}))  # MongoDB
     assert "history file" not in health.compact.object
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 
 from am_qadf.access_policy import AccessPolicy
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
+from am_qadf.machine_view import MonitorSnapshot
 from am_qadf.streaming import StreamingConfig
 from dashboard.history_view import HistoryView, history_csv, history_filters
 from dashboard.machine_dashboard import Dashboard
@@ -102,8 +104,9 @@ def test_every_view_escapes_hostile_data(monitor):
     )
     dash = Dashboard(monitor=monitor, policy=AccessPolicy(open_access=True))
     try:
-        snap = {**monitor.snapshot(), "build_id": BUILD}
-        snap["stats"] = {**snap["stats"], "last_error": f"ValueError: cannot place {BUILD}"}
+        snap = monitor.monitor_snapshot()
+        stats = {**snap.stats, "last_error": f"ValueError: cannot place {BUILD}"}
+        snap = replace(snap, build_id=BUILD, stats=stats)
         dash._update_header(snap)
         for view in dash.views:
             view.refresh(snap)
@@ -129,7 +132,9 @@ def test_every_view_escapes_hostile_data(monitor):
 def test_kiosk_tiles_escape_hostile_data(monitor):
     dash = Dashboard(monitor=monitor, kiosk=True, policy=AccessPolicy(open_access=True))
     try:
-        dash.kiosk_status.update({"state": "running", "build_id": BUILD, "current_layer": [3]}, {})
+        dash.kiosk_status.update(
+            MonitorSnapshot(state="running", build_id=BUILD, current_layer=[3]), {}
+        )
         html = dash.kiosk_status.pane.object
     finally:
         dash.stop()
@@ -144,12 +149,12 @@ def test_status_line_survives_values_of_the_wrong_type(monitor):
     (refreshes of every session used to fail on ``int([3])``)."""
     dash = Dashboard(monitor=monitor, policy=AccessPolicy(open_access=True))
     try:
-        snap = {
-            **monitor.snapshot(),
-            "current_layer": [3],
-            "build_id": "<" * 100_000,
-            "newest_timestamp": {"__datetime__": "x"},
-        }
+        snap = replace(
+            monitor.monitor_snapshot(),
+            current_layer=[3],
+            build_id="<" * 100_000,
+            newest_timestamp={"__datetime__": "x"},
+        )
         dash._update_header(snap)
     finally:
         dash.stop()

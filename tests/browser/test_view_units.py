@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from am_qadf.machine_view import MonitorSnapshot
 from am_qadf.monitoring.alerts import AlertManager
 from dashboard.alerts_view import alerts_frame
 from dashboard.history_view import history_filters
@@ -252,17 +254,17 @@ def test_alerts_table_follows_counts_at_most_every_count_refresh_s(tmp_path, mon
     monkeypatch.setattr(alerts_view.time, "monotonic", lambda: clock[0])
     mgr = view.monitor.alerts
     mgr.raise_alert("temperature", "threshold_high", 2600.0, index=0)
-    view.refresh({})
+    view.refresh(MonitorSnapshot())
     assert view.table.value["seen"].tolist() == ["1x"]
     mgr.record_repeats("temperature", "threshold_high", 9, last_index=9)
     clock[0] += 1.0  # only the count grew, 1 s after the last rebuild: not yet
-    view.refresh({})
+    view.refresh(MonitorSnapshot())
     assert view.table.value["seen"].tolist() == ["1x"]
     clock[0] += 1.0
-    view.refresh({})
+    view.refresh(MonitorSnapshot())
     assert view.table.value["seen"].tolist() == ["10x"]
     mgr.raise_alert("intensity", "threshold_high", 9e3, index=3)  # a new alert: at once
-    view.refresh({})
+    view.refresh(MonitorSnapshot())
     assert len(view.table.value) == 2
 
 
@@ -276,9 +278,9 @@ def test_health_shows_undelivered_simulated_messages_only_when_there_are_some(tm
     servers = [f"memory://health-{uuid.uuid4().hex[:8]}"]
     cfg = StreamingConfig.embedded(kafka_bootstrap_servers=servers, storage_path=str(tmp_path))
     view = HealthView(monitor=LiveMonitor(MonitorConfig(streaming=cfg, simulate=False)))
-    view.refresh({"publish_failed": None})
+    view.refresh(MonitorSnapshot(publish_failed=None))
     assert "undelivered" not in view.compact.object
-    view.refresh({"publish_failed": 18_000})
+    view.refresh(MonitorSnapshot(publish_failed=18_000))
     assert "simulator undelivered" in view.compact.object and "18,000" in view.compact.object
 
 
@@ -296,7 +298,7 @@ def test_health_shows_signal_names_refused_past_the_limit(tmp_path):
     )
     monitor = LiveMonitor(MonitorConfig(streaming=cfg, simulate=False))
     view = HealthView(monitor=monitor)
-    view.refresh(monitor.snapshot())
+    view.refresh(monitor.monitor_snapshot())
     assert "signals refused" not in view.compact.object
     batch = [
         {"timestamp": "2026-01-01T00:00:00Z", "x": 1.0, "y": 1.0, "z": 0.1, "layer": 1}
@@ -305,7 +307,7 @@ def test_health_shows_signal_names_refused_past_the_limit(tmp_path):
     monitor.client.process_stream_batch(batch)
     stats = monitor.client.get_stream_statistics()
     assert stats["signals_refused"] > 0
-    view.refresh(monitor.snapshot())
+    view.refresh(monitor.monitor_snapshot())
     assert "signals refused" in view.compact.object
     assert f"{stats['signals_refused']:,}" in view.compact.object
 
@@ -369,9 +371,9 @@ def test_live_plot_spans_its_window_and_restarts_with_a_new_build(tmp_path):
     assert (times.max() - times.min()) / np.timedelta64(1, "s") <= 30.0
     assert len(last_seconds(trace.buffer.data, 30.0)) < len(trace.buffer.data)
 
-    view.refresh({"builds": 1, "replays": 0})
+    view.refresh(MonitorSnapshot(builds=1, replays=0))
     assert len(trace.buffer.data) > 0
-    view.refresh({"builds": 2, "replays": 0})  # a new build: nothing of the old one stays
+    view.refresh(MonitorSnapshot(builds=2, replays=0))  # a new build: nothing of the old one stays
     assert len(trace.buffer.data) == 0 and trace.cursor is None
     view.close()
 
@@ -380,7 +382,7 @@ def test_a_dead_feed_is_shown_as_no_data_on_header_and_kiosk(tmp_path):
     from dashboard.machine_dashboard import Dashboard
 
     mon = _quiet_monitor(tmp_path, "stale")
-    snap = {**mon.snapshot(), "state": "running", "feed": "stale", "data_age_s": 7.4}
+    snap = replace(mon.monitor_snapshot(), state="running", feed="stale", data_age_s=7.4)
     main, kiosk = Dashboard(monitor=mon), Dashboard(monitor=mon, kiosk=True)
     main._update_header(snap)
     assert 'data-feed="stale"' in main.header.object
@@ -388,7 +390,7 @@ def test_a_dead_feed_is_shown_as_no_data_on_header_and_kiosk(tmp_path):
     kiosk.kiosk_status.update(snap, {})
     assert "amq-feed-stale" in kiosk.kiosk_status.pane.object
     assert "No data for 7 s" in kiosk.kiosk_status.pane.object
-    main._update_header({**snap, "feed": "live", "data_age_s": 0.2})
+    main._update_header(replace(snap, feed="live", data_age_s=0.2))
     assert 'data-feed="live"' in main.header.object and "Running" in main.header.object
     main.stop()
     kiosk.stop()
@@ -401,7 +403,7 @@ def test_health_names_the_embedded_defaults_and_waits_for_the_first_message(tmp_
     mon.start()
     try:
         view = HealthView(monitor=mon)
-        view.refresh(mon.snapshot())  # consuming, no message yet
+        view.refresh(mon.monitor_snapshot())  # consuming, no message yet
         html = view.connections.object
         assert 'data-state="waiting"' in html and "topic am_qadf_monitoring" in html
         assert "in-process cache" in html and "embedded history (SQLite)" in html
@@ -435,7 +437,7 @@ def test_spc_view_plots_each_chart_kind_over_time_or_layer_within_its_window(tmp
         mon._on_result(batch, mon.client.process_stream_batch(batch))
     view = SPCView(monitor=mon, update_seconds=0.0)
     assert view.param.chart.objects == kinds and view.chart == "ewma"
-    view.refresh({})
+    view.refresh(MonitorSnapshot())
     data = view._data.data
     span = (data["time"].max() - data["time"].min()).total_seconds()
     assert 20.0 < span <= 30.0, "x is time (after the 5,000-point baseline), not an index"
@@ -468,7 +470,7 @@ def test_spc_view_marks_violations_where_they_happened(tmp_path):
         ]  # fmt: skip
         mon._on_result(batch, mon.client.process_stream_batch(batch))
     view = SPCView(monitor=mon, update_seconds=0.0, chart="imr")
-    view.refresh({})
+    view.refresh(MonitorSnapshot())
     marks = view._marks.data
     assert len(marks) > 0 and view.marks_shown == len(marks)
     hot = marks[marks["stat"] > 2200.0]  # the jump, at its time (noise trips run rules too)
@@ -494,7 +496,7 @@ def test_alerts_critical_first_each_row_says_what_where_and_what_the_value_is(tm
     _raise(mgr, "temperature", "missing_data", 20.0, "warning", t0 + timedelta(seconds=1))
     _raise(mgr, "power", "rate_of_change", 130.0, "info", t0 + timedelta(seconds=2))
     view = AlertsView(monitor=mon)
-    view.refresh({})
+    view.refresh(MonitorSnapshot())
     table = view.table.value
     assert table["id"].iloc[0] == crit.id, "the critical alert is the first row"
     row = table.iloc[0]
@@ -512,12 +514,12 @@ def test_alerts_critical_first_each_row_says_what_where_and_what_the_value_is(tm
     view.sound = True
     assert view.chime.enabled
     crit2 = _raise(mgr, "intensity", "threshold_high", 9e3, "critical", t0 + timedelta(seconds=3))
-    view.refresh({})
+    view.refresh(MonitorSnapshot())
     assert view.new_criticals == 2 and crit2.id in view.banner.object
     assert view.chime.count == 2
     mon.acknowledge(crit2.id)
     mon.acknowledge(crit.id)
-    view.refresh({})
+    view.refresh(MonitorSnapshot())
     assert view.banner.object == "", "no unacknowledged critical alert: no banner"
 
 
@@ -529,7 +531,7 @@ def test_alerts_active_all_toggle_and_clear(tmp_path):
     a = _raise(mon.alerts, "temperature", "threshold_high", 2600.0, "critical", t0)
     b = _raise(mon.alerts, "power", "threshold_low", 150.0, "warning", t0)
     view = AlertsView(monitor=mon)
-    view.refresh({})
+    view.refresh(MonitorSnapshot())
     assert view.clear_alert(a.id)
     assert list(view.table.value["id"]) == [b.id], "cleared alerts leave the active list"
     view.show = "all"  # takes effect at once, not on the next tick
@@ -545,7 +547,7 @@ def test_kiosk_shows_the_newest_unacknowledged_critical_alert_full_width(tmp_pat
     body = kiosk._kiosk_body()
     assert body.objects[0] is kiosk.alerts.banner
     alert = mon.alerts.raise_alert("temperature", "threshold_high", 2650.0, severity="critical")
-    kiosk.alerts.refresh({})
+    kiosk.alerts.refresh(MonitorSnapshot())
     assert "amq-kiosk-banner" in kiosk.alerts.banner.object
     assert alert.id in kiosk.alerts.banner.object and "2,650 K" in kiosk.alerts.banner.object
     kiosk.stop()
@@ -567,7 +569,9 @@ def test_layer_map_and_3d_view_name_build_layers(tmp_path):
     # 0.04 mm build layers in 0.5 mm voxel layers: voxel layer 4 holds build layers 50-59
     assert mon.build_layers(4) == (50, 59) and mon.voxel_layer(57) == 4
     view = LayerMap(monitor=mon, update_seconds=0.0)
-    view.refresh({"current_layer": 59})
+    snap = mon.monitor_snapshot()  # the laser's newest height places the followed layer
+    assert snap.newest_z == pytest.approx(0.04 * 59 + 0.02)
+    view.refresh(replace(snap, current_layer=59))
     assert view.build_layer == 59
     assert "build layers 50–59" in view._title.object
     assert "voxel layer" not in view._title.object
@@ -576,7 +580,7 @@ def test_layer_map_and_3d_view_name_build_layers(tmp_path):
     assert "build layers 0–11" in view._title.object
 
     voxels = VoxelView(monitor=mon, update_seconds=0.0)
-    voxels.refresh({})
+    voxels.refresh(snap)
     assert "outlined: build layers 50–59" in voxels._status.object
     voxels.close()
     view.close()
@@ -605,8 +609,8 @@ def test_points_outside_the_plate_are_warned_of_in_header_and_health(tmp_path):
             for i in range(200)
         ]  # fmt: skip
     )
-    snap = mon.snapshot()
-    assert snap["points_outside_grid"] == 100
+    snap = mon.monitor_snapshot()
+    assert snap.points_outside_grid == 100
     main = Dashboard(monitor=mon)
     health = HealthView(monitor=mon)
     try:

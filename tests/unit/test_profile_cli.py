@@ -12,6 +12,7 @@ import pytest
 from am_qadf.cli import main as cli_main
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
 from am_qadf.machine_profile import MachineProfile
+from am_qadf.machine_view import MonitorSnapshot
 from am_qadf.streaming import KafkaConsumer, KafkaProducer, StreamingConfig
 from tests.eos_stream import EOS_PROFILE, eos_messages
 from tests.waiting import wait_for
@@ -148,7 +149,7 @@ def test_history_offers_fields_the_profile_does_not_name(tmp_path) -> None:
     assert list(view.signal.options.values()) == ["temperature", "photodiode", "laser_power"]
     assert view.signal.value == "temperature"
     assert "Photodiode signal" in view.signal.options
-    view.refresh({"profile": {"unnamed_fields": ["chamber_o2_ppm"]}})
+    view.refresh(MonitorSnapshot(profile={"unnamed_fields": ["chamber_o2_ppm"]}))
     assert view.signal.options["chamber_o2_ppm"] == "chamber_o2_ppm"
     view.signal.value = "temperature"
     now = pd.Timestamp.now()
@@ -183,5 +184,7 @@ def test_kiosk_tile_uses_the_profile() -> None:
     from dashboard.kiosk import KioskStatus
 
     k = KioskStatus()
-    k.update({"state": "running"}, {"temperature": 2301.4}, MachineProfile.load(EOS_PROFILE))
+    k.update(
+        MonitorSnapshot(state="running"), {"temperature": 2301.4}, MachineProfile.load(EOS_PROFILE)
+    )
     assert "Temperature" in k.pane.object and "2,301" in k.pane.object and " K<" in k.pane.object

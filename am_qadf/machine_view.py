@@ -1,0 +1,347 @@
+"""What a machine's dashboard reads and asks, whatever runs the machine's pipeline.
+
+A view never reaches into a pipeline's client, voxel grid or alert manager: it reads
+typed values through a :class:`MachineSource` — :class:`MonitorSnapshot` for the
+status figures, :class:`SignalWindow` for a live signal, :class:`GridInfo` and the
+bricks changed since a viewer's cursor for the 3D view and the layer map,
+:class:`AlertCounts` and :class:`~am_qadf.monitoring.alerts.Alert` for alerts — and
+asks for operator actions with who asked (``by``). Two sources implement it:
+:class:`~am_qadf.live_monitor.LiveMonitor` (the pipeline in this process) and
+:class:`~am_qadf.fleet.remote_machine.RemoteMachine` (one machine of a fleet, read
+from the state store its worker publishes to).
+
+>>> snap = MonitorSnapshot.from_dict({"state": "running", "current_layer": 4, "extra": 1})
+>>> snap.state, snap.current_layer, snap.build_id
+('running', 4, None)
+>>> SignalWindow.empty("power").newest_s is None
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from am_qadf.machine_profile import MachineProfile
+from am_qadf.monitoring.alerts import SEVERITIES, Alert, AlertManager
+
+__all__ = [
+    "ALL_ACTIONS",
+    "AlertCounts",
+    "GridInfo",
+    "MachineSource",
+    "MonitorSnapshot",
+    "SignalWindow",
+    "alert_from_dict",
+]
+
+#: Operator actions a source may offer (each is an :class:`AccessPolicy` action name).
+ALL_ACTIONS: frozenset[str] = frozenset(
+    {
+        "pause",
+        "resume",
+        "seek",
+        "acknowledge",
+        "clear_alert",
+        "relearn_baseline",
+        "inject_defect",
+        "delete_old_data",
+    }
+)
+
+
+@dataclass(frozen=True)
+class MonitorSnapshot:
+    """The status figures of one machine, cheap enough for every UI tick.
+
+    ``state`` is the consumer's (``running``, ``paused``, ``stopped``, ``failed``;
+    ``idle`` for a fleet machine without data), ``feed`` what the page says about it
+    (:func:`~am_qadf.live_monitor.feed_state`), ``data_age_s`` seconds since the newest
+    batch arrived. ``builds`` and ``replays`` count build starts and replays (views
+    reset when they change). ``stats``, ``health``, ``profile``, ``baseline``,
+    ``history_disk`` and ``build_plan`` are the reports of the same names of
+    :meth:`~am_qadf.live_monitor.LiveMonitor.snapshot`.
+
+    >>> MonitorSnapshot(alerts_active=2).alerts_active
+    2
+    """
+
+    machine_id: str = ""
+    name: str = ""
+    state: str = "stopped"
+    feed: str = "stopped"
+    data_age_s: float | None = None
+    stale_after_s: float = 5.0
+    messages_new: int = 0
+    messages_replayed: int = 0
+    builds: int = 0
+    replays: int = 0
+    replay_from_layer: int | None = None
+    replayed_from_history: int = 0
+    topic: str = ""
+    current_layer: int | None = None
+    build_id: str | None = None
+    newest_timestamp: Any = None
+    newest_z: float | None = None
+    occupied_voxels: int = 0
+    points_outside_grid: int = 0
+    grid_box: tuple[list[float], list[float]] | None = None
+    grid_bytes: int = 0
+    alerts_active: int = 0
+    published: int | None = None
+    publish_failed: int | None = None
+    build_plan: Mapping[str, Any] | None = None
+    stats: Mapping[str, Any] = field(default_factory=dict)
+    health: Mapping[str, Any] = field(default_factory=dict)
+    profile: Mapping[str, Any] = field(default_factory=dict)
+    baseline: Mapping[str, Any] = field(default_factory=dict)
+    history_disk: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MonitorSnapshot:
+        """From a :meth:`LiveMonitor.snapshot` dict (unknown keys are ignored; a
+        missing report is empty)."""
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known and v is not None}
+        for name in ("stats", "health", "profile", "baseline", "history_disk"):
+            if not isinstance(kw.get(name, {}), Mapping):
+                raise ValueError(f"snapshot field {name!r} must be a mapping, got {kw[name]!r:.80}")
+        for name in ("build_plan", "replay_from_layer", "data_age_s", "current_layer"):
+            if name in data and data[name] is None:
+                kw[name] = None
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class SignalWindow:
+    """The newest values of one live signal: ``epoch_us`` (int64) and ``values``
+    (float, one per time), oldest first.
+
+    >>> w = SignalWindow("power", np.array([1_000_000, 2_000_000]), np.array([1.0, 2.0]))
+    >>> w.newest_s, len(w)
+    (2.0, 2)
+    """
+
+    name: str
+    epoch_us: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def empty(cls, name: str) -> SignalWindow:
+        """A window without data (the signal has not arrived yet)."""
+        return cls(name, np.empty(0, dtype=np.int64), np.empty(0))
+
+    def __len__(self) -> int:
+        return int(self.epoch_us.size)
+
+    @property
+    def newest_s(self) -> float | None:
+        """Epoch seconds of the newest value (None when empty)."""
+        return float(self.epoch_us[-1]) / 1e6 if self.epoch_us.size else None
+
+
+@dataclass(frozen=True)
+class GridInfo:
+    """Where the voxel grid lies: lower and upper corner (mm), voxel size (mm) and
+    voxels per axis.
+
+    >>> g = GridInfo((0.0, 0.0, 0.0), (10.0, 10.0, 2.0), 0.5, (20, 20, 4))
+    >>> g.layer_of(1.2), g.layer_of(9.0)
+    (2, None)
+    """
+
+    bbox_min: tuple[float, float, float]
+    bbox_max: tuple[float, float, float]
+    resolution: float
+    dims: tuple[int, int, int]
+
+    def layer_of(self, z: float | None) -> int | None:
+        """The voxel layer holding height ``z`` (None: no height, or off the grid)."""
+        if z is None or not np.isfinite(z):
+            return None
+        k = int(np.floor((float(z) - self.bbox_min[2]) / self.resolution))
+        return k if 0 <= k < self.dims[2] else None
+
+
+@dataclass(frozen=True)
+class AlertCounts:
+    """Alert figures: ``raised`` in all, ``suppressed`` repeats, ``kept`` in the list,
+    per state (``active`` unacknowledged, ``acknowledged``, ``cleared``) and
+    ``by_severity``: unacknowledged active alerts per severity.
+
+    >>> mgr = AlertManager()
+    >>> _ = mgr.raise_alert("temperature", "threshold_high", 2600.0, severity="critical")
+    >>> c = AlertCounts.of(mgr)
+    >>> c.raised, c.active, c.by_severity["critical"]
+    (1, 1, 1)
+    """
+
+    raised: int = 0
+    suppressed: int = 0
+    kept: int = 0
+    active: int = 0
+    acknowledged: int = 0
+    cleared: int = 0
+    by_severity: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, manager: AlertManager) -> AlertCounts:
+        """The counts of an :class:`AlertManager` now."""
+        stats = manager.statistics()
+        by_sev = dict.fromkeys(SEVERITIES, 0)
+        for a in manager.active_alerts(include_acknowledged=False):
+            by_sev[a.severity] = by_sev.get(a.severity, 0) + 1
+        return cls(
+            raised=int(stats.get("raised", 0)),
+            suppressed=int(stats.get("suppressed", 0)),
+            kept=int(stats.get("kept", 0)),
+            active=int(stats.get("active", 0)),
+            acknowledged=int(stats.get("acknowledged", 0)),
+            cleared=int(stats.get("cleared", 0)),
+            by_severity=by_sev,
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlertCounts:
+        """From ``dataclasses.asdict`` of one (unknown keys ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_ALERT_FIELDS = {f.name: f for f in fields(Alert)}
+_ALERT_TIMES = ("time", "raised_at", "acknowledged_at", "cleared_at", "last_time")
+
+
+def alert_from_dict(data: Mapping[str, Any]) -> Alert:
+    """An :class:`Alert` back from :meth:`Alert.to_dict` (as stored or published);
+    ``ValueError`` naming what is missing or malformed.
+
+    >>> a = AlertManager().raise_alert("power", "ewma_high", 310.0, severity="warning")
+    >>> alert_from_dict(a.to_dict()) == a
+    True
+    """
+    missing = [k for k in ("id", "severity", "rule", "metric") if not data.get(k)]
+    if missing:
+        raise ValueError(f"an alert needs {', '.join(missing)}; got {dict(data)!r:.200}")
+    kw = {k: v for k, v in data.items() if k in _ALERT_FIELDS}
+    for k in _ALERT_TIMES:
+        if isinstance(kw.get(k), str):
+            try:
+                kw[k] = datetime.fromisoformat(kw[k])
+            except ValueError:
+                raise ValueError(f"alert {data['id']!r}: {k} is not a time: {kw[k]!r}") from None
+    if kw.get("value") is None:
+        kw["value"] = float("nan")
+    kw["details"] = dict(kw.get("details") or {})
+    return Alert(**kw)
+
+
+@runtime_checkable
+class MachineSource(Protocol):
+    """What a machine's dashboard reads and asks: implemented by
+    :class:`~am_qadf.live_monitor.LiveMonitor` and
+    :class:`~am_qadf.fleet.remote_machine.RemoteMachine`.
+
+    Actions take who asked (``by``) and raise ``PermissionError`` (not allowed),
+    ``ValueError`` (bad argument), ``KeyError`` (unknown alert) or ``RuntimeError`` (not
+    possible now, or not offered: see :attr:`actions`).
+    """
+
+    profile: MachineProfile
+
+    @property
+    def actions(self) -> frozenset[str]:
+        """The operator actions this source offers (of :data:`ALL_ACTIONS`)."""
+        ...
+
+    @property
+    def simulated(self) -> bool:
+        """True when test defects may be injected (a simulated build)."""
+        ...
+
+    @property
+    def has_history(self) -> bool:
+        """True when stored history can be queried here."""
+        ...
+
+    # status and signals
+    def monitor_snapshot(self) -> MonitorSnapshot: ...
+
+    def signal_newest(self, name: str) -> float | None: ...
+
+    def signal_window(self, name: str, seconds: float) -> SignalWindow: ...
+
+    def buffered_seconds(self) -> float: ...
+
+    # voxels and layers
+    def grid_info(self) -> GridInfo: ...
+
+    def voxel_signals(self) -> list[str]: ...
+
+    def take_updated_bricks(self, viewer: str) -> tuple[np.ndarray, bool]: ...
+
+    def occupied(self, signal: str) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def voxel_values(self, signal: str, ijk: np.ndarray) -> np.ndarray: ...
+
+    def forget_viewer(self, viewer: str) -> None: ...
+
+    def build_layers(self, k: int) -> tuple[int, int] | None: ...
+
+    def voxel_layer(self, build_layer: int) -> int | None: ...
+
+    # alerts
+    def alert_counts(self) -> AlertCounts: ...
+
+    def alert_list(self, limit: int | None = None, *, state: str | None = None) -> list[Alert]: ...
+
+    def active_alerts(
+        self, *, severity: str | None = None, include_acknowledged: bool = True
+    ) -> list[Alert]: ...
+
+    # SPC
+    def spc_state(self, chart: str | None = None) -> dict[str, Any]: ...
+
+    def spc_kinds(self, signal: str) -> list[str]: ...
+
+    def spc_series(
+        self, chart: str, signal: str, seconds: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def spc_violations(self, chart: str, signal: str | None = None) -> list[dict[str, Any]]: ...
+
+    def baseline_info(self) -> dict[str, Any]: ...
+
+    # history
+    def history_disk(self) -> dict[str, Any]: ...
+
+    def query_history(
+        self,
+        start: datetime,
+        end: datetime,
+        filters: dict[str, Any] | None = None,
+        limit: int = 50_000,
+    ) -> list[dict[str, Any]]: ...
+
+    # operator actions
+    def pause(self, *, by: str | None = None) -> None: ...
+
+    def resume(self, *, by: str | None = None) -> None: ...
+
+    def seek_to_beginning(self, timeout: float = 30.0, *, by: str | None = None) -> None: ...
+
+    def acknowledge(self, alert_id: str, by: str | None = None) -> dict[str, Any]: ...
+
+    def clear_alert(self, alert_id: str, *, by: str | None = None) -> dict[str, Any]: ...
+
+    def relearn_baseline(self, by: str | None = None, timeout: float = 30.0) -> None: ...
+
+    def inject_test_defect(
+        self, n_points: int = 60, temperature: float = 2650.0, *, by: str | None = None
+    ) -> int: ...
+
+    def delete_history(self, keep_hours: float, *, by: str | None = None) -> int: ...
