@@ -588,8 +588,8 @@ class LiveMonitor:
             buf = self._spc_series.get((chart, signal))
         if buf is None:
             return np.empty((0, 3)), np.empty(0, dtype=np.int64)
-        if seconds is None:
-            seconds = float(np.finfo(np.float32).max)
+        if seconds is None:  # all kept: longer than any series, still in int64 microseconds
+            seconds = 1e12
         return buf.get_time_window_arrays(seconds)
 
     def spc_violations(self, chart: str, signal: str | None = None) -> list[dict[str, Any]]:

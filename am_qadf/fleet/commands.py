@@ -33,7 +33,15 @@ from .state_store import StateStore, check_machine_id
 __all__ = ["FLEET_ACTIONS", "Command", "parse_command", "send_action"]
 
 #: What an operator may ask a machine's worker to do.
-FLEET_ACTIONS: tuple[str, ...] = ("pause", "resume", "acknowledge", "relearn_baseline")
+FLEET_ACTIONS: tuple[str, ...] = (
+    "pause",
+    "resume",
+    "acknowledge",
+    "clear_alert",
+    "relearn_baseline",
+)
+#: The actions that name an alert.
+_ALERT_ACTIONS = frozenset({"acknowledge", "clear_alert"})
 _MAX_TEXT = 200
 _KEYS = frozenset({"action", "by", "alert_id", "issued_at"})
 
@@ -69,10 +77,10 @@ def parse_command(raw: Any) -> Command:
 
     >>> parse_command({"action": "acknowledge", "by": "ada", "alert_id": "a7"}).alert_id
     'a7'
-    >>> parse_command({"action": "rm -rf", "by": "ada"})
+    >>> parse_command({"action": "rm -rf", "by": "ada"})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown action 'rm -rf'; one of pause, resume, acknowledge, relearn_baseline
+    ValueError: unknown action 'rm -rf'; one of pause, resume, acknowledge, ...
     """
     if not isinstance(raw, dict):
         raise ValueError(f"a command must be a JSON object, got {type(raw).__name__}")
@@ -83,8 +91,8 @@ def parse_command(raw: Any) -> Command:
     if action not in FLEET_ACTIONS:
         raise ValueError(f"unknown action {action!r:.80}; one of {', '.join(FLEET_ACTIONS)}")
     by = _text(raw, "by")
-    alert_id = _text(raw, "alert_id") if action == "acknowledge" else None
-    if action != "acknowledge" and "alert_id" in raw:
+    alert_id = _text(raw, "alert_id") if action in _ALERT_ACTIONS else None
+    if action not in _ALERT_ACTIONS and "alert_id" in raw:
         raise ValueError(f"{action} takes no alert_id")
     issued = raw.get("issued_at", 0.0)
     if isinstance(issued, bool) or not isinstance(issued, int | float):

@@ -44,6 +44,14 @@ log = logging.getLogger(__name__)
 WINDOW_SECONDS = 10.0
 #: Most voxels one brick delta carries values for (bounds one state-store entry).
 MAX_DELTA_VOXELS = 200_000
+#: Seconds between two writes of the heavier dashboard state (voxel state, SPC series,
+#: rule violations): the snapshot, alerts, windows and deltas go every publish.
+SLOW_STATE_S = 2.0
+#: Most voxels the voxel state holds (16 bytes each: 32 MiB); beyond, a dashboard that
+#: opens later draws what the deltas it reads bring.
+MAX_STATE_VOXELS = 2_000_000
+#: Newest rule violations published per chart.
+MAX_VIOLATIONS = 200
 _VIEWER = "fleet-state"
 
 
@@ -103,6 +111,11 @@ class MachinePipeline:
         self._aliases: dict[str, str] = {}
         self._rate_mark = (time.monotonic(), 0)
         self._rate = 0.0
+        self._slow_at = 0.0  # monotonic time of the latest heavy write
+        self._bricks_since_slow = True  # voxels changed since the voxel state was written
+        #: Voxel redraws (a new build or a replay cleared the grid): readers reload.
+        self.voxel_generation = 0
+        self._voxels_seen = False
         self.dirty = True
         self.monitor.alerts.add_listener(self._on_alert)
 
@@ -155,12 +168,15 @@ class MachinePipeline:
             self.paused = True
         elif command.action == "resume":
             self.paused = False
-        elif command.action == "acknowledge":
+        elif command.action in ("acknowledge", "clear_alert"):
             asked = command.alert_id or ""
             own = next((n for n, p in self._aliases.items() if p == asked), asked)
-            alert = self.monitor.acknowledge(own, by=command.by)
+            if command.action == "acknowledge":
+                alert, event = self.monitor.acknowledge(own, by=command.by), "acknowledged"
+            else:
+                alert, event = self.monitor.clear_alert(own, by=command.by), "cleared"
             with self._lock:
-                self._alert_events.append({**alert, "id": asked, "event": "acknowledged"})
+                self._alert_events.append({**alert, "id": asked, "event": event})
         elif command.action == "relearn_baseline":
             self.monitor.relearn_baseline(by=command.by)
         with self._lock:
@@ -243,24 +259,85 @@ class MachinePipeline:
             return None
         return (ijk, values) if len(ijk) <= MAX_DELTA_VOXELS else None
 
+    def view(self) -> dict[str, Any]:
+        """What one machine's dashboard shows beyond the snapshot (JSON-ready, a few kB):
+        the monitor's status figures, grid geometry, build layers seen per voxel layer,
+        alert counts, SPC chart kinds and the states of the charts run beside each
+        signal's own, and the voxel generation (readers reload voxels when it moves)."""
+        mon = self.monitor
+        snap = dataclasses.asdict(mon.monitor_snapshot())
+        snap.pop("health", None)  # the pipeline's own client consumes nothing
+        stamp = snap.get("newest_timestamp")
+        snap["newest_timestamp"] = stamp.isoformat() if hasattr(stamp, "isoformat") else stamp
+        layers = [
+            (k, *seen) for k in range(mon.grid_info().dims[2]) if (seen := mon.build_layers(k))
+        ]
+        spc = mon.spc
+        signals = list(spc.signals) if spc is not None else []
+        return {
+            "snapshot": snap,
+            "published_at": time.time(),
+            "grid": dataclasses.asdict(mon.grid_info()),
+            "layers": layers,
+            "alert_counts": dataclasses.asdict(mon.alert_counts()),
+            "buffered_seconds": mon.buffered_seconds(),
+            "spc_kinds": {s: mon.spc_kinds(s) for s in signals if isinstance(s, str)},
+            "spc_charts": {k: mon.spc_state(k) for k in mon.config.spc_charts},
+            "voxel_generation": self.voxel_generation,
+        }
+
+    def _publish_slow(self, store: StateStore) -> None:
+        """The heavier state, every :data:`SLOW_STATE_S`: SPC series and violations of
+        every chart, and the voxel state (when voxels changed since)."""
+        mon = self.monitor
+        kinds = {(k, s) for s, ks in self.view_kinds().items() for k in ks}
+        series = {(k, s): mon.spc_series(k, s) for k, s in sorted(kinds)}
+        store.put_spc_series(self.machine_id, {key: v for key, v in series.items() if len(v[1])})
+        violations = {k: mon.spc_violations(k)[-MAX_VIOLATIONS:] for k in {k for k, _ in kinds}}
+        store.put_view_part(self.machine_id, "violations", violations)
+        if self._bricks_since_slow and self.profile.signal_names:
+            ijk, values = mon.occupied(self.profile.signal_names[0])
+            if len(ijk) <= MAX_STATE_VOXELS:
+                store.put_voxels(self.machine_id, ijk, values)
+                self._bricks_since_slow = False
+
+    def view_kinds(self) -> dict[str, list[str]]:
+        """The chart kinds run on each charted signal (:meth:`LiveMonitor.spc_kinds`)."""
+        spc = self.monitor.spc
+        names = [s for s in (spc.signals if spc is not None else []) if isinstance(s, str)]
+        return {s: self.monitor.spc_kinds(s) for s in names}
+
     def publish(self, store: StateStore, worker: str) -> None:
         """Write the machine's derived state to ``store``: snapshot, new alert events,
-        SPC state, signal windows and the bricks changed since the last publish."""
+        SPC state, signal windows, the bricks changed since the last publish and the
+        machine's view; every :data:`SLOW_STATE_S` also SPC series, rule violations
+        and the voxel state."""
         with self._lock:
             self.dirty = False
             events = list(self._alert_events)
             self._alert_events.clear()
-        bricks, _full = self.monitor.take_updated_bricks(_VIEWER)
+        bricks, full = self.monitor.take_updated_bricks(_VIEWER)
+        if full and self._voxels_seen:  # the grid was cleared (new build or replay)
+            self.voxel_generation += 1
+            self._slow_at = 0.0
+            self._bricks_since_slow = True
+        self._voxels_seen = True
         if events:
             store.add_alerts(self.machine_id, events)
         if len(bricks):
             store.add_bricks(self.machine_id, bricks, self._voxels(bricks))
+            self._bricks_since_slow = True
         spc = self.monitor.spc_state()
         if spc:
             store.put_spc(self.machine_id, spc)
         windows = self.windows()
         if windows:
             store.put_windows(self.machine_id, windows)
+        now = time.monotonic()
+        if now - self._slow_at >= SLOW_STATE_S:
+            self._slow_at = now
+            self._publish_slow(store)
+        store.put_view(self.machine_id, self.view())
         store.put_snapshot(self.snapshot(worker))
 
 

@@ -8,7 +8,12 @@ Per machine the store keeps:
 * **SPC state** — the latest chart results, overwritten;
 * **signal windows** — the recent values of each live signal, downsampled for display;
 * **voxel brick deltas** — a bounded stream of changed bricks; a reader whose cursor
-  fell behind what is kept is told to redraw everything;
+  fell behind what is kept is told to redraw everything, from the **voxel state**: every
+  occupied voxel's display value with the delta cursor it is current at, rewritten
+  every few seconds;
+* a **machine view** — what one machine's dashboard shows beyond the snapshot (status
+  reports, grid geometry, build layers, alert counts, SPC chart states and rule
+  violations), and the **SPC series** (each chart's statistic over time, downsampled);
 * a **control stream** — operator commands for the worker that owns the machine.
 
 Every write also appends to one bounded *changes* stream, so a reader blocks in
@@ -62,6 +67,7 @@ __all__ = [
     "StateStore",
     "check_machine_id",
     "downsample",
+    "downsample_index",
     "open_state_store",
 ]
 
@@ -97,9 +103,22 @@ def downsample(
     >>> downsample(t, v, 4)[1].tolist()
     [0.0, 9.0, 1.0, -5.0]
     """
+    if len(values) <= max_points:
+        return np.asarray(times), np.asarray(values)
+    keep = downsample_index(values, max_points)
+    return np.asarray(times)[keep], np.asarray(values, dtype=float)[keep]
+
+
+def downsample_index(values: np.ndarray, max_points: int) -> np.ndarray:
+    """Positions of the points :func:`downsample` keeps (all of them when there are
+    at most ``max_points``), in order: for series whose rows carry more than a value.
+
+    >>> downsample_index(np.array([0, 9, 1, 1, 1, 1, 1, 1, -5, 1.0]), 4).tolist()
+    [0, 1, 5, 8]
+    """
     n = len(values)
     if n <= max_points:
-        return np.asarray(times), np.asarray(values)
+        return np.arange(n)
     bins = max(1, max_points // 2)
     edges = np.linspace(0, n, bins + 1).astype(np.int64)
     starts = edges[:-1]
@@ -111,8 +130,7 @@ def downsample(
     order_max = np.lexsort((-v, bin_of))
     lo = order_min[starts]
     hi = order_max[starts]
-    keep = np.unique(np.concatenate([lo, hi]))
-    return np.asarray(times)[idx[keep]], v[keep]
+    return idx[np.unique(np.concatenate([lo, hi]))]
 
 
 @dataclass(frozen=True)
@@ -557,6 +575,96 @@ class StateStore:
         # newest first, then the first occurrence of each voxel is its newest value
         keep_ijk, first = np.unique(ijk[::-1], axis=0, return_index=True)
         return cursor, keep_ijk, values[::-1][first], full
+
+    def put_voxels(self, machine_id: str, ijk: np.ndarray, values: np.ndarray) -> None:
+        """Replace the machine's voxel state: every occupied voxel ``ijk`` ((n, 3)) with
+        its display value, current at the newest delta (write it after that delta's
+        :meth:`add_bricks`)."""
+        ijk = np.asarray(ijk, dtype=np.int32).reshape(-1, 3)
+        values = np.asarray(values, dtype=np.float32).ravel()
+        if len(ijk) != len(values):
+            raise ValueError(f"{len(ijk)} voxels but {len(values)} values")
+        cursor = self._deltas(machine_id, None)[0]
+        self._b.hset(
+            self._key(machine_id, "voxels"),
+            {"c": cursor.encode(), "v": ijk.tobytes(), "x": values.tobytes()},
+        )
+
+    def voxels(self, machine_id: str) -> tuple[str | None, np.ndarray, np.ndarray]:
+        """The voxel state: ``(cursor, ijk, values)``; apply :meth:`voxels_since`
+        ``cursor`` on top of it. ``cursor`` None: none was written.
+
+        >>> store = InProcessStateStore()
+        >>> store.add_bricks("m1", np.array([[0, 0, 0]]))
+        >>> store.put_voxels("m1", np.array([[1, 2, 3]]), np.array([7.5]))
+        >>> cursor, ijk, values = store.voxels("m1")
+        >>> ijk.tolist(), values.tolist(), store.voxels_since("m1", cursor)[3]
+        ([[1, 2, 3]], [7.5], False)
+        """
+        raw = self._b.hgetall(self._key(machine_id, "voxels"))
+        if not raw:
+            return None, np.empty((0, 3), np.int32), np.empty(0, np.float32)
+        ijk = np.frombuffer(raw["v"], np.int32).reshape(-1, 3)
+        return raw["c"].decode(), ijk, np.frombuffer(raw["x"], np.float32)
+
+    # -- one machine's dashboard ---------------------------------------------------------
+    def put_view(self, machine_id: str, view: Mapping[str, Any]) -> None:
+        """Replace what the machine's dashboard shows beyond the snapshot (a JSON
+        object; its parts written with :meth:`put_view_part` stay)."""
+        self._b.hset(self._key(machine_id, "view"), {"": _dumps(dict(view))})
+        self._touch(machine_id, "view")
+
+    def put_view_part(self, machine_id: str, part: str, value: Any) -> None:
+        """Replace one part of the machine's view that is written less often."""
+        if not part:
+            raise ValueError("a view part needs a name")
+        self._b.hset(self._key(machine_id, "view"), {part: _dumps(value)})
+
+    def view(self, machine_id: str) -> dict[str, Any]:
+        """The machine's view with its parts ({} if none).
+
+        >>> store = InProcessStateStore()
+        >>> store.put_view("m1", {"layers": [[0, 1, 3]]})
+        >>> store.put_view_part("m1", "violations", {"ewma": []})
+        >>> store.put_view("m1", {"layers": [[0, 1, 4]]})
+        >>> store.view("m1")
+        {'layers': [[0, 1, 4]], 'violations': {'ewma': []}}
+        """
+        raw = self._b.hgetall(self._key(machine_id, "view"))
+        out = orjson.loads(raw.pop("")) if "" in raw else {}
+        out.update({k: orjson.loads(v) for k, v in raw.items()})
+        return out
+
+    def put_spc_series(
+        self, machine_id: str, series: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]]
+    ) -> None:
+        """Replace SPC series: ``{(chart, signal): (rows, epoch_us)}``, rows ``(n, 3)``
+        (statistic, build layer, point index), each cut to ``window_points`` rows
+        (:func:`downsample_index` on the statistic)."""
+        mapping = {}
+        for (chart, signal), (rows, us) in series.items():
+            rows = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+            keep = downsample_index(rows[:, 0], self.window_points)
+            packed = np.asarray(us, dtype=np.int64)[keep].tobytes()
+            mapping[f"{chart}\x1f{signal}"] = packed + rows[keep].astype(np.float32).tobytes()
+        if mapping:
+            self._b.hset(self._key(machine_id, "spcseries"), mapping)
+
+    def spc_series(self, machine_id: str, chart: str, signal: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, epoch_us)`` of one published SPC series (empty if none).
+
+        >>> store = InProcessStateStore()
+        >>> store.put_spc_series("m1", {("ewma", "t"): (np.ones((5, 3)), np.arange(5))})
+        >>> rows, us = store.spc_series("m1", "ewma", "t")
+        >>> rows.shape, us.tolist()
+        ((5, 3), [0, 1, 2, 3, 4])
+        """
+        raw = self._b.hgetall(self._key(machine_id, "spcseries")).get(f"{chart}\x1f{signal}")
+        if not raw:
+            return np.empty((0, 3)), np.empty(0, dtype=np.int64)
+        n = len(raw) // 20  # 8 bytes of time and 3 x 4 bytes of row per point
+        us = np.frombuffer(raw[: 8 * n], np.int64)
+        return np.frombuffer(raw[8 * n :], np.float32).reshape(n, 3).astype(np.float64), us
 
     # -- control -------------------------------------------------------------------------
     def send_command(self, machine_id: str, command: Mapping[str, Any]) -> str:

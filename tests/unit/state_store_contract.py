@@ -129,3 +129,40 @@ class StateStoreContract:
         store.add_bricks("m1", np.array([[0, 0, 0]]))
         store.clear()
         assert store.machines() == [] and store.snapshot("m1") is None
+
+    def test_view_and_its_parts(self, store: StateStore) -> None:
+        assert store.view("m1") == {}
+        store.put_view_part("m1", "violations", {"ewma": [{"rule": 1}]})
+        store.put_view("m1", {"layers": [[0, 1, 3]], "grid": {"dims": [4, 4, 2]}})
+        store.put_view("m1", {"layers": [[0, 1, 4]]})  # replaced; the part stays
+        assert store.view("m1") == {"layers": [[0, 1, 4]], "violations": {"ewma": [{"rule": 1}]}}
+        with pytest.raises(ValueError, match="needs a name"):
+            store.put_view_part("m1", "", 1)
+
+    def test_spc_series_are_cut_and_round_trip(self, store: StateStore) -> None:
+        n = store.window_points * 5
+        rows = np.column_stack([np.sin(np.arange(n) / 50.0), np.full(n, 7.0), np.arange(n)])
+        rows[1234, 0] = 40.0  # a peak survives the cut
+        us = 1_700_000_000_000_000 + np.arange(n) * 1000
+        store.put_spc_series(
+            "m1", {("ewma", "temperature"): (rows, us), ("imr", "x"): (rows[:5], us[:5])}
+        )
+        got, t = store.spc_series("m1", "ewma", "temperature")
+        assert len(t) <= store.window_points and got.shape == (len(t), 3)
+        assert np.all(np.diff(t) > 0) and 40.0 in got[:, 0] and set(got[:, 1]) == {7.0}
+        got, t = store.spc_series("m1", "imr", "x")
+        np.testing.assert_allclose(got, rows[:5], rtol=1e-6)
+        assert t.tolist() == us[:5].tolist()
+        assert store.spc_series("m1", "cusum", "x")[0].shape == (0, 3)
+
+    def test_voxel_state_with_the_deltas_after_it(self, store: StateStore) -> None:
+        assert store.voxels("m1")[0] is None
+        store.add_bricks("m1", np.array([[0, 0, 0]]), (np.array([[1, 1, 1]]), np.array([1.0])))
+        store.put_voxels("m1", np.array([[1, 1, 1], [2, 2, 2]]), np.array([1.0, 2.0]))
+        store.add_bricks("m1", np.array([[0, 0, 0]]), (np.array([[2, 2, 2]]), np.array([5.0])))
+        cursor, ijk, values = store.voxels("m1")
+        assert ijk.tolist() == [[1, 1, 1], [2, 2, 2]] and values.tolist() == [1.0, 2.0]
+        _, later, later_values, full = store.voxels_since("m1", cursor)
+        assert not full and later.tolist() == [[2, 2, 2]] and later_values.tolist() == [5.0]
+        with pytest.raises(ValueError, match="2 voxels but 1 values"):
+            store.put_voxels("m1", np.zeros((2, 3)), np.zeros(1))
