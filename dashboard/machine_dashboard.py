@@ -123,8 +123,10 @@ class Dashboard(pn.viewable.Viewer):
     """Live signals, SPC, 3D voxels, layer map, alerts, controls, history and health.
 
     Args:
-        monitor: the shared :class:`~am_qadf.live_monitor.LiveMonitor` (default: the
-            process-wide one from :func:`dashboard.pipeline_cache.get_monitor`).
+        monitor: the machine shown, a :class:`~am_qadf.machine_view.MachineSource`: the
+            shared :class:`~am_qadf.live_monitor.LiveMonitor` (default: the process-wide
+            one from :func:`dashboard.pipeline_cache.get_monitor`) or a fleet machine's
+            :class:`~am_qadf.fleet.remote_machine.RemoteMachine`.
         kiosk: shop-floor layout (dark, large type, no controls, self-reloading).
         period_ms: refresh period of this session.
     """
