@@ -207,7 +207,15 @@ class RemoteMachine:
                 "occupied_voxels": s.occupied_voxels,
                 "alerts_active": sum(s.alerts_active.values()),
                 "stats": stats,
-                "topic": f"worker {s.worker}" if s.worker else "",
+                # the machine's messages are consumed by its worker, not here
+                "health": {
+                    "broker": "kafka",
+                    "bootstrap_servers": [f"worker {s.worker or '?'}"],
+                    "consumer_state": "stopped"
+                    if feed == "stale"
+                    else ("paused" if state == "paused" else "running"),
+                },
+                "topic": "",
             }
         )
 
