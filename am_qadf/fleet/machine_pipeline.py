@@ -29,6 +29,7 @@ import numpy as np
 
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
 from am_qadf.machine_profile import MachineProfile
+from am_qadf.machine_view import MonitorSnapshot
 from am_qadf.monitoring.alerts import Alert
 from am_qadf.streaming import StreamingConfig, StreamStorage
 from am_qadf.streaming.streaming_result import StreamingResult
@@ -193,9 +194,10 @@ class MachinePipeline:
             self._newest_alert = event
 
     # -- publishing --------------------------------------------------------------------
-    def snapshot(self, worker: str) -> MachineSnapshot:
-        """The machine's figures now, as published by ``worker``."""
-        s = self.monitor.snapshot()
+    def snapshot(self, worker: str, status: MonitorSnapshot | None = None) -> MachineSnapshot:
+        """The machine's figures now, as published by ``worker`` (from the monitor's
+        ``status`` when the caller has it already)."""
+        s = status or self.monitor.monitor_snapshot()
         now = time.monotonic()
         with self._lock:
             t0, n0 = self._rate_mark
@@ -208,26 +210,26 @@ class MachinePipeline:
         by_severity: dict[str, int] = {}
         for a in active:
             by_severity[a.severity] = by_severity.get(a.severity, 0) + 1
-        layer = s["current_layer"]
-        stamp = s["newest_timestamp"]
+        layer = s.current_layer
+        stamp = s.newest_timestamp
         return MachineSnapshot(
             machine_id=self.machine_id,
             name=self.profile.machine.title,
             state="paused" if self.paused else ("running" if counts[0] else "idle"),
             worker=worker,
-            build_id=None if s["build_id"] is None else str(s["build_id"]),
+            build_id=None if s.build_id is None else str(s.build_id),
             layer=int(layer) if isinstance(layer, int | float) else None,
             newest_timestamp=stamp.isoformat() if hasattr(stamp, "isoformat") else stamp,
             messages=counts[0],
             rate=round(counts[3], 1),
             dead_lettered=counts[1],
             held=counts[2],
-            errors=int(s["stats"]["errors"]),
-            occupied_voxels=int(s["occupied_voxels"]),
+            errors=int(s.stats["errors"]),
+            occupied_voxels=int(s.occupied_voxels),
             alerts_active=by_severity,
             newest_alert=newest,
-            problems=tuple(s["profile"]["problems"]),
-            baseline=str(s["baseline"].get("origin", "")),
+            problems=tuple(s.profile["problems"]),
+            baseline=str(s.baseline.get("origin", "")),
             control_cursor=self.control_cursor,
             last_command=self.last_command,
             updated_at=time.time(),
@@ -259,13 +261,15 @@ class MachinePipeline:
             return None
         return (ijk, values) if len(ijk) <= MAX_DELTA_VOXELS else None
 
-    def view(self) -> dict[str, Any]:
+    def view(self, status: MonitorSnapshot | None = None) -> dict[str, Any]:
         """What one machine's dashboard shows beyond the snapshot (JSON-ready, a few kB):
         the monitor's status figures, grid geometry, build layers seen per voxel layer,
         alert counts, SPC chart kinds and the states of the charts run beside each
         signal's own, and the voxel generation (readers reload voxels when it moves)."""
         mon = self.monitor
-        snap = dataclasses.asdict(mon.monitor_snapshot())
+        status = status or mon.monitor_snapshot()
+        # shallow: its reports are serialized as they are, not copied first
+        snap = {f.name: getattr(status, f.name) for f in dataclasses.fields(status)}
         snap.pop("health", None)  # the pipeline's own client consumes nothing
         stamp = snap.get("newest_timestamp")
         snap["newest_timestamp"] = stamp.isoformat() if hasattr(stamp, "isoformat") else stamp
@@ -337,8 +341,9 @@ class MachinePipeline:
         if now - self._slow_at >= SLOW_STATE_S:
             self._slow_at = now
             self._publish_slow(store)
-        store.put_view(self.machine_id, self.view())
-        store.put_snapshot(self.snapshot(worker))
+        status = self.monitor.monitor_snapshot()  # one for both
+        store.put_view(self.machine_id, self.view(status))
+        store.put_snapshot(self.snapshot(worker, status))
 
 
 def _alert_key(event: Mapping[str, Any]) -> tuple[Any, ...]:
