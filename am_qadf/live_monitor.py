@@ -31,6 +31,7 @@ from am_qadf.machine_view import (
     GridInfo,
     MonitorSnapshot,
     SignalWindow,
+    chart_state,
 )
 from am_qadf.monitoring.alerts import Alert
 from am_qadf.streaming import KafkaProducer, StreamingClient, StreamingConfig, StreamStorage
@@ -910,13 +911,7 @@ class LiveMonitor:
         with self._lock:
             main = dict(self._spc)
             extra = dict(self._spc_kinds.get(chart, {})) if chart is not None else {}
-        if chart is None:
-            return main
-        signals = dict(extra.get("signals") or {})
-        for sig, st in (main.get("signals") or {}).items():
-            if st.get("chart") == chart:
-                signals[sig] = st  # the signal's own chart is of this kind
-        return {**extra, "signals": signals}
+        return main if chart is None else chart_state(main, extra, chart)
 
     def _replayed(self, processed: int) -> int:
         """Messages among ``processed`` that were delivered again by replays: after a

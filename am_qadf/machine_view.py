@@ -37,6 +37,7 @@ __all__ = [
     "MonitorSnapshot",
     "SignalWindow",
     "alert_from_dict",
+    "chart_state",
 ]
 
 #: Operator actions a source may offer (each is an :class:`AccessPolicy` action name).
@@ -238,6 +239,23 @@ def alert_from_dict(data: Mapping[str, Any]) -> Alert:
         kw["value"] = float("nan")
     kw["details"] = dict(kw.get("details") or {})
     return Alert(**kw)
+
+
+def chart_state(own: Mapping[str, Any], beside: Mapping[str, Any], chart: str) -> dict[str, Any]:
+    """The SPC state of the ``chart`` kind: the results of the charts of that kind run
+    beside the signals' own (``beside``), with each signal whose own chart is of that
+    kind taken from ``own`` (the signals' own charts' results).
+
+    >>> own = {"signals": {"t": {"chart": "ewma", "center": 1.0}}}
+    >>> beside = {"signals": {"p": {"chart": "imr"}}, "n": 2}
+    >>> sorted(chart_state(own, beside, "imr")["signals"]), chart_state(own, {}, "ewma")
+    (['p'], {'signals': {'t': {'chart': 'ewma', 'center': 1.0}}})
+    """
+    signals = dict(beside.get("signals") or {})
+    for sig, st in (own.get("signals") or {}).items():
+        if st.get("chart") == chart:
+            signals[sig] = st  # the signal's own chart is of this kind
+    return {**beside, "signals": signals}
 
 
 @runtime_checkable

@@ -48,6 +48,7 @@ from am_qadf.machine_view import (
     MonitorSnapshot,
     SignalWindow,
     alert_from_dict,
+    chart_state,
 )
 from am_qadf.monitoring.alerts import Alert
 from am_qadf.streaming.brick_changes import BrickChangeLog
@@ -360,12 +361,7 @@ class RemoteMachine:
         main = self._read("spc", lambda: self.store.spc(self.machine_id))
         if chart is None:
             return main
-        extra = dict((self._view().get("spc_charts") or {}).get(chart) or {})
-        signals = dict(extra.get("signals") or {})
-        for sig, st in (main.get("signals") or {}).items():
-            if st.get("chart") == chart:
-                signals[sig] = st
-        return {**extra, "signals": signals}
+        return chart_state(main, (self._view().get("spc_charts") or {}).get(chart) or {}, chart)
 
     def spc_kinds(self, signal: str) -> list[str]:
         """The chart kinds run on ``signal``, its own first."""
