@@ -416,6 +416,8 @@ class HistoryView(MonitorView):
             disabled=not self.permitted("delete_old_data"),  # viewers see it greyed out
         )
         self.delete.on_click(lambda _: self.delete_old_data())
+        # a fleet machine's page does not delete the fleet's history
+        self.keep_hours.visible = self.delete.visible = "delete_old_data" in self.monitor.actions
         self.info = html_pane(
             "Choose a time range and press <b>Run query</b>.",
             sizing_mode="stretch_width",

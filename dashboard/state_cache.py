@@ -25,11 +25,13 @@ import panel as pn
 from am_qadf.fleet.remote_machine import RemoteMachine
 from am_qadf.fleet.state_store import StateStore, open_state_store
 from am_qadf.machine_profile import MachineProfile
+from am_qadf.streaming import StreamingConfig, StreamStorage
 
 __all__ = [
     "STATE_ENV",
     "get_remote_machine",
     "get_state_store",
+    "history_store",
     "machine_choice_html",
     "shutdown_state_store",
     "state_url",
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 STATE_ENV = "AMQADF_STATE"
 _STORE_KEY = "am_qadf_state_store"
 _MACHINES_KEY = "am_qadf_remote_machines"
+_HISTORY_KEY = "am_qadf_fleet_history"
 _LOCK = threading.Lock()
 
 
@@ -70,16 +73,40 @@ def get_state_store() -> StateStore:
         return store
 
 
+def history_store() -> StreamStorage | None:
+    """The history the workers write to, for queries (MongoDB at ``AMQADF_MONGO_URI``;
+    None without one: a worker's embedded history file is its own)."""
+    with _LOCK:
+        if _HISTORY_KEY not in pn.state.cache:
+            cfg = StreamingConfig.from_env()
+            uri = cfg.mongodb_uri if cfg.enable_mongodb_storage else None
+            pn.state.cache[_HISTORY_KEY] = (
+                StreamStorage(
+                    None,
+                    uri,
+                    max_rows=cfg.query_max_rows,
+                    query_timeout_s=cfg.query_timeout_s,
+                )
+                if uri
+                else None
+            )
+        return pn.state.cache[_HISTORY_KEY]
+
+
 def get_remote_machine(machine_id: str) -> RemoteMachine:
     """The process-wide :class:`RemoteMachine` of ``machine_id`` (made on first use,
-    with ``AMQADF_PROFILE``'s profile if set); ``ValueError`` for a malformed id,
-    ``KeyError`` for a machine the store does not know."""
+    with ``AMQADF_PROFILE``'s profile if set, and :func:`history_store`);
+    ``ValueError`` for a malformed id, ``KeyError`` for a machine the store does not
+    know."""
     store = get_state_store()
+    history = history_store()
     with _LOCK:
         machines: dict[str, RemoteMachine] = pn.state.cache.setdefault(_MACHINES_KEY, {})
         remote = machines.get(machine_id)
         if remote is None:
-            remote = RemoteMachine(store, machine_id, profile=MachineProfile.from_env())
+            remote = RemoteMachine(
+                store, machine_id, profile=MachineProfile.from_env(), history=history
+            )
             machines[machine_id] = remote
         return remote
 
@@ -89,6 +116,7 @@ def shutdown_state_store() -> None:
     with _LOCK:
         store = pn.state.cache.pop(_STORE_KEY, None)
         pn.state.cache.pop(_MACHINES_KEY, None)
+        pn.state.cache.pop(_HISTORY_KEY, None)
     if store is not None:
         try:
             store.close()

@@ -8,7 +8,8 @@ sees a message. Operator actions go to the worker through the machine's control
 stream (:func:`~am_qadf.fleet.commands.send_action`, with the same
 :class:`~am_qadf.access_policy.AccessPolicy` role check the single-process dashboard
 makes); replaying, test defects and deleting history are not offered for a fleet
-machine.
+machine. Its stored history is queried (only its own messages: ``machine_id``) when a
+``history`` store is given, e.g. the MongoDB the workers write to.
 
 Voxels are mirrored once per :class:`RemoteMachine` into a voxel grid (the display
 signal's values; the voxel state first, then the deltas after it), so every session of
@@ -51,6 +52,7 @@ from am_qadf.machine_view import (
     chart_state,
 )
 from am_qadf.monitoring.alerts import Alert
+from am_qadf.streaming import StreamStorage
 from am_qadf.streaming.brick_changes import BrickChangeLog
 from am_qadf.voxelization.voxel_grid import VoxelGrid
 
@@ -87,7 +89,8 @@ class RemoteMachine:
     ``profile`` is the machine's (default: the simulator's under this id, as a worker
     without a profile of its own uses); ``policy`` says who may act (checked here, on
     the server, before a command is sent); ``stale_after`` seconds without a publish
-    make the feed "stale". ``KeyError`` if the store has no state of the machine.
+    make the feed "stale"; ``history`` (a :class:`StreamStorage` the workers write to)
+    answers history queries. ``KeyError`` if the store has no state of the machine.
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class RemoteMachine:
         profile: MachineProfile | None = None,
         policy: AccessPolicy | None = None,
         stale_after: float = 6.0,
+        history: StreamStorage | None = None,
     ) -> None:
         self.store = store
         self.machine_id = check_machine_id(machine_id)
@@ -106,6 +110,7 @@ class RemoteMachine:
         self.profile = profile_for(machine_id, default=profile)
         self.policy = policy or AccessPolicy()
         self.stale_after = float(stale_after)
+        self.history = history
         self._cache: dict[str, tuple[float, Any]] = {}
         self._cache_lock = threading.Lock()
         self._mirror: _Mirror | None = None
@@ -171,8 +176,8 @@ class RemoteMachine:
 
     @property
     def has_history(self) -> bool:
-        """False: a fleet machine's history is queried where it is stored, not here."""
-        return False
+        """True when a history store was given."""
+        return self.history is not None
 
     # -- status and signals --------------------------------------------------------------
     def monitor_snapshot(self) -> MonitorSnapshot:
@@ -389,7 +394,7 @@ class RemoteMachine:
 
     # -- history -----------------------------------------------------------------------------
     def history_disk(self) -> dict[str, Any]:
-        """Nothing: the fleet's history is stored by the workers (MongoDB)."""
+        """No file size or retention of its own: the workers' store keeps the history."""
         return {}
 
     def query_history(
@@ -399,8 +404,13 @@ class RemoteMachine:
         filters: dict[str, Any] | None = None,
         limit: int = 50_000,
     ) -> list[dict[str, Any]]:
-        """Not offered here (``RuntimeError``)."""
-        raise RuntimeError("a fleet machine's history is not queried from its dashboard")
+        """This machine's stored messages between ``start`` and ``end`` matching
+        ``filters`` (oldest first, at most ``limit``); ``RuntimeError`` without a
+        history store."""
+        if self.history is None:
+            raise RuntimeError("no history store is configured for this dashboard")
+        mine = {**(filters or {}), "machine_id": self.machine_id}
+        return self.history.query_stream_history(start, end, mine, limit=limit)
 
     # -- operator actions ----------------------------------------------------------------------
     def _send(self, by: str | None, action: str, alert_id: str | None = None) -> str:

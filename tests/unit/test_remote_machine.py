@@ -192,3 +192,40 @@ def test_operator_actions_reach_the_owning_worker() -> None:
         assert alert.id not in {a.id for a in m3.active_alerts()}
     finally:
         worker.stop()
+
+
+def test_history_of_a_fleet_machine_is_its_own(tmp_path: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from am_qadf.streaming import StreamStorage
+    from dashboard.history_view import HistoryView
+
+    cfg = StreamingConfig.embedded(
+        kafka_bootstrap_servers=[f"memory://remote-{uuid.uuid4().hex}"],
+        storage_path=str(tmp_path),
+        max_poll_records=500,
+    )
+    _publish(cfg, "m4", _build(4, 300))
+    _publish(cfg, "m5", _build(5, 200))
+    store = InProcessStateStore()
+    worker = FleetWorker(cfg, store, publish_interval=0.05).start()
+    try:
+        assert worker.wait_until(lambda: len(store.snapshots()) == 2)
+        storage = worker.client.storage
+        lo, hi = datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1)
+        assert worker.wait_until(
+            lambda: storage.flush_spool() >= 0 and len(storage.query_stream_history(lo, hi)) == 560
+        )
+    finally:
+        worker.stop()
+    history = StreamStorage(path=tmp_path / "history.sqlite3")  # what the worker wrote
+    m5 = RemoteMachine(store, "m5", history=history)
+    assert RemoteMachine(store, "m5").has_history is False
+    with pytest.raises(RuntimeError, match="no history store"):
+        RemoteMachine(store, "m5").query_history(lo, hi)
+    docs = m5.query_history(lo, hi, {"machine_id": "m4"})  # its own, whatever is asked
+    assert len(docs) == 230 and {d["machine_id"] for d in docs} == {"m5"}
+    view = HistoryView(monitor=m5)
+    assert not view.delete.visible  # a machine's page does not delete the fleet's history
+    df = view.query_now(lo, hi)
+    assert len(df) == 230 and set(df["machine_id"]) == {"m5"}
