@@ -29,6 +29,7 @@ import panel as pn
 import param
 
 from am_qadf.access_policy import AccessPolicy
+from am_qadf.fleet.remote_machine import RemoteMachine
 from am_qadf.machine_profile import MachineProfile
 from am_qadf.machine_view import MonitorSnapshot
 from am_qadf.streaming import to_utc
@@ -404,11 +405,19 @@ class Dashboard(pn.viewable.Viewer):
                 view.refresh(self._last_snap)
 
     def _sidebar(self) -> list[Any]:
-        about = html_pane(
-            '<div class="amq-about">Data flow: machine → Kafka → streaming client → '
-            "voxel grid, SPC, alerts → this page. Each session reads snapshots; pause, "
-            "replay and history queries call the library directly.</div>"
-        )
+        if isinstance(self.monitor, RemoteMachine):
+            flow = (
+                "Data flow: machine → Kafka → its worker (voxel grid, SPC, alerts) → "
+                "state store → this page, which reads derived state only; operator actions "
+                "go to the machine's worker."
+            )
+        else:
+            flow = (
+                "Data flow: machine → Kafka → streaming client → voxel grid, SPC, alerts → "
+                "this page. Each session reads snapshots; pause, replay and history queries "
+                "call the library directly."
+            )
+        about = html_pane(f'<div class="amq-about">{flow}</div>')
         return [
             html_pane('<div class="amq-side-title">Pipeline</div>'),
             self.controls,

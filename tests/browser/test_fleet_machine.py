@@ -101,6 +101,17 @@ def test_app_shows_the_fleet_machine_named_in_the_url(browser: Any, fleet_server
         page.context.close()
 
 
+def test_kiosk_of_a_fleet_machine(browser: Any, fleet_server: Any) -> None:
+    url, store = fleet_server
+    page = _open(browser, url + "?machine=m01&kiosk=1")
+    try:
+        tile = page.locator(".amq-k-build")
+        wait_until(lambda: store.snapshot("m01").build_id in tile.first.inner_text(), what="tile")
+        assert "m01" in page.title()
+    finally:
+        page.context.close()
+
+
 def test_an_unknown_machine_gets_the_list_of_machines(browser: Any, fleet_server: Any) -> None:
     url, _ = fleet_server
     page = _open(browser, url + "?machine=m99")
