@@ -65,6 +65,7 @@ def alert_locations(alerts: Sequence[Alert], limit: int = 500) -> tuple[np.ndarr
     not cleared yet, oldest first) that carry a location (alerts from SPC rules on a
     whole window have none).
 
+    >>> from am_qadf.monitoring.alerts import AlertManager
     >>> mgr = AlertManager()
     >>> _ = mgr.raise_alert("temperature", "threshold_high", 2600.0, severity="critical",
     ...                     x=10.0, y=20.0, z=1.5)
