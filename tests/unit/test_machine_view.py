@@ -79,10 +79,16 @@ def test_the_check_finds_a_view_reaching_into_the_pipeline():
     assert violations("self.monitor.alert_list(5); self.monitor.grid_info()") == []
 
 
+#: Not views: the module that builds and owns the embedded pipeline (and wires its
+#: counters to /metrics) may hold its parts.
+OWNERS = {"pipeline_cache.py"}
+
+
 def test_no_dashboard_view_reaches_into_the_pipeline():
     found = []
     for path in sorted((ROOT / "dashboard").glob("*.py")):
-        found += violations(path.read_text(encoding="utf-8"), path.name)
+        if path.name not in OWNERS:
+            found += violations(path.read_text(encoding="utf-8"), path.name)
     assert found == [], "views must use the MachineSource interface:\n" + "\n".join(found)
 
 

@@ -211,7 +211,7 @@ def test_history_of_a_fleet_machine_is_its_own(tmp_path: Any) -> None:
     worker = FleetWorker(cfg, store, publish_interval=0.05).start()
     try:
         assert worker.wait_until(lambda: len(store.snapshots()) == 2)
-        storage = worker.client.storage
+        storage = worker.storage
         lo, hi = datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1)
         assert worker.wait_until(
             lambda: storage.flush_spool() >= 0 and len(storage.query_stream_history(lo, hi)) == 560
