@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SEVERITIES", "STATES", "Alert", "AlertManager", "escalation_level"]
+__all__ = [
+    "SEVERITIES",
+    "STATES",
+    "Alert",
+    "AlertManager",
+    "escalation_level",
+    "spc_episode_group",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -110,6 +117,54 @@ def _as_utc(t: Any) -> datetime | None:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
+def spc_episode_group(rule: str) -> str:
+    """Episode group of a rule (see :class:`AlertManager`): every SPC statistic of a
+    signal (rules named ``"spc:..."``) shares one; any other rule is a group of its own.
+
+    >>> spc_episode_group("spc:residual:rule_1"), spc_episode_group("threshold_high")
+    ('spc', 'threshold_high')
+    """
+    return "spc" if rule.startswith("spc:") else rule
+
+
+@dataclass
+class _Member:
+    """One rule's part in an episode: its side of the center and its newest occurrence."""
+
+    direction: int
+    last_index: int | None
+    last_time: datetime | None
+
+
+@dataclass
+class _Episode:
+    """An open episode: its current alert, the highest level reached (and where), where it
+    began, and the rules counted on it."""
+
+    alert: Alert
+    level: int
+    level_index: int | None
+    level_time: datetime | None
+    start_index: int | None
+    start_time: datetime | None
+    members: dict[str, _Member]
+
+
+def _within(pts: int | None, secs: float | None, d_index: Any, d_time: Any, back: bool) -> bool:
+    """Whether a distance (points and/or time) from a reference lies within a cooldown:
+    ``0 <= d < cooldown``, or ``|d| < cooldown`` with ``back`` (the reference may be later)."""
+    if pts is not None and d_index is not None and (back or d_index >= 0):
+        return (abs(d_index) if back else d_index) < pts or _within(None, secs, None, d_time, back)
+    if secs is None or d_time is None:
+        return False
+    lim = timedelta(seconds=secs)
+    return abs(d_time) < lim if back else timedelta(0) <= d_time < lim
+
+
+def _minus(a: Any, b: Any) -> Any:
+    return None if a is None or b is None else a - b
+
+
 class AlertManager:
     """Raise, cool down, acknowledge, clear and list alerts; thread-safe.
 
@@ -120,19 +175,29 @@ class AlertManager:
     ``cooldown_points``: an occurrence at point index ``i`` keeps the episode open
     until index ``i + cooldown_points``; ``cooldown_seconds`` does the same on
     times. Either or both may be set; an occurrence belongs to the open episode
-    while any applicable cooldown runs. So an episode ends once its rule has been
-    quiet (the statistic back in control) for the whole cooldown stretch.
+    while any applicable cooldown runs. So a rule's part in an episode ends once it
+    has been quiet (its statistic back in control) for the whole cooldown stretch.
     Clearing the alert ends its episode.
+
+    One defect, one alert: rules of a metric in the same *episode group*
+    (``episode_group(rule)``; by default :func:`spc_episode_group`, which puts every
+    SPC statistic of a signal together) share an episode. A rule of the group that
+    starts firing within one cooldown of the open episode's first occurrence is
+    taken for the same defect: it *joins* the episode (listed in
+    ``details["statistics"]`` of its alert, counted in ``repeats``), no new alert,
+    unless it escalates (a higher level, or a higher severity than the episode's).
+    One that starts later is a new defect and raises its own alert.
+    ``episode_group=None`` keeps every rule apart.
 
     An open episode never hides a new development: an occurrence with a higher
     ``level`` than the episode has reached (for SPC: the statistic at least twice
-    as far out, see :func:`escalation_level`) raises an *escalation* alert, one
-    severity step up, which carries the earlier alert's id in
-    ``details["escalates"]`` and takes over the episode. Once the episode is
+    as far out, see :func:`escalation_level`; levels of all its rules count) raises
+    an *escalation* alert, one severity step up, which carries the earlier alert's
+    id in ``details["escalates"]`` and takes over the episode. Once the episode is
     critical, a rise within a cooldown of the last one (the same defect still
     growing) only updates ``details["level"]``; a rise after the peak has held for
-    a whole cooldown is raised. One in the opposite ``direction`` (the other side
-    of the center) begins a new episode.
+    a whole cooldown is raised. A rule that goes to the other ``direction`` (the
+    other side of the center) begins a new episode.
     ``history_size`` bounds how many alerts are kept (oldest dropped first).
 
     >>> m = AlertManager(cooldown_points=100)
@@ -146,6 +211,11 @@ class AlertManager:
     >>> e = m.raise_alert("temperature", "threshold_high", 9e3, index=60, level=2)
     >>> e.severity, e.details["escalates"] == a.id      # escalated, one step up
     ('critical', True)
+    >>> s = m.raise_alert("area", "spc:ewma:rule_1", 1.0, index=100)
+    >>> m.raise_alert("area", "spc:residual:rule_1", 9.0, index=150) is None  # joins it
+    True
+    >>> m.get(s.id).details["statistics"]
+    ['spc:ewma:rule_1', 'spc:residual:rule_1']
     """
 
     def __init__(
@@ -155,6 +225,7 @@ class AlertManager:
         cooldown_seconds: float | None = None,
         history_size: int = 10_000,
         id_prefix: str = "alert",
+        episode_group: Callable[[str], str] | None = spc_episode_group,
     ) -> None:
         if cooldown_points is not None and (
             isinstance(cooldown_points, bool)
@@ -174,17 +245,18 @@ class AlertManager:
             )
         if isinstance(history_size, bool) or not isinstance(history_size, int) or history_size < 1:
             raise ValueError(f"history_size must be an int >= 1, got {history_size!r}")
+        if episode_group is not None and not callable(episode_group):
+            raise ValueError(f"episode_group must be callable or None, got {episode_group!r}")
         self.cooldown_points = cooldown_points
         self.cooldown_seconds = cooldown_seconds
         self.history_size = history_size
         self.id_prefix = str(id_prefix)
+        self.episode_group = episode_group
         self._lock = threading.RLock()
         self._alerts: deque[Alert] = deque()
         self._by_id: dict[str, Alert] = {}
-        self._last: dict[tuple[str, str], tuple[int | None, datetime | None]] = {}
-        self._episode: dict[tuple[str, str], Alert] = {}  # the alert of each open episode
-        # (level, direction, index and time the level was reached) of each open episode
-        self._episode_meta: dict[tuple[str, str], tuple[int, int, int | None, Any]] = {}
+        self._of: dict[tuple[str, str], _Episode] = {}  # (metric, rule) -> its episode
+        self._open: dict[tuple[str, str], _Episode] = {}  # (metric, group) -> newest episode
         self._overrides: dict[tuple[str, str], tuple[int | None, float | None]] = {}
         self._seq = itertools.count(1)
         self._session = uuid.uuid4().hex[:8]
@@ -208,34 +280,95 @@ class AlertManager:
     def _cooldowns(self, key: tuple[str, str]) -> tuple[int | None, float | None]:
         return self._overrides.get(key, (self.cooldown_points, self.cooldown_seconds))
 
+    def _group_key(self, key: tuple[str, str]) -> tuple[str, str]:
+        g = self.episode_group(key[1]) if self.episode_group is not None else key[1]
+        return (key[0], "\0" + str(g))  # apart from rule keys
+
     def suppressed_until(self, metric: str, rule: str) -> tuple[int | None, datetime | None]:
         """First point index and time at which ``(metric, rule)`` may alert again (None: now)."""
         key = (metric, rule)
         with self._lock:
-            last = self._last.get(key)
-            if last is None or key not in self._episode:
+            ep = self._of.get(key)
+            if ep is None:
                 return None, None
+            mem = ep.members[rule]
             pts, secs = self._cooldowns(key)
-            li, lt = last
+            li, lt = mem.last_index, mem.last_time
             return (
                 li + pts if pts is not None and li is not None else None,
                 lt + timedelta(seconds=secs) if secs is not None and lt is not None else None,
             )
 
-    def _cooling(self, key: tuple[str, str], index: int | None, time: datetime | None) -> bool:
-        last = self._last.get(key)
-        if last is None or key not in self._episode:
+    def _member_cooling(self, key: tuple[str, str], index: int | None, time: Any) -> bool:
+        ep = self._of.get(key)
+        if ep is None:
             return False
+        mem = ep.members[key[1]]
         pts, secs = self._cooldowns(key)
-        li, lt = last
-        if pts is not None and index is not None and li is not None and 0 <= index - li < pts:
-            return True
-        return (
-            secs is not None
-            and time is not None
-            and lt is not None
-            and timedelta(0) <= time - lt < timedelta(seconds=secs)
+        return _within(
+            pts, secs, _minus(index, mem.last_index), _minus(time, mem.last_time), back=False
         )
+
+    def _joinable(self, key: tuple[str, str], index: int | None, time: Any) -> _Episode | None:
+        """The open episode of the rule's group, if the occurrence belongs to it: some rule
+        of it still within its cooldown, and the episode begun within one cooldown."""
+        ep = self._open.get(self._group_key(key))
+        if ep is None:
+            return None
+        pts, secs = self._cooldowns(key)
+        began = _within(
+            pts, secs, _minus(index, ep.start_index), _minus(time, ep.start_time), back=True
+        )
+        if not began:
+            return None
+        for rule, m in ep.members.items():
+            p, s = self._cooldowns((key[0], rule))
+            if _within(p, s, _minus(index, m.last_index), _minus(time, m.last_time), back=True):
+                return ep
+        return None
+
+    def _vs_level(
+        self, ep: _Episode, key: tuple[str, str], level: int, index: Any, time: Any
+    ) -> str:
+        """``repeat`` (no higher than reached), ``rise`` (higher, kept: critical already and
+        the last rise within a cooldown) or ``escalate``."""
+        if level <= ep.level:
+            return "repeat"
+        if ep.alert.severity != SEVERITIES[-1]:
+            return "escalate"
+        # Already critical. A rise soon after the last one is the same defect still
+        # growing: kept on the alert. A rise after the peak had held for a whole cooldown
+        # is news (a new defect on top of an open episode): raised.
+        pts, secs = self._cooldowns(key)
+        d_i, d_t = _minus(index, ep.level_index), _minus(time, ep.level_time)
+        late = (pts is not None and d_i is not None and d_i >= pts) or (
+            secs is not None and d_t is not None and d_t >= timedelta(seconds=secs)
+        )
+        return "escalate" if late else "rise"
+
+    def _classify(
+        self,
+        key: tuple[str, str],
+        level: int,
+        direction: int,
+        index: Any,
+        time: Any,
+        severity: str = SEVERITIES[0],
+    ) -> tuple[str, _Episode | None]:
+        """What an occurrence is: ``repeat``/``rise``/``escalate`` on the rule's open
+        episode, ``join``/``join_rise``/``join_escalate`` of its group's, or ``new``."""
+        if self._member_cooling(key, index, time):
+            ep = self._of[key]
+            d0 = ep.members[key[1]].direction
+            if direction and d0 and direction != d0:
+                return "new", None  # the other side of the center
+            return self._vs_level(ep, key, level, index, time), ep
+        ep = self._joinable(key, index, time)
+        if ep is None:
+            return "new", None
+        if SEVERITIES.index(severity) > SEVERITIES.index(ep.alert.severity):
+            return "join_escalate", ep  # a more severe rule joins: the severity rises
+        return "join_" + self._vs_level(ep, key, level, index, time), ep
 
     # raising
     def raise_alert(
@@ -257,7 +390,8 @@ class AlertManager:
         level: int = 0,
         direction: int = 0,
     ) -> Alert | None:
-        """Raise an alert unless ``(metric, rule)`` is cooling down; return it (a copy) or None.
+        """Raise an alert unless the occurrence belongs to an open episode; return it (a
+        copy) or None.
 
         ``level`` (how far out, 0 = just beyond) and ``direction`` (+1/-1, 0 = none)
         decide whether an occurrence within the cooldown is a repeat, an escalation
@@ -270,18 +404,25 @@ class AlertManager:
         time = _as_utc(time)
         key = (metric, rule)
         level, direction = int(level), int(np.sign(direction))
+        index = None if index is None else int(index)
         with self._lock:
-            escalates: Alert | None = None
-            if self._cooling(key, index, time):
-                if self._repeats_episode(key, level, direction, index, time):
-                    self._repeat(key, 1, index, time)
-                    return None
-                if self._same_direction(key, direction):
-                    escalates = self._episode[key]
-            if escalates is not None:
+            kind, ep = self._classify(key, level, direction, index, time, severity)
+            if ep is not None and kind.startswith("join"):
+                self._join(ep, key, direction, index, time)
+                kind = kind[5:]
+            if ep is not None and kind in ("repeat", "rise"):
+                if kind == "rise":
+                    self._rise(ep, level, index, time)
+                self._repeat(key, 1, index, time)
+                return None
+            details = dict(details or {})
+            if ep is not None:  # an escalation of the open episode
+                escalates = ep.alert
                 step = min(SEVERITIES.index(escalates.severity) + 1, len(SEVERITIES) - 1)
                 severity = SEVERITIES[max(step, SEVERITIES.index(severity))]
-                details = {**(details or {}), "escalates": escalates.id, "level": level}
+                details.update(escalates=escalates.id, level=level)
+                if len(ep.members) > 1:
+                    details["statistics"] = list(ep.members)
                 if message is not None:
                     message = f"escalation: {message}"
             seq = next(self._seq)
@@ -293,13 +434,13 @@ class AlertManager:
                 value=float(value),
                 message=message if message is not None else f"{metric} {rule}: {float(value):.6g}",
                 time=time,
-                index=None if index is None else int(index),
+                index=index,
                 x=x,
                 y=y,
                 z=z,
                 layer=layer,
                 build_id=build_id,
-                details=dict(details or {}),
+                details=details,
             )
             if len(self._alerts) >= self.history_size:
                 old = self._alerts.popleft()
@@ -307,9 +448,16 @@ class AlertManager:
                 self._end_episode(old)
             self._alerts.append(alert)
             self._by_id[alert.id] = alert
-            self._episode[key] = alert
-            self._episode_meta[key] = (level, direction, alert.index, time)
-            self._last[key] = (alert.index, time)
+            if ep is not None and self._of.get(key) is ep:
+                ep.alert = alert
+                self._rise(ep, level, index, time)
+                m = ep.members[rule]
+                m.last_index, m.last_time = index, time
+            else:
+                ep = _Episode(alert, level, index, time, index, time, {})
+                ep.members[rule] = _Member(direction, index, time)
+                self._of[key] = ep
+                self._open[self._group_key(key)] = ep
             self.raised_count += 1
             listeners = list(self._listeners)
             snapshot = replace(alert, details=dict(alert.details))
@@ -320,40 +468,28 @@ class AlertManager:
                 _log.exception("alert listener %r failed", cb)
         return snapshot
 
-    def _same_direction(self, key: tuple[str, str], direction: int) -> bool:
-        d0 = self._episode_meta.get(key, (0, 0, None, None))[1]
-        return direction == 0 or d0 == 0 or direction == d0
+    def _join(
+        self, ep: _Episode, key: tuple[str, str], direction: int, index: Any, time: Any
+    ) -> None:
+        """Count rule ``key`` on episode ``ep`` from now on (listed on its alert)."""
+        rule = key[1]
+        if rule not in ep.members:
+            ep.members[rule] = _Member(direction, index, time)
+            stats = ep.alert.details.setdefault("statistics", [ep.alert.rule])
+            if rule not in stats:
+                stats.append(rule)
+        else:
+            ep.members[rule].direction = direction
+        self._of[key] = ep
 
-    def _repeats_episode(
-        self,
-        key: tuple[str, str],
-        level: int,
-        direction: int,
-        index: int | None,
-        time: datetime | None,
-    ) -> bool:
-        if not self._same_direction(key, direction):
-            return False
-        lev, d, pi, pt = self._episode_meta.get(key, (0, 0, None, None))
-        if level <= lev:
-            return True
-        if self._episode[key].severity != SEVERITIES[-1]:
-            return False
-        # Already critical. A rise soon after the last one is the same defect still
-        # growing: kept on the alert. A rise after the peak had held for a whole cooldown
-        # is news (a new defect on top of an open episode): raised.
-        pts, secs = self._cooldowns(key)
-        late = (pts is not None and index is not None and pi is not None and index - pi >= pts) or (
-            secs is not None
-            and time is not None
-            and pt is not None
-            and time - pt >= timedelta(seconds=secs)
-        )
-        if late:
-            return False
-        self._episode_meta[key] = (level, d, index if index is not None else pi, time or pt)
-        self._episode[key].details["level"] = level
-        return True
+    @staticmethod
+    def _rise(ep: _Episode, level: int, index: Any, time: Any) -> None:
+        """The episode reached ``level`` at ``index``/``time``."""
+        if level > ep.level:
+            ep.alert.details["level"] = level
+        ep.level = max(ep.level, level)
+        ep.level_index = index if index is not None else ep.level_index
+        ep.level_time = time or ep.level_time
 
     def continues_episode(
         self,
@@ -371,17 +507,17 @@ class AlertManager:
         key = (metric, rule)
         with self._lock:
             t = _as_utc(time)
-            return self._cooling(key, index, t) and self._repeats_episode(
-                key, int(level), int(np.sign(direction)), index, t
-            )
+            lv = int(level)
+            kind, ep = self._classify(key, lv, int(np.sign(direction)), index, t)
+            if kind == "rise" and ep is not None:
+                self._rise(ep, lv, index, t)
+            return kind in ("repeat", "rise")
 
     def episode_level(self, metric: str, rule: str) -> int | None:
         """Highest level reached by the open episode of ``(metric, rule)`` (None: none open)."""
-        key = (metric, rule)
         with self._lock:
-            return (
-                self._episode_meta.get(key, (0, 0, None, None))[0] if key in self._episode else None
-            )
+            ep = self._of.get((metric, rule))
+            return None if ep is None else ep.level
 
     def record_repeats(
         self,
@@ -399,7 +535,7 @@ class AlertManager:
             raise ValueError(f"count must be an int >= 0, got {count!r}")
         key = (metric, rule)
         with self._lock:
-            if key not in self._episode:
+            if key not in self._of:
                 return False
             self._repeat(key, count, last_index, _as_utc(last_time))
             return True
@@ -407,22 +543,26 @@ class AlertManager:
     def _repeat(
         self, key: tuple[str, str], count: int, index: int | None, time: datetime | None
     ) -> None:
-        alert = self._episode[key]
+        ep = self._of[key]
+        alert = ep.alert
         alert.repeats += count
         if index is not None:
             alert.last_index = int(index)
         if time is not None:
             alert.last_time = time
-        li, lt = self._last.get(key, (None, None))
-        self._last[key] = (li if index is None else int(index), lt if time is None else time)
+        m = ep.members[key[1]]
+        if index is not None:
+            m.last_index = int(index)
+        if time is not None:
+            m.last_time = time
         self.suppressed_count += count
 
     def _end_episode(self, alert: Alert) -> None:
-        key = (alert.metric, alert.rule)
-        if self._episode.get(key) is alert:
-            del self._episode[key]
-            self._episode_meta.pop(key, None)
-            self._last.pop(key, None)
+        """The episode whose current alert is ``alert`` ends."""
+        for k in [k for k, ep in self._of.items() if ep.alert is alert]:
+            del self._of[k]
+        for k in [k for k, ep in self._open.items() if ep.alert is alert]:
+            del self._open[k]
 
     def add_listener(self, callback: Callable[[Alert], None]) -> None:
         """Call ``callback(alert)`` (outside the lock) for every newly raised alert."""
@@ -548,9 +688,8 @@ class AlertManager:
         with self._lock:
             self._alerts.clear()
             self._by_id.clear()
-            self._last.clear()
-            self._episode.clear()
-            self._episode_meta.clear()
+            self._of.clear()
+            self._open.clear()
 
     @staticmethod
     def ids(alerts: Iterable[Alert]) -> list[str]:

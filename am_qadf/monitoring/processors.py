@@ -652,7 +652,9 @@ class AlertProcessor(_Processor):
         start = self._begin(view)
         raised: list[Alert] = []
         n_cand = 0
-        for c in self._candidates(view):
+        # earliest first: a statistic that fires first opens the signal's episode
+        cands = sorted(self._candidates(view), key=lambda c: c.positions[:1].tolist())
+        for c in cands:
             n_cand += int(c.positions.size)
             raised.extend(self._raise(c, view, start))
         raised.sort(key=lambda a: a.index if a.index is not None else -1)
