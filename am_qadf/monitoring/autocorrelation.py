@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ARFit", "ar_filter", "ar_impulse_response", "fit_ar"]
+__all__ = ["ARFit", "ar_filter", "ar_impulse_response", "fit_ar", "pair_limit"]
 
 _MAX_RESPONSE = 200_000  # impulse responses are cut here (sum(phi) is capped below 1)
 _MAX_PHI_SUM = 0.999  # beyond this the long-run variance is unbounded; keep limits finite
@@ -85,6 +85,35 @@ def _levinson(r: np.ndarray, p: int) -> list[tuple[np.ndarray, float]]:
     return fits
 
 
+def _upper_pair(c: float, rho: float) -> float:
+    """P(X > c and Y > c) for standard bivariate normal X, Y with correlation ``rho``:
+    the integral over x > c of phi(x)·P(Y > c | x), on a fine grid."""
+    x = np.linspace(c, c + 8.0, 401)
+    cond = 0.5 * np.array([math.erfc(v) for v in ((c - rho * x) / math.sqrt(2.0 * (1.0 - rho**2)))])
+    f = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi) * cond
+    return float(np.sum(0.5 * (f[1:] + f[:-1])) * (x[1] - x[0]))
+
+
+def pair_limit(rho: float, L: float) -> float:
+    """The limit c that two successive values of a unit Gaussian series with lag-1
+    correlation ``rho`` both exceed (on one side) as rarely as one value exceeds ``L``.
+
+    Two points in a row beyond c is a far lower bar for a short spike than one point
+    beyond L, for the same false-alert rate; the more correlated the series, the closer
+    c comes to L (successive values exceed together).
+
+    >>> round(pair_limit(0.0, 5.0), 2), round(pair_limit(0.7, 5.0), 2)
+    (3.27, 4.4)
+    """
+    target = 0.5 * math.erfc(L / math.sqrt(2.0))
+    r = min(max(float(rho), 0.0), 0.999)
+    lo, hi = 0.0, float(L)
+    for _ in range(32):  # bisection: the probability falls as c rises
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _upper_pair(mid, r) > target else (lo, mid)
+    return hi
+
+
 @dataclass(frozen=True)
 class ARFit:
     """An AR(p) model of a baseline: mean, coefficients and innovation sigma.
@@ -106,6 +135,16 @@ class ARFit:
     def long_run_sigma(self) -> float:
         """sqrt of 2π·f(0): sigma_e / |1 - sum(phi)|; sd of the mean of n points ≈ this / √n."""
         return self.sigma_e / max(1.0 - sum(self.phi), 1.0 - _MAX_PHI_SUM)
+
+    @property
+    def rho1(self) -> float:
+        """Lag-1 autocorrelation of the series.
+
+        >>> round(ARFit(0.0, (0.7,), 1.0).rho1, 6)
+        0.7
+        """
+        psi = ar_impulse_response(self.phi)
+        return float(psi[:-1] @ psi[1:] / (psi @ psi)) if psi.size > 1 else 0.0
 
     @property
     def marginal_sigma(self) -> float:

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from am_qadf.monitoring.autocorrelation import ARFit, fit_ar
+from am_qadf.monitoring.autocorrelation import ARFit, fit_ar, pair_limit
 from am_qadf.monitoring.chart_constants import c4, d2, d3
 from am_qadf.monitoring.rules import NelsonRules, Violation
 
@@ -129,6 +129,12 @@ _ANY, _MAX = np.logical_or.reduce, np.maximum.reduce
 _OUT_BLOCKS = 3  # out-of-control blocks in a row after which they count for the level
 _BLOCK_FACTOR = 2  # refinement blocks are this many learning windows long
 _SIDE_STATISTICS = ("residual", "residual_variance", "moving_range", "range", "stdev")
+# Scan-vector start transients lift a value and, less, the next: two extreme values in a
+# row are likelier than a Gaussian series with the bulk's lag-1 correlation says. The
+# pair limit assumes at least this much dependence between neighbours in the tail.
+_PAIR_RHO_MIN = 0.5
+_DEV_LAM = 0.01  # weight of the local mean that spikes are measured from
+_DEV_FADED = 3000  # points after which (1 - _DEV_LAM)^t is below 1e-13
 _MIN_WINDOWS = 8  # segments seen before the between-segment variance is trusted
 _WINDOWS_KEPT = 50
 
@@ -382,6 +388,9 @@ class ControlChart(ABC):
         self._seg_fresh = False
         self._res_hist = np.empty(0)
         self._res_last = math.nan
+        self._dev_last, self._dev_m, self._dev_t = math.nan, 0.0, 0
+        self._y_last = math.nan
+        self._pair_c, self._dev_sd = math.inf, 1.0
         self._var_z = 1.0
         self.n_seen = 0
         self.n_invalid = 0
@@ -642,6 +651,8 @@ class ControlChart(ABC):
     def _shift_state(self, d: float) -> None:
         """The charted deviations move by ``d`` (a refined level): carry the state along."""
         self._res_hist = self._res_hist + d
+        self._y_last += d
+        self._dev_m += d  # the deviations from the local mean do not move
 
     def _typical_level(self) -> None:
         """Level and scale of the typical segment, with their spread as the error."""
@@ -685,16 +696,50 @@ class ControlChart(ABC):
             # be as large, or, when the model predicts well (strong autocorrelation: sigma_e
             # a fraction of that sd), no more than the baseline's own 99.9th percentile
             # plus 3 sigma_e: scan-vector start transients live in that percentile.
-            wide = self.residual_L * b.get("sigma_marginal", b["sigma_e"])
+            sd = b.get("sigma_marginal", b["sigma_e"])
             q = b.get("res_q999", math.inf) + _RESIDUAL_MARGIN
-            out["residual_ucl"] = min(wide, q * b["sigma_e"])
-            out["deviation_ucl"] = wide + _LEVEL_L * self.level_sd
+            out["residual_ucl"] = min(self.residual_L * sd, q * b["sigma_e"])
+            out["deviation_ucl"] = float(self._deviation_width(self._dev_t))
         if self.variance_L is not None:
             lv = self.variance_lam
             noise = self.variance_L * b["res_sq_sd"] * math.sqrt(lv / (2.0 - lv))
             # a recentred segment's scale error s (in log) moves the terms' mean by ~2s
             out["variance_ucl"] = b["res_sq_mean"] * (1.0 + 2.0 * _LEVEL_L * self.scale_sd) + noise
         return out
+
+    def _local_deviations(self, y: np.ndarray) -> np.ndarray:
+        """Each deviation's distance from the local mean just before it (an EWMA of weight
+        ``_DEV_LAM`` of the deviations, from the level at a segment's start). A spike of a
+        few points stands out from it; a sustained shift or a drift, the EWMA's business,
+        is soon absorbed, and the segment level's error fades from it."""
+        m = _ewma_recursion(y, self._dev_m, _DEV_LAM, self._pw_cache)
+        d = y - np.concatenate(([self._dev_m], m[:-1]))
+        self._dev_m = float(m[-1]) if m.size else self._dev_m
+        self._dev_t += y.size
+        return d
+
+    def _deviation_width(self, t: np.ndarray | int) -> np.ndarray | float:
+        """Limit of two successive distances from the local mean: as rare as one value
+        beyond ``residual_L`` sds (the model's lag-1 correlation sets how far: pair_limit),
+        widened, in quadrature, by what is left of the level's error ``t`` points after
+        the local mean started at the level."""
+        assert self.baseline is not None
+        sd = self._dev_sd * self.baseline["sigma_e"]
+        if self.level_sd <= 0 or np.min(t) > _DEV_FADED:
+            return self._pair_c * sd
+        left = self.level_sd * (1.0 - _DEV_LAM) ** np.minimum(t, _DEV_FADED)
+        return self._pair_c * np.hypot(sd, left)
+
+    def _pair_beyond(
+        self, v: np.ndarray, last: float, width: np.ndarray | float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """How far beyond ``width`` the nearer of each value and the one before it (``last``
+        before the first) lie, on the side of both (< 1 otherwise): (above, below)."""
+        vv = np.concatenate(([last], v))
+        with np.errstate(invalid="ignore"):
+            up = np.minimum(vv[1:], vv[:-1]) / width
+            down = -np.maximum(vv[1:], vv[:-1]) / width
+        return np.nan_to_num(up, nan=0.0), np.nan_to_num(down, nan=0.0)
 
     def _residual_groups(self, x: np.ndarray, idx: np.ndarray) -> list[ViolationArrays]:
         b = self.baseline
@@ -708,18 +753,30 @@ class ControlChart(ABC):
         lim = self.residual_limits()
         groups = []
         if lim["residual_ucl"] is not None:
-            w, wy = lim["residual_ucl"], lim["deviation_ucl"]
-            assert wy is not None
+            w = lim["residual_ucl"]
+            assert w is not None
             # A short spike shows as a big prediction error at its first point and as values
-            # far from the level on every point: either finds it. The value reported is the
-            # prediction error where that is beyond its limit, else the distance from the level.
+            # far from the level on every point: a prediction error beyond its limit, or two
+            # values in a row beyond the pair limit on one side, finds it. Those two values
+            # must be far from the local mean too: a shift or a drift that lasts (the
+            # EWMA's business) is soon absorbed by it, and the step back at a defect's end
+            # lands near the level. The value reported is the prediction error where that
+            # is beyond its limit, else the distance from the level.
+            d = self._local_deviations(y)
+            wd = self._deviation_width(self._dev_t - d.size + np.arange(d.size))
+            wy = self._pair_c * math.hypot(b.get("sigma_marginal", b["sigma_e"]), self.level_sd)
+            up_d, down_d = self._pair_beyond(d, self._dev_last, wd)
+            up_y, down_y = self._pair_beyond(y, self._y_last, wy)
+            near = np.maximum(np.minimum(up_d, up_y), np.minimum(down_d, down_y))
+            self._dev_last = float(d[-1]) if d.size else self._dev_last
+            self._y_last = float(y[-1]) if y.size else self._y_last
             ae = np.abs(e)
-            hit = (ae > w) | (np.abs(y) > wy)
+            hit = (ae > w) | (near > 1.0)
             bad = hit.nonzero()[0] if _ANY(hit) else _NO_POINTS
             if bad.size:
                 eb = ae[bad] > w
                 r = np.where(eb, e[bad], y[bad])
-                score = np.where(eb, ae[bad] / w, np.abs(y[bad]) / wy)
+                score = np.where(eb, ae[bad] / w, near[bad])
                 groups.append(
                     ViolationArrays("residual", idx[bad], np.ones(bad.size, np.int64), r, score)
                 )
@@ -806,6 +863,12 @@ class ControlChart(ABC):
         while f"phi_{len(phi) + 1}" in bl:
             phi.append(bl[f"phi_{len(phi) + 1}"])
         self.model = ARFit(bl["mean"], tuple(phi), bl["sigma_e"])
+        if self.residual_L is not None:
+            self._pair_c = pair_limit(max(self.model.rho1, _PAIR_RHO_MIN), self.residual_L)
+            # sd of a deviation minus the local mean before it, per unit of sigma_e
+            k = np.arange(int(math.log(1e-12) / math.log(1.0 - _DEV_LAM)), dtype=np.float64)
+            w = np.concatenate(([1.0], -_DEV_LAM * (1.0 - _DEV_LAM) ** k))
+            self._dev_sd = ARFit(0.0, self.model.phi, 1.0).filter_sd(w)
         self.baseline = bl
         self._seg_label, self._seg_level, self._seg_buf, self._seg_n = None, None, [], 0
         self._learning = True
@@ -826,6 +889,8 @@ class ControlChart(ABC):
         keep the baseline. Called at every new segment when recentering."""
         self._res_hist = np.empty(0)
         self._res_last = math.nan
+        self._dev_last, self._dev_m, self._dev_t = math.nan, 0.0, 0
+        self._y_last = math.nan
         self._var_z = self.baseline["res_sq_mean"] if self.baseline else 1.0
 
     @abstractmethod
@@ -1215,9 +1280,12 @@ class EWMAChart(ControlChart):
         self._z += d * (1.0 - (1.0 - self.lam) ** min(self._t, 100_000))
 
     def _width(self, t: np.ndarray | float) -> np.ndarray | float:
-        # A recentred segment's level error is an offset constant over the segment, not
-        # noise: it adds to the limit linearly (3 sds of it), not in quadrature.
-        return self._noise_width(t) + _LEVEL_L * self.level_sd
+        # A recentred segment's level error b is an offset constant over the segment. The
+        # charted deviation is b + noise, of sd sqrt(level_sd² + noise sd²), and the chance
+        # that a point crosses L of those sds is the designed one whatever b turned out to
+        # be on average over segments: the expected number of false alerts stays that of
+        # the chart without recentring. So the two add in quadrature.
+        return np.hypot(self._noise_width(t), self.L * self.level_sd)
 
     def _noise_width(self, t: np.ndarray | float) -> np.ndarray | float:
         b = self.baseline

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from am_qadf.monitoring import AlertManager, AlertProcessor, SPCProcessor
-from am_qadf.monitoring.autocorrelation import ARFit, ar_filter, ar_impulse_response, fit_ar
+from am_qadf.monitoring.autocorrelation import (
+    ARFit,
+    ar_filter,
+    ar_impulse_response,
+    fit_ar,
+    pair_limit,
+)
 from am_qadf.monitoring.control_charts import ControlChart, CUSUMChart, EWMAChart, IMRChart
 
 
@@ -154,6 +160,61 @@ def test_residual_and_variance_statistics() -> None:
     assert np.all(var[0].score >= 1.0)
 
 
+def test_pair_limit_matches_the_single_point_rate() -> None:
+    # independent values: Phi(-c)^2 = Phi(-L) in closed form
+    c = pair_limit(0.0, 4.0)
+    tail = 0.5 * math.erfc(c / math.sqrt(2))
+    assert tail * tail == pytest.approx(0.5 * math.erfc(4.0 / math.sqrt(2)), rel=1e-3)
+    # an AR(1) series: pairs beyond c are about as frequent as single values beyond L
+    x = ar1(2_000_000, 0.7, seed=21) * math.sqrt(1 - 0.49)  # unit marginal sd
+    L = 3.0
+    c = pair_limit(ARFit(0.0, (0.7,), 1.0).rho1, L)
+    singles = np.count_nonzero(x > L)
+    pairs = np.count_nonzero(np.minimum(x[1:], x[:-1]) > c)
+    assert pair_limit(0.9, L) > c > pair_limit(0.3, L) and c < L
+    assert 0.8 < pairs / singles < 1.25, (pairs, singles)
+
+
+def test_two_values_in_a_row_find_a_spike_below_the_single_point_limit() -> None:
+    rng = np.random.default_rng(22)
+    ch = EWMAChart(5000, lam=0.01, L=4.5, sigma_method="ar", residual_L=5.0)
+    ch.update(rng.normal(size=5000))
+    c = ch.residual_limits()["deviation_ucl"]
+    # neighbours in the tail are taken as correlated at least 0.5 (start transients)
+    # (measured from the local mean, whose own noise adds a quarter of a percent)
+    assert c == pytest.approx(pair_limit(0.5, 5.0) * ch.baseline["sigma_marginal"], rel=0.01)
+    y = rng.normal(0.0, 0.1, 3000)  # quiet noise: nothing else is found
+    y[1000] += 4.6  # one value at 4.6 sigma: below the 5-sigma single-point limit
+    y[2000:2002] += 4.6  # two in a row: found at the second
+    found = [i for g in ch.update(y).groups if g.statistic == "residual" for i in g.index]
+    assert found == [5000 + 2001]
+
+
+def test_a_lasting_step_is_not_taken_for_one_long_spike() -> None:
+    x = ar1(11_000, 0.9, seed=24) * math.sqrt(1 - 0.81)  # unit marginal sd
+    ch = EWMAChart(5000, lam=0.01, L=4.5, sigma_method="ar", residual_L=5.0)
+    ch.update(x[:5000])
+    y = x[5000:].copy()
+    y[1000:4000] += 8.0  # a large step that lasts: far from the level all along
+    upd = ch.update(y)
+    res = [int(i) - 5000 for g in upd.groups if g.statistic == "residual" for i in g.index]
+    ewma = [int(i) - 5000 for g in upd.groups if g.statistic == "ewma" for i in g.index]
+    # the step's start is found (and the EWMA takes over); its length is not a spike
+    assert res and 1000 <= res[0] <= 1001 and not [i for i in res if 1200 <= i < 4000], res
+    assert ewma and ewma[0] < 1100
+
+
+def test_the_level_error_adds_to_the_ewma_limit_in_quadrature() -> None:
+    rng = np.random.default_rng(23)
+    ch = EWMAChart(3000, lam=0.01, L=4.0, sigma_method="ar", recenter_points=500)
+    x = rng.normal(size=9000)
+    ch.update(x, segment=np.arange(9000) // 3000)
+    assert ch.level_sd > 0
+    b = ch.baseline
+    noise = 4.0 * b["sigma"] * math.sqrt(0.01 / 1.99)  # steady width without level error
+    assert ch.ucl - ch.center == pytest.approx(math.hypot(noise, 4.0 * ch.level_sd), rel=1e-6)
+
+
 # --- episodes ----------------------------------------------------------------------------
 
 
@@ -244,7 +305,8 @@ def test_learning_window_is_watched_once_the_typical_layer_is_known() -> None:
     first = None
     for b in range(0, x.size, 250):
         upd = ch.update(x[b : b + 250], segment=seg[b : b + 250])
-        hits = [int(g.index[0]) for g in upd.groups if g.statistic == "ewma"]
+        # (earlier layers may have a false alert: L = 4 allows one in some 10^4 points)
+        hits = [int(i) for g in upd.groups if g.statistic == "ewma" for i in g.index if i >= start]
         if hits and first is None:
             first = hits[0]
     assert first is not None and start <= first < start + 500
