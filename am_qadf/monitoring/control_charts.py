@@ -730,16 +730,23 @@ class ControlChart(ABC):
         left = self.level_sd * (1.0 - _DEV_LAM) ** np.minimum(t, _DEV_FADED)
         return self._pair_c * np.hypot(sd, left)
 
-    def _pair_beyond(
-        self, v: np.ndarray, last: float, width: np.ndarray | float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """How far beyond ``width`` the nearer of each value and the one before it (``last``
-        before the first) lie, on the side of both (< 1 otherwise): (above, below)."""
-        vv = np.concatenate(([last], v))
-        with np.errstate(invalid="ignore"):
-            up = np.minimum(vv[1:], vv[:-1]) / width
-            down = -np.maximum(vv[1:], vv[:-1]) / width
-        return np.nan_to_num(up, nan=0.0), np.nan_to_num(down, nan=0.0)
+    def _pairs(self, d: np.ndarray, y: np.ndarray, wd: np.ndarray | float, wy: float) -> np.ndarray:
+        """How far beyond their limits (``wd`` for the distances ``d`` from the local mean,
+        ``wy`` for the deviations ``y`` from the level) the nearer of each value and the
+        one before it lie, on one side for all four; 0 where they are not all beyond."""
+        near = np.zeros(d.size)
+        cur = (np.abs(d) > wd) & (np.abs(y) > wy)  # cheap: the pair's second value first
+        if not cur.any():
+            return near
+        j = np.flatnonzero(cur)
+        pd = np.concatenate(([self._dev_last], d))[j]  # the value before each
+        py = np.concatenate(([self._y_last], y))[j]
+        sg = np.sign(d[j])
+        wj = wd[j] if np.ndim(wd) else wd
+        parts = (sg * d[j] / wj, sg * pd / wj, sg * y[j] / wy, sg * py / wy)
+        m = np.minimum(np.minimum(parts[0], parts[1]), np.minimum(parts[2], parts[3]))
+        near[j] = np.where(m > 1.0, m, 0.0)  # NaN (no value before) compares False
+        return near
 
     def _residual_groups(self, x: np.ndarray, idx: np.ndarray) -> list[ViolationArrays]:
         b = self.baseline
@@ -765,9 +772,7 @@ class ControlChart(ABC):
             d = self._local_deviations(y)
             wd = self._deviation_width(self._dev_t - d.size + np.arange(d.size))
             wy = self._pair_c * math.hypot(b.get("sigma_marginal", b["sigma_e"]), self.level_sd)
-            up_d, down_d = self._pair_beyond(d, self._dev_last, wd)
-            up_y, down_y = self._pair_beyond(y, self._y_last, wy)
-            near = np.maximum(np.minimum(up_d, up_y), np.minimum(down_d, down_y))
+            near = self._pairs(d, y, wd, wy)
             self._dev_last = float(d[-1]) if d.size else self._dev_last
             self._y_last = float(y[-1]) if y.size else self._y_last
             ae = np.abs(e)
