@@ -237,6 +237,28 @@ def _ewma_recursion(
     return out
 
 
+def _ewma_last(
+    dev: np.ndarray, z0: float, lam: float, cache: dict[float, tuple[np.ndarray, np.ndarray]]
+) -> float:
+    """The last value of :func:`_ewma_recursion` alone: one dot product with the powers of
+    (1-λ) it caches (the whole recursion where a run is longer than they are).
+
+    >>> x = np.arange(5.0)
+    >>> cache = {}
+    >>> bool(_ewma_last(x, 1.0, 0.1, cache) == _ewma_recursion(x, 1.0, 0.1, cache)[-1])
+    True
+    """
+    pw = cache.get(lam)
+    n = dev.size
+    if n == 0:
+        return z0
+    if pw is None or n - 1 > pw[0].size:
+        return float(_ewma_recursion(dev, z0, lam, cache)[-1])
+    down = pw[0]  # (1-λ)^k, k = 1, 2, ...
+    tail = float(dev[:-1] @ down[n - 2 :: -1]) if n > 1 else 0.0
+    return float(down[n - 1] * z0 + lam * (tail + float(dev[-1])))
+
+
 def process_capability(
     mean: float, sigma: float, lsl: float | None = None, usl: float | None = None
 ) -> dict[str, float | None]:
@@ -713,34 +735,51 @@ class ControlChart(ABC):
         few points stands out from it; a sustained shift or a drift, the EWMA's business,
         is soon absorbed, and the segment level's error fades from it."""
         m = _ewma_recursion(y, self._dev_m, _DEV_LAM, self._pw_cache)
-        d = y - np.concatenate(([self._dev_m], m[:-1]))
-        self._dev_m = float(m[-1]) if m.size else self._dev_m
-        self._dev_t += y.size
-        return d
+        return y - np.concatenate(([self._dev_m], m[:-1]))
 
-    def _deviation_width(self, t: np.ndarray | int) -> np.ndarray | float:
-        """Limit of two successive distances from the local mean: as rare as one value
-        beyond ``residual_L`` sds (the model's lag-1 correlation sets how far: pair_limit),
-        widened, in quadrature, by what is left of the level's error ``t`` points after
-        the local mean started at the level."""
+    def _deviation_width(self, t0: int, n: int = 0) -> np.ndarray | float:
+        """Limit of two successive distances from the local mean (from the ``t0``-th point
+        after it started at the level, for ``n`` points; one value if ``n`` is 0): as rare
+        as one value beyond ``residual_L`` sds (the model's lag-1 correlation sets how
+        far: pair_limit), widened, in quadrature, by what is left of the level's error."""
         assert self.baseline is not None
         sd = self._dev_sd * self.baseline["sigma_e"]
-        if self.level_sd <= 0 or np.min(t) > _DEV_FADED:
+        if self.level_sd <= 0 or t0 > _DEV_FADED:
             return self._pair_c * sd
-        left = self.level_sd * (1.0 - _DEV_LAM) ** np.minimum(t, _DEV_FADED)
+        t = np.minimum(t0 + np.arange(n), _DEV_FADED) if n else min(t0, _DEV_FADED)
+        left = self.level_sd * (1.0 - _DEV_LAM) ** t
         return self._pair_c * np.hypot(sd, left)
 
-    def _pairs(self, d: np.ndarray, y: np.ndarray, wd: np.ndarray | float, wy: float) -> np.ndarray:
-        """How far beyond their limits (``wd`` for the distances ``d`` from the local mean,
-        ``wy`` for the deviations ``y`` from the level) the nearer of each value and the
-        one before it lie, on one side for all four; 0 where they are not all beyond."""
-        near = np.zeros(d.size)
-        cur = (np.abs(d) > wd) & (np.abs(y) > wy)  # cheap: the pair's second value first
+    def _pairs(self, y: np.ndarray, wy: float) -> np.ndarray:
+        """How far beyond their limits the nearer of each value and the one before it lie,
+        from the level (deviations ``y``, limit ``wy``) and from the local mean (limit
+        :meth:`_deviation_width`), on one side for all four; 0 where not all are beyond.
+        Carries the local mean and the last values on to the next call."""
+        n = y.size
+        near = np.zeros(n)
+        if n == 0:
+            return near
+        t0, lam = self._dev_t, _DEV_LAM
+        self._dev_t += n
+        prev_d, prev_y = self._dev_last, self._y_last
+        self._y_last = float(y[-1])
+        far = np.abs(y) > wy  # cheap: the local mean is needed only where this holds
+        if not far.any():
+            m_end = _ewma_last(y, self._dev_m, lam, self._pw_cache)
+            # the last distance is from the local mean before the last value
+            self._dev_last = float(y[-1]) - (m_end - lam * float(y[-1])) / (1.0 - lam)
+            self._dev_m = m_end
+            return near
+        d = self._local_deviations(y)
+        self._dev_last = float(d[-1])
+        self._dev_m = (1.0 - lam) * (float(y[-1]) - self._dev_last) + lam * float(y[-1])
+        cur = (np.abs(d) > self._deviation_width(t0, n)) & far  # the pair's second value
         if not cur.any():
             return near
+        wd = self._deviation_width(t0, n)
         j = np.flatnonzero(cur)
-        pd = np.concatenate(([self._dev_last], d))[j]  # the value before each
-        py = np.concatenate(([self._y_last], y))[j]
+        pd = np.concatenate(([prev_d], d))[j]  # the value before each
+        py = np.concatenate(([prev_y], y))[j]
         sg = np.sign(d[j])
         wj = wd[j] if np.ndim(wd) else wd
         parts = (sg * d[j] / wj, sg * pd / wj, sg * y[j] / wy, sg * py / wy)
@@ -769,12 +808,8 @@ class ControlChart(ABC):
             # EWMA's business) is soon absorbed by it, and the step back at a defect's end
             # lands near the level. The value reported is the prediction error where that
             # is beyond its limit, else the distance from the level.
-            d = self._local_deviations(y)
-            wd = self._deviation_width(self._dev_t - d.size + np.arange(d.size))
             wy = self._pair_c * math.hypot(b.get("sigma_marginal", b["sigma_e"]), self.level_sd)
-            near = self._pairs(d, y, wd, wy)
-            self._dev_last = float(d[-1]) if d.size else self._dev_last
-            self._y_last = float(y[-1]) if y.size else self._y_last
+            near = self._pairs(y, wy)
             ae = np.abs(e)
             hit = (ae > w) | (near > 1.0)
             bad = hit.nonzero()[0] if _ANY(hit) else _NO_POINTS
