@@ -16,10 +16,12 @@ of the moving range, which underestimates it. ``recenter_points=m`` with a
 level, learned from its first ``m`` values, so level shifts between layers are
 not taken for defects; the level's estimation error is added to the EWMA's
 variance. ``residual_L`` and ``variance_L`` add more statistics: the
-model's one-step prediction errors, or the values' distance from the
-(segment's) level, beyond ``residual_L`` sds of one value (``residual``:
-spikes, abrupt steps), and an EWMA of squared successive differences of
-the prediction errors (``residual_variance``: variance increases).
+model's one-step prediction errors beyond ``residual_L`` sds of one value, or
+two values in a row far from both the (segment's) level and a local mean, as
+rarely as one value beyond ``residual_L`` sds (``residual``: spikes, abrupt
+steps; see :func:`~am_qadf.monitoring.autocorrelation.pair_limit`), and an EWMA
+of squared successive differences of the prediction errors
+(``residual_variance``: variance increases).
 """
 
 from __future__ import annotations
