@@ -3,6 +3,8 @@ an escalation if it worsens); the rules that keep an open episode from hiding ne
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import pytest
 
@@ -108,3 +110,15 @@ def test_a_step_raises_one_alert_per_signal_not_one_per_statistic() -> None:
     assert len(firsts) == 1 and 6000 <= firsts[0]["index"] < 6010
     assert len(together) < len(apart)
     assert set(last.details["statistics"]) >= {EWMA, RES}  # the EWMA joined the episode
+
+
+def test_episodes_on_times_when_points_are_not_counted() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    m = AlertManager(cooldown_points=None, cooldown_seconds=1.0)
+    a = m.raise_alert("t", EWMA, 1.0, time=t0, direction=1)
+    # another statistic 0.4 s later joins; one 3 s into the still open episode is news
+    assert m.raise_alert("t", RES, 9.0, time=t0 + timedelta(seconds=0.4)) is None
+    for k in range(1, 8):
+        m.raise_alert("t", EWMA, 1.0, time=t0 + timedelta(seconds=0.5 * k), direction=1)
+    assert m.raise_alert("t", VAR, 2.0, time=t0 + timedelta(seconds=3.0)) is not None
+    assert m.get(a.id).details["statistics"] == [EWMA, RES]
