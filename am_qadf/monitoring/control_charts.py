@@ -127,7 +127,7 @@ _RESIDUAL_MARGIN = 3.0
 _NO_POINTS = np.empty(0, np.int64)
 # The ufuncs' reductions, called directly: ndarray.any()/.max() go through Python-level
 # helpers, a cost that counts on every chart update.
-_ANY, _MAX = np.logical_or.reduce, np.maximum.reduce
+_ANY, _MAX, _MIN = np.logical_or.reduce, np.maximum.reduce, np.minimum.reduce
 _OUT_BLOCKS = 3  # out-of-control blocks in a row after which they count for the level
 _BLOCK_FACTOR = 2  # refinement blocks are this many learning windows long
 _SIDE_STATISTICS = ("residual", "residual_variance", "moving_range", "range", "stdev")
@@ -752,34 +752,35 @@ class ControlChart(ABC):
         left = self.level_sd * (1.0 - _DEV_LAM) ** t
         return self._pair_c * np.hypot(sd, left)
 
-    def _pairs(self, y: np.ndarray, wy: float) -> np.ndarray:
+    def _pairs(self, y: np.ndarray, wy: float) -> np.ndarray | None:
         """How far beyond their limits the nearer of each value and the one before it lie,
         from the level (deviations ``y``, limit ``wy``) and from the local mean (limit
-        :meth:`_deviation_width`), on one side for all four; 0 where not all are beyond.
-        Carries the local mean and the last values on to the next call."""
+        :meth:`_deviation_width`), on one side for all four; 0 where not all are beyond,
+        None where none is. Carries the local mean and the last values on."""
         n = y.size
-        near = np.zeros(n)
         if n == 0:
-            return near
+            return None
         t0, lam = self._dev_t, _DEV_LAM
         self._dev_t += n
         prev_d, prev_y = self._dev_last, self._y_last
         self._y_last = float(y[-1])
-        far = np.abs(y) > wy  # cheap: the local mean is needed only where this holds
-        if not far.any():
+        # cheap: the local mean is needed only where a value is this far from the level
+        if _MAX(y) <= wy and _MIN(y) >= -wy:
             m_end = _ewma_last(y, self._dev_m, lam, self._pw_cache)
             # the last distance is from the local mean before the last value
             self._dev_last = float(y[-1]) - (m_end - lam * float(y[-1])) / (1.0 - lam)
             self._dev_m = m_end
-            return near
+            return None
+        far = np.abs(y) > wy
         d = self._local_deviations(y)
         self._dev_last = float(d[-1])
         self._dev_m = (1.0 - lam) * (float(y[-1]) - self._dev_last) + lam * float(y[-1])
-        cur = (np.abs(d) > self._deviation_width(t0, n)) & far  # the pair's second value
-        if not cur.any():
-            return near
         wd = self._deviation_width(t0, n)
+        cur = (np.abs(d) > wd) & far  # the pair's second value
+        if not cur.any():
+            return None
         j = np.flatnonzero(cur)
+        near = np.zeros(n)
         pd = np.concatenate(([prev_d], d))[j]  # the value before each
         py = np.concatenate(([prev_y], y))[j]
         sg = np.sign(d[j])
@@ -813,12 +814,12 @@ class ControlChart(ABC):
             wy = self._pair_c * math.hypot(b.get("sigma_marginal", b["sigma_e"]), self.level_sd)
             near = self._pairs(y, wy)
             ae = np.abs(e)
-            hit = (ae > w) | (near > 1.0)
+            hit = ae > w if near is None else (ae > w) | (near > 1.0)
             bad = hit.nonzero()[0] if _ANY(hit) else _NO_POINTS
             if bad.size:
                 eb = ae[bad] > w
                 r = np.where(eb, e[bad], y[bad])
-                score = np.where(eb, ae[bad] / w, near[bad])
+                score = np.where(eb, ae[bad] / w, 0.0 if near is None else near[bad])
                 groups.append(
                     ViolationArrays("residual", idx[bad], np.ones(bad.size, np.int64), r, score)
                 )
