@@ -6,12 +6,22 @@ batches of 1,000 through ``default_processors()`` -- the public path, no chart
 internals. Scenarios: white noise; AR(1) noise with phi 0.3 / 0.7 / 0.9;
 another material's nominal values (2,400 K); heteroscedastic noise (sd grows
 with the level) with layer offsets; layer-to-layer level shifts; all with
-scan-vector start transients. Defects, in units of sigma = the signal's
-marginal in-control sd within a layer (the stricter unit when layers shift):
+scan-vector start transients. Defects are sized in sigma, in one of two units
+(``--sigma-unit``):
+
+* ``issue`` (default, the unit issue 16 states): the signal's marginal in-control
+  sd, measured per scenario and signal as the sd of the generated stream without
+  its defects (the same realisation: every layer with its offset and noise scale,
+  every transient), over the whole stream;
+* ``layer``: the marginal sd of the AR noise alone, i.e. of the signal within a
+  layer whose offset is 0 (scale 1) -- smaller when layers shift, so stricter.
+
+Defect types:
 
 * ``shift``: all melt-pool signals +-2 sigma for 500-1,500 points
 * ``drift``: temperature ramps +-1 sigma per 1,000 points for 1,500 points
-* ``variance``: temperature noise sd x sqrt(2) (variance x2) for 1,000-2,000 points
+* ``variance``: temperature noise sd x sqrt(2) (the noise's own variance x2, a ratio:
+  the same in both units) for 1,000-2,000 points
 * ``one_signal``: area or intensity alone +-3 sigma for 500-1,000 points
 * ``spike``: one signal +-6 sigma for 2-5 points
 * ``dropout``: 20-40 points of NaN / None / missing keys / dropped messages
@@ -22,7 +32,8 @@ alerts per 100 k in-control points (alerts not within a defect or the 1,000
 points after it). PASS needs recall >= 95 % for every type and < 1 false alert
 per 100 k.
 
-    python bench/bench_detection_matrix.py [--points 2000000] [--quick] [--seed 11] [--classic]
+    python bench/bench_detection_matrix.py [--points 2000000] [--quick] [--seed 11]
+        [--sigma-unit issue|layer] [--classic]
 """
 
 from __future__ import annotations
@@ -111,7 +122,25 @@ class Stream:
     none_mask: np.ndarray
     missing_mask: np.ndarray
     in_control: int = 0
+    units: dict[str, SigmaUnits] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SigmaUnits:
+    """One signal's two sigma units (in its own units) and what makes up their ratio."""
+
+    issue: float  # sd of the in-control stream (defects left out), whole stream
+    layer: float  # marginal sd of the AR noise: the signal within a layer at offset 0
+    expected_ratio: float  # sqrt(var(offsets + transients) + mean(noise scale^2))
+    transient_ratio: float  # sqrt(1 + var(transients)): the ratio were nothing else there
+
+    @property
+    def ratio(self) -> float:
+        return self.issue / self.layer
+
+
+SIGMA_UNITS = ("issue", "layer")
 
 
 def plan(rng: np.random.Generator, n: int, first: int) -> list[Defect]:
@@ -142,7 +171,14 @@ def plan(rng: np.random.Generator, n: int, first: int) -> list[Defect]:
     return out
 
 
-def generate(sc: Scenario, n: int, seed: int, first: int) -> Stream:
+def generate(sc: Scenario, n: int, seed: int, first: int, sigma_unit: str = "issue") -> Stream:
+    """The scenario's stream with its defects, sized in ``sigma_unit`` (see the module doc).
+
+    The in-control stream is generated first and the defects are added to it, so
+    both units come from the same random draws and the layer unit reproduces the
+    stream the bench generated before it had the issue unit."""
+    if sigma_unit not in SIGMA_UNITS:
+        raise ValueError(f"sigma_unit must be one of {SIGMA_UNITS}, got {sigma_unit!r}")
     rng = np.random.default_rng(seed)
     i = np.arange(n)
     layer = i // sc.layer_points
@@ -158,20 +194,27 @@ def generate(sc: Scenario, n: int, seed: int, first: int) -> Stream:
     unit = ARFit(0.0, sc.phi, 1.0).marginal_sigma
     defects = plan(rng, n, first)
     cols: dict[str, np.ndarray] = {}
+    units: dict[str, SigmaUnits] = {}
     burn = 2000
+    level_sig = offsets[layer] + transient  # in layer sigmas
+    scale0 = np.exp(sc.hetero * offsets[layer])
+    expected = math.sqrt(float(level_sig.var() + np.mean(scale0**2)))
+    from_transient = math.sqrt(1.0 + float(transient.var()))
     for s, nom, sd in zip(MELT, sc.nominal, sc.sigma, strict=True):
         noise = ar_filter(rng.normal(size=n + burn), sc.phi)[burn:] / unit
-        level_sig = offsets[layer] + transient  # in sigma
-        scale = np.exp(sc.hetero * offsets[layer])
-        dev = np.zeros(n)  # defect deviations, in sigma
+        scale = scale0
+        in_control_sd = float(np.std(level_sig + scale * noise))  # in layer sigmas
+        units[s] = SigmaUnits(sd * in_control_sd, sd, expected, from_transient)
+        k = in_control_sd if sigma_unit == "issue" else 1.0  # one defect sigma, in layer sigmas
+        dev = np.zeros(n)  # defect deviations, in layer sigmas
         for d in defects:
             if s not in d.signals:
                 continue
             sl = slice(d.start, d.end)
             if d.kind in ("shift", "one_signal", "spike"):
-                dev[sl] += d.sign * d.magnitude
+                dev[sl] += d.sign * d.magnitude * k
             elif d.kind == "drift":
-                dev[sl] += d.sign * d.magnitude * np.arange(1, d.end - d.start + 1) / 1000.0
+                dev[sl] += d.sign * d.magnitude * k * np.arange(1, d.end - d.start + 1) / 1000.0
             elif d.kind == "variance":
                 scale = scale.copy()
                 scale[sl] *= math.sqrt(d.magnitude)
@@ -198,7 +241,7 @@ def generate(sc: Scenario, n: int, seed: int, first: int) -> Stream:
         covered[min(d.end + TAIL, n)] -= 1
     mask = np.cumsum(covered)[:-1] > 0
     return Stream(cols, defects, dropped, none_mask, missing_mask, int(n - mask.sum()),
-                  {"defect_mask": mask})  # fmt: skip
+                  units, {"defect_mask": mask})  # fmt: skip
 
 
 def messages(st: Stream, lo: int, hi: int) -> list[dict[str, Any]]:
@@ -245,9 +288,14 @@ CLASSIC = {
 
 
 def run(
-    sc: Scenario, n: int, seed: int, batch: int = 1000, options: dict[str, Any] | None = None
+    sc: Scenario,
+    n: int,
+    seed: int,
+    batch: int = 1000,
+    options: dict[str, Any] | None = None,
+    sigma_unit: str = "issue",
 ) -> dict[str, Any]:
-    st = generate(sc, n, seed, first=10_000)
+    st = generate(sc, n, seed, first=10_000, sigma_unit=sigma_unit)
     procs = default_processors(sample_rate_hz=RATE_HZ, limits=sc.limits, **(options or {}))
     alert = procs["alert_processor"]
     alerts: list[dict[str, Any]] = []
@@ -279,6 +327,7 @@ def run(
         "n_false": false,
         "in_control": st.in_control,
         "n_alerts": len(alerts),
+        "units": st.units,
         "rate": n / cpu if cpu else float("nan"),
     }
 
@@ -287,12 +336,14 @@ def drift_bound(
     phi: tuple[float, ...], slope: float = 1.0, fa_per_100k: float = 1.0, seed: int = 0
 ) -> tuple[float, float, float]:
     """An upper bound on the recall of a drift of ``slope`` sigma per 1,000 points within
-    ``WINDOW`` points on AR(``phi``) noise: the matched filter for exactly this ramp (its
-    shape and slope known, the level before it known, only its start unknown), slid over
-    4 M points of the model's prediction errors with the two-sided threshold that gives it
-    alone ``fa_per_100k`` false alerts (episodes) per 100 k points, and 2,000 ramps put on
-    that noise. Returns (threshold, signal-to-noise ratio after WINDOW points, recall).
-    Every real detector knows less and shares the false-alert budget with others."""
+    ``WINDOW`` points on AR(``phi``) noise, sigma being that noise's marginal sd (the
+    layer unit; for the issue unit pass its ratio to the layer unit): the matched filter
+    for exactly this ramp (its shape and slope known, the level before it known, only its
+    start unknown), slid over 4 M points of the model's prediction errors with the
+    two-sided threshold that gives it alone ``fa_per_100k`` false alerts (episodes) per
+    100 k points, and 2,000 ramps put on that noise. Returns (threshold, signal-to-noise
+    ratio after WINDOW points, recall). Every real detector knows less and shares the
+    false-alert budget with others."""
     rng = np.random.default_rng(seed)
     fit = ARFit(0.0, phi, 1.0)
     k = np.arange(1, WINDOW + 1, dtype=np.float64)
@@ -328,22 +379,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--classic", action="store_true", help="the pre-issue-16 chart (moving range, no recentre)"
     )
+    ap.add_argument(
+        "--sigma-unit",
+        choices=SIGMA_UNITS,
+        default="issue",
+        help="issue: sd of the in-control stream (default); layer: AR noise sd within a layer",
+    )
     args = ap.parse_args(argv)
     n = 300_000 if args.quick else args.points
     t0 = time.perf_counter()
     what = "classic chart (moving-range sigma, no recentring)" if args.classic else "defaults"
     print(f"detection matrix: {n:,} points per scenario, seed {args.seed}, ", end="")
     print(f"batches of 1,000, {what}")
+    if args.sigma_unit == "issue":
+        print("sigma unit: issue -- the sd of each signal's in-control stream (no defects; all")
+        print("layers with their offsets and noise scales, all transients), whole stream")
+    else:
+        print("sigma unit: layer -- the marginal sd of the AR noise, i.e. of a signal within a")
+        print("layer at offset 0 (stricter than the issue's unit when layers shift)")
     print("recall within 1,000 points / median delay / max delay / alerts per defect")
     head = f"{'scenario':<34}" + "".join(f"{k:>22}" for k in TYPES)
     print(head + f"{'FA/100k':>9}{'M pts/s':>9}  verdict")
     all_pass = True
+    ran: list[tuple[Scenario, dict[str, SigmaUnits]]] = []
     for k, sc in enumerate(SCENARIOS):
         if args.scenario and args.scenario not in sc.name:
             continue
         if sc.nominal[0] != 1900.0:
             sc = Scenario(**{**sc.__dict__, "limits": _material_limits(sc)})
-        r = run(sc, n, args.seed * 100 + k, options=CLASSIC if args.classic else None)
+        options = CLASSIC if args.classic else None
+        r = run(sc, n, args.seed * 100 + k, options=options, sigma_unit=args.sigma_unit)
+        ran.append((sc, r["units"]))
         cells = []
         ok = r["fa"] < 1.0
         for kind in TYPES:
@@ -360,11 +426,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{sc.name:<34}" + "".join(f"{c:>22}" for c in cells), end="")
         print(f"{r['fa']:>9.2f}{r['rate'] / 1e6:>9.2f}  {'PASS' if ok else 'FAIL'}")
         sys.stdout.flush()
+    print("sigma units per scenario: issue / layer for temperature, area, intensity;")
+    print("expected from the parts, sqrt(var(offsets + transients) + mean(noise scale^2));")
+    print("the transients alone, sqrt(1 + var(transients))")
+    for sc, units in ran:
+        r3 = " ".join(f"{units[s].ratio:6.3f}" for s in MELT)
+        u0 = units[MELT[0]]
+        print(f"  {sc.name:<34}{r3}  expected {u0.expected_ratio:6.3f}", end="")
+        print(f"  transients {u0.transient_ratio:6.3f}")
     print("drift bound (matched filter for the exact ramp, its start unknown, alone at 1 false")
-    print("alert per 100 k points): threshold / SNR after 1,000 points / recall within 1,000")
-    for phi in sorted({sc.phi for sc in SCENARIOS}):
-        u, snr, rec = drift_bound(phi)
-        print(f"  AR phi={phi[0] if phi else 0.0:<4} {u:5.2f} / {snr:5.2f} / {rec:5.1%}")
+    print("alert per 100 k points), the ramp 1 sigma per 1,000 points in the unit above, i.e.")
+    print("'slope' AR-noise sds: slope / threshold / SNR after 1,000 points / recall within 1,000")
+    for sc, units in ran:
+        slope = units["temperature"].ratio if args.sigma_unit == "issue" else 1.0
+        u, snr, rec = drift_bound(sc.phi, slope)
+        print(f"  {sc.name:<34}{slope:6.3f} / {u:5.2f} / {snr:5.2f} / {rec:5.1%}")
     print(f"defects per type per scenario: about {n // 5000 // len(TYPES)}; ", end="")
     print(f"total time {time.perf_counter() - t0:.0f} s")
     print("ALL PASS" if all_pass else "SOME FAIL")
