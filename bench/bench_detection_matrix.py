@@ -128,7 +128,11 @@ class Stream:
 
 @dataclass(frozen=True)
 class SigmaUnits:
-    """One signal's two sigma units (in its own units) and what makes up their ratio."""
+    """One signal's two sigma units (in its own units) and what makes up their ratio.
+
+    >>> SigmaUnits(issue=49.0, layer=35.0, expected_ratio=1.4, transient_ratio=1.006).ratio
+    1.4
+    """
 
     issue: float  # sd of the in-control stream (defects left out), whole stream
     layer: float  # marginal sd of the AR noise: the signal within a layer at offset 0
