@@ -6,6 +6,11 @@ their own periodic callback; the consumer thread never touches a Bokeh model. Th
 pipeline is stopped when the process exits (``atexit``), so offsets of processed
 messages are committed.
 
+Without ``AMQADF_STATE`` (the one-process demo) the pipeline also publishes its
+machine's derived state, once a second, into a process-wide in-process state store
+(:func:`embedded_state_store`), which the fleet page reads as it would read a plant's
+Redis.
+
 >>> from dashboard.pipeline_cache import monitor_config  # doctest: +SKIP
 >>> monitor_config({"AMQADF_RATE": "2000"}).rate  # doctest: +SKIP
 2000.0
@@ -17,20 +22,31 @@ import atexit
 import gc
 import logging
 import math
+import os
 import threading
 from dataclasses import replace
 
 import panel as pn
 
+from am_qadf.fleet.monitor_publisher import MonitorPublisher
+from am_qadf.fleet.state_store import InProcessStateStore
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
 
 from .metrics import METRICS
 
-__all__ = ["CACHE_KEY", "get_monitor", "monitor_config", "shutdown_monitor"]
+__all__ = [
+    "CACHE_KEY",
+    "embedded_state_store",
+    "get_monitor",
+    "monitor_config",
+    "shutdown_monitor",
+]
 
 log = logging.getLogger(__name__)
 
 CACHE_KEY = "am_qadf_live_monitor"
+_STORE_KEY = "am_qadf_embedded_state"
+_PUBLISHER_KEY = "am_qadf_monitor_publisher"
 _LOCK = threading.Lock()
 
 #: Seconds of messages each signal buffer must hold: a session reads only the rows
@@ -64,8 +80,19 @@ def get_monitor(config: MonitorConfig | None = None) -> LiveMonitor:
             mon.start()
             pn.state.cache[CACHE_KEY] = mon
             log.info("started the monitoring pipeline")
+            if not os.environ.get("AMQADF_STATE"):  # else workers publish the fleet
+                pub = MonitorPublisher(mon, embedded_state_store()).start()
+                pn.state.cache[_PUBLISHER_KEY] = pub
             _tune_gc()
         return mon
+
+
+def embedded_state_store() -> InProcessStateStore:
+    """The process-wide in-process state store the embedded pipeline publishes into."""
+    store = pn.state.cache.get(_STORE_KEY)
+    if store is None:
+        store = pn.state.cache.setdefault(_STORE_KEY, InProcessStateStore())
+    return store
 
 
 def _tune_gc() -> None:
@@ -89,6 +116,9 @@ def shutdown_monitor() -> None:
     """Stop the process-wide pipeline (if any) and forget it."""
     with _LOCK:
         mon = pn.state.cache.pop(CACHE_KEY, None)
+        pub = pn.state.cache.pop(_PUBLISHER_KEY, None)
+    if pub is not None:
+        pub.stop()
     if mon is not None:
         try:
             mon.stop()

@@ -6,9 +6,9 @@ by one background thread that blocks on the store's change stream
 store read per change however many sessions it serves, and nothing per message.
 
 :func:`rank` orders machines worst first, as a fleet overview shows them: active
-critical alerts, then machines whose worker stopped publishing (``stale``), then
-warnings, paused machines, machines with dead letters or profile problems, running
-ones and idle ones.
+critical alerts, then machines whose worker stopped publishing or whose data
+stopped coming while running (``stale``), then warnings, paused machines, machines
+with dead letters or profile problems, running ones and idle ones.
 
 >>> from am_qadf.fleet.state_store import InProcessStateStore, MachineSnapshot
 >>> now = 1000.0
@@ -28,9 +28,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 from .state_store import MachineSnapshot, StateStore
 
-__all__ = ["STATUS_ORDER", "FleetReader", "MachineStatus", "rank"]
+__all__ = ["STATUS_ORDER", "FleetReader", "MachineStatus", "rank", "silent_for"]
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +60,23 @@ class MachineStatus:
         return self.snapshot.machine_id
 
 
+def silent_for(s: MachineSnapshot, now: float) -> float:
+    """Seconds since anything was heard of the machine: since its worker last published,
+    or, while it is running, since its newest message arrived (the longer of the two).
+
+    >>> silent_for(MachineSnapshot("m", state="running", data_at=90.0, updated_at=99.0), 100.0)
+    10.0
+    """
+    age = now - s.updated_at
+    if s.state == "running" and s.data_at is not None:
+        age = max(age, now - s.data_at)
+    return age
+
+
 def _status(s: MachineSnapshot, now: float, stale_after: float) -> str:
     if s.alerts_active.get("critical"):
         return "critical"
-    if now - s.updated_at > stale_after:
+    if silent_for(s, now) > stale_after:
         return "stale"
     if s.alerts_active.get("warning"):
         return "warning"
@@ -76,8 +91,9 @@ def rank(
     snapshots: Iterable[MachineSnapshot], *, now: float | None = None, stale_after: float = 6.0
 ) -> list[MachineStatus]:
     """Machines worst first (:data:`STATUS_ORDER`, then more critical and warning
-    alerts first, then by id). A snapshot older than ``stale_after`` seconds is
-    ``stale``: its worker stopped publishing (workers republish every 2 s)."""
+    alerts first, then by id). A machine :func:`silent_for` more than ``stale_after``
+    seconds is ``stale``: its worker stopped publishing (workers republish every 2 s),
+    or a running machine's data stopped coming."""
     now = time.time() if now is None else now
     out = [MachineStatus(s, _status(s, now, stale_after)) for s in snapshots]
     order = {name: i for i, name in enumerate(STATUS_ORDER)}
@@ -93,9 +109,9 @@ def rank(
 
 
 class FleetReader:
-    """Every machine's newest snapshot from ``store``, cached and kept fresh by one
-    background thread (:meth:`start`); :attr:`version` grows on each change, so a
-    view redraws only when it moved.
+    """Every machine's newest snapshot and main-signal window (:meth:`main_window`) from
+    ``store``, cached and kept fresh by one background thread (:meth:`start`);
+    :attr:`version` grows on each change, so a view redraws only when it moved.
 
     >>> from am_qadf.fleet.state_store import InProcessStateStore, MachineSnapshot
     >>> store = InProcessStateStore()
@@ -106,6 +122,12 @@ class FleetReader:
     True
     >>> [m.machine_id for m in reader.overview()]
     ['m1']
+    >>> v = reader.version
+    >>> store.put_windows("m1", {"temp": ([1.0, 2.0], [1500.0, 1510.0])})
+    >>> reader.wait_for_version(v + 1, timeout=30)
+    True
+    >>> reader.main_window("m1")[1].tolist()
+    [1500.0, 1510.0]
     >>> reader.stop()
     """
 
@@ -114,6 +136,7 @@ class FleetReader:
         self.stale_after = float(stale_after)
         self.version = 0
         self._snapshots: dict[str, MachineSnapshot] = {}
+        self._windows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -134,12 +157,23 @@ class FleetReader:
             self._thread.join(timeout=10)
             self._thread = None
 
-    def _refresh(self) -> None:
+    def _refresh(self, changed: set[str] | None = None) -> None:
+        """Read every snapshot, and the windows of the ``changed`` machines (all: None)."""
         snaps = self.store.snapshots()
+        ids = snaps.keys() if changed is None else snaps.keys() & changed
+        fresh = {m: self._read_window(snaps[m]) for m in ids}
         with self._cond:
+            windows = {**self._windows, **fresh}
+            self._windows = {m: w for m, w in windows.items() if m in snaps and w is not None}
             self._snapshots = snaps
             self.version += 1
             self._cond.notify_all()
+
+    def _read_window(self, snap: MachineSnapshot) -> tuple[np.ndarray, np.ndarray] | None:
+        windows = self.store.windows(snap.machine_id)
+        if snap.signal in windows:
+            return windows[snap.signal]
+        return next(iter(windows.values()), None)  # a writer that names no signal
 
     def _run(self) -> None:
         cursor = self.store.change_cursor()
@@ -147,7 +181,7 @@ class FleetReader:
             try:
                 cursor, changed = self.store.wait(cursor, timeout=1.0)
                 if changed:
-                    self._refresh()
+                    self._refresh(changed)
             except Exception:  # the store is down: keep the last state, try again
                 log.exception("reading the fleet state failed")
                 self._stop.wait(1.0)
@@ -156,6 +190,12 @@ class FleetReader:
         """The cached snapshots by machine id (a copy)."""
         with self._cond:
             return dict(self._snapshots)
+
+    def main_window(self, machine_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The cached recent window of the machine's main signal (the snapshot's
+        ``signal``): ``(epoch seconds, values)``, or None before one was published."""
+        with self._cond:
+            return self._windows.get(machine_id)
 
     def overview(self, now: float | None = None) -> list[MachineStatus]:
         """The cached machines, worst first (:func:`rank`)."""

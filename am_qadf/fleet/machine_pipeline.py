@@ -37,7 +37,7 @@ from am_qadf.streaming.streaming_result import StreamingResult
 from .commands import Command
 from .state_store import MachineSnapshot, StateStore
 
-__all__ = ["MachinePipeline", "profile_for"]
+__all__ = ["MachinePipeline", "monitor_fields", "profile_for", "signal_windows"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,70 @@ def profile_for(
         return base
     machine = dataclasses.replace(base.machine, id=machine_id, name="")
     return dataclasses.replace(base, machine=machine)
+
+
+def monitor_fields(monitor: LiveMonitor, status: MonitorSnapshot | None = None) -> dict[str, Any]:
+    """The :class:`MachineSnapshot` fields a monitor knows by itself: name, main signal,
+    build, layer (and layer count and progress when the source plans the build),
+    newest timestamp, errors, voxels, active alerts by severity, profile problems and
+    the SPC baseline's origin, from the monitor's ``status`` (its
+    :meth:`~LiveMonitor.monitor_snapshot`, taken here when not given). Who owns the
+    machine, counts and times are the caller's.
+
+    >>> from am_qadf.streaming import StreamingConfig
+    >>> mon = LiveMonitor(MonitorConfig(streaming=StreamingConfig.embedded(), simulate=False))
+    >>> f = monitor_fields(mon)
+    >>> f["layer"], f["alerts_active"], f["signal"] == mon.profile.live_signals[0]
+    (None, {}, True)
+    """
+    s = status or monitor.monitor_snapshot()
+    by_severity: dict[str, int] = {}
+    for a in monitor.alerts.active_alerts():
+        by_severity[a.severity] = by_severity.get(a.severity, 0) + 1
+    layer = s.current_layer
+    layer = int(layer) if isinstance(layer, int | float) and np.isfinite(layer) else None
+    layers = (s.build_plan or {}).get("layers")
+    layers = int(layers) if isinstance(layers, int) and layers > 0 else None
+    stamp = s.newest_timestamp
+    live = monitor.profile.live_signals
+    return {
+        "name": monitor.profile.machine.title,
+        "signal": live[0] if live else "",
+        "build_id": None if s.build_id is None else str(s.build_id),
+        "layer": layer,
+        "layers": layers,
+        "progress": None if layers is None or layer is None else min(1.0, (layer + 1) / layers),
+        "newest_timestamp": stamp.isoformat() if hasattr(stamp, "isoformat") else stamp,
+        "errors": int(s.stats.get("errors", 0)),
+        "occupied_voxels": int(s.occupied_voxels),
+        "alerts_active": by_severity,
+        "problems": tuple(s.profile.get("problems", ())),
+        "baseline": str(s.baseline.get("origin", "")),
+    }
+
+
+def signal_windows(
+    monitor: LiveMonitor, seconds: float = WINDOW_SECONDS
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The last ``seconds`` of each of the monitor's live signals: ``{signal: (epoch
+    seconds, values)}`` (signals without data left out).
+
+    >>> from am_qadf.streaming import StreamingConfig
+    >>> mon = LiveMonitor(MonitorConfig(streaming=StreamingConfig.embedded(), simulate=False))
+    >>> signal_windows(mon)
+    {}
+    """
+    out = {}
+    for spec in monitor.profile.signals:
+        if not spec.live:
+            continue
+        try:
+            data, us = monitor.client.get_buffer(spec.name).get_time_window_arrays(seconds)
+        except KeyError:
+            continue
+        if len(data) and np.ndim(data) == 1:
+            out[spec.name] = (us / 1e6, data)
+    return out
 
 
 class MachinePipeline:
@@ -117,6 +181,7 @@ class MachinePipeline:
         #: Voxel redraws (a new build or a replay cleared the grid): readers reload.
         self.voxel_generation = 0
         self._voxels_seen = False
+        self._data_at: float | None = None
         self.dirty = True
         self.monitor.alerts.add_listener(self._on_alert)
 
@@ -147,6 +212,7 @@ class MachinePipeline:
         deque(map(setitem, values, repeat("machine_id"), repeat(self.machine_id)), maxlen=0)
         with self._lock:
             self.messages += len(values)
+            self._data_at = time.time()
             self.dirty = True
         return result
 
@@ -206,48 +272,26 @@ class MachinePipeline:
                 self._rate_mark = (now, self.messages)
             counts = (self.messages, self.dead_lettered, self.held, self._rate)
             newest = self._newest_alert
-        active = self.monitor.alerts.active_alerts()
-        by_severity: dict[str, int] = {}
-        for a in active:
-            by_severity[a.severity] = by_severity.get(a.severity, 0) + 1
-        layer = s.current_layer
-        stamp = s.newest_timestamp
+            data_at = self._data_at
         return MachineSnapshot(
             machine_id=self.machine_id,
-            name=self.profile.machine.title,
             state="paused" if self.paused else ("running" if counts[0] else "idle"),
             worker=worker,
-            build_id=None if s.build_id is None else str(s.build_id),
-            layer=int(layer) if isinstance(layer, int | float) else None,
-            newest_timestamp=stamp.isoformat() if hasattr(stamp, "isoformat") else stamp,
             messages=counts[0],
             rate=round(counts[3], 1),
             dead_lettered=counts[1],
             held=counts[2],
-            errors=int(s.stats["errors"]),
-            occupied_voxels=int(s.occupied_voxels),
-            alerts_active=by_severity,
             newest_alert=newest,
-            problems=tuple(s.profile["problems"]),
-            baseline=str(s.baseline.get("origin", "")),
             control_cursor=self.control_cursor,
             last_command=self.last_command,
+            data_at=data_at,
             updated_at=time.time(),
+            **monitor_fields(self.monitor, s),
         )
 
     def windows(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The last :data:`WINDOW_SECONDS` of each live signal: (epoch seconds, values)."""
-        out = {}
-        for spec in self.profile.signals:
-            if not spec.live:
-                continue
-            try:
-                data, us = self.client.get_buffer(spec.name).get_time_window_arrays(WINDOW_SECONDS)
-            except KeyError:
-                continue
-            if len(data) and np.ndim(data) == 1:
-                out[spec.name] = (us / 1e6, data)
-        return out
+        return signal_windows(self.monitor)
 
     def _voxels(self, bricks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Occupied voxels in ``bricks`` with their display-signal (the profile's first

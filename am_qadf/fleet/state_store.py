@@ -138,7 +138,10 @@ class MachineSnapshot:
     """What a fleet view shows for one machine, published by the worker that owns it.
 
     ``state`` is ``running``, ``paused`` (the operator paused analysis) or ``idle``;
-    ``progress`` is 0..1 where known; ``rate`` messages per second over the last
+    ``layers`` the build's layer count and ``progress`` 0..1 where known (a simulated
+    build); ``signal`` the main signal (the profile's first live one, whose window a
+    fleet tile draws); ``data_at`` when the newest message arrived (epoch seconds;
+    None before the first); ``rate`` messages per second over the last
     publish interval; ``alerts_active`` active alerts by severity; ``control_cursor``
     the id of the newest operator command handled (a worker taking the machine over
     continues after it); ``last_command`` the outcome of that command.
@@ -154,7 +157,9 @@ class MachineSnapshot:
     worker: str = ""
     build_id: str | None = None
     layer: int | None = None
+    layers: int | None = None
     progress: float | None = None
+    signal: str = ""
     newest_timestamp: str | None = None
     messages: int = 0
     rate: float = 0.0
@@ -168,6 +173,7 @@ class MachineSnapshot:
     baseline: str = ""
     control_cursor: str = "0"
     last_command: dict[str, Any] | None = None
+    data_at: float | None = None
     updated_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

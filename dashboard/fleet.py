@@ -1,0 +1,83 @@
+"""``panel serve dashboard/app.py dashboard/fleet.py``: the fleet overview at ``/fleet``.
+
+It reads derived state only: ``AMQADF_STATE=redis://…`` (with ``AMQADF_STATE_PREFIX``)
+names the plant's state store, which ``am-qadf worker`` processes fill; without it the
+page shows the embedded pipeline's machine (started here if ``/app`` has not yet).
+
+Query arguments: ``?kiosk=1`` for a shop-floor screen, ``?period=2000`` to refresh
+less often (milliseconds, default 1000), ``?watchdog=45`` as on ``/app``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+# Bokeh puts this script's folder first on sys.path, where a module of the dashboard
+# package could shadow another package: import the package from the project root.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+if str(_HERE.parent) not in sys.path:
+    sys.path.insert(0, str(_HERE.parent))
+
+import panel as pn  # noqa: E402
+
+from am_qadf.machine_profile import ProfileError  # noqa: E402
+from dashboard.fleet_view import FLEET_CSS_FILE, FleetOverview, fleet_reader  # noqa: E402
+from dashboard.markup import esc  # noqa: E402
+from dashboard.theme import ACCENT, LOGO_FILE, OfflineFast, read_css  # noqa: E402
+
+
+def _arg(name: str, default: str = "") -> str:
+    values = pn.state.session_args.get(name) if pn.state.session_args else None
+    return values[0].decode(errors="replace") if values else default
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    try:
+        return max(lo, min(hi, int(_arg(name, str(default)))))
+    except ValueError:
+        return default
+
+
+# the kiosk page: dark behind the grid, and the header's height the grid leaves free
+_KIOSK_PAGE_CSS = """
+body { background: #0a1116; }
+#header .title { font-size: 26px; }
+"""
+
+kiosk = _arg("kiosk", "0").lower() in ("1", "true", "yes", "on")
+period = _int_arg("period", 1000, 200, 60_000)
+watchdog = _int_arg("watchdog", 45, 5, 3600)
+
+pn.extension(notifications=False, reconnect=True, design="fast")
+pn.config.reconnect = True  # a screen left running for days re-attaches by itself
+
+title = "AM-QADF Live · Fleet" + (" · kiosk" if kiosk else "")
+try:
+    reader = fleet_reader()
+except (ProfileError, ValueError, OSError) as exc:  # bad AMQADF_PROFILE / AMQADF_STATE
+    logging.getLogger("dashboard.fleet").error("the fleet state cannot be read: %s", exc)
+    reader = None
+    pn.pane.HTML(
+        f'<div class="amq-fleet-error"><b>The fleet state cannot be read.</b> {esc(exc)}</div>',
+        styles={"color": "#b42318", "font-size": "16px", "padding": "24px"},
+    ).servable(title=title)
+if reader is not None:
+    view = FleetOverview(reader=reader, kiosk=kiosk, period_ms=period, watchdog_s=watchdog)
+    logo = str(LOGO_FILE) if LOGO_FILE.exists() else None
+    pn.template.FastListTemplate(
+        title=esc(title),  # the template puts it into the page unescaped
+        main=[view],
+        logo=logo,
+        favicon=logo,
+        header_background="#0b1f2a" if kiosk else ACCENT,
+        theme="dark" if kiosk else "default",
+        theme_toggle=False,
+        collapsed_sidebar=True,
+        main_layout=None,
+        main_max_width="",
+        raw_css=[read_css(FLEET_CSS_FILE) + (_KIOSK_PAGE_CSS if kiosk else "")],
+        design=OfflineFast,
+    ).servable(title=title)

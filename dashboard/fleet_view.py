@@ -1,0 +1,373 @@
+"""The fleet overview (``/fleet``): one tile per machine, worst first.
+
+The page reads derived state only, through one process-wide
+:class:`~am_qadf.fleet.fleet_reader.FleetReader` (:func:`fleet_reader`): the state
+store named by ``AMQADF_STATE`` (a plant's Redis), or without it the in-process store
+the embedded pipeline publishes into. Each session has one periodic callback that
+ranks the reader's cached snapshots and redraws the tiles (one HTML pane: no Bokeh
+model per tile); the reader's thread never touches a model.
+
+A tile shows the machine's name, a state badge (a machine its worker stopped
+publishing for, or whose data stopped coming, says "No data for N s", never a green
+"Running"), build, "layer N of M" with a progress bar where the source knows the
+layer count, throughput, active alerts by severity, the newest alert (what, where,
+value) and a sparkline of the main signal; it links to ``app?machine=ID``. Every
+value from the store is escaped (:func:`dashboard.markup.esc`).
+
+>>> from am_qadf.fleet.fleet_reader import rank
+>>> from am_qadf.fleet.state_store import MachineSnapshot
+>>> [m] = rank([MachineSnapshot("m1", state="running", updated_at=100.0)], now=100.0)
+>>> 'href="app?machine=m1"' in tile_html(m, None, now=100.0)
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import panel as pn
+import param
+
+from am_qadf.fleet.fleet_reader import FleetReader, MachineStatus, silent_for
+from am_qadf.fleet.state_store import StateStore, downsample, open_state_store
+
+from .kiosk import Watchdog
+from .markup import TEXT_LIMIT, esc, whole_number
+from .theme import ASSETS_DIR, SEVERITY_COLORS, read_css
+
+__all__ = [
+    "FLEET_CSS_FILE",
+    "FleetOverview",
+    "fleet_reader",
+    "grid_shape",
+    "newest_alert_text",
+    "sparkline_svg",
+    "status_badge",
+    "tile_html",
+]
+
+log = logging.getLogger(__name__)
+
+FLEET_CSS_FILE = ASSETS_DIR / "fleet.css"
+_READER_KEY = "am_qadf_fleet_reader"
+_LOCK = threading.Lock()
+_SEVERITIES = ("critical", "warning", "info")
+
+
+def _open_store() -> tuple[StateStore, str]:
+    """The store the page reads and how the page names it (never with a password)."""
+    url = os.environ.get("AMQADF_STATE")
+    if url:
+        prefix = os.environ.get("AMQADF_STATE_PREFIX", "amqadf:fleet")
+        return open_state_store(url, prefix=prefix), "Redis state store"
+    from .pipeline_cache import embedded_state_store, get_monitor
+
+    get_monitor()  # the embedded pipeline publishes its machine into the store
+    return embedded_state_store(), "embedded pipeline (in-process state store)"
+
+
+def fleet_reader() -> FleetReader:
+    """The process-wide running :class:`FleetReader` (created on first use): every
+    session of every fleet page reads this one cache, so the store is read once per
+    change, not once per session."""
+    with _LOCK:
+        reader = pn.state.cache.get(_READER_KEY)
+        if reader is None:
+            store, source = _open_store()
+            reader = FleetReader(store).start()
+            reader.source = source  # type: ignore[attr-defined]
+            pn.state.cache[_READER_KEY] = reader
+            log.info("reading the fleet from the %s", source)
+        return reader
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """Columns and rows of a kiosk grid for ``n`` tiles: as square as a 16:9 screen
+    makes sense of, so up to 8 machines fit without scrolling.
+
+    >>> [grid_shape(n) for n in (1, 2, 3, 4, 5, 8, 9)]
+    [(1, 1), (2, 1), (3, 1), (2, 2), (3, 2), (4, 2), (4, 3)]
+    """
+    n = max(int(n), 1)
+    if n <= 3:
+        return n, 1
+    if n == 4:
+        return 2, 2
+    cols = min(4, math.ceil(n / 2)) if n <= 8 else 4
+    return cols, math.ceil(n / cols)
+
+
+def status_badge(m: MachineStatus, now: float) -> str:
+    """What a tile's state badge says.
+
+    >>> from am_qadf.fleet.state_store import MachineSnapshot
+    >>> s = MachineSnapshot("m", state="running", data_at=80.0, updated_at=99.0)
+    >>> status_badge(MachineStatus(s, "stale"), now=100.0)
+    'No data for 20 s'
+    >>> status_badge(MachineStatus(s, "critical"), now=100.0)
+    'Critical'
+    """
+    if m.status == "stale":
+        return f"No data for {max(silent_for(m.snapshot, now), 0.0):,.0f} s"
+    if m.status == "degraded":
+        return "Running, degraded" if m.snapshot.state == "running" else "Degraded"
+    return m.status.capitalize()
+
+
+def sparkline_svg(
+    window: tuple[np.ndarray, np.ndarray] | None,
+    *,
+    width: int = 240,
+    height: int = 48,
+    points: int = 120,
+) -> str:
+    """An inline SVG line of a signal window (time on x, value on y), at most
+    ``points`` points (min and max per bin kept); "" when there is nothing to draw.
+
+    >>> svg = sparkline_svg((np.arange(3.0), np.array([1.0, 3.0, 2.0])), width=10, height=4)
+    >>> svg[svg.index("points="):].split('"')[1]
+    '0.0,3.0 5.0,1.0 10.0,2.0'
+    >>> sparkline_svg(None)
+    ''
+    """
+    if window is None:
+        return ""
+    t, v = (np.asarray(a, dtype=float) for a in window)
+    ok = np.isfinite(t) & np.isfinite(v)
+    t, v = downsample(t[ok], v[ok], points)
+    if len(v) < 2:
+        return ""
+    span_t = float(t[-1] - t[0]) or 1.0
+    lo, hi = float(v.min()), float(v.max())
+    span_v = (hi - lo) or 1.0
+    pad = 1.0  # the stroke's half width stays inside the box
+    xs = (t - t[0]) / span_t * width
+    ys = pad + (hi - v) / span_v * (height - 2 * pad)
+    coords = np.char.add(np.char.add(np.char.mod("%.1f", xs), ","), np.char.mod("%.1f", ys))
+    return (
+        f'<svg class="amq-fl-spark" viewBox="0 0 {width} {height}" preserveAspectRatio="none"'
+        f' role="img" aria-label="recent values"><polyline points="{" ".join(coords)}"'
+        ' fill="none" vector-effect="non-scaling-stroke"/></svg>'
+    )
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "–"
+    return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+
+
+def newest_alert_text(alert: dict[str, Any] | None) -> tuple[str, str, str]:
+    """An alert event as a tile shows it: ``(what, where, value)``, plain text (escape it).
+
+    >>> newest_alert_text({"rule": "threshold_high", "metric": "temp", "value": 2411.52,
+    ...                    "layer": 40, "x": 12.04, "y": 80.5})
+    ('threshold_high · temp', 'layer 40 · x 12.0 y 80.5 mm', '2,412')
+    >>> newest_alert_text(None)
+    ('', '', '')
+    """
+    if not isinstance(alert, dict):
+        return "", "", ""
+    what = alert.get("message") or " · ".join(
+        str(alert[k]) for k in ("rule", "metric") if alert.get(k)
+    )
+    where = []
+    layer = whole_number(alert.get("layer"))
+    if layer is not None:
+        where.append(f"layer {layer}")
+    x, y = alert.get("x"), alert.get("y")
+    if all(isinstance(c, int | float) and math.isfinite(c) for c in (x, y)):
+        where.append(f"x {x:.1f} y {y:.1f} mm")
+    return str(what), " · ".join(where), _number(alert.get("value"))
+
+
+def tile_html(
+    m: MachineStatus,
+    window: tuple[np.ndarray, np.ndarray] | None,
+    *,
+    now: float,
+    app_path: str = "app",
+) -> str:
+    """One machine's tile: a link to ``app_path?machine=ID`` with every value escaped."""
+    s = m.snapshot
+    name = s.name or s.machine_id
+    href = f"{app_path}?machine={quote(s.machine_id, safe='')}"
+    layer = whole_number(s.layer)
+    layers = whole_number(s.layers)
+    layer_text = "Layer –" if layer is None else f"Layer <b>{layer:,}</b>"
+    if layer is not None and layers:
+        layer_text += f" of {layers:,}"
+    progress = ""
+    if isinstance(s.progress, int | float) and math.isfinite(s.progress):
+        pct = min(max(float(s.progress), 0.0), 1.0) * 100
+        progress = (
+            f'<div class="amq-fl-progress" data-progress="{pct:.0f}">'
+            f'<div style="width:{pct:.1f}%"></div></div>'
+        )
+    chips = (
+        "".join(
+            f'<span class="amq-fl-chip amq-fl-{sev}" data-{sev}="{n}">{n} {sev}</span>'
+            for sev in _SEVERITIES
+            if (n := int(s.alerts_active.get(sev, 0) or 0)) > 0
+        )
+        or '<span class="amq-fl-chip amq-fl-none">no active alert</span>'
+    )
+    what, where, value = newest_alert_text(s.newest_alert)
+    newest = ""
+    if what:
+        sev = s.newest_alert.get("severity") if isinstance(s.newest_alert, dict) else ""
+        sev = sev if sev in SEVERITY_COLORS else "info"
+        newest = (
+            f'<div class="amq-fl-alert amq-fl-alert-{sev}"'
+            f' title="{esc(what, limit=TEXT_LIMIT)} {esc(where)} {esc(value)}">'
+            f'<span class="amq-fl-what">{esc(what, limit=80)}</span>'
+            f'<span class="amq-fl-where">{esc(where)}</span>'
+            f'<span class="amq-fl-value">{esc(value)}</span></div>'
+        )
+    latest = ""
+    if window is not None and len(window[1]):
+        latest = f"{esc(s.signal, limit=40)} {esc(_number(float(window[1][-1])))}"
+    return (
+        f'<a class="amq-fl-tile amq-fl-st-{esc(m.status)}" href="{esc(href)}"'
+        f' data-machine="{esc(s.machine_id)}" data-status="{esc(m.status)}">'
+        '<div class="amq-fl-head">'
+        f'<span class="amq-fl-name" title="{esc(s.machine_id)}">{esc(name, limit=60)}</span>'
+        f'<span class="amq-fl-badge">{esc(status_badge(m, now))}</span></div>'
+        '<div class="amq-fl-row">'
+        f'<span class="amq-fl-build">Build <b>{esc(s.build_id or "–", limit=40)}</b></span>'
+        f'<span class="amq-fl-layer">{layer_text}</span></div>'
+        f"{progress}"
+        '<div class="amq-fl-row">'
+        f'<span class="amq-fl-rate" data-rate="{float(s.rate):.0f}">'
+        f"<b>{float(s.rate):,.0f}</b> msg/s</span>"
+        f'<span class="amq-fl-chips">{chips}</span></div>'
+        f"{newest}"
+        f'<div class="amq-fl-signal"><span class="amq-fl-latest">{latest}</span>'
+        f"{sparkline_svg(window)}</div>"
+        "</a>"
+    )
+
+
+def summary_html(machines: Sequence[MachineStatus], source: str) -> str:
+    """The line above the tiles: how many machines in which status, and the source.
+
+    >>> from am_qadf.fleet.state_store import MachineSnapshot
+    >>> m = MachineStatus(MachineSnapshot("m1"), "stale")
+    >>> html = summary_html([m], "x")
+    >>> '<b>1</b> machine · <span class="amq-fl-sum-stale">1 stale</span>' in html
+    True
+    """
+    counts = Counter(m.status for m in machines)
+    parts = [f"<b>{len(machines)}</b> machine{'s' if len(machines) != 1 else ''}"]
+    parts += [
+        f'<span class="amq-fl-sum-{st}">{counts[st]} {st}</span>'
+        for st in ("critical", "stale", "warning", "paused", "degraded")
+        if counts[st]
+    ]
+    return (
+        f'<div class="amq-fl-summary">{" · ".join(parts)}'
+        f'<span class="amq-fl-source">{esc(source)}</span></div>'
+    )
+
+
+class FleetOverview(pn.viewable.Viewer):
+    """The fleet page: one tile per machine from ``reader``, worst first, redrawn by one
+    periodic callback per session. ``kiosk`` lays the tiles out to fill a shop-floor
+    screen (dark, large type, no scrolling for up to 8 machines)."""
+
+    reader = param.ClassSelector(class_=FleetReader, doc="The process-wide fleet reader.")
+
+    kiosk = param.Boolean(default=False, doc="Shop-floor layout: fills the screen.")
+
+    period_ms = param.Integer(default=1000, bounds=(200, 60_000))
+
+    watchdog_s = param.Integer(default=45, bounds=(5, 3600))
+
+    app_path = param.String(default="app", doc="The machine page tiles link to.")
+
+    source = param.String(default="", doc="Where the state comes from (shown).")
+
+    ticks = param.Integer(default=0, doc="Refreshes done by this session.")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.reader is None:
+            self.reader = fleet_reader()
+        if not self.source:
+            self.source = getattr(self.reader, "source", "")
+        css = read_css(FLEET_CSS_FILE)
+        self.pane = pn.pane.HTML(
+            "",
+            sizing_mode="stretch_width",
+            stylesheets=[css] if css else [],
+            css_classes=["amq-fleet-pane"],
+        )
+        self.watchdog = Watchdog(timeout_s=self.watchdog_s)
+        self._callback: Any = None
+        self._closed = False
+
+    def render(self, now: float | None = None) -> str:
+        """The page's HTML now: summary line and the grid of tiles."""
+        now = time.time() if now is None else now
+        machines = self.reader.overview(now=now)
+        if not machines:
+            body = (
+                '<div class="amq-fl-empty">No machine has published its state yet '
+                f"(reading the {esc(self.source or 'state store')}).</div>"
+            )
+        else:
+            body = "".join(
+                tile_html(m, self.reader.main_window(m.machine_id), now=now, app_path=self.app_path)
+                for m in machines
+            )
+        cols, rows = grid_shape(len(machines))
+        mode = "kiosk" if self.kiosk else "page"
+        return (
+            f'<div class="amq-fleet amq-fleet-{mode}" style="--cols:{cols};--rows:{rows}"'
+            f' data-machines="{len(machines)}" data-version="{self.reader.version}">'
+            f'{summary_html(machines, self.source)}<div class="amq-fl-grid">{body}</div></div>'
+        )
+
+    def tick(self) -> None:
+        """Redraw the tiles (session thread); the ages in the badges move every tick."""
+        if self._closed:
+            return
+        try:
+            html = self.render()
+        except Exception:  # a malformed snapshot must not stop the page
+            log.exception("rendering the fleet failed")
+            return
+        with pn.io.hold():
+            if html != self.pane.object:
+                self.pane.object = html
+            self.watchdog.heartbeat += 1
+        self.ticks += 1
+
+    def start(self) -> None:
+        """Start this session's periodic refresh (idempotent)."""
+        if self._callback is not None or self._closed:
+            return
+        self.tick()
+        self._callback = pn.state.add_periodic_callback(self.tick, period=self.period_ms)
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.on_session_destroyed(lambda _ctx: self.stop())
+
+    def stop(self) -> None:
+        """Stop refreshing (the session ended)."""
+        self._closed = True
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        self.start()
+        return pn.Column(self.pane, self.watchdog, sizing_mode="stretch_width", margin=0)
