@@ -229,10 +229,17 @@ def tile_html(
         newest = (
             f'<div class="amq-fl-alert amq-fl-alert-{sev}"'
             f' title="{esc(what, limit=TEXT_LIMIT)} {esc(where)} {esc(value)}">'
-            f'<span class="amq-fl-what">{esc(what, limit=80)}</span>'
-            f'<span class="amq-fl-where">{esc(where)}</span>'
-            f'<span class="amq-fl-value">{esc(value)}</span></div>'
+            f'<div class="amq-fl-what">{esc(what, limit=80)}</div>'
+            f'<div class="amq-fl-where"><span>{esc(where)}</span>'
+            f'<span class="amq-fl-value">{esc(value)}</span></div></div>'
         )
+    # a machine nothing is heard of has no current rate: its last one would mislead
+    rate = (
+        '<span class="amq-fl-rate" data-rate=""><b>–</b> msg/s</span>'
+        if m.status == "stale"
+        else f'<span class="amq-fl-rate" data-rate="{float(s.rate):.0f}">'
+        f"<b>{float(s.rate):,.0f}</b> msg/s</span>"
+    )
     latest = ""
     if window is not None and len(window[1]):
         latest = f"{esc(s.signal, limit=40)} {esc(_number(float(window[1][-1])))}"
@@ -247,8 +254,7 @@ def tile_html(
         f'<span class="amq-fl-layer">{layer_text}</span></div>'
         f"{progress}"
         '<div class="amq-fl-row">'
-        f'<span class="amq-fl-rate" data-rate="{float(s.rate):.0f}">'
-        f"<b>{float(s.rate):,.0f}</b> msg/s</span>"
+        f"{rate}"
         f'<span class="amq-fl-chips">{chips}</span></div>'
         f"{newest}"
         f'<div class="amq-fl-signal"><span class="amq-fl-latest">{latest}</span>'

@@ -78,11 +78,12 @@ def start_dashboard(
     log_path: Path,
     extra_args: Sequence[str] = (),
     extra_env: dict[str, str] | None = None,
-    app: str = "dashboard/app.py",
+    app: str | Sequence[str] = "dashboard/app.py",
 ) -> subprocess.Popen:
-    """``panel serve dashboard/app.py`` (or another ``app`` script) on the embedded
-    default at 127.0.0.1:``port`` (plus ``extra_args``, e.g. a log-in), returned once it
-    answers (its output goes to ``log_path``)."""
+    """``panel serve dashboard/app.py`` (or another ``app`` script, or several) on the
+    embedded default at 127.0.0.1:``port`` (plus ``extra_args``, e.g. a log-in),
+    returned once it answers (its output goes to ``log_path``)."""
+    apps = [app] if isinstance(app, str) else list(app)
     env = {
         **os.environ,
         "AMQADF_DATA_DIR": data_dir,
@@ -90,11 +91,12 @@ def start_dashboard(
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
-    for var in ("AMQADF_KAFKA", "AMQADF_REDIS_URL", "AMQADF_MONGO_URI", "AMQADF_TOPIC"):
+    for var in ("AMQADF_KAFKA", "AMQADF_REDIS_URL", "AMQADF_MONGO_URI", "AMQADF_TOPIC",
+                "AMQADF_STATE", "AMQADF_STATE_PREFIX"):  # fmt: skip
         if var not in (extra_env or {}):  # the embedded default, unless a test says so
             env.pop(var, None)
     cmd = [
-        sys.executable, "-m", "panel", "serve", app,
+        sys.executable, "-m", "panel", "serve", *apps,
         "--port", str(port), "--address", "127.0.0.1",
         "--allow-websocket-origin", f"127.0.0.1:{port}",
         "--num-procs", "1", "--liveness",
