@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/panel serve dashboard/app.py --address $(ADDRESS) --port $(PORT) \
-	  --plugins dashboard.metrics_plugin $(PANEL_ARGS)
+	$(BIN)/panel serve dashboard/app.py dashboard/fleet.py --index app \
+	  --address $(ADDRESS) --port $(PORT) --plugins dashboard.metrics_plugin $(PANEL_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider

@@ -143,7 +143,8 @@ def serve_command(
     for var in ("AMQADF_OPEN_ACCESS", "PANEL_BASIC_AUTH", "BOKEH_ALLOW_WS_ORIGIN"):
         out.pop(var, None)
     port = env.get("AMQADF_PORT", "5006")
-    args = ["panel", "serve", *_pages(), "--address", "0.0.0.0", "--port", port]
+    # /app (one machine), /fleet (every machine); / is /app, as with one page served
+    args = ["panel", "serve", *_pages(), "--index", "app", "--address", "0.0.0.0", "--port", port]
     args += ["--plugins", METRICS_PLUGIN]
     args += ["--basic-auth", users]
     for origin in _origins(env):

@@ -136,3 +136,9 @@ def test_own_users_file_and_origins(tmp_path):
     users.write_text("[]")
     with pytest.raises(ValueError, match="must map users to passwords"):
         serve_command({"AMQADF_USERS_FILE": str(users), "AMQADF_COOKIE_SECRET": "c" * 40})
+
+
+def test_the_container_serves_the_machine_page_and_the_fleet_page(tmp_path) -> None:
+    args, _env = serve_command({}, data_dir=tmp_path)
+    assert args[:5] == ["panel", "serve", "dashboard/app.py", "dashboard/fleet.py", "--index"]
+    assert args[5] == "app"  # / stays the machine page
