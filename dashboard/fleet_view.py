@@ -38,7 +38,7 @@ import panel as pn
 import param
 
 from am_qadf.fleet.fleet_reader import FleetReader, MachineStatus, silent_for
-from am_qadf.fleet.state_store import StateStore, downsample, open_state_store
+from am_qadf.fleet.state_store import StateStore, open_state_store
 
 from .kiosk import Watchdog
 from .markup import TEXT_LIMIT, esc, whole_number
@@ -123,18 +123,25 @@ def status_badge(m: MachineStatus, now: float) -> str:
     return m.status.capitalize()
 
 
+def _coords(xs: np.ndarray, ys: np.ndarray) -> str:
+    """SVG ``points`` text of coordinate arrays (formatted by numpy, not point by point)."""
+    pairs = np.char.add(np.char.add(np.char.mod("%.1f", xs), ","), np.char.mod("%.1f", ys))
+    return " ".join(pairs.tolist())
+
+
 def sparkline_svg(
     window: tuple[np.ndarray, np.ndarray] | None,
     *,
     width: int = 240,
     height: int = 48,
-    points: int = 120,
+    bins: int = 60,
 ) -> str:
-    """An inline SVG line of a signal window (time on x, value on y), at most
-    ``points`` points (min and max per bin kept); "" when there is nothing to draw.
+    """An inline SVG sparkline of a signal window (time on x, value on y): the mean of
+    each of at most ``bins`` equal runs of points as a line over their min–max band, so
+    a noisy raw signal reads as its level and spread; "" when there is nothing to draw.
 
     >>> svg = sparkline_svg((np.arange(3.0), np.array([1.0, 3.0, 2.0])), width=10, height=4)
-    >>> svg[svg.index("points="):].split('"')[1]
+    >>> svg[svg.index("<polyline points="):].split('"')[1]
     '0.0,3.0 5.0,1.0 10.0,2.0'
     >>> sparkline_svg(None)
     ''
@@ -143,20 +150,32 @@ def sparkline_svg(
         return ""
     t, v = (np.asarray(a, dtype=float) for a in window)
     ok = np.isfinite(t) & np.isfinite(v)
-    t, v = downsample(t[ok], v[ok], points)
+    t, v = t[ok], v[ok]
     if len(v) < 2:
         return ""
-    span_t = float(t[-1] - t[0]) or 1.0
+    starts = np.unique(np.linspace(0, len(v), min(bins, len(v)) + 1).astype(np.int64))[:-1]
+    counts = np.diff(np.append(starts, len(v)))
+    mid = np.add.reduceat(t, starts) / counts
+    mean = np.add.reduceat(v, starts) / counts
+    low, high = np.minimum.reduceat(v, starts), np.maximum.reduceat(v, starts)
+    span_t = float(mid[-1] - mid[0]) or 1.0
     lo, hi = float(v.min()), float(v.max())
     span_v = (hi - lo) or 1.0
     pad = 1.0  # the stroke's half width stays inside the box
-    xs = (t - t[0]) / span_t * width
-    ys = pad + (hi - v) / span_v * (height - 2 * pad)
-    coords = np.char.add(np.char.add(np.char.mod("%.1f", xs), ","), np.char.mod("%.1f", ys))
+    xs = (mid - mid[0]) / span_t * width
+
+    def y(values: np.ndarray) -> np.ndarray:
+        return pad + (hi - values) / span_v * (height - 2 * pad)
+
+    band = ""
+    if (high > low).any():  # runs of several points: their spread
+        band_x = np.concatenate([xs, xs[::-1]])
+        band_y = np.concatenate([y(high), y(low)[::-1]])
+        band = f'<polygon class="amq-fl-band" points="{_coords(band_x, band_y)}"/>'
     return (
         f'<svg class="amq-fl-spark" viewBox="0 0 {width} {height}" preserveAspectRatio="none"'
-        f' role="img" aria-label="recent values"><polyline points="{" ".join(coords)}"'
-        ' fill="none" vector-effect="non-scaling-stroke"/></svg>'
+        f' role="img" aria-label="recent values">{band}<polyline points="'
+        f'{_coords(xs, y(mean))}" fill="none" vector-effect="non-scaling-stroke"/></svg>'
     )
 
 

@@ -93,14 +93,28 @@ def test_kiosk_grid_holds_up_to_eight_machines_in_two_rows(n: int) -> None:
 def test_sparkline_skips_non_finite_points_and_flat_or_short_windows() -> None:
     t = np.arange(5.0)
     v = np.array([1.0, np.nan, 3.0, np.inf, 2.0])
-    points = re.search(r'points="([^"]*)"', sparkline_svg((t, v), width=4, height=4)).group(1)
+    svg = sparkline_svg((t, v), width=4, height=4)
+    points = re.search(r'<polyline points="([^"]*)"', svg).group(1)
     assert points == "0.0,3.0 2.0,1.0 4.0,2.0"  # 1 px inside the box
+    assert "<polygon" not in svg  # one point per run: no spread to draw
     flat = sparkline_svg((t, np.ones(5)))
-    assert "NaN" not in flat and "inf" not in flat
+    assert "nan" not in flat.lower() and "inf" not in flat
     assert sparkline_svg((np.array([1.0]), np.array([1.0]))) == ""
-    # a long window is cut to the points asked for
-    big = sparkline_svg((np.arange(10_000.0), np.sin(np.arange(10_000.0))), points=100)
-    assert len(re.search(r'points="([^"]*)"', big).group(1).split()) <= 100
+
+
+def test_sparkline_draws_run_means_over_their_min_max_band() -> None:
+    n = 10_000
+    t = np.arange(n, dtype=float)
+    v = np.where(np.arange(n) % 2 == 0, -1.0, 1.0)  # noise around 0
+    v[5000:5010] = 50.0  # one short spike
+    svg = sparkline_svg((t, v), width=100, height=52, bins=50)
+    line = re.search(r'<polyline points="([^"]*)"', svg).group(1).split()
+    band = re.search(r'<polygon class="amq-fl-band" points="([^"]*)"', svg).group(1).split()
+    assert len(line) == 50 and len(band) == 100
+    ys = np.array([float(p.split(",")[1]) for p in line])
+    # the mean line stays near the level of the noise; the band reaches the spike
+    assert np.ptp(np.delete(ys, 25)) < 1.0
+    assert min(float(p.split(",")[1]) for p in band) == 1.0
 
 
 def test_newest_alert_text_tolerates_odd_values() -> None:
