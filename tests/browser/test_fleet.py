@@ -309,3 +309,107 @@ def test_fleet_embedded_shows_the_demo_machine(browser, tmp_path):
             ctx.close()
     finally:
         stop_dashboard(proc)
+
+
+def test_fleet_follows_a_real_worker_and_shows_machines_going_quiet(
+    browser, kafka_bootstrap, redis_url, tmp_path
+):
+    """``am-qadf simulate --machines 3`` into real Kafka, one ``am-qadf worker`` into
+    Redis, the page reading Redis: three tiles that run, then say "No data for N s"
+    once the builds are published (the worker still publishes; the data stopped)."""
+    import os
+    import subprocess
+    import sys
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from .conftest import ROOT
+
+    tag = uuid.uuid4().hex[:10]
+    topic, prefix = f"bt-fleet-{tag}", f"amqadf:bt-fleet-{tag}"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "AMQADF_DATA_DIR": str(tmp_path / "worker"),
+        "AMQADF_MONGO_URI": "none",  # history in the embedded file
+        "AMQADF_REDIS_URL": "none",
+        "AMQADF_STATE_PREFIX": prefix,
+    }
+    cli = [sys.executable, "-m", "am_qadf.cli"]
+    procs: list[subprocess.Popen] = []
+
+    def run(name: str, *args: str) -> subprocess.Popen:
+        log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [*cli, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        procs.append(proc)
+        return proc
+
+    store = RedisStateStore(redis_url, prefix=prefix)
+    port = _free_port()
+    server = start_dashboard(
+        port,
+        str(tmp_path),
+        tmp_path / "panel-serve.log",
+        extra_env={"AMQADF_STATE": redis_url, "AMQADF_STATE_PREFIX": prefix},
+        app=APPS,
+    )
+    try:
+        run("worker", "worker", "--bootstrap", kafka_bootstrap, "--topic", topic,
+            "--group", f"bt-fleet-{tag}", "--state", redis_url, "--interval", "1")  # fmt: skip
+        sim = run("simulate", "simulate", "--machines", "3", "--bootstrap", kafka_bootstrap,
+                  "--topic", topic, "--rate", "1500", "--points", "15000")  # fmt: skip
+        ctx, page = _open(browser, f"http://127.0.0.1:{port}/fleet")
+        try:
+            ids = ["m01", "m02", "m03"]
+            wait_until(
+                lambda: sorted(m for m, _ in _tiles(page)) == ids,
+                timeout=90,
+                what="the three simulated machines' tiles",
+            )
+            wait_until(
+                lambda: any(
+                    float(r or 0) > 0
+                    for r in page.locator(".amq-fl-rate").evaluate_all(
+                        "els => els.map(e => e.dataset.rate)"
+                    )
+                ),
+                timeout=60,
+                what="a throughput above 0",
+            )
+            wait_until(
+                lambda: page.locator(".amq-fl-spark").count() == 3, timeout=60, what="sparklines"
+            )
+            assert sim.wait(timeout=120) == 0
+            # the builds are out: every machine goes quiet, none stays a green "Running"
+            wait_until(
+                lambda: (
+                    {s for _, s in _tiles(page)} <= {"stale", "critical"}
+                    and "stale" in {s for _, s in _tiles(page)}
+                ),
+                timeout=60,
+                what="the machines shown as stale",
+            )
+            badge = page.locator('.amq-fl-tile[data-status="stale"] .amq-fl-badge').first
+            assert badge.inner_text().startswith("No data for ")
+            # the worker is alive and still publishing: it is the data that stopped
+            assert procs[0].poll() is None
+            assert all(time.time() - s.updated_at < 10 for s in store.snapshots().values())
+        finally:
+            ctx.close()
+    finally:
+        stop_dashboard(server)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        store.clear()
+        store.close()
+        admin.delete_topics([topic, topic + ".dlq"])
