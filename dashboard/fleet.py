@@ -26,30 +26,18 @@ import panel as pn  # noqa: E402
 from am_qadf.machine_profile import ProfileError  # noqa: E402
 from dashboard.fleet_view import FLEET_CSS_FILE, FleetOverview, fleet_reader  # noqa: E402
 from dashboard.markup import esc  # noqa: E402
+from dashboard.page_args import flag_arg, int_arg  # noqa: E402
 from dashboard.theme import ACCENT, LOGO_FILE, OfflineFast, read_css  # noqa: E402
 
-
-def _arg(name: str, default: str = "") -> str:
-    values = pn.state.session_args.get(name) if pn.state.session_args else None
-    return values[0].decode(errors="replace") if values else default
-
-
-def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
-    try:
-        return max(lo, min(hi, int(_arg(name, str(default)))))
-    except ValueError:
-        return default
-
-
-# the kiosk page: dark behind the grid, and the header's height the grid leaves free
+# the kiosk page: dark behind the grid
 _KIOSK_PAGE_CSS = """
 body { background: #0a1116; }
 #header .title { font-size: 26px; }
 """
 
-kiosk = _arg("kiosk", "0").lower() in ("1", "true", "yes", "on")
-period = _int_arg("period", 1000, 200, 60_000)
-watchdog = _int_arg("watchdog", 45, 5, 3600)
+kiosk = flag_arg("kiosk")
+period = int_arg("period", 1000, 200, 60_000)
+watchdog = int_arg("watchdog", 45, 5, 3600)
 
 pn.extension(notifications=False, reconnect=True, design="fast")
 pn.config.reconnect = True  # a screen left running for days re-attaches by itself

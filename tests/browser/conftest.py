@@ -199,6 +199,20 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
+_FONT_PX = "e => e.isConnected ? parseFloat(getComputedStyle(e).fontSize) : NaN"
+
+
+def font_px(page: Any, selector: str, timeout: float = 20.0) -> float:
+    """The computed font size (px) of the first element matching ``selector``, read from
+    a connected element (views re-render their HTML every refresh: a detached one gives
+    NaN, so it is read again until it gives a number)."""
+    return wait_until(
+        lambda: (v := page.locator(selector).first.evaluate(_FONT_PX, timeout=5_000)) == v and v,
+        timeout=timeout,
+        what=f"the font size of {selector}",
+    )
+
+
 def data_attr(page: Any, selector: str, attr: str) -> str | None:
     """The attribute of the first element matching ``selector`` (shadow DOM pierced)."""
     loc = page.locator(selector)

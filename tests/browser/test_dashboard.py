@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .conftest import SCREENSHOTS, clipped_elements, int_attr, wait_until
+from .conftest import SCREENSHOTS, clipped_elements, font_px, int_attr, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -323,8 +323,6 @@ def _settled(page, bad: list[str]) -> list[str] | None:
     return bad if clipped_elements(page) == bad else None
 
 
-FONT_PX = "e => e.isConnected ? parseFloat(getComputedStyle(e).fontSize) : NaN"
-
 #: Smallest type (px) of what a kiosk must show readably from 3 m.
 KIOSK_MIN_PX = {
     ".amq-tile-value": 32,
@@ -360,14 +358,7 @@ def test_kiosk_fits_the_screen_in_large_type(browser, server, size, shot):
             page.locator("#header").first.inner_text().lower()
         )
         for sel, px in KIOSK_MIN_PX.items():
-            # the tiles are re-rendered every refresh: read a size from a live element
-            size_px = wait_until(
-                lambda sel=sel: (
-                    (v := page.locator(sel).first.evaluate(FONT_PX, timeout=5_000)) == v and v
-                ),
-                timeout=20,
-                what=f"the font size of {sel}",
-            )
+            size_px = font_px(page, sel)  # the tiles are re-rendered every refresh
             assert size_px >= px, (sel, size_px, px)
         height = page.evaluate("() => window.innerHeight")
 

@@ -27,13 +27,19 @@ import pytest
 from am_qadf.fleet.state_store import MachineSnapshot, RedisStateStore
 from am_qadf.machine_profile import MachineProfile
 
-from .conftest import SCREENSHOTS, _free_port, start_dashboard, stop_dashboard, wait_until
+from .conftest import (
+    SCREENSHOTS,
+    _free_port,
+    font_px,
+    start_dashboard,
+    stop_dashboard,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 APPS = ("dashboard/app.py", "dashboard/fleet.py")
 HOSTILE = '<img src=x onerror="window.__fleet_xss=1">'
-FONT_PX = "e => e.isConnected ? parseFloat(getComputedStyle(e).fontSize) : NaN"
 
 #: The machines the fake workers publish, and the status each must show.
 MACHINES: dict[str, dict[str, Any]] = {
@@ -267,13 +273,7 @@ def test_fleet_kiosk_fits_the_screen_in_large_type(browser, fleet_server, size, 
             raise AssertionError(f"{exc}: {problems}") from None
         # two rows of four: every tile has the same size
         for sel, px in KIOSK_MIN_PX.items():
-            size_px = wait_until(
-                lambda sel=sel: (
-                    (v := page.locator(sel).first.evaluate(FONT_PX, timeout=5_000)) == v and v
-                ),
-                timeout=20,
-                what=f"the font size of {sel}",
-            )
+            size_px = font_px(page, sel)
             assert size_px >= px, (sel, size_px, px)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / shot))

@@ -155,3 +155,25 @@ def test_overview_says_when_no_machine_published() -> None:
         assert "Redis state store" in html
     finally:
         reader.stop()
+
+
+@pytest.mark.parametrize("module", ["dashboard.fleet_view", "dashboard.page_args"])
+def test_the_dashboard_modules_doctests_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_query_arguments_fall_back_and_stay_in_bounds(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    import dashboard.page_args as page_args
+
+    args = {"kiosk": [b"Yes"], "period": [b"5"], "watchdog": [b"soon"]}
+    monkeypatch.setattr(page_args, "pn", SimpleNamespace(state=SimpleNamespace(session_args=args)))
+    assert page_args.flag_arg("kiosk") is True
+    assert page_args.int_arg("period", 1000, 200, 60_000) == 200
+    assert page_args.int_arg("watchdog", 45, 5, 3600) == 45
+    assert page_args.session_arg("missing", "x") == "x"
