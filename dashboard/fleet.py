@@ -24,7 +24,7 @@ if str(_HERE.parent) not in sys.path:
 import panel as pn  # noqa: E402
 
 from am_qadf.machine_profile import ProfileError  # noqa: E402
-from dashboard.fleet_view import FLEET_CSS_FILE, FleetOverview, fleet_reader  # noqa: E402
+from dashboard.fleet_view import FLEET_CSS_FILE, FleetOverview, fleet_source  # noqa: E402
 from dashboard.markup import esc  # noqa: E402
 from dashboard.page_args import flag_arg, int_arg  # noqa: E402
 from dashboard.theme import ACCENT, LOGO_FILE, OfflineFast, read_css  # noqa: E402
@@ -44,16 +44,23 @@ pn.config.reconnect = True  # a screen left running for days re-attaches by itse
 
 title = "AM-QADF Live · Fleet" + (" · kiosk" if kiosk else "")
 try:
-    reader = fleet_reader()
+    source = fleet_source()
 except (ProfileError, ValueError, OSError) as exc:  # bad AMQADF_PROFILE / AMQADF_STATE
     logging.getLogger("dashboard.fleet").error("the fleet state cannot be read: %s", exc)
-    reader = None
+    source = None
     pn.pane.HTML(
         f'<div class="amq-fleet-error"><b>The fleet state cannot be read.</b> {esc(exc)}</div>',
         styles={"color": "#b42318", "font-size": "16px", "padding": "24px"},
     ).servable(title=title)
-if reader is not None:
-    view = FleetOverview(reader=reader, kiosk=kiosk, period_ms=period, watchdog_s=watchdog)
+if source is not None:
+    view = FleetOverview(
+        reader=source.reader,
+        source=source.description,
+        machine_links=not source.embedded,
+        kiosk=kiosk,
+        period_ms=period,
+        watchdog_s=watchdog,
+    )
     logo = str(LOGO_FILE) if LOGO_FILE.exists() else None
     pn.template.FastListTemplate(
         title=esc(title),  # the template puts it into the page unescaped

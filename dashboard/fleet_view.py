@@ -1,7 +1,7 @@
 """The fleet overview (``/fleet``): one tile per machine, worst first.
 
 The page reads derived state only, through one process-wide
-:class:`~am_qadf.fleet.fleet_reader.FleetReader` (:func:`fleet_reader`): the state
+:class:`~am_qadf.fleet.fleet_reader.FleetReader` (:func:`fleet_source`): the state
 store named by ``AMQADF_STATE`` (a plant's Redis), or without it the in-process store
 the embedded pipeline publishes into. Each session has one periodic callback that
 ranks the reader's cached snapshots and redraws the tiles (one HTML pane: no Bokeh
@@ -11,8 +11,9 @@ A tile shows the machine's name, a state badge (a machine its worker stopped
 publishing for, or whose data stopped coming, says "No data for N s", never a green
 "Running"), build, "layer N of M" with a progress bar where the source knows the
 layer count, throughput, active alerts by severity, the newest alert (what, where,
-value) and a sparkline of the main signal; it links to ``app?machine=ID``. Every
-value from the store is escaped (:func:`dashboard.markup.esc`).
+value) and a sparkline of the main signal; it links to ``app?machine=ID`` (in the
+one-process demo to ``app``, that machine's own page: ``?machine=`` names machines of
+a state store). Every value from the store is escaped (:func:`dashboard.markup.esc`).
 
 >>> from am_qadf.fleet.fleet_reader import rank
 >>> from am_qadf.fleet.state_store import MachineSnapshot
@@ -30,6 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -47,7 +49,8 @@ from .theme import ASSETS_DIR, SEVERITY_COLORS, read_css
 __all__ = [
     "FLEET_CSS_FILE",
     "FleetOverview",
-    "fleet_reader",
+    "FleetSource",
+    "fleet_source",
     "grid_shape",
     "newest_alert_text",
     "sparkline_svg",
@@ -58,36 +61,45 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FLEET_CSS_FILE = ASSETS_DIR / "fleet.css"
-_READER_KEY = "am_qadf_fleet_reader"
+_SOURCE_KEY = "am_qadf_fleet_source"
 _LOCK = threading.Lock()
 _SEVERITIES = ("critical", "warning", "info")
 
 
-def _open_store() -> tuple[StateStore, str]:
-    """The store the page reads and how the page names it (never with a password)."""
-    url = os.environ.get("AMQADF_STATE")
+@dataclass(frozen=True)
+class FleetSource:
+    """The process-wide :class:`FleetReader`, how the page names what it reads (never
+    with a password), and whether it is the one-process demo's own machine."""
+
+    reader: FleetReader
+    description: str
+    embedded: bool
+
+
+def _open_store() -> tuple[StateStore, str, bool]:
+    url = (os.environ.get("AMQADF_STATE") or "").strip()
     if url:
-        prefix = os.environ.get("AMQADF_STATE_PREFIX", "amqadf:fleet")
-        return open_state_store(url, prefix=prefix), "Redis state store"
+        prefix = (os.environ.get("AMQADF_STATE_PREFIX") or "").strip() or "amqadf:fleet"
+        return open_state_store(url, prefix=prefix), "Redis state store", False
     from .pipeline_cache import embedded_state_store, get_monitor
 
     get_monitor()  # the embedded pipeline publishes its machine into the store
-    return embedded_state_store(), "embedded pipeline (in-process state store)"
+    return embedded_state_store(), "embedded pipeline (in-process state store)", True
 
 
-def fleet_reader() -> FleetReader:
-    """The process-wide running :class:`FleetReader` (created on first use): every
-    session of every fleet page reads this one cache, so the store is read once per
-    change, not once per session."""
+def fleet_source() -> FleetSource:
+    """The process-wide fleet source, its reader started on first use: every session
+    of every fleet page reads this one cache, so the store is read once per change,
+    not once per session. ``AMQADF_STATE`` (with ``AMQADF_STATE_PREFIX``) names the
+    store; without it the embedded pipeline is started and its machine read."""
     with _LOCK:
-        reader = pn.state.cache.get(_READER_KEY)
-        if reader is None:
-            store, source = _open_store()
-            reader = FleetReader(store).start()
-            reader.source = source  # type: ignore[attr-defined]
-            pn.state.cache[_READER_KEY] = reader
-            log.info("reading the fleet from the %s", source)
-        return reader
+        source = pn.state.cache.get(_SOURCE_KEY)
+        if source is None:
+            store, description, embedded = _open_store()
+            source = FleetSource(FleetReader(store).start(), description, embedded)
+            pn.state.cache[_SOURCE_KEY] = source
+            log.info("reading the fleet from the %s", description)
+        return source
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -215,11 +227,13 @@ def tile_html(
     *,
     now: float,
     app_path: str = "app",
+    machine_link: bool = True,
 ) -> str:
-    """One machine's tile: a link to ``app_path?machine=ID`` with every value escaped."""
+    """One machine's tile, every value escaped: a link to ``app_path?machine=ID`` (to
+    ``app_path`` alone when not ``machine_link``)."""
     s = m.snapshot
     name = s.name or s.machine_id
-    href = f"{app_path}?machine={quote(s.machine_id, safe='')}"
+    href = f"{app_path}?machine={quote(s.machine_id, safe='')}" if machine_link else app_path
     layer = whole_number(s.layer)
     layers = whole_number(s.layers)
     layer_text = "Layer –" if layer is None else f"Layer <b>{layer:,}</b>"
@@ -321,14 +335,20 @@ class FleetOverview(pn.viewable.Viewer):
 
     source = param.String(default="", doc="Where the state comes from (shown).")
 
+    machine_links = param.Boolean(
+        default=True,
+        doc="Tiles link to app?machine=ID (machines of a state store); False: to app "
+        "(the one-process demo's own machine).",
+    )
+
     ticks = param.Integer(default=0, doc="Refreshes done by this session.")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         if self.reader is None:
-            self.reader = fleet_reader()
-        if not self.source:
-            self.source = getattr(self.reader, "source", "")
+            src = fleet_source()
+            self.reader, self.machine_links = src.reader, not src.embedded
+            self.source = self.source or src.description
         css = read_css(FLEET_CSS_FILE)
         self.pane = pn.pane.HTML(
             "",
@@ -351,7 +371,13 @@ class FleetOverview(pn.viewable.Viewer):
             )
         else:
             body = "".join(
-                tile_html(m, self.reader.main_window(m.machine_id), now=now, app_path=self.app_path)
+                tile_html(
+                    m,
+                    self.reader.main_window(m.machine_id),
+                    now=now,
+                    app_path=self.app_path,
+                    machine_link=self.machine_links,
+                )
                 for m in machines
             )
         cols, rows = grid_shape(len(machines))
