@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from itertools import repeat
 from operator import itemgetter, setitem
 from typing import Any
@@ -118,10 +118,10 @@ def monitor_fields(monitor: LiveMonitor, status: MonitorSnapshot | None = None) 
 
 
 def signal_windows(
-    monitor: LiveMonitor, seconds: float = WINDOW_SECONDS
+    monitor: LiveMonitor, seconds: float = WINDOW_SECONDS, names: Collection[str] | None = None
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The last ``seconds`` of each of the monitor's live signals: ``{signal: (epoch
-    seconds, values)}`` (signals without data left out).
+    """The last ``seconds`` of each of the monitor's live signals (those in ``names``
+    if given): ``{signal: (epoch seconds, values)}`` (signals without data left out).
 
     >>> from am_qadf.streaming import StreamingConfig
     >>> mon = LiveMonitor(MonitorConfig(streaming=StreamingConfig.embedded(), simulate=False))
@@ -130,7 +130,7 @@ def signal_windows(
     """
     out = {}
     for spec in monitor.profile.signals:
-        if not spec.live:
+        if not spec.live or (names is not None and spec.name not in names):
             continue
         try:
             data, us = monitor.client.get_buffer(spec.name).get_time_window_arrays(seconds)

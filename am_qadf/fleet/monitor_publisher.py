@@ -3,7 +3,7 @@
 In the one-process demo a :class:`~am_qadf.live_monitor.LiveMonitor` consumes the
 stream itself; there is no worker. A :class:`MonitorPublisher` writes what a worker
 would publish for the monitor's machine (snapshot, new alert events, SPC state and
-signal windows) to a :class:`~am_qadf.fleet.state_store.StateStore` every
+the main signal's window) to a :class:`~am_qadf.fleet.state_store.StateStore` every
 ``interval`` seconds from a background thread, so a fleet page reading that store
 shows the embedded machine as one tile, through the same interface as a plant's.
 
@@ -102,7 +102,8 @@ class MonitorPublisher:
         )
 
     def publish(self) -> None:
-        """Write the snapshot, new alert events, SPC state and signal windows once."""
+        """Write the snapshot, new alert events, SPC state and the main signal's window
+        once."""
         with self._lock:
             events = list(self._events)
             self._events.clear()
@@ -111,10 +112,13 @@ class MonitorPublisher:
         spc = self.monitor.spc_state()
         if spc:
             self.store.put_spc(self.machine_id, spc)
-        windows = signal_windows(self.monitor)
-        if windows:
-            self.store.put_windows(self.machine_id, windows)
-        self.store.put_snapshot(self.snapshot())
+        snap = self.snapshot()
+        # the main signal only: what a fleet tile draws (this process's own page reads
+        # the monitor itself), and a quarter of the cost of every signal's window
+        windows = signal_windows(self.monitor, names=(snap.signal,))
+        if snap.signal in windows:
+            self.store.put_windows(self.machine_id, {snap.signal: windows[snap.signal]})
+        self.store.put_snapshot(snap)
 
     def start(self) -> MonitorPublisher:
         """Publish every ``interval`` seconds in a background thread (idempotent)."""
