@@ -5,7 +5,7 @@ names the plant's state store, which ``am-qadf worker`` processes fill; without 
 page shows the embedded pipeline's machine (started here if ``/app`` has not yet).
 
 Query arguments: ``?kiosk=1`` for a shop-floor screen, ``?period=2000`` to refresh
-less often (milliseconds, default 1000), ``?watchdog=45`` as on ``/app``.
+less often (milliseconds, default 500), ``?watchdog=45`` as on ``/app``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ body { background: #0a1116; }
 """
 
 kiosk = flag_arg("kiosk")
-period = int_arg("period", 1000, 200, 60_000)
+period = int_arg("period", 500, 200, 60_000)
 watchdog = int_arg("watchdog", 45, 5, 3600)
 
 pn.extension(notifications=False, reconnect=True, design="fast")

@@ -327,7 +327,7 @@ class FleetOverview(pn.viewable.Viewer):
 
     kiosk = param.Boolean(default=False, doc="Shop-floor layout: fills the screen.")
 
-    period_ms = param.Integer(default=1000, bounds=(200, 60_000))
+    period_ms = param.Integer(default=500, bounds=(200, 60_000))
 
     watchdog_s = param.Integer(default=45, bounds=(5, 3600))
 
