@@ -81,10 +81,20 @@ def get_monitor(config: MonitorConfig | None = None) -> LiveMonitor:
             pn.state.cache[CACHE_KEY] = mon
             log.info("started the monitoring pipeline")
             if not os.environ.get("AMQADF_STATE"):  # else workers publish the fleet
-                pub = MonitorPublisher(mon, embedded_state_store()).start()
-                pn.state.cache[_PUBLISHER_KEY] = pub
+                _start_publisher(mon)
             _tune_gc()
         return mon
+
+
+def _start_publisher(mon: LiveMonitor) -> None:
+    """Publish the embedded machine for the fleet page; a profile whose machine id
+    cannot name a fleet machine leaves the fleet page empty, never ``/app`` down."""
+    try:
+        pub = MonitorPublisher(mon, embedded_state_store())
+    except ValueError as exc:
+        log.warning("the fleet page will not show this machine: %s", exc)
+        return
+    pn.state.cache[_PUBLISHER_KEY] = pub.start()
 
 
 def embedded_state_store() -> InProcessStateStore:

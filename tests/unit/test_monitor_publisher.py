@@ -135,3 +135,30 @@ def test_embedded_pipeline_publishes_only_without_amqadf_state(tmp_path, monkeyp
         gc.unfreeze()
         gc.set_threshold(*thresholds)
     assert "am_qadf_monitor_publisher" not in pn.state.cache
+
+
+def test_a_profile_id_that_names_no_fleet_machine_leaves_app_working(tmp_path, monkeypatch):
+    """Profile ids are free text; fleet machine ids are not ('EOS M290 #2' has spaces):
+    the embedded pipeline still starts, only its fleet tile is missing."""
+    import dataclasses
+
+    import panel as pn
+
+    from am_qadf.machine_profile import MachineProfile
+    from dashboard.pipeline_cache import get_monitor, shutdown_monitor
+
+    monkeypatch.delenv("AMQADF_STATE", raising=False)
+    base = MachineProfile.default()
+    profile = dataclasses.replace(base, machine=dataclasses.replace(base.machine, id="EOS M290 #2"))
+    cfg = _quiet_config(tmp_path)
+    cfg.profile = profile
+    shutdown_monitor()
+    thresholds = gc.get_threshold()
+    try:
+        mon = get_monitor(cfg)
+        assert mon.profile.machine.id == "EOS M290 #2"
+        assert "am_qadf_monitor_publisher" not in pn.state.cache
+    finally:
+        shutdown_monitor()
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
