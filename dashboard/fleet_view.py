@@ -44,6 +44,7 @@ from am_qadf.fleet.state_store import StateStore, open_state_store
 
 from .kiosk import Watchdog
 from .markup import TEXT_LIMIT, esc, whole_number
+from .metrics import METRICS, timed_store
 from .theme import ASSETS_DIR, SEVERITY_COLORS, read_css
 
 __all__ = [
@@ -80,7 +81,8 @@ def _open_store() -> tuple[StateStore, str, bool]:
     url = (os.environ.get("AMQADF_STATE") or "").strip()
     if url:
         prefix = (os.environ.get("AMQADF_STATE_PREFIX") or "").strip() or "amqadf:fleet"
-        return open_state_store(url, prefix=prefix), "Redis state store", False
+        # its reads counted and timed on /metrics
+        return timed_store(open_state_store(url, prefix=prefix)), "Redis state store", False
     from .pipeline_cache import embedded_state_store, get_monitor
 
     get_monitor()  # the embedded pipeline publishes its machine into the store
@@ -359,11 +361,13 @@ class FleetOverview(pn.viewable.Viewer):
         self.watchdog = Watchdog(timeout_s=self.watchdog_s)
         self._callback: Any = None
         self._closed = False
+        self._shown = 0
 
     def render(self, now: float | None = None) -> str:
         """The page's HTML now: summary line and the grid of tiles."""
         now = time.time() if now is None else now
         machines = self.reader.overview(now=now)
+        self._shown = len(machines)
         if not machines:
             body = (
                 '<div class="amq-fl-empty">No machine has published its state yet '
@@ -392,6 +396,7 @@ class FleetOverview(pn.viewable.Viewer):
         """Redraw the tiles (session thread); the ages in the badges move every tick."""
         if self._closed:
             return
+        t0 = time.perf_counter()
         try:
             html = self.render()
         except Exception:  # a malformed snapshot must not stop the page
@@ -402,6 +407,8 @@ class FleetOverview(pn.viewable.Viewer):
                 self.pane.object = html
             self.watchdog.heartbeat += 1
         self.ticks += 1
+        METRICS.observe_refresh("fleet", time.perf_counter() - t0)
+        METRICS.set_machines_shown("fleet", self._shown)
 
     def start(self) -> None:
         """Start this session's periodic refresh (idempotent)."""

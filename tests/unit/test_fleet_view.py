@@ -18,6 +18,7 @@ from dashboard.fleet_view import (
     status_badge,
     tile_html,
 )
+from dashboard.metrics import METRICS
 
 EVIL = '"><script>alert(1)</script>'
 
@@ -142,6 +143,10 @@ def test_overview_renders_worst_first_and_redraws_only_on_change() -> None:
         view.tick()
         first = view.pane.object
         assert view.ticks == 1 and 'data-machine="bad"' in first
+        # /metrics: the refresh is timed and the machines shown counted
+        text = METRICS.text()
+        assert 'amqadf_dashboard_machines_shown{page="fleet"} 3.0' in text
+        assert 'amqadf_dashboard_refresh_seconds_count{page="fleet"}' in text
         view.stop()
         view.tick()  # a stopped session draws nothing more
         assert view.ticks == 1
