@@ -298,8 +298,10 @@ def tile_html(
     )
 
 
-def summary_html(machines: Sequence[MachineStatus], source: str) -> str:
-    """The line above the tiles: how many machines in which status, and the source.
+def summary_html(machines: Sequence[MachineStatus], source: str, error: str | None = None) -> str:
+    """The line above the tiles: how many machines in which status, the source, and
+    why the source cannot be read now (``error``; the tiles then show the last state,
+    ageing into stale).
 
     >>> from am_qadf.fleet.state_store import MachineSnapshot
     >>> m = MachineStatus(MachineSnapshot("m1"), "stale")
@@ -314,6 +316,11 @@ def summary_html(machines: Sequence[MachineStatus], source: str) -> str:
         for st in ("critical", "stale", "warning", "paused", "degraded")
         if counts[st]
     ]
+    if error:
+        parts.append(
+            f'<span class="amq-fl-error" title="{esc(error)}">'
+            f"{esc(source or 'state store')} not answering</span>"
+        )
     return (
         f'<div class="amq-fl-summary">{" · ".join(parts)}'
         f'<span class="amq-fl-source">{esc(source)}</span></div>'
@@ -389,7 +396,8 @@ class FleetOverview(pn.viewable.Viewer):
         return (
             f'<div class="amq-fleet amq-fleet-{mode}" style="--cols:{cols};--rows:{rows}"'
             f' data-machines="{len(machines)}" data-version="{self.reader.version}">'
-            f'{summary_html(machines, self.source)}<div class="amq-fl-grid">{body}</div></div>'
+            f"{summary_html(machines, self.source, self.reader.error)}"
+            f'<div class="amq-fl-grid">{body}</div></div>'
         )
 
     def tick(self) -> None:

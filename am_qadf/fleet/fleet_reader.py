@@ -113,6 +113,10 @@ class FleetReader:
     ``store``, cached and kept fresh by one background thread (:meth:`start`);
     :attr:`version` grows on each change, so a view redraws only when it moved.
 
+    A store that cannot be read (Redis down) keeps the last state cached, :attr:`error`
+    says why, and the thread reads everything again once the store answers; the
+    snapshots meanwhile age into ``stale``, so a view shows the truth either way.
+
     >>> from am_qadf.fleet.state_store import InProcessStateStore, MachineSnapshot
     >>> store = InProcessStateStore()
     >>> reader = FleetReader(store).start()
@@ -140,12 +144,17 @@ class FleetReader:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Why the store cannot be read now (None: it can).
+        self.error: str | None = None
 
     def start(self) -> FleetReader:
-        """Read everything once, then follow changes in a background thread."""
-        self._refresh()
+        """Read everything once, then follow changes in a background thread (a store
+        that does not answer yet is retried there)."""
+        cursor = self._catch_up()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="amqadf-fleet-reader")
+        self._thread = threading.Thread(
+            target=self._run, args=(cursor,), name="amqadf-fleet-reader"
+        )
         self._thread.daemon = True
         self._thread.start()
         return self
@@ -175,15 +184,37 @@ class FleetReader:
             return windows[snap.signal]
         return next(iter(windows.values()), None)  # a writer that names no signal
 
-    def _run(self) -> None:
-        cursor = self.store.change_cursor()
+    def _failed(self, exc: Exception) -> None:
+        if self.error is None:  # once per outage, not once per retry
+            log.warning("the fleet state cannot be read (retrying every second): %s", exc)
+        self.error = f"{type(exc).__name__}: {exc}"[:300]
+
+    def _catch_up(self) -> str | None:
+        """A change cursor from now on, then everything read: the new cursor, or None
+        (and :attr:`error` set) when the store does not answer."""
+        try:
+            cursor = self.store.change_cursor()
+            self._refresh()
+        except Exception as exc:
+            self._failed(exc)
+            return None
+        self.error = None
+        return cursor
+
+    def _run(self, cursor: str | None) -> None:
         while not self._stop.is_set():
+            if cursor is None:
+                cursor = self._catch_up()
+                if cursor is None:
+                    self._stop.wait(1.0)
+                    continue
             try:
                 cursor, changed = self.store.wait(cursor, timeout=1.0)
                 if changed:
                     self._refresh(changed)
-            except Exception:  # the store is down: keep the last state, try again
-                log.exception("reading the fleet state failed")
+            except Exception as exc:  # the store is down: keep the last state, try again
+                self._failed(exc)
+                cursor = None
                 self._stop.wait(1.0)
 
     def snapshots(self) -> dict[str, MachineSnapshot]:

@@ -184,3 +184,56 @@ def test_query_arguments_fall_back_and_stay_in_bounds(monkeypatch) -> None:
     assert page_args.int_arg("period", 1000, 200, 60_000) == 200
     assert page_args.int_arg("watchdog", 45, 5, 3600) == 45
     assert page_args.session_arg("missing", "x") == "x"
+
+
+class _FlakyStore:
+    """A state store that stops answering while ``down`` is set."""
+
+    def __init__(self) -> None:
+        self.store = InProcessStateStore()
+        self.down = False
+
+    def __getattr__(self, name: str):
+        attr = getattr(self.store, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            if self.down:
+                raise ConnectionError("Error 111 connecting to <redis>. Connection refused.")
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_a_store_that_stops_answering_is_said_and_caught_up_with() -> None:
+    flaky = _FlakyStore()
+    flaky.store.put_snapshot(MachineSnapshot("m1", state="running", updated_at=time.time()))
+    flaky.down = True
+    reader = FleetReader(flaky).start()  # down from the start: no exception here
+    try:
+        assert reader.error is not None and "Connection refused" in reader.error
+        html = FleetOverview(reader=reader, source="Redis state store").render()
+        assert "Redis state store not answering" in html and "&lt;redis&gt;" in html
+        flaky.down = False  # back: everything is read again
+        _wait(lambda: reader.error is None and reader.snapshots(), "the reader to catch up")
+        v = reader.version
+        flaky.store.put_snapshot(MachineSnapshot("m2", updated_at=time.time()))
+        assert reader.wait_for_version(v + 1, timeout=30)
+        assert sorted(reader.snapshots()) == ["m1", "m2"]
+        flaky.down = True  # down again: the last state stays, the error is said
+        _wait(lambda: reader.error is not None, "the outage to be noticed")
+        assert sorted(reader.snapshots()) == ["m1", "m2"]
+        assert "not answering" in FleetOverview(reader=reader, source="x").render()
+    finally:
+        flaky.down = False
+        reader.stop()
+
+
+def _wait(predicate, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if got := predicate():
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
