@@ -79,7 +79,7 @@ class FleetSource:
 
 def _open_store() -> tuple[StateStore, str, bool]:
     url = (os.environ.get("AMQADF_STATE") or "").strip()
-    if url:
+    if url and not url.startswith("memory://"):  # memory://: this process's own store
         prefix = (os.environ.get("AMQADF_STATE_PREFIX") or "").strip() or "amqadf:fleet"
         # its reads counted and timed on /metrics
         return timed_store(open_state_store(url, prefix=prefix)), "Redis state store", False
@@ -381,16 +381,7 @@ class FleetOverview(pn.viewable.Viewer):
                 f"(reading the {esc(self.source or 'state store')}).</div>"
             )
         else:
-            body = "".join(
-                tile_html(
-                    m,
-                    self.reader.main_window(m.machine_id),
-                    now=now,
-                    app_path=self.app_path,
-                    machine_link=self.machine_links,
-                )
-                for m in machines
-            )
+            body = "".join(self._tile(m, now) for m in machines)
         cols, rows = grid_shape(len(machines))
         mode = "kiosk" if self.kiosk else "page"
         return (
@@ -399,6 +390,24 @@ class FleetOverview(pn.viewable.Viewer):
             f"{summary_html(machines, self.source, self.reader.error)}"
             f'<div class="amq-fl-grid">{body}</div></div>'
         )
+
+    def _tile(self, m: MachineStatus, now: float) -> str:
+        try:
+            return tile_html(
+                m,
+                self.reader.main_window(m.machine_id),
+                now=now,
+                app_path=self.app_path,
+                machine_link=self.machine_links,
+            )
+        except Exception:  # one malformed snapshot: that tile says so, the others show
+            log.exception("drawing machine %s's tile failed", m.machine_id)
+            return (
+                f'<div class="amq-fl-tile amq-fl-st-{esc(m.status)}"'
+                f' data-machine="{esc(m.machine_id)}" data-status="{esc(m.status)}">'
+                f'<div class="amq-fl-head"><span class="amq-fl-name">{esc(m.machine_id)}</span>'
+                '<span class="amq-fl-badge">Unreadable state</span></div></div>'
+            )
 
     def tick(self) -> None:
         """Redraw the tiles (session thread); the ages in the badges move every tick."""

@@ -237,3 +237,17 @@ def _wait(predicate, what: str, timeout: float = 30.0):
             return got
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_one_malformed_snapshot_spoils_only_its_own_tile() -> None:
+    store = InProcessStateStore()
+    now = time.time()
+    store.put_snapshot(MachineSnapshot("ok", state="running", updated_at=now))
+    store.put_snapshot(MachineSnapshot("odd", state="running", rate="fast", updated_at=now))
+    reader = FleetReader(store).start()
+    try:
+        html = FleetOverview(reader=reader, source="x").render(now=now)
+        assert re.findall(r'data-machine="([^"]+)"', html) == ["odd", "ok"]
+        assert "Unreadable state" in html and "<b>0</b> msg/s" in html
+    finally:
+        reader.stop()
