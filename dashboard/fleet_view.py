@@ -45,6 +45,7 @@ from am_qadf.fleet.state_store import StateStore, open_state_store
 from .kiosk import Watchdog
 from .markup import TEXT_LIMIT, esc, whole_number
 from .metrics import METRICS, timed_store
+from .pipeline_cache import embedded_state_store, get_monitor, state_is_embedded
 from .theme import ASSETS_DIR, SEVERITY_COLORS, read_css
 
 __all__ = [
@@ -78,13 +79,11 @@ class FleetSource:
 
 
 def _open_store() -> tuple[StateStore, str, bool]:
-    url = (os.environ.get("AMQADF_STATE") or "").strip()
-    if url and not url.startswith("memory://"):  # memory://: this process's own store
+    if not state_is_embedded():
+        url = os.environ["AMQADF_STATE"].strip()
         prefix = (os.environ.get("AMQADF_STATE_PREFIX") or "").strip() or "amqadf:fleet"
         # its reads counted and timed on /metrics
         return timed_store(open_state_store(url, prefix=prefix)), "Redis state store", False
-    from .pipeline_cache import embedded_state_store, get_monitor
-
     get_monitor()  # the embedded pipeline publishes its machine into the store
     return embedded_state_store(), "embedded pipeline (in-process state store)", True
 

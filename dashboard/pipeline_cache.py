@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 
 import panel as pn
@@ -40,6 +41,7 @@ __all__ = [
     "get_monitor",
     "monitor_config",
     "shutdown_monitor",
+    "state_is_embedded",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,10 +82,21 @@ def get_monitor(config: MonitorConfig | None = None) -> LiveMonitor:
             mon.start()
             pn.state.cache[CACHE_KEY] = mon
             log.info("started the monitoring pipeline")
-            if not os.environ.get("AMQADF_STATE"):  # else workers publish the fleet
+            if state_is_embedded():  # else workers publish the fleet
                 _start_publisher(mon)
             _tune_gc()
         return mon
+
+
+def state_is_embedded(env: Mapping[str, str] | None = None) -> bool:
+    """True when ``AMQADF_STATE`` names no shared store (unset, blank or ``memory://``):
+    the fleet is then this process's own machine, published by its pipeline.
+
+    >>> state_is_embedded({}), state_is_embedded({"AMQADF_STATE": "redis://r:6379/0"})
+    (True, False)
+    """
+    url = ((os.environ if env is None else env).get("AMQADF_STATE") or "").strip()
+    return not url or url.startswith("memory://")
 
 
 def _start_publisher(mon: LiveMonitor) -> None:
