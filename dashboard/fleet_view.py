@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections import Counter
@@ -40,12 +39,13 @@ import panel as pn
 import param
 
 from am_qadf.fleet.fleet_reader import FleetReader, MachineStatus, silent_for
-from am_qadf.fleet.state_store import StateStore, open_state_store
+from am_qadf.fleet.state_store import StateStore
 
 from .kiosk import Watchdog
 from .markup import TEXT_LIMIT, esc, whole_number
 from .metrics import METRICS, timed_store
-from .pipeline_cache import embedded_state_store, get_monitor, state_is_embedded
+from .pipeline_cache import embedded_state_store, get_monitor
+from .state_cache import get_state_store, state_url
 from .theme import ASSETS_DIR, SEVERITY_COLORS, read_css
 
 __all__ = [
@@ -79,11 +79,9 @@ class FleetSource:
 
 
 def _open_store() -> tuple[StateStore, str, bool]:
-    if not state_is_embedded():
-        url = os.environ["AMQADF_STATE"].strip()
-        prefix = (os.environ.get("AMQADF_STATE_PREFIX") or "").strip() or "amqadf:fleet"
+    if state_url() is not None:  # the process-wide store the machine pages read too
         # its reads counted and timed on /metrics
-        return timed_store(open_state_store(url, prefix=prefix)), "Redis state store", False
+        return timed_store(get_state_store()), "Redis state store", False
     get_monitor()  # the embedded pipeline publishes its machine into the store
     return embedded_state_store(), "embedded pipeline (in-process state store)", True
 

@@ -22,9 +22,7 @@ import atexit
 import gc
 import logging
 import math
-import os
 import threading
-from collections.abc import Mapping
 from dataclasses import replace
 
 import panel as pn
@@ -34,6 +32,7 @@ from am_qadf.fleet.state_store import InProcessStateStore
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
 
 from .metrics import METRICS
+from .state_cache import state_url
 
 __all__ = [
     "CACHE_KEY",
@@ -41,7 +40,6 @@ __all__ = [
     "get_monitor",
     "monitor_config",
     "shutdown_monitor",
-    "state_is_embedded",
 ]
 
 log = logging.getLogger(__name__)
@@ -82,21 +80,10 @@ def get_monitor(config: MonitorConfig | None = None) -> LiveMonitor:
             mon.start()
             pn.state.cache[CACHE_KEY] = mon
             log.info("started the monitoring pipeline")
-            if state_is_embedded():  # else workers publish the fleet
+            if state_url() is None:  # else workers publish the fleet
                 _start_publisher(mon)
             _tune_gc()
         return mon
-
-
-def state_is_embedded(env: Mapping[str, str] | None = None) -> bool:
-    """True when ``AMQADF_STATE`` names no shared store (unset, blank or ``memory://``):
-    the fleet is then this process's own machine, published by its pipeline.
-
-    >>> state_is_embedded({}), state_is_embedded({"AMQADF_STATE": "redis://r:6379/0"})
-    (True, False)
-    """
-    url = ((os.environ if env is None else env).get("AMQADF_STATE") or "").strip()
-    return not url or url.startswith("memory://")
 
 
 def _start_publisher(mon: LiveMonitor) -> None:

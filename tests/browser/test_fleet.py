@@ -30,6 +30,7 @@ from am_qadf.machine_profile import MachineProfile
 from .conftest import (
     SCREENSHOTS,
     _free_port,
+    data_attr,
     font_px,
     start_dashboard,
     stop_dashboard,
@@ -307,6 +308,12 @@ def test_fleet_embedded_shows_the_demo_machine(browser, tmp_path):
             # of a state store)
             href = page.locator(".amq-fl-tile").first.evaluate("e => e.href")
             assert href == f"http://127.0.0.1:{port}/app"
+            page.locator(".amq-fl-tile").first.click()
+            wait_until(
+                lambda: data_attr(page, ".amq-hdr-machine", "data-machine") == machine,
+                timeout=60,
+                what="the embedded machine's dashboard",
+            )
         finally:
             ctx.close()
     finally:
@@ -318,7 +325,8 @@ def test_fleet_follows_a_real_worker_and_shows_machines_going_quiet(
 ):
     """``am-qadf simulate --machines 3`` into real Kafka, one ``am-qadf worker`` into
     Redis, the page reading Redis: three tiles that run, then say "No data for N s"
-    once the builds are published (the worker still publishes; the data stopped)."""
+    once the builds are published (the worker still publishes; the data stopped); a
+    tile opens that machine's dashboard."""
     import os
     import subprocess
     import sys
@@ -400,6 +408,14 @@ def test_fleet_follows_a_real_worker_and_shows_machines_going_quiet(
             # the worker is alive and still publishing: it is the data that stopped
             assert procs[0].poll() is None
             assert all(time.time() - s.updated_at < 10 for s in store.snapshots().values())
+            # drill down: a tile opens that machine's dashboard
+            page.locator('.amq-fl-tile[data-machine="m02"]').first.click()
+            wait_until(lambda: page.url.endswith("/app?machine=m02"), what="m02's page")
+            wait_until(
+                lambda: data_attr(page, ".amq-hdr-machine", "data-machine") == "m02",
+                timeout=60,
+                what="m02's dashboard",
+            )
         finally:
             ctx.close()
     finally:

@@ -164,9 +164,7 @@ def test_overview_says_when_no_machine_published() -> None:
         reader.stop()
 
 
-@pytest.mark.parametrize(
-    "module", ["dashboard.fleet_view", "dashboard.page_args", "dashboard.pipeline_cache"]
-)
+@pytest.mark.parametrize("module", ["dashboard.fleet_view", "dashboard.page_args"])
 def test_the_dashboard_modules_doctests_run(module: str) -> None:
     import doctest
     import importlib

@@ -105,11 +105,10 @@ def test_publisher_refuses_a_bad_interval(tmp_path) -> None:
         MonitorPublisher(mon, InProcessStateStore(), interval=0)
 
 
-@pytest.mark.parametrize("state", [None, "memory://", "redis://127.0.0.1:1/0"])
+@pytest.mark.parametrize("state", [None, "redis://127.0.0.1:1/0"])
 def test_embedded_pipeline_publishes_only_without_amqadf_state(tmp_path, monkeypatch, state):
     """The one-process demo puts its machine into the in-process store the fleet page
-    reads (also with AMQADF_STATE=memory://, this process's own store); with a shared
-    store the workers publish the fleet, not the dashboard."""
+    reads; with AMQADF_STATE the workers publish the fleet, not the dashboard."""
     import panel as pn
 
     from dashboard.pipeline_cache import embedded_state_store, get_monitor, shutdown_monitor
@@ -123,7 +122,7 @@ def test_embedded_pipeline_publishes_only_without_amqadf_state(tmp_path, monkeyp
     try:
         mon = get_monitor(_quiet_config(tmp_path))
         publisher = pn.state.cache.get("am_qadf_monitor_publisher")
-        if state in (None, "memory://"):
+        if state is None:
             assert publisher is not None and publisher.monitor is mon
             _wait(
                 lambda: mon.profile.machine.id in embedded_state_store().machines(),
