@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,15 +16,7 @@ from am_qadf.fleet.monitor_publisher import MonitorPublisher
 from am_qadf.fleet.state_store import InProcessStateStore
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
 from am_qadf.streaming import KafkaProducer, StreamingConfig
-
-
-def _wait(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if got := predicate():
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.waiting import wait_for
 
 
 def _quiet_config(tmp_path) -> MonitorConfig:
@@ -68,31 +59,28 @@ def test_publisher_writes_the_monitor_as_a_fleet_machine(tmp_path) -> None:
     try:
         prod = KafkaProducer(cfg.streaming.kafka_bootstrap_servers, cfg.streaming.kafka_topic)
         prod.produce_batch(_messages(300))
-        snap = _wait(
-            lambda: (s := store.snapshot(mid)) is not None and s.messages == 300 and s,
-            "300 messages published",
-        )
+        assert wait_for(lambda: (s := store.snapshot(mid)) is not None and s.messages == 300)
+        snap = store.snapshot(mid)
         assert snap.state == "running" and snap.worker == "embedded"
         assert snap.build_id == "b1" and snap.layer == 3
         assert snap.data_at is not None and abs(snap.data_at - time.time()) < 3600
         assert snap.signal == mon.profile.live_signals[0]
-        window = _wait(lambda: reader.main_window(mid), "the main signal's window")
+        assert wait_for(lambda: reader.main_window(mid) is not None)
+        window = reader.main_window(mid)
         assert len(window[1]) > 0
 
         mon.alerts.raise_alert(
             "temperature", "threshold_high", 2500.0, severity="critical", layer=3, message="hot"
         )
-        snap = _wait(
-            lambda: (s := store.snapshot(mid)).alerts_active.get("critical") == 1 and s,
-            "the critical alert in the snapshot",
-        )
+        assert wait_for(lambda: store.snapshot(mid).alerts_active.get("critical") == 1)
+        snap = store.snapshot(mid)
         assert snap.newest_alert["message"] == "hot"
         # the data raised warnings of its own before; each event is published once
         events = store.alerts(mid)
         assert [e["message"] for e in events].count("hot") == 1
         assert {e["event"] for e in events} == {"raised"}
         assert len({e["id"] for e in events}) == len(events)
-        _wait(lambda: [m.status for m in reader.overview()] == ["critical"], "critical tile")
+        assert wait_for(lambda: [m.status for m in reader.overview()] == ["critical"])
     finally:
         reader.stop()
         pub.stop()
@@ -124,10 +112,7 @@ def test_embedded_pipeline_publishes_only_without_amqadf_state(tmp_path, monkeyp
         publisher = pn.state.cache.get("am_qadf_monitor_publisher")
         if state is None:
             assert publisher is not None and publisher.monitor is mon
-            _wait(
-                lambda: mon.profile.machine.id in embedded_state_store().machines(),
-                "the embedded machine in the store",
-            )
+            assert wait_for(lambda: mon.profile.machine.id in embedded_state_store().machines())
         else:
             assert publisher is None
     finally:
