@@ -28,16 +28,27 @@ __all__ = ["ROUTES", "MetricsHandler", "page_sessions"]
 def page_sessions(server: Any) -> dict[str, int]:
     """Open sessions per page of a Bokeh/Panel tornado ``server`` (``/app`` -> ``app``).
 
+    A session counts while a browser is connected to it: Bokeh keeps a closed page's
+    session for ``unused_session_lifetime`` and discards it on a periodic check, which
+    on a busy server comes late, so counting every kept session over-reports.
+
+    >>> from types import SimpleNamespace as S
     >>> class Server:
     ...     app_paths = {"/app", "/fleet"}
-    ...     def get_sessions(self, path): return [1, 2] if path == "/app" else []
+    ...     def get_sessions(self, path):
+    ...         return [S(connection_count=1), S(connection_count=0)] if path == "/app" else []
     >>> page_sessions(Server())
-    {'app': 2, 'fleet': 0}
+    {'app': 1, 'fleet': 0}
     """
     paths = getattr(server, "app_paths", None)
     if paths is None:
         return {}
-    return {p.strip("/") or "root": len(server.get_sessions(p)) for p in sorted(paths)}
+    return {
+        p.strip("/") or "root": sum(
+            1 for s in server.get_sessions(p) if getattr(s, "connection_count", 1) > 0
+        )
+        for p in sorted(paths)
+    }
 
 
 class MetricsHandler(RequestHandler):
