@@ -217,17 +217,19 @@ def _ewma_recursion(
 ) -> np.ndarray:
     """z_t = λ·dev_t + (1-λ)·z_{t-1} from z0, vectorised block by block (closed form per
     block; blocks short enough that (1-λ)^-B stays well inside float range)."""
-    a = 1.0 - lam
-    if a <= 0.0:
-        return dev.astype(np.float64, copy=True)
-    block = max(1, min(4096, int(150.0 / -math.log10(a)) if a < 1 else 4096))
     pw = cache.get(lam)  # keyed by λ: one chart runs EWMAs of several weights
     if pw is None:
+        a = 1.0 - lam
+        if a <= 0.0:
+            return dev.astype(np.float64, copy=True)
+        block = max(1, min(4096, int(150.0 / -math.log10(a)) if a < 1 else 4096))
         k = np.arange(1, block + 1, dtype=np.float64)
         pw = cache[lam] = (a**k, a**-k)
     down, up = pw
-    if dev.size <= block:  # the usual case: one block, no copy into ``out``
-        return down[: dev.size] * (z0 + lam * (dev * up[: dev.size]).cumsum())
+    block = down.size
+    n = dev.size
+    if n <= block:  # the usual case: one block, no copy into ``out``
+        return down[:n] * (z0 + lam * (dev * up[:n]).cumsum())
     out = np.empty(dev.size)
     z = z0
     for s in range(0, dev.size, block):
@@ -716,20 +718,27 @@ class ControlChart(ABC):
         if b is None:
             return out
         if self.residual_L is not None:
-            # A value may sit L sds of one value from the level. Its prediction error may
-            # be as large, or, when the model predicts well (strong autocorrelation: sigma_e
-            # a fraction of that sd), no more than the baseline's own 99.9th percentile
-            # plus 3 sigma_e: scan-vector start transients live in that percentile.
-            sd = b.get("sigma_marginal", b["sigma_e"])
-            q = b.get("res_q999", math.inf) + _RESIDUAL_MARGIN
-            out["residual_ucl"] = min(self.residual_L * sd, q * b["sigma_e"])
+            out["residual_ucl"] = self._residual_ucl(b, self.residual_L)
             out["deviation_ucl"] = float(self._deviation_width(self._dev_t))
         if self.variance_L is not None:
-            lv = self.variance_lam
-            noise = self.variance_L * b["res_sq_sd"] * math.sqrt(lv / (2.0 - lv))
-            # a recentred segment's scale error s (in log) moves the terms' mean by ~2s
-            out["variance_ucl"] = b["res_sq_mean"] * (1.0 + 2.0 * _LEVEL_L * self.scale_sd) + noise
+            out["variance_ucl"] = self._variance_ucl(b, self.variance_L)
         return out
+
+    @staticmethod
+    def _residual_ucl(b: Mapping[str, float], residual_L: float) -> float:
+        # A value may sit L sds of one value from the level. Its prediction error may be as
+        # large, or, when the model predicts well (strong autocorrelation: sigma_e a
+        # fraction of that sd), no more than the baseline's own 99.9th percentile plus
+        # 3 sigma_e: scan-vector start transients live in that percentile.
+        sd = b.get("sigma_marginal", b["sigma_e"])
+        q = b.get("res_q999", math.inf) + _RESIDUAL_MARGIN
+        return min(residual_L * sd, q * b["sigma_e"])
+
+    def _variance_ucl(self, b: Mapping[str, float], variance_L: float) -> float:
+        lv = self.variance_lam
+        noise = variance_L * b["res_sq_sd"] * math.sqrt(lv / (2.0 - lv))
+        # a recentred segment's scale error s (in log) moves the terms' mean by ~2s
+        return b["res_sq_mean"] * (1.0 + 2.0 * _LEVEL_L * self.scale_sd) + noise
 
     def _local_deviations(self, y: np.ndarray) -> np.ndarray:
         """Each deviation's distance from the local mean just before it (an EWMA of weight
@@ -799,11 +808,10 @@ class ControlChart(ABC):
         p = self.model.order
         if p:
             self._res_hist = np.concatenate((self._res_hist, y[-p:]))[-p:]
-        lim = self.residual_limits()
         groups = []
-        if lim["residual_ucl"] is not None:
-            w = lim["residual_ucl"]
-            assert w is not None
+        if self.residual_L is not None:
+            # the limits alone, not residual_limits(): its deviation limit is for display
+            w = self._residual_ucl(b, self.residual_L)
             # A short spike shows as a big prediction error at its first point and as values
             # far from the level on every point: a prediction error beyond its limit, or two
             # values in a row beyond the pair limit on one side, finds it. Those two values
@@ -814,8 +822,11 @@ class ControlChart(ABC):
             wy = self._pair_c * math.hypot(b.get("sigma_marginal", b["sigma_e"]), self.level_sd)
             near = self._pairs(y, wy)
             ae = np.abs(e)
-            hit = ae > w if near is None else (ae > w) | (near > 1.0)
-            bad = hit.nonzero()[0] if _ANY(hit) else _NO_POINTS
+            if near is None:  # the usual piece: one reduction tells that nothing is out
+                bad = (ae > w).nonzero()[0] if _MAX(ae, initial=-math.inf) > w else _NO_POINTS
+            else:
+                hit = (ae > w) | (near > 1.0)
+                bad = hit.nonzero()[0] if _ANY(hit) else _NO_POINTS
             if bad.size:
                 eb = ae[bad] > w
                 r = np.where(eb, e[bad], y[bad])
@@ -823,14 +834,16 @@ class ControlChart(ABC):
                 groups.append(
                     ViolationArrays("residual", idx[bad], np.ones(bad.size, np.int64), r, score)
                 )
-        if lim["variance_ucl"] is not None:
+        if self.variance_L is not None:
             prev = self._res_last
             sq = _variance_terms(e / b["sigma_e"], prev)
             self._res_last = float(e[-1] / b["sigma_e"]) if e.size else prev
             m0 = b["res_sq_mean"]
-            z = _ewma_recursion(sq - m0, self._var_z - m0, self.variance_lam, self._pw_cache) + m0
+            sq -= m0
+            z = _ewma_recursion(sq, self._var_z - m0, self.variance_lam, self._pw_cache)
+            z += m0
             self._var_z = float(z[-1])
-            u = lim["variance_ucl"]
+            u = self._variance_ucl(b, self.variance_L)
             bad = (z > u).nonzero()[0] if _MAX(z, initial=-math.inf) > u else _NO_POINTS
             if bad.size:
                 groups.append(
@@ -1299,6 +1312,8 @@ class EWMAChart(ControlChart):
         self.lam = lam
         self._z = float("nan")
         self._t = 0
+        self._steady_key: tuple[float, ...] | None = None
+        self._steady_w = math.nan
         super().__init__(baseline_points, L=L, **kw)
         self.exact_limits = bool(exact_limits)
 
@@ -1349,6 +1364,17 @@ class EWMAChart(ControlChart):
         ta = np.minimum(ta, t_max)
         return steady * np.sqrt(1.0 - (1.0 - self.lam) ** (2.0 * ta))
 
+    def _steady_width(self) -> float:
+        """:meth:`_width` of a point past :meth:`_t_steady`, kept until what it depends
+        on (the segment's level error, above all) changes: charting a piece of a batch
+        then costs no scalar maths."""
+        b = self.baseline
+        assert b is not None
+        key = (b["sigma"], self.level_sd, self.L, self.lam, self.exact_limits)
+        if key != self._steady_key:
+            self._steady_key, self._steady_w = key, self._width(math.inf)
+        return self._steady_w
+
     def _t_steady(self) -> float:
         """Points after which the exact limit equals the steady one to 1e-16 (0 without
         exact limits); capping t there also keeps the power out of subnormal floats,
@@ -1361,7 +1387,8 @@ class EWMAChart(ControlChart):
         b = self.baseline
         if b is None:
             return {"center": None, "ucl": None, "lcl": None, "sigma": None, "lam": self.lam}
-        w = float(self._width(max(self._t, 1)))
+        t = max(self._t, 1)
+        w = float(self._steady_width() if t >= self._t_steady() else self._width(t))
         return {
             "center": b["mean"],
             "ucl": b["mean"] + w,
@@ -1374,7 +1401,8 @@ class EWMAChart(ControlChart):
         b = self.baseline
         assert b is not None
         m = b["mean"]
-        z = _ewma_recursion(x - m, self._z - m, self.lam, self._pw_cache) + m
+        z = _ewma_recursion(x - m, self._z - m, self.lam, self._pw_cache)
+        z += m
         self._z = float(z[-1])
         return z
 
@@ -1385,12 +1413,17 @@ class EWMAChart(ControlChart):
         t0 = self._t + 1
         self._t += x.size
         if t0 >= self._t_steady():  # the usual case: one width for every point
-            w = self._width(float(t0))
+            w = self._steady_width()
         else:
             w = self._width(np.arange(t0, t0 + x.size, dtype=np.float64))
-        dist = np.abs(z - b["mean"])
-        bad = (dist > w).nonzero()[0]
+        dist = z - b["mean"]
         groups = []
+        # |dist| > w exactly when dist > w or dist < -w: two reductions tell that no point
+        # is out, which is the usual piece
+        if np.ndim(w) == 0 and _MAX(dist) <= w and _MIN(dist) >= -w:
+            return ChartUpdate(idx, z, groups=groups)
+        np.abs(dist, out=dist)
+        bad = (dist > w).nonzero()[0]
         if bad.size:
             score = dist[bad] / (w[bad] if np.ndim(w) else w)
             groups.append(

@@ -185,23 +185,26 @@ class RateOfChangeRule:
 
     def evaluate(self, view: BatchView) -> list[Candidate]:
         x = view.column(self.metric)
-        ok = np.flatnonzero(np.isfinite(x))
-        if ok.size == 0:
+        fin = np.isfinite(x)
+        every = bool(np.logical_and.reduce(fin)) if x.size else False
+        ok = None if every else np.flatnonzero(fin)  # None: every value (no copy)
+        if not every and ok.size == 0:
             return []
         k = self._tail.size
-        xx = np.concatenate((self._tail, x[ok])) if k else x[ok]
+        xs = x if ok is None else x[ok]
+        xx = np.concatenate((self._tail, xs)) if k else xs
         self._tail = xx[-self.lag :].copy()
         if xx.size <= self.lag:
             return []
         d = xx[self.lag :] - xx[: -self.lag]  # d[j] belongs to xx[j + lag]
         ad = np.abs(d)
-        if not ad.max() > self.max_change:  # the usual batch: no jump at all
+        if not np.maximum.reduce(ad) > self.max_change:  # the usual batch: no jump at all
             return []
         hit = np.flatnonzero(ad > self.max_change)
         hit = hit[hit + self.lag >= k]  # only points of this batch
         if hit.size == 0:
             return []
-        pos = ok[hit + self.lag - k]
+        pos = hit + self.lag - k if ok is None else ok[hit + self.lag - k]
         return [
             Candidate(
                 self.metric,
@@ -255,10 +258,11 @@ class MissingDataRule:
         n = x.size
         if n == 0:
             return []
-        miss = ~np.isfinite(x)
-        if not miss.any():  # the usual batch: every value there
+        fin = np.isfinite(x)
+        if np.logical_and.reduce(fin):  # the usual batch: every value there
             self._run = 0
             return []
+        miss = ~fin
         pos = np.arange(n)
         # Index of the last finite value at or before each point (-1: none in this batch).
         last_ok = np.maximum.accumulate(np.where(miss, -1, pos))
