@@ -545,7 +545,9 @@ class ControlChart(ABC):
                     assert self._seg_level is not None and self.recenter_points is not None
                     take = x.size - pos if learning else self._block_points() - self._blk_n
                     xs, js = x[pos : pos + take], i[pos : pos + take]
-                    y = (xs - self._seg_level) / self._seg_scale + self.baseline["mean"]
+                    y = xs - self._seg_level  # (xs - level) / scale + mean, in place
+                    y /= self._seg_scale
+                    y += self.baseline["mean"]
                     upd = self._monitor_all(y, js)
                     if not learning:
                         out = any(g.statistic not in _SIDE_STATISTICS for g in upd.groups)
@@ -807,7 +809,9 @@ class ControlChart(ABC):
         self._run_ss, self._run_n = float(e @ e), e.size
         p = self.model.order
         if p:
-            self._res_hist = np.concatenate((self._res_hist, y[-p:]))[-p:]
+            # the last p deviations (y is never written to: a view of it does)
+            tail = y[-p:]
+            self._res_hist = tail if tail.size == p else np.concatenate((self._res_hist, tail))[-p:]
         groups = []
         if self.residual_L is not None:
             # the limits alone, not residual_limits(): its deviation limit is for display
@@ -836,8 +840,9 @@ class ControlChart(ABC):
                 )
         if self.variance_L is not None:
             prev = self._res_last
-            sq = _variance_terms(e / b["sigma_e"], prev)
-            self._res_last = float(e[-1] / b["sigma_e"]) if e.size else prev
+            r = e / b["sigma_e"]
+            sq = _variance_terms(r, prev)
+            self._res_last = float(r[-1]) if e.size else prev
             m0 = b["res_sq_mean"]
             sq -= m0
             z = _ewma_recursion(sq, self._var_z - m0, self.variance_lam, self._pw_cache)

@@ -408,9 +408,9 @@ class SPCProcessor(_Processor):
         when the batch carries no layer at all (then nothing is recentred)."""
         lay = view.column("layer")
         ok = np.isfinite(lay)
-        if not ok.any():
+        if not np.logical_or.reduce(ok):
             return None
-        if not ok.all():
+        if not np.logical_and.reduce(ok):
             last = np.maximum.accumulate(np.where(ok, np.arange(lay.size), -1))
             lay = np.where(last >= 0, lay[np.maximum(last, 0)], lay[ok][0])
         return lay.astype(np.int64)
@@ -471,7 +471,9 @@ class SPCProcessor(_Processor):
         values = last.tolist()
         out["latest"] = {
             "index": upd.index[-k:].tolist() if k else [],
-            "value": values if np.isfinite(last).all() else [_f(v) for v in values],
+            "value": values
+            if np.logical_and.reduce(np.isfinite(last))
+            else [_f(v) for v in values],
         }
         out["n_violations"] = int(upd.n_violations)
         if layer is not None:
