@@ -647,7 +647,10 @@ class ControlChart(ABC):
         segment (limits widened by the between-segment spread) once that is known, and
         not watched before. The level is then refined by the values that follow."""
         assert self.baseline is not None and self.recenter_points is not None
-        cuts = ((seg[1:] != seg[:-1]).nonzero()[0] + 1).tolist()
+        if seg.dtype.kind in "iu" and seg.size and _MIN(seg) == _MAX(seg):
+            cuts = []  # the usual batch: one segment (two reductions, no index array)
+        else:
+            cuts = ((seg[1:] != seg[:-1]).nonzero()[0] + 1).tolist()
         for a, b in zip([0, *cuts], [*cuts, seg.size], strict=True):
             label = seg[a].item()
             x, i = v[a:b], idx[a:b]
@@ -809,7 +812,7 @@ class ControlChart(ABC):
         self._run_ss, self._run_n = float(e @ e), e.size
         p = self.model.order
         if p:
-            # the last p deviations (y is never written to: a view of it does)
+            # the last p deviations: a view of y, which nothing writes to afterwards
             tail = y[-p:]
             self._res_hist = tail if tail.size == p else np.concatenate((self._res_hist, tail))[-p:]
         groups = []
