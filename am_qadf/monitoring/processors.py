@@ -499,17 +499,26 @@ class SPCProcessor(_Processor):
         order = np.lexsort((rules, pos))[:k]
         within = np.arange(pos.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
         rows = zip(pos[order].tolist(), group[order].tolist(), within[order].tolist(), strict=True)
-        fixed: dict[int, dict[str, Any]] = {}  # per group: what all its rows share
-        info_cache: dict[int, dict[str, Any]] = {}
+        # per group: what all its rows share, and its first k indices and values as Python
+        # numbers (one tolist each, not a numpy scalar per row)
+        fixed: dict[int, tuple[dict[str, Any], list[int], list[float]]] = {}
+        where: dict[int, dict[str, Any]] = {}  # per position: its time and place
         out = []
         for p, g, j in rows:
-            info = info_cache.get(p)
-            if info is None:
-                info = info_cache[p] = view.point_info(p)
-            v = found[g]
-            head = fixed.get(g)
-            if head is None:
-                head = fixed[g] = {
+            at = where.get(p)
+            if at is None:
+                info = view.point_info(p)
+                at = where[p] = {
+                    "time": _iso(info["time"]),
+                    "x": info["x"],
+                    "y": info["y"],
+                    "z": info["z"],
+                    "layer": info["layer"],
+                }
+            group_of = fixed.get(g)
+            if group_of is None:
+                v = found[g]
+                head = {
                     "signal": v.signal,
                     "statistic": v.statistic,
                     "rule": v.rule,
@@ -517,18 +526,9 @@ class SPCProcessor(_Processor):
                     "description": RULE_DESCRIPTIONS.get(v.rule, ""),
                     "key": v.key,
                 }
-            out.append(
-                {
-                    **head,
-                    "index": int(v.index[j]),
-                    "value": _f(v.values[j]),
-                    "time": _iso(info["time"]),
-                    "x": info["x"],
-                    "y": info["y"],
-                    "z": info["z"],
-                    "layer": info["layer"],
-                }
-            )
+                group_of = fixed[g] = (head, v.index[:k].tolist(), v.values[:k].tolist())
+            head, gi, gv = group_of
+            out.append({**head, "index": gi[j], "value": _f(gv[j]), **at})
         return out
 
 
