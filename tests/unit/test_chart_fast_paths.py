@@ -76,3 +76,49 @@ def test_recent_values_are_the_last_n_whatever_the_batches() -> None:
         if size % 2:  # read now and then: reading joins the parts
             assert r.data.tolist() == kept[-50:]
     assert r.data.tolist() == kept[-50:]
+
+
+def test_ewma_steady_width_follows_the_segment_level_error() -> None:
+    # the steady width is kept between pieces; a changed level error must show at once
+    ch = EWMAChart(baseline_points=200, lam=0.05, L=3.0)
+    ch.update(np.random.default_rng(1).normal(0.0, 1.0, 1000))
+    before = ch.limits()["ucl"]
+    ch.level_sd = 2.0
+    widened = ch.limits()["ucl"]
+    assert widened > before
+    assert widened == ch.baseline["mean"] + float(np.hypot(ch._noise_width(1e9), 3.0 * 2.0))
+    ch.level_sd = 0.0
+    assert ch.limits()["ucl"] == before
+
+
+def test_one_segment_shortcut_gives_the_cuts_of_the_general_path() -> None:
+    # a batch within one layer skips finding label changes; text labels never do
+    rng = np.random.default_rng(3)
+    x = rng.normal(100.0, 2.0, 12_000)
+    x[7000:7400] += 9.0
+    kw = dict(sigma_method="ar", recenter_points=300, residual_L=5.0, variance_L=6.0)
+
+    def run(labels: np.ndarray) -> list[tuple[str, list[int]]]:
+        ch = EWMAChart(baseline_points=2000, lam=0.05, **kw)
+        out = []
+        for s in range(0, x.size, 1000):
+            upd = ch.update(x[s : s + 1000], np.arange(s, s + 1000), segment=labels[s : s + 1000])
+            out += [(g.statistic, g.index.tolist()) for g in upd.groups]
+        return out
+
+    layers = np.repeat(np.arange(8), 1500)  # batches in one layer (the shortcut) and across two
+    same_as_text = np.array([f"L{v:02d}" for v in layers])  # labels without it
+    got = run(layers)
+    assert got and got == run(same_as_text)
+
+
+def test_rate_of_change_positions_with_and_without_missing_values() -> None:
+    from am_qadf.monitoring.batch_view import ArrayBatchView
+    from am_qadf.monitoring.thresholds import RateOfChangeRule
+
+    x = np.array([10.0, 11.0, 40.0, 41.0, 12.0])
+    full = RateOfChangeRule("p", max_change=20.0).evaluate(ArrayBatchView({"p": x}))[0]
+    assert full.positions.tolist() == [2, 4] and full.values.tolist() == [29.0, -29.0]
+    gappy = np.array([10.0, np.nan, 11.0, 40.0, np.nan, 41.0, 12.0])
+    got = RateOfChangeRule("p", max_change=20.0).evaluate(ArrayBatchView({"p": gappy}))[0]
+    assert got.positions.tolist() == [3, 6] and got.values.tolist() == [29.0, -29.0]
