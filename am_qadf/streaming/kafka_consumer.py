@@ -206,6 +206,9 @@ class _ConfluentBackend:
             "enable.partition.eof": False,
         }
         conf.update(extra)
+        # cooperative (incremental) rebalancing: a rebalance moves only the partitions
+        # that change owner; the callbacks then add or remove just those
+        self.cooperative = "cooperative" in str(conf.get("partition.assignment.strategy", ""))
         self.paused = False
         self.seek_pending = False
         self._assigned: list[Any] = []
@@ -219,13 +222,20 @@ class _ConfluentBackend:
             for tp in partitions:
                 tp.offset = OFFSET_BEGINNING
             self.seek_pending = False
-        consumer.assign(partitions)
-        self._assigned = list(partitions)
-        if self.paused:
+        if self.cooperative:  # only the partitions added; the others keep their position
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+        self._assigned = list(consumer.assignment())
+        if self.paused and partitions:
             consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        self._assigned = []
+        if self.cooperative:
+            consumer.incremental_unassign(partitions)
+            self._assigned = list(consumer.assignment())
+        else:
+            self._assigned = []
 
     def fetch(self, max_records: int, timeout_s: float) -> list[Any]:
         from confluent_kafka import KafkaException
