@@ -33,6 +33,7 @@ from am_qadf.machine_view import MonitorSnapshot
 from am_qadf.monitoring.alerts import Alert
 from am_qadf.streaming import StreamingConfig, StreamStorage
 from am_qadf.streaming.streaming_result import StreamingResult
+from am_qadf.streaming.timestamps import to_epoch_us
 
 from .commands import Command
 from .state_store import MachineSnapshot, StateStore
@@ -174,6 +175,11 @@ class MachinePipeline:
         # messages keeps the published id (new id -> published id)
         self._published_keys: dict[tuple[Any, ...], str] = {}
         self._aliases: dict[str, str] = {}
+        # alert episodes the previous owner left open, by (metric, rule)
+        self._resumed: dict[tuple[str, str], dict[str, Any]] = {}
+        # (points the alert processor had seen, data time in epoch s) at the first and
+        # the newest batch: the machine's data time per point
+        self._clock: tuple[tuple[int, float], tuple[int, float]] | None = None
         self._rate_mark = (time.monotonic(), 0)
         self._rate = 0.0
         self._slow_at = 0.0  # monotonic time of the latest heavy write
@@ -199,6 +205,7 @@ class MachinePipeline:
         """Run the machine's processors on ``values`` (None while paused: the messages
         are then only stored) and tag them with the machine id for history."""
         self.partitions.update(map(itemgetter("topic", "partition"), msgs))
+        before = self._points_seen()
         result = None
         if self.paused:  # mapped onto canonical names still, so history looks the same
             self.client.mapper.map_batch(values, self.client.column_cache)
@@ -210,11 +217,26 @@ class MachinePipeline:
             self.client.notify_listeners(values, result)
         # tag every document for history (C-level map: no per-point Python loop)
         deque(map(setitem, values, repeat("machine_id"), repeat(self.machine_id)), maxlen=0)
+        if values and not self.paused:
+            self._mark_clock(before, values[0].get("timestamp"), values[-1].get("timestamp"))
         with self._lock:
             self.messages += len(values)
             self._data_at = time.time()
             self.dirty = True
         return result
+
+    def _points_seen(self) -> int:
+        proc = self.client.processors.get("alert_processor")
+        return int(getattr(proc, "points_seen", 0))
+
+    def _mark_clock(self, before: int, first: Any, last: Any) -> None:
+        """Note the points seen and the data time after a batch (and before the first)."""
+        try:
+            start = (before, to_epoch_us(first) / 1e6)
+            mark = (self._points_seen(), to_epoch_us(last) / 1e6)
+        except (TypeError, ValueError):  # no usable timestamp: keep the last marks
+            return
+        self._clock = (self._clock[0] if self._clock else start, mark)
 
     def resume_from(self, store: StateStore) -> None:
         """Take over what a previous owner left in ``store``: the control cursor (no
@@ -227,6 +249,65 @@ class MachinePipeline:
         for event in store.alerts(self.machine_id, count=store.max_alerts):
             if event.get("event") == "raised" and isinstance(event.get("id"), str):
                 self._published_keys[_alert_key(event)] = event["id"]
+        for ep in store.episodes(self.machine_id):
+            if isinstance(ep, dict) and isinstance(ep.get("id"), str):
+                self._resumed[(ep.get("metric"), ep.get("rule"))] = ep
+
+    def open_episodes(self) -> list[dict[str, Any]]:
+        """The alert episodes still within their cooldown, for the store
+        (:meth:`StateStore.put_episodes`): published alert id, build, level, direction,
+        data time of the episode's alert and ``until``, the data time (epoch s) its
+        cooldown runs to (a cooldown in points at the machine's data time per point)."""
+        clock = self._clock
+        if clock is None:
+            return []
+        (p0, t0), (p1, t1) = clock
+        per_point = (t1 - t0) / (p1 - p0) if p1 > p0 else None
+        out = []
+        for e in self.monitor.alerts.open_episodes():
+            ends = []
+            if e["cooldown_seconds"] is not None and e["last_time"] is not None:
+                ends.append(e["last_time"].timestamp() + e["cooldown_seconds"])
+            pts, li = e["cooldown_points"], e["last_index"]
+            if pts is not None and li is not None and per_point is not None:
+                ends.append(t1 + (li + pts - p1) * per_point)
+            if not ends or max(ends) < t1:  # its cooldown is over
+                continue
+            with self._lock:
+                published = self._aliases.get(e["alert_id"], e["alert_id"])
+            alert = self.monitor.alerts.get(e["alert_id"])
+            out.append(
+                {
+                    "metric": e["metric"],
+                    "rule": e["rule"],
+                    "id": published,
+                    "build_id": e["build_id"],
+                    "level": e["level"],
+                    "direction": e["direction"],
+                    "time": alert.time.timestamp() if alert.time is not None else None,
+                    "until": max(ends),
+                }
+            )
+        return out
+
+    def _continues_resumed(self, alert: Alert) -> tuple[dict[str, Any], bool] | None:
+        """The previous owner's open episode ``alert`` belongs to (same metric, rule,
+        build and side, at or after its alert, before its cooldown ran out), and
+        whether ``alert`` went further out than that episode had (an escalation)."""
+        ep = self._resumed.get((alert.metric, alert.rule))
+        if ep is None or alert.time is None or ep.get("build_id") != alert.build_id:
+            return None
+        t = alert.time.timestamp()
+        if not (ep.get("time") or t) <= t <= float(ep.get("until") or 0.0):
+            return None
+        own = next(
+            (e for e in self.monitor.alerts.open_episodes() if e["alert_id"] == alert.id),
+            {"direction": 0, "level": 0},
+        )
+        d0, d = int(ep.get("direction") or 0), int(own["direction"])
+        if d0 and d and d0 != d:  # the other side of the center: a new episode
+            return None
+        return ep, int(own["level"]) > int(ep.get("level") or 0)
 
     def handle(self, command: Command) -> None:
         """Apply an operator command (consumer thread, between batches); ``ValueError``
@@ -252,10 +333,21 @@ class MachinePipeline:
     def _on_alert(self, alert: Alert) -> None:
         event = {**alert.to_dict(), "event": "raised"}
         published = self._published_keys.get(_alert_key(event))
+        resumed = self._continues_resumed(alert) if published is None else None
+        if resumed is not None:  # our first alert in an episode taken over
+            ep, further = resumed
+            del self._resumed[(alert.metric, alert.rule)]
+            if further:  # beyond the level the episode had reached: an escalation of it
+                event["details"] = {**event["details"], "escalates": ep["id"]}
+            else:  # the same episode: not raised again
+                published = ep["id"]
         with self._lock:
             if published is not None:  # raised again after a takeover: same alert
                 self._aliases[alert.id] = published
                 return
+            escalates = event["details"].get("escalates")
+            if escalates in self._aliases:
+                event["details"] = {**event["details"], "escalates": self._aliases[escalates]}
             self._alert_events.append(event)
             self._newest_alert = event
 

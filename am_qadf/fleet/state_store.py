@@ -477,6 +477,23 @@ class StateStore:
             orjson.loads(f["a"]) for _, f in self._b.xlast(self._key(machine_id, "alerts"), count)
         ]
 
+    def put_episodes(self, machine_id: str, episodes: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the machine's open alert episodes (what a worker taking the machine
+        over needs to continue them, so an episode is not raised twice). Readers are
+        not woken: this is for workers.
+
+        >>> store = InProcessStateStore()
+        >>> store.put_episodes("m1", [{"metric": "t", "rule": "r", "alert_id": "a1"}])
+        >>> store.episodes("m1")[0]["alert_id"], store.episodes("m2")
+        ('a1', [])
+        """
+        self._b.hset(self._key(machine_id, "episodes"), {"e": _dumps(list(map(dict, episodes)))})
+
+    def episodes(self, machine_id: str) -> list[dict[str, Any]]:
+        """The open alert episodes the machine's last owner published ([] if none)."""
+        raw = self._b.hgetall(self._key(machine_id, "episodes")).get("e")
+        return orjson.loads(raw) if raw else []
+
     # -- SPC -----------------------------------------------------------------------------
     def put_spc(self, machine_id: str, spc: Mapping[str, Any]) -> None:
         """Replace the machine's SPC state (chart results by signal)."""

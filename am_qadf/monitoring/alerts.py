@@ -519,6 +519,43 @@ class AlertManager:
             ep = self._of.get((metric, rule))
             return None if ep is None else ep.level
 
+    def open_episodes(self) -> list[dict[str, Any]]:
+        """The episode of each ``(metric, rule)`` that has one: its alert's id, build and
+        severity, the level and direction reached, the newest occurrence
+        (``last_index``, ``last_time``) and the cooldown that applies; whoever takes the
+        stream over can continue them (an episode whose cooldown ran out is listed
+        until the next occurrence replaces it).
+
+        >>> m = AlertManager(cooldown_points=100)
+        >>> _ = m.raise_alert("temperature", "threshold_high", 2500.0, index=10, direction=1)
+        >>> _ = m.raise_alert("temperature", "threshold_high", 2600.0, index=40)
+        >>> e = m.open_episodes()[0]
+        >>> e["metric"], e["level"], e["direction"], e["last_index"], e["cooldown_points"]
+        ('temperature', 0, 1, 40, 100)
+        """
+        with self._lock:
+            out = []
+            for key, alert in self._episode.items():
+                level, direction, _i, _t = self._episode_meta.get(key, (0, 0, None, None))
+                li, lt = self._last.get(key, (None, None))
+                pts, secs = self._cooldowns(key)
+                out.append(
+                    {
+                        "metric": key[0],
+                        "rule": key[1],
+                        "alert_id": alert.id,
+                        "build_id": alert.build_id,
+                        "severity": alert.severity,
+                        "level": level,
+                        "direction": direction,
+                        "last_index": li,
+                        "last_time": lt,
+                        "cooldown_points": pts,
+                        "cooldown_seconds": secs,
+                    }
+                )
+            return out
+
     def record_repeats(
         self,
         metric: str,

@@ -1,0 +1,88 @@
+"""Alert episodes across a takeover: the new owner of a machine continues the episodes
+its last owner published, so an episode is raised once, while a later one (its
+cooldown over) or one that goes further out is still raised."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from am_qadf.fleet.machine_pipeline import MachinePipeline
+from am_qadf.fleet.state_store import InProcessStateStore
+from am_qadf.machine_profile import MachineProfile
+from am_qadf.simulation.build_simulator import BuildSimulator
+from am_qadf.simulation.defects import hot_spot_messages
+from am_qadf.streaming import StreamingConfig
+
+CFG = StreamingConfig.embedded(enable_mongodb_storage=False)
+
+
+def _clean_then_hot() -> list[dict[str, Any]]:
+    sim = BuildSimulator(5, n_points=300, n_defects=0, warmup_points=0)
+    clean = [m for b in sim.iter_batches(300) for m in b]
+    last = clean[-1]
+    return clean + hot_spot_messages(last, last["timestamp"], last["build_id"], n_points=40)
+
+
+def _owner(store: InProcessStateStore, batch: list[dict[str, Any]], first: int) -> MachinePipeline:
+    """A new owner of m1: resumes from ``store``, processes ``batch`` (its offsets
+    from ``first``) and publishes, as a worker does (state, then episodes)."""
+    pipe = MachinePipeline("m1", MachineProfile.default(), CFG)
+    pipe.resume_from(store)
+    values = [dict(m) for m in batch]
+    msgs = [{"topic": "t", "partition": 0, "offset": first + i} for i in range(len(values))]
+    pipe.process(msgs, values)
+    pipe.publish(store, "w")
+    store.put_episodes("m1", pipe.open_episodes())
+    return pipe
+
+
+def _raised(store: InProcessStateStore, metric: str | None = None) -> list[dict[str, Any]]:
+    events = store.alerts("m1")
+    return [
+        a
+        for a in events
+        if a["event"] == "raised"
+        and a["rule"] == "threshold_high"
+        and metric in (None, a["metric"])
+    ]
+
+
+def test_an_episode_taken_over_midway_is_not_raised_again_at_a_later_point() -> None:
+    msgs = _clean_then_hot()
+    store = InProcessStateStore()
+    cut = 320  # the first owner got 20 hot points, then died; those were committed
+    _owner(store, msgs[:cut], 0)
+    first = _raised(store)
+    assert len(_raised(store, "temperature")) == 1
+    episodes = store.episodes("m1")
+    assert {e["id"] for e in episodes if e["rule"] == "threshold_high"} == {a["id"] for a in first}
+    # the new owner starts after the committed offset, inside the same hot spot: its
+    # first hot point is a later point than the published alert's
+    second = _owner(store, msgs[cut:], cut)
+    assert second.monitor.alerts.raised_count >= 1  # it did raise one of its own
+    assert _raised(store) == first  # ... counted on the published ones
+
+
+def test_an_episode_whose_cooldown_ran_out_is_raised_by_the_new_owner() -> None:
+    msgs = _clean_then_hot()
+    store = InProcessStateStore()
+    _owner(store, msgs[:320], 0)
+    first = _raised(store, "temperature")
+    until = max(e["until"] for e in store.episodes("m1") if e["rule"] == "threshold_high")
+    # the same hot spot again, long after the episode's cooldown ended
+    later = msgs[320:]
+    shift = timedelta(seconds=until - later[0]["timestamp"].timestamp() + 60.0)
+    moved = [{**m, "timestamp": m["timestamp"] + shift} for m in later]
+    _owner(store, moved, 320)
+    again = _raised(store, "temperature")
+    assert len(again) == 2 and again[0] == first[0]
+
+
+def test_the_old_code_path_would_raise_twice_without_the_published_episodes() -> None:
+    msgs = _clean_then_hot()
+    store = InProcessStateStore()
+    _owner(store, msgs[:320], 0)
+    store.put_episodes("m1", [])  # as before: a new owner knew only the alerts
+    _owner(store, msgs[320:], 320)
+    assert len(_raised(store, "temperature")) == 2
