@@ -10,11 +10,12 @@ key is the machine id, and each machine gets a
 :class:`~am_qadf.fleet.machine_pipeline.MachinePipeline` the first time its key is
 seen, from its own profile (``profiles``) or the default.
 A state thread publishes each machine's derived state to a
-:class:`~am_qadf.fleet.state_store.StateStore` every ``publish_interval`` seconds
-(machines that changed, and every machine at least every ``heartbeat`` seconds, so
-a reader tells a live idle machine from one whose worker died by the snapshot's
-``updated_at``) and applies operator commands from the machines' control streams
-between two batches.
+:class:`~am_qadf.fleet.state_store.StateStore` as soon as a batch changed it, at
+most once per ``publish_interval`` seconds per machine (which bounds the store's
+load whatever the message rate), and every machine
+at least every ``heartbeat`` seconds, so a reader tells a live idle machine from one
+whose worker died by the snapshot's ``updated_at``. A control thread waits on the
+machines' control streams and applies operator commands between two batches.
 
 Failover. Workers of one group split the partitions; a machine's messages stay on
 one partition (keyed), so a machine has one owner at a time. History documents
@@ -24,18 +25,24 @@ history does not double. Machine state is **rebuilt**, not resumed: the new owne
 starts a fresh pipeline (voxel grid, charts and alerts from the first message it
 receives; the SPC baseline reloaded from the baseline store, per machine and
 material). Resumed from the store: the control cursor, so no operator command is
-applied twice or skipped, and the published alerts, so an alert raised again from
+applied twice or skipped; the published alerts, so an alert raised again from
 re-delivered messages (same rule, signal, build and time) is not published twice
-(and can be acknowledged under its published id). A worker drops the pipelines of
-partitions it no longer owns, and never publishes for them.
+(and can be acknowledged under its published id); and the alert episodes (published
+with the state), so an alert of the new owner that continues an episode the last
+owner raised (same rule, signal, build and side, within its cooldown) is counted on
+it instead of being raised again, unless it goes further out (then it is published
+as that episode's escalation). A worker drops the pipelines of partitions it no
+longer owns, and never publishes for them.
 
 Group settings for fast takeover (real Kafka): ``session.timeout.ms`` 6 s (the
 broker's minimum) with 1 s heartbeats, so a killed worker's partitions move within
 about 6 s; offsets are committed every second (less to redo). No static membership
 (``group.instance.id``): it would keep a dead worker's partitions unassigned for the
-whole session timeout, which suits restarts in place but not takeover. Eager
-assignment (librdkafka's default): the consumer assigns in its rebalance callbacks,
-which ``cooperative-sticky`` would need done incrementally.
+whole session timeout, which suits restarts in place but not takeover.
+``cooperative-sticky`` assignment: a rebalance moves only the partitions that change
+owner, so the survivor keeps consuming its own partitions (and their pipelines)
+while it takes the dead worker's over, instead of giving all of them back and
+re-reading its own from their last commit.
 
 >>> from am_qadf.fleet.state_store import InProcessStateStore
 >>> from am_qadf.streaming import KafkaProducer, StreamingConfig
@@ -92,7 +99,10 @@ log = logging.getLogger(__name__)
 TAKEOVER_KAFKA_CONFIG: dict[str, Any] = {
     "session.timeout.ms": 6000,
     "heartbeat.interval.ms": 1000,
+    "partition.assignment.strategy": "cooperative-sticky",
 }
+#: Seconds between two looks at the consumer's assignment (to drop machines moved away).
+_OWNERSHIP_CHECK_S = 0.5
 
 
 class _MachineRouter:
@@ -191,7 +201,7 @@ class FleetWorker:
         profile: MachineProfile | None = None,
         profiles: Mapping[str, MachineProfile] | None = None,
         worker_id: str | None = None,
-        publish_interval: float = 0.25,
+        publish_interval: float = 0.1,
         heartbeat: float = 2.0,
         max_machines: int = 256,
         metrics: Any = None,
@@ -220,8 +230,11 @@ class FleetWorker:
         self._loop: ConsumerLoop | None = None
         self._pipelines: dict[str, MachinePipeline] = {}
         self._lock = threading.Lock()
+        self._publishing = threading.Lock()  # one publish at a time (state, control)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._changed = threading.Event()  # a batch was processed
+        self._lost: set[str] = set()  # machines whose partitions moved away
+        self._threads: list[threading.Thread] = []
 
     # -- machines ------------------------------------------------------------------------
     @property
@@ -267,6 +280,8 @@ class FleetWorker:
             self.metrics.count(what, machine_id or "", n)
 
     def _observe_batch(self, seconds: float) -> None:
+        """Consumer thread, after each batch: time it, and wake the state thread."""
+        self._changed.set()
         if self.metrics is not None:
             self.metrics.batch_seconds.observe(seconds)
 
@@ -319,17 +334,24 @@ class FleetWorker:
             columns=ColumnCache(),
             auto_commit=cfg.enable_auto_commit,
         ).start()
-        self._thread = threading.Thread(target=self._state_loop, name="amqadf-fleet-state")
-        self._thread.daemon = True
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=loop, name=name, daemon=True)
+            for loop, name in (
+                (self._state_loop, "amqadf-fleet-state"),
+                (self._control_loop, "amqadf-fleet-control"),
+            )
+        ]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         """Stop consuming (processed offsets are committed) and publish a last time."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._changed.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads = []
         loop, self._loop = self._loop, None
         if loop is not None:
             loop.stop()
@@ -341,11 +363,15 @@ class FleetWorker:
         return wait_until(condition, timeout)
 
     def _publish(self, pipe: MachinePipeline) -> None:
-        self._published[pipe.machine_id] = time.monotonic()
-        try:
-            pipe.publish(self.state, self.worker_id)
-        except Exception:  # a state store outage must not stop consumption
-            log.exception("publishing the state of %s failed", pipe.machine_id)
+        with self._publishing:
+            self._published[pipe.machine_id] = time.monotonic()
+            try:
+                pipe.publish(self.state, self.worker_id)
+                # after the alerts they refer to: a new owner never aliases an alert
+                # that was not published
+                self.state.put_episodes(pipe.machine_id, pipe.open_episodes())
+            except Exception:  # a state store outage must not stop consumption
+                log.exception("publishing the state of %s failed", pipe.machine_id)
 
     def _owned(self) -> list[MachinePipeline]:
         """Pipelines whose partitions this worker still owns; the others are dropped
@@ -362,6 +388,7 @@ class FleetWorker:
         owned, lost = [], []
         for pipe in pipes.values():
             (owned if pipe.partitions & assigned else lost).append(pipe)
+        self._lost = {p.machine_id for p in lost}
         if lost:
             loop.run_between_batches(lambda: self._drop(lost))
         return owned
@@ -376,23 +403,46 @@ class FleetWorker:
                     log.info("machine %s: partition moved away; pipeline dropped", pipe.machine_id)
 
     def _state_loop(self) -> None:
+        """Publish each machine a batch changed, at most every ``publish_interval`` s,
+        and every machine at least every ``heartbeat`` s."""
+        next_check = 0.0
         while not self._stop.is_set():
-            owned = self._owned()
-            stale = time.monotonic() - self.heartbeat
-            for pipe in owned:
-                if pipe.dirty or self._published.get(pipe.machine_id, 0.0) < stale:
+            now = time.monotonic()
+            if now >= next_check:  # the assignment only changes at rebalances
+                next_check = now + _OWNERSHIP_CHECK_S
+                pipes = self._owned()
+                if self.metrics is not None:
+                    self.metrics.observe_lag(self.kafka_consumer)
+            else:  # those found moved away are not published while being dropped
+                pipes = [p for p in self.pipelines.values() if p.machine_id not in self._lost]
+            self._changed.clear()  # before reading the dirty flags: no batch is missed
+            waiting = []  # when machines changed again since their publish may go
+            for pipe in pipes:
+                last = self._published.get(pipe.machine_id, 0.0)
+                if last + (self.publish_interval if pipe.dirty else self.heartbeat) <= now:
                     self._publish(pipe)
-            if self.metrics is not None:
-                self.metrics.observe_lag(self.kafka_consumer)
-            if not owned:
+                    now = time.monotonic()
+                    last = now
+                if pipe.dirty:
+                    waiting.append(last + self.publish_interval)
+            if waiting:
+                self._stop.wait(max(0.0, min(waiting) - now))
+            else:
+                self._changed.wait(_OWNERSHIP_CHECK_S)
+
+    def _control_loop(self) -> None:
+        """Wait on the owned machines' control streams; apply commands as they come."""
+        while not self._stop.is_set():
+            pipes = self.pipelines
+            if not pipes:
                 self._stop.wait(self.publish_interval)
                 continue
-            cursors = {p.machine_id: p.control_cursor for p in owned}
+            cursors = {m: p.control_cursor for m, p in pipes.items()}
             try:
-                commands = self.state.read_commands(cursors, timeout=self.publish_interval)
+                commands = self.state.read_commands(cursors, timeout=_OWNERSHIP_CHECK_S)
             except Exception:
                 log.exception("reading operator commands failed")
-                self._stop.wait(self.publish_interval)
+                self._stop.wait(1.0)
                 continue
             for machine_id, command_id, raw in commands:
                 self._apply(self._pipelines.get(machine_id), command_id, raw)
