@@ -254,10 +254,11 @@ class MachinePipeline:
                 self._resumed[(ep.get("metric"), ep.get("rule"))] = ep
 
     def open_episodes(self) -> list[dict[str, Any]]:
-        """The alert episodes still within their cooldown, for the store
+        """The newest alert episode of each (signal, rule), for the store
         (:meth:`StateStore.put_episodes`): published alert id, build, level, direction,
         data time of the episode's alert and ``until``, the data time (epoch s) its
-        cooldown runs to (a cooldown in points at the machine's data time per point)."""
+        cooldown runs (or ran) to (a cooldown in points at the machine's data time per
+        point)."""
         clock = self._clock
         if clock is None:
             return []
@@ -271,7 +272,9 @@ class MachinePipeline:
             pts, li = e["cooldown_points"], e["last_index"]
             if pts is not None and li is not None and per_point is not None:
                 ends.append(t1 + (li + pts - p1) * per_point)
-            if not ends or max(ends) < t1:  # its cooldown is over
+            # one whose cooldown is over stays listed: a new owner re-reads the messages
+            # after the last commit, which can reach back into it
+            if not ends:
                 continue
             with self._lock:
                 published = self._aliases.get(e["alert_id"], e["alert_id"])

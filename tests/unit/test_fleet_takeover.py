@@ -86,3 +86,21 @@ def test_the_old_code_path_would_raise_twice_without_the_published_episodes() ->
     store.put_episodes("m1", [])  # as before: a new owner knew only the alerts
     _owner(store, msgs[320:], 320)
     assert len(_raised(store, "temperature")) == 2
+
+
+def test_an_episode_over_before_the_takeover_is_not_raised_again_from_redelivered_points() -> None:
+    msgs = _clean_then_hot()
+    # the owner went on well past the episode's cooldown (1000 points) before it died
+    after = msgs[-1]["timestamp"]
+    clean = [
+        {**m, "timestamp": after + timedelta(microseconds=50 * (i + 1))}
+        for i, m in enumerate(msgs[:250] * 6)
+    ]
+    store = InProcessStateStore()
+    first_owner = _owner(store, msgs + clean, 0)
+    first = _raised(store)
+    ended = [e for e in store.episodes("m1") if e["rule"] == "threshold_high"]
+    assert ended and all(e["until"] < first_owner._clock[1][1] for e in ended)
+    # its last commit was inside the hot spot: the new owner re-reads from there
+    _owner(store, msgs[320:] + clean, 320)
+    assert _raised(store) == first
