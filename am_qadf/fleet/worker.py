@@ -100,6 +100,9 @@ TAKEOVER_KAFKA_CONFIG: dict[str, Any] = {
     "session.timeout.ms": 6000,
     "heartbeat.interval.ms": 1000,
     "partition.assignment.strategy": "cooperative-sticky",
+    # a small prefetch queue: partitions taken over are not queued behind seconds of
+    # the survivor's own backlog
+    "queued.max.messages.kbytes": 4096,
 }
 #: Seconds between two looks at the consumer's assignment (to drop machines moved away).
 _OWNERSHIP_CHECK_S = 0.5
