@@ -4,7 +4,10 @@
 * two workers split the machines; every message is stored once; every machine has
   state in Redis; an operator command reaches the worker that owns the machine;
 * one worker is SIGKILLed mid-stream; the other takes its partitions over and
-  nothing is lost or doubled in history.
+  nothing is lost or doubled in history;
+* one worker is SIGKILLed inside an alert episode whose first point was committed:
+  the survivor continues the episode (no alert raised twice), and keeps its own
+  machines without reading them again (cooperative-sticky assignment).
 
 Topic, group, Redis prefix and Mongo database are unique per test; traffic is
 bounded (tens of thousands of messages) and on loopback; waits are on conditions.
@@ -27,12 +30,14 @@ from am_qadf.access_policy import AccessPolicy
 from am_qadf.fleet.commands import send_action
 from am_qadf.fleet.state_store import RedisStateStore
 from am_qadf.simulation.build_simulator import BuildSimulator
+from am_qadf.simulation.defects import hot_spot_messages
 from am_qadf.streaming import KafkaProducer
 from tests.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MACHINES = [f"m{i:02d}" for i in range(1, 7)]
 PARTITIONS = 6
+HOT = ("threshold_high", "temperature")
 
 
 def _messages(seed: int, n: int) -> list[dict[str, Any]]:
@@ -94,12 +99,27 @@ class Fleet:
         )
 
     def produce(self, per_machine: int, seed: int) -> None:
+        self.produce_each({m: _messages(seed + i, per_machine) for i, m in enumerate(MACHINES)})
+
+    def produce_each(self, batches: dict[str, list[dict[str, Any]]]) -> None:
         prod = KafkaProducer([self.kafka], self.topic)
-        for i, machine in enumerate(MACHINES):
-            sent = prod.produce_batch(_messages(seed + i, per_machine), key=machine)
-            self.produced[machine] += sent
+        for machine, msgs in batches.items():
+            self.produced[machine] += prod.produce_batch(msgs, key=machine)
         prod.flush()
         prod.close()
+
+    def all_committed(self) -> bool:
+        """True when the group's committed offsets reach the end of every partition."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer({"bootstrap.servers": self.kafka, "group.id": self.group})
+        try:
+            tps = [TopicPartition(self.topic, p) for p in range(PARTITIONS)]
+            committed = {tp.partition: tp.offset for tp in c.committed(tps, timeout=10)}
+            ends = {p: c.get_watermark_offsets(tp, timeout=10)[1] for p, tp in enumerate(tps)}
+        finally:
+            c.close()
+        return all(ends[p] == 0 or committed[p] == ends[p] for p in ends)
 
     def stored(self) -> int:
         return self.coll.count_documents({})
@@ -202,3 +222,73 @@ def test_killed_worker_partitions_are_taken_over_nothing_lost_or_doubled(fleet: 
     # the machines b owned moved to a with their partitions
     assert wait_for(all_on_a, timeout=120), fleet.logs()
     _assert_history_exact(fleet)
+
+
+def _hot_spot(seed: int, clean: int, hot: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``clean`` ordinary points, then ``hot`` overheating ones (one long threshold
+    episode), split in the middle of the hot stretch: (before, after)."""
+    msgs = _messages(seed, clean)
+    last = msgs[-1]
+    msgs += hot_spot_messages(last, last["timestamp"], last["build_id"], n_points=hot)
+    cut = clean + hot // 2
+    return msgs[:cut], msgs[cut:]
+
+
+def test_an_alert_episode_survives_a_sigkill_raised_once(fleet: Fleet) -> None:
+    fleet.spawn("a")
+    fleet.spawn("b")
+    assert wait_for(lambda: fleet.members_with_partitions() == 2, timeout=120), fleet.logs()
+    halves = {m: _hot_spot(31 + i, 500, 1000) for i, m in enumerate(MACHINES)}
+    fleet.produce_each({m: h[0] for m, h in halves.items()})
+    total = sum(fleet.produced.values())
+
+    def first_half_done() -> bool:
+        snaps = fleet.state.snapshots()
+        return set(snaps) == set(MACHINES) and all(
+            snaps[m].messages == fleet.produced[m] for m in MACHINES
+        )
+
+    # every machine inside its episode, its alert published and its offsets committed
+    assert wait_for(first_half_done, timeout=180), fleet.logs()
+    assert wait_for(lambda: fleet.stored() == total, timeout=180), fleet.logs()
+    assert wait_for(fleet.all_committed, timeout=120), fleet.logs()
+    owners = {m: s.worker for m, s in fleet.state.snapshots().items()}
+    victim = max("ab", key=lambda w: sum(o == w for o in owners.values()))
+    survivor = "a" if victim == "b" else "b"
+
+    def hot_alerts() -> list[list[dict[str, Any]]]:
+        return [
+            [
+                a
+                for a in fleet.state.alerts(m, count=500)
+                if a["event"] == "raised" and (a["rule"], a["metric"]) == HOT
+            ]
+            for m in MACHINES
+        ]
+
+    assert wait_for(lambda: all(hot_alerts()), timeout=60), fleet.logs()
+    # ... and the episodes published after them (the victim's last word on them)
+    assert wait_for(lambda: all(map(fleet.state.episodes, MACHINES)), timeout=60)
+    fleet.workers[victim].send_signal(signal.SIGKILL)
+    fleet.workers[victim].wait(timeout=30)
+    # the rest of each hot stretch: the survivor's first point of each orphaned machine
+    # is a later point of an episode whose alert the victim published
+    fleet.produce_each({m: h[1] for m, h in halves.items()})
+    total = sum(fleet.produced.values())
+    assert wait_for(lambda: fleet.stored() == total, timeout=240), fleet.logs()
+
+    def all_on_survivor() -> bool:
+        snaps = fleet.state.snapshots()
+        return all(snaps[m].worker == survivor for m in MACHINES) and all(
+            snaps[m].messages == fleet.produced[m] for m in MACHINES if owners[m] == survivor
+        )
+
+    assert wait_for(all_on_survivor, timeout=120), fleet.logs()
+    _assert_history_exact(fleet)
+    for m in MACHINES:
+        raised = [a for a in fleet.state.alerts(m, count=500) if a["event"] == "raised"]
+        assert len({a["id"] for a in raised}) == len(raised)
+        keys = [(a["rule"], a["metric"], a["build_id"], a["time"]) for a in raised]
+        assert len(set(keys)) == len(keys)
+    # one alert per hot stretch, whoever processed its second half
+    assert [len(h) for h in hot_alerts()] == [1] * len(MACHINES), (owners, hot_alerts())
