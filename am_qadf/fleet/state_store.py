@@ -52,7 +52,8 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -238,6 +239,10 @@ class _Backend(ABC):
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections (nothing for the in-process one)."""
 
+    def batched(self) -> Any:
+        """Context in which this thread's writes may be sent together at its end."""
+        return nullcontext()
+
 
 def _id_key(stream_id: str) -> tuple[int, int]:
     ms, _, seq = stream_id.partition("-")
@@ -325,9 +330,26 @@ class _MemoryBackend(_Backend):
 class _RedisBackend(_Backend):
     def __init__(self, client: Any) -> None:
         self.r = client
+        self._local = threading.local()  # this thread's pipeline while batched
+
+    def _w(self) -> Any:
+        """Where writes go: this thread's pipeline while batched, else the client."""
+        return getattr(self._local, "pipe", None) or self.r
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        if getattr(self._local, "pipe", None) is not None:  # nested: the outer one sends
+            yield
+            return
+        pipe = self._local.pipe = self.r.pipeline(transaction=False)
+        try:
+            yield
+        finally:
+            self._local.pipe = None
+        pipe.execute()  # not when the body failed: nothing of it is sent
 
     def hset(self, key: str, mapping: Mapping[str, bytes]) -> None:
-        self.r.hset(key, mapping=dict(mapping))
+        self._w().hset(key, mapping=dict(mapping))
 
     def hgetall(self, key: str) -> dict[str, bytes]:
         return {k.decode(): v for k, v in self.r.hgetall(key).items()}
@@ -339,14 +361,16 @@ class _RedisBackend(_Backend):
         return [{k.decode(): v for k, v in h.items()} for h in pipe.execute()]
 
     def sadd(self, key: str, member: str) -> None:
-        self.r.sadd(key, member)
+        self._w().sadd(key, member)
 
     def smembers(self, key: str) -> set[str]:
         return {m.decode() for m in self.r.smembers(key)}
 
     def xadd(self, key: str, fields: Mapping[str, bytes], maxlen: int) -> str:
         # exact MAXLEN: the bound readers rely on for redraw decisions
-        return self.r.xadd(key, dict(fields), maxlen=maxlen, approximate=False).decode()
+        w = self._w()
+        sid = w.xadd(key, dict(fields), maxlen=maxlen, approximate=False)
+        return "" if w is not self.r else sid.decode()  # batched: not known yet
 
     @staticmethod
     def _entries(raw: Any) -> list[tuple[str, dict[str, bytes]]]:
@@ -729,6 +753,22 @@ class StateStore:
         if not entries:
             return cursor, set()
         return entries[-1][1], {f["m"].decode() for _, _, f in entries}
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Send the writes this thread makes inside in one round trip at the end (on
+        Redis; in process they apply at once); reads inside see the store as it was.
+        Ids of entries appended inside are not known (``send_command`` returns "").
+
+        >>> store = InProcessStateStore()
+        >>> with store.batched():
+        ...     store.put_snapshot(MachineSnapshot("m1", layer=2))
+        ...     store.put_episodes("m1", [])
+        >>> store.snapshot("m1").layer
+        2
+        """
+        with self._b.batched():
+            yield
 
     def clear(self) -> None:
         """Delete everything under this store's prefix."""

@@ -56,3 +56,36 @@ def test_two_readers_see_the_same_fleet(redis_url: str) -> None:
         writer.clear()
         for s in (writer, *stores):
             s.close()
+
+
+def test_batched_writes_go_in_one_round_trip_at_the_end(redis_url: str) -> None:
+    """A worker's publish is one pipeline: nothing of it is visible before the end, all
+    of it after (in order: a reader woken by the change notice finds the data); a
+    failure inside sends nothing."""
+    import numpy as np
+
+    from am_qadf.fleet.state_store import MachineSnapshot
+
+    store = RedisStateStore(redis_url, prefix=f"it-fleet-{uuid.uuid4().hex}")
+    other = RedisStateStore(redis_url, prefix=store.prefix)  # another process's view
+    try:
+        cursor = other.change_cursor()
+        with store.batched():
+            store.put_snapshot(MachineSnapshot("m1", layer=7))
+            store.add_alerts("m1", [{"id": "a1", "event": "raised"}])
+            store.add_bricks("m1", np.array([[0, 0, 1]]))
+            store.put_episodes("m1", [{"id": "a1"}])
+            assert other.snapshot("m1") is None and other.machines() == []
+        _, changed = other.wait(cursor, timeout=5)
+        assert changed == {"m1"}
+        assert other.snapshot("m1").layer == 7
+        assert [a["id"] for a in other.alerts("m1")] == ["a1"]
+        assert other.episodes("m1") == [{"id": "a1"}]
+        with pytest.raises(RuntimeError), store.batched():
+            store.put_snapshot(MachineSnapshot("m1", layer=8))
+            raise RuntimeError("publish failed midway")
+        assert other.snapshot("m1").layer == 7
+    finally:
+        store.clear()
+        store.close()
+        other.close()
