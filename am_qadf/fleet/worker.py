@@ -369,10 +369,11 @@ class FleetWorker:
         with self._publishing:
             self._published[pipe.machine_id] = time.monotonic()
             try:
-                pipe.publish(self.state, self.worker_id)
-                # after the alerts they refer to: a new owner never aliases an alert
-                # that was not published
-                self.state.put_episodes(pipe.machine_id, pipe.open_episodes())
+                with self.state.batched():  # one round trip to the store per publish
+                    pipe.publish(self.state, self.worker_id)
+                    # after the alerts they refer to: a new owner never aliases an
+                    # alert that was not published
+                    self.state.put_episodes(pipe.machine_id, pipe.open_episodes())
             except Exception:  # a state store outage must not stop consumption
                 log.exception("publishing the state of %s failed", pipe.machine_id)
 
