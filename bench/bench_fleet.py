@@ -1,27 +1,43 @@
-"""Fleet workers: 2 ``am-qadf worker`` processes vs 1 on the same 6-partition topic.
+"""Fleet workers: throughput of 2 workers vs 1, failover after SIGKILL, produce ->
+state-store latency.
 
-Kafka -> worker (per-machine validation, voxels, SPC, alerts) -> history (each
-worker's embedded SQLite file, so the shared MongoDB-wire server is not what is
-measured; ``--mongo`` uses it instead) and derived state in Redis. For each run a
-fresh topic and group; the workers join first, then ``--messages`` messages of six
-machines are produced, and the clock runs until Redis shows every message
-processed. Printed: throughput of each run, the 2-vs-1 ratio (target >= 1.5x) and
-the CPU seconds each process used, to tell "the workers scale" from "the machine is
-full" on a 2-core host shared with Kafka, Redis and the producer. A second pair of
-runs consumes a backlog (produced before the workers start), without the producer
-competing for the cores.
+Default: 2 ``am-qadf worker`` processes vs 1 on the same 6-partition topic. Kafka ->
+worker (per-machine validation, voxels, SPC, alerts) -> history (each worker's
+embedded SQLite file, so the shared MongoDB-wire server is not what is measured;
+``--mongo`` uses it instead) and derived state in Redis. Six machines whose keys land
+on six different partitions (``m01``..``m06`` would share three). For each run a
+fresh topic and group; the workers join first, then ``--messages`` messages are
+produced, and the clock runs until Redis shows every message processed. Printed:
+throughput, the 2-vs-1 ratio (target >= 1.5x) and the CPU seconds of each process
+(workers, producer, Kafka, Redis, MongoDB-wire server, the whole machine) with the
+load average, to tell "the workers scale" from "the machine is full". A second pair
+of runs consumes a backlog (produced before the workers start).
 
-``--failover``: two workers under a steady stream; one is SIGKILLed and the time
-until the survivor publishes state for every machine the dead one owned is printed
-(today's single monitor waits ~30 s, the default session timeout).
+``--failover-runs N``: N times, two workers under a 200 k-message stream of six
+machines with defects (history in MongoDB, shared); one worker, chosen at random, is
+SIGKILLed at a random point (25-65 % of the stream). Printed per run: messages lost
+and duplicated in history (``_id`` = topic:partition:offset), alerts raised twice
+(same id, or same rule/signal/build/time) and alert episodes raised twice (two
+owners' alerts of one rule/signal/build within one cooldown of data time), when the
+survivor held every partition and when it published each orphaned machine again
+(target < 10 s).
 
-Run: python bench/bench_fleet.py [--messages 60000] [--mongo] [--failover]
+``--latency``: 8 machines x 5 k msg/s through 2 workers (a topic with one partition
+per machine); every message carries the time it was handed to the producer, and a
+reader blocked on ``StateStore.wait`` notes when each machine's snapshot first shows
+it. Printed: p50/p95/max per machine and overall (target p95 < 500 ms), CPU per
+process, load average.
+
+Run: python bench/bench_fleet.py [--messages 300000] [--mongo]
+     python bench/bench_fleet.py --failover-runs 3
+     python bench/bench_fleet.py --latency [--seconds 20] [--latency-rate 5000]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -29,8 +45,12 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import pymongo
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from am_qadf.fleet.state_store import RedisStateStore
@@ -41,8 +61,24 @@ KAFKA = os.environ.get("AMQADF_KAFKA", "127.0.0.1:9092")
 REDIS = os.environ.get("AMQADF_REDIS_URL", "redis://127.0.0.1:6379/0")
 MONGO = os.environ.get("AMQADF_MONGO_URI", "mongodb://127.0.0.1:27017/am_qadf_bench")
 ROOT = Path(__file__).resolve().parents[1]
-MACHINES = [f"m{i:02d}" for i in range(1, 7)]
+
+
+def spread_ids(n: int, partitions: int) -> list[str]:
+    """``n`` machine ids (``m01`` …) whose keys land on ``n`` different partitions of
+    ``partitions`` under librdkafka's default partitioner (CRC32 of the key), so the
+    workers' partition shares are machine shares (``m01``..``m06`` share 3 of 6)."""
+    out: dict[int, str] = {}
+    for i in range(1, 1000):
+        key = f"m{i:02d}"
+        out.setdefault(zlib.crc32(key.encode()) % partitions, key)
+        if len(out) == n:
+            return sorted(out.values())
+    raise ValueError(f"no {n} ids on distinct partitions of {partitions}")
+
+
+MACHINES = spread_ids(6, 6)
 TICK = os.sysconf("SC_CLK_TCK")
+VERBOSE = bool(os.environ.get("FLEETBENCH_VERBOSE"))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -61,16 +97,20 @@ def machine_cpu() -> float:
     return (sum(v) - v[3] - v[4]) / TICK  # minus idle and iowait
 
 
-def messages(per_machine: int) -> dict[str, list[dict]]:
+def messages(per_machine: int, defects: int = 0) -> dict[str, list[dict]]:
     out = {}
     for i, m in enumerate(MACHINES):
-        sim = BuildSimulator(100 + i, n_points=per_machine, n_defects=0, warmup_points=0)
+        warmup = 5000 if defects else 0
+        sim = BuildSimulator(100 + i, n_points=per_machine, n_defects=defects, warmup_points=warmup)
         out[m] = [msg for b in sim.iter_batches(2000) for msg in b]
     return out
 
 
-def spawn(n_workers: int, tag: str, use_mongo: bool, tmp: Path) -> list[subprocess.Popen]:
-    """Start ``n_workers`` workers on topic/group/prefix ``bench-fleet-<tag>``."""
+def spawn(
+    n_workers: int, tag: str, use_mongo: bool, tmp: Path, mongo_uri: str | None = None
+) -> list[subprocess.Popen]:
+    """Start ``n_workers`` workers on topic/group/prefix ``bench-fleet-<tag>``; history
+    in ``mongo_uri``, else ``--mongo``'s database or each worker's SQLite file."""
     name = f"bench-fleet-{tag}"
     procs = []
     for w in range(n_workers):
@@ -79,17 +119,19 @@ def spawn(n_workers: int, tag: str, use_mongo: bool, tmp: Path) -> list[subproce
             "PYTHONPATH": str(ROOT),
             "AMQADF_STATE_PREFIX": name,
             "AMQADF_REDIS_URL": REDIS,
-            "AMQADF_MONGO_URI": f"{MONGO}_{tag}" if use_mongo else "none",
+            "AMQADF_MONGO_URI": mongo_uri or (f"{MONGO}_{tag}" if use_mongo else "none"),
             "AMQADF_DATA_DIR": str(tmp / f"{tag}-{w}"),
         }
         args = ["--bootstrap", KAFKA, "--topic", name, "--group", name, "--state", REDIS]
+        # the workers' status lines and logs, for a look when a run goes wrong
+        log = open(tmp / f"worker-{tag}-{w}.log", "w")  # noqa: SIM115
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "am_qadf.cli", "worker", *args, "--id", f"w{w}"],
                 env=env,
                 cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         )
     return procs
@@ -128,6 +170,8 @@ def run(n_workers: int, data: dict[str, list[dict]], use_mongo: bool, tmp: Path)
         wait_assigned(admin, group, n_workers)
         total = sum(map(len, data.values()))
         cpu0 = {p.pid: cpu_seconds(p.pid) for p in procs}
+        servers = server_pids()
+        srv0 = {k: cpu_seconds(v) for k, v in servers.items()}
         own0, box0 = cpu_seconds(os.getpid()), machine_cpu()
         t0 = time.perf_counter()
         prod = KafkaProducer([KAFKA], topic)
@@ -148,7 +192,9 @@ def run(n_workers: int, data: dict[str, list[dict]], use_mongo: bool, tmp: Path)
             "produce_s": produced_s,
             "workers_cpu": [cpu_seconds(p.pid) - cpu0[p.pid] for p in procs],
             "bench_cpu": cpu_seconds(os.getpid()) - own0,
+            "servers_cpu": {k: cpu_seconds(v) - srv0[k] for k, v in servers.items()},
             "machine_cpu": machine_cpu() - box0,
+            "load": os.getloadavg(),
         }
     finally:
         stop(procs)
@@ -180,6 +226,8 @@ def run_backlog(n_workers: int, data: dict[str, list[dict]], tmp: Path) -> dict:
                 raise RuntimeError("no worker published within 600 s")
             time.sleep(0.01)
         cpu0 = {p.pid: cpu_seconds(p.pid) for p in procs}
+        servers = server_pids()
+        srv0 = {k: cpu_seconds(v) for k, v in servers.items()}
         box0, t0 = machine_cpu(), time.perf_counter()
         while sum(s.messages for s in state.snapshots().values()) < total:
             if time.monotonic() > deadline:
@@ -190,7 +238,9 @@ def run_backlog(n_workers: int, data: dict[str, list[dict]], tmp: Path) -> dict:
             "rate": total / elapsed,
             "elapsed": elapsed,
             "workers_cpu": [cpu_seconds(p.pid) - cpu0[p.pid] for p in procs],
+            "servers_cpu": {k: cpu_seconds(v) - srv0[k] for k, v in servers.items()},
             "machine_cpu": machine_cpu() - box0,
+            "load": os.getloadavg(),
         }
     finally:
         stop(procs)
@@ -199,77 +249,369 @@ def run_backlog(n_workers: int, data: dict[str, list[dict]], tmp: Path) -> dict:
         admin.delete_topics([name, name + ".dlq"])
 
 
-def failover(data: dict[str, list[dict]], rate: float, tmp: Path) -> float:
-    """Seconds from SIGKILL of one of two workers under a steady stream of ``rate``
-    msg/s until the survivor has published state for every machine the dead one had."""
+def server_pids() -> dict[str, int]:
+    """Process ids of the local Kafka, Redis and MongoDB-wire servers (read from /proc)."""
+    names = {"kafka": "kafka.Kafka", "redis": "redis-server", "mongo": "ferretdb"}
+    out: dict[str, int] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        for name, marker in names.items():
+            if marker in cmd and name not in out:
+                out[name] = int(d.name)
+    return out
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _paced(
+    data: dict[str, list[dict]], rate: float, stop_at: threading.Event, sent: list[int], name: str
+) -> None:
+    """Produce ``data`` (all machines interleaved) at ``rate`` msg/s in 20 ms steps;
+    ``sent[0]`` counts what was handed to the producer."""
+    prod = KafkaProducer([KAFKA], name)
+    step = 0.02
+    chunk = max(1, round(rate * step / len(data)))
+    t0 = time.perf_counter()
+    for n, i in enumerate(range(0, max(map(len, data.values())), chunk)):
+        if stop_at.is_set():
+            break
+        for m, msgs in data.items():
+            sent[0] += prod.produce_batch(msgs[i : i + chunk], key=m)
+        ahead = t0 + (n + 1) * step - time.perf_counter()
+        if ahead > 0:
+            time.sleep(ahead)
+    prod.flush()
+    prod.close()
+
+
+def _time(v: str | None) -> float:
+    return datetime.fromisoformat(v).timestamp() if v else float("nan")
+
+
+def _session(alert_id: str) -> str:
+    return alert_id.rsplit("-", 1)[0]
+
+
+def alert_repeats(events: list[dict], cooldown_s: float) -> tuple[int, int, int]:
+    """``(raised, raised twice, episodes raised twice)`` over one machine's alert events:
+    twice = the same id or the same (rule, signal, build, time); an episode twice = two
+    raised events of one (rule, signal, build) by two owners (an alert id carries its
+    manager's session), neither an escalation, closer in data time than one cooldown
+    (``cooldown_s``): the second continues the first's episode."""
+    raised = [e for e in events if e.get("event") == "raised"]
+    ids = [e["id"] for e in raised]
+    keys = [(e["rule"], e["metric"], e["build_id"], e["time"]) for e in raised]
+    twice = (len(ids) - len(set(ids))) + (len(keys) - len(set(keys)))
+    last: dict[tuple, tuple[float, dict]] = {}
+    episodes = 0
+    for e in sorted(raised, key=lambda e: _time(e["time"])):
+        if (e.get("details") or {}).get("escalates"):
+            continue
+        k, t = (e["rule"], e["metric"], e["build_id"]), _time(e["time"])
+        other_owner = k in last and _session(last[k][1]["id"]) != _session(e["id"])
+        if other_owner and t - last[k][0] < cooldown_s:
+            episodes += 1
+            if VERBOSE:
+                print("    episode twice:", last[k][1], "|", e)
+        last[k] = (t, e)
+    return len(raised), twice, episodes
+
+
+def failover_run(per_machine: int, rate: float, seed: int) -> dict:
+    """SIGKILL one of two workers at a random point of a stream of ``per_machine`` x 6
+    messages produced at ``rate`` msg/s; history in MongoDB (shared, ``_id`` =
+    topic:partition:offset). Returns lost/duplicated counts, alert repeats and the
+    seconds until each machine of the killed worker was published by the survivor."""
+    rng = random.Random(seed)
+    data = messages(per_machine, defects=4)
+    total = sum(map(len, data.values()))
+    # one cooldown (1000 points) in data time, per machine
+    per_point = {m: (d[-1]["timestamp"] - d[0]["timestamp"]).total_seconds() / (len(d) - 1)
+                 for m, d in data.items()}  # fmt: skip
     tag = uuid.uuid4().hex[:10]
     name = f"bench-fleet-{tag}"
     admin = AdminClient({"bootstrap.servers": KAFKA})
     admin.create_topics([NewTopic(name, 6, 1)])[name].result(30)
     state = RedisStateStore(REDIS, prefix=name)
-    procs = spawn(2, tag, False, tmp)
-    stop_producing = threading.Event()
+    mongo_uri = f"{MONGO.rsplit('/', 1)[0]}/fleetbench_fo_{tag}"
+    mongo = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000)
+    coll = mongo[f"fleetbench_fo_{tag}"]["stream_data"]
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = spawn(2, tag, False, Path(tmp), mongo_uri=mongo_uri)
+        stop_producing, sent = threading.Event(), [0]
+        producer = threading.Thread(
+            target=_paced, args=(data, rate, stop_producing, sent, name), daemon=True
+        )
+        takeover: dict[str, float] = {}
+        killed_id, reassigned = "", None
+        try:
+            wait_assigned(admin, name, 2)
+            producer.start()
+            kill_at = int(total * rng.uniform(0.25, 0.65))
+            deadline = time.monotonic() + 300
+            while sent[0] < kill_at and producer.is_alive():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the stream did not reach the kill point in 300 s")
+                time.sleep(0.005)
+            victim = rng.randrange(2)
+            killed_id, survivor = f"w{victim}", f"w{1 - victim}"
+            orphans = {m for m, s in state.snapshots().items() if s.worker == killed_id}
+            killed_at = time.time()
+            procs[victim].send_signal(signal.SIGKILL)
+            procs[victim].wait(30)
+            while len(takeover) < len(orphans):
+                if reassigned is None and members_with_partitions(admin, name) == [6]:
+                    reassigned = time.time() - killed_at
+                for m, s in state.snapshots().items():
+                    if (
+                        m in orphans
+                        and m not in takeover
+                        and s.worker == survivor
+                        and (s.updated_at > killed_at)
+                    ):
+                        takeover[m] = s.updated_at - killed_at
+                if time.time() - killed_at > 120:
+                    raise RuntimeError(f"no takeover of {orphans - set(takeover)} in 120 s")
+                time.sleep(0.02)
+            producer.join()
+            deadline = time.monotonic() + 600
+            while coll.estimated_document_count() < total:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("history incomplete after 600 s")
+                time.sleep(1.0)
+            stop(procs)  # the survivor publishes a last time
+            ids = {d["_id"] for d in coll.find({}, {"_id": 1})}
+            docs = coll.count_documents({})
+            expected = {f"{name}:{p}:{o}" for p, o in partition_offsets(admin, name)}
+            alerts = [0, 0, 0]
+            for m in MACHINES:
+                counts = alert_repeats(state.alerts(m, count=state.max_alerts), 1000 * per_point[m])
+                alerts = [a + c for a, c in zip(alerts, counts, strict=True)]
+            return {
+                "total": total,
+                "kill_at": kill_at,
+                "killed": killed_id,
+                "lost": len(expected - ids),
+                "duplicated": docs - len(ids),
+                "stored": docs,
+                "raised": alerts[0],
+                "raised_twice": alerts[1],
+                "episodes_twice": alerts[2],
+                "takeover": takeover,
+                "reassigned": reassigned,
+            }
+        finally:
+            stop_producing.set()
+            stop(procs)
+            state.clear()
+            state.close()
+            mongo.drop_database(f"fleetbench_fo_{tag}")
+            mongo.close()
+            admin.delete_topics([name, name + ".dlq"])
 
-    def produce() -> None:  # steady, bounded: at most the prepared messages
+
+def members_with_partitions(admin: AdminClient, group: str) -> list[int]:
+    """How many partitions each member of ``group`` holds ([] if unknown)."""
+    try:
+        desc = admin.describe_consumer_groups([group])[group].result(10)
+    except Exception:
+        return []
+    return [len(m.assignment.topic_partitions) for m in desc.members if m.assignment]
+
+
+def partition_offsets(admin: AdminClient, topic: str) -> list[tuple[int, int]]:
+    """Every (partition, offset) of ``topic`` (its messages, from the watermarks)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": KAFKA, "group.id": f"{topic}-wm"})
+    try:
+        out = []
+        for p in range(6):
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            out += [(p, o) for o in range(lo, hi)]
+        return out
+    finally:
+        c.close()
+
+
+def latency(n_machines: int, rate: float, seconds: float, warmup: float = 5.0) -> dict:
+    """``n_machines`` x ``rate`` msg/s through two workers for ``seconds`` (after
+    ``warmup``): each message is stamped with the time it is handed to the producer,
+    and a reader blocked on :meth:`StateStore.wait` notes when each machine's snapshot
+    first shows it (its ``newest_timestamp`` reaching it). Returns the latencies per
+    machine (s) and CPU seconds per process."""
+    machines = spread_ids(n_machines, n_machines)
+    pool = {
+        m: [dict(x) for b in BuildSimulator(200 + i, n_points=10_000, n_defects=0,
+                                             warmup_points=0).iter_batches(2000) for x in b]
+        for i, m in enumerate(machines)
+    }  # fmt: skip
+    tag = uuid.uuid4().hex[:10]
+    name = f"bench-fleet-{tag}"
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    admin.create_topics([NewTopic(name, n_machines, 1)])[name].result(30)
+    state = RedisStateStore(REDIS, prefix=name)
+    reader_store = RedisStateStore(REDIS, prefix=name)
+    stamps: dict[str, list[float]] = {m: [] for m in machines}  # produce time per chunk
+    seen: dict[str, list[tuple[float, float]]] = {m: [] for m in machines}  # (newest, wall)
+    done = threading.Event()
+
+    def read() -> None:
+        cursor = reader_store.change_cursor()
+        newest = dict.fromkeys(machines, 0.0)
+        while not done.is_set():
+            cursor, changed = reader_store.wait(cursor, 0.5)
+            if not changed:
+                continue
+            wall = time.time()
+            for m, snap in reader_store.snapshots().items():
+                t = _time(snap.newest_timestamp) if m in newest else float("nan")
+                if t > newest[m]:
+                    newest[m] = t
+                    seen[m].append((t, wall))
+
+    def produce() -> None:
         prod = KafkaProducer([KAFKA], name)
-        chunk = max(1, int(rate / len(data) / 20))  # every 50 ms
-        for i in range(0, min(map(len, data.values())), chunk):
-            if stop_producing.is_set():
-                break
-            for m, msgs in data.items():
-                prod.produce_batch(msgs[i : i + chunk], key=m)
-            time.sleep(0.05)
+        step = 0.01
+        chunk = max(1, round(rate * step))
+        t0 = time.perf_counter()
+        end = t0 + warmup + seconds
+        n = 0
+        while time.perf_counter() < end:
+            for m in machines:
+                i = (n * chunk) % (len(pool[m]) - chunk)
+                now = time.time()
+                ts = datetime.fromtimestamp(now, UTC)
+                prod.produce_batch([{**x, "timestamp": ts} for x in pool[m][i : i + chunk]], key=m)
+                stamps[m].append(now)
+            n += 1
+            ahead = t0 + n * step - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
         prod.flush()
         prod.close()
 
-    producer = threading.Thread(target=produce, daemon=True)
-    try:
-        wait_assigned(admin, name, 2)
-        producer.start()
-        deadline = time.monotonic() + 120
-        while not {s.worker for s in state.snapshots().values()} >= {"w0", "w1"}:
-            if time.monotonic() > deadline:
-                raise RuntimeError("both workers did not publish state within 120 s")
-            time.sleep(0.05)
-        time.sleep(1.0)  # in the middle of the stream
-        owned = {m for m, s in state.snapshots().items() if s.worker == "w1"}
-        killed_at = time.time()
-        procs[1].send_signal(signal.SIGKILL)
-        while True:
-            snaps = state.snapshots()
-            if all(snaps[m].worker == "w0" and snaps[m].updated_at > killed_at for m in owned):
-                return time.time() - killed_at
-            if time.time() - killed_at > 120:
-                raise RuntimeError("the survivor did not take over within 120 s")
-            time.sleep(0.05)
-    finally:
-        stop_producing.set()
-        producer.join(timeout=30)
-        stop(procs)
-        state.clear()
-        state.close()
-        admin.delete_topics([name, name + ".dlq"])
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = spawn(2, tag, False, Path(tmp))
+        reader = threading.Thread(target=read, daemon=True)
+        try:
+            wait_assigned(admin, name, 2)
+            reader.start()
+            servers = server_pids()
+            pids = {**{f"worker w{i}": p.pid for i, p in enumerate(procs)}, **servers}
+            cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+            own0, load0, t0 = cpu_seconds(os.getpid()), os.getloadavg(), time.time()
+            produce()
+            produced_until = time.time()
+            time.sleep(2.0)  # the last messages reach the store
+            done.set()
+            reader.join(5)
+            elapsed = time.time() - t0
+            cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
+            cpu["bench (producer + reader)"] = cpu_seconds(os.getpid()) - own0
+        finally:
+            done.set()
+            stop(procs)
+            state.clear()
+            state.close()
+            reader_store.close()
+            admin.delete_topics([name, name + ".dlq"])
+    lat: dict[str, np.ndarray] = {}
+    for m in machines:
+        s = np.asarray(stamps[m])
+        s = s[(s >= t0 + warmup) & (s <= produced_until)]
+        obs = np.asarray(seen[m]).reshape(-1, 2)
+        # each chunk becomes visible with the first snapshot whose newest point is at
+        # or after it (chunks are stamped in produce order)
+        at = np.searchsorted(obs[:, 0], s - 1e-6)
+        ok = at < len(obs)
+        lat[m] = obs[at[ok], 1] - s[ok]
+        if not ok.all():
+            lat[m] = np.append(lat[m], np.full(int((~ok).sum()), np.inf))
+    return {"latency": lat, "cpu": cpu, "elapsed": elapsed, "load": (load0, os.getloadavg())}
+
+
+def _servers(r: dict) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in r["servers_cpu"].items())
+
+
+def failover_main(args: argparse.Namespace) -> None:
+    per = max(1, args.failover_messages // len(MACHINES))
+    print(
+        f"failover: {per * len(MACHINES):,} messages of {len(MACHINES)} machines (4 defects"
+        f" each), 6 partitions, {args.failover_rate:,.0f} msg/s, 2 workers, history in"
+        f" MongoDB; {load()}"
+    )
+    for run in range(args.failover_runs):
+        r = failover_run(per, args.failover_rate, int.from_bytes(os.urandom(4), "big") + run)
+        took = ", ".join(f"{m} {t:.1f} s" for m, t in sorted(r["takeover"].items()))
+        what = f"SIGKILL {r['killed']} at message {r['kill_at']:,}"
+        print(
+            f"  {what}: lost {r['lost']}, duplicated {r['duplicated']} (history"
+            f" {r['stored']:,} of {r['total']:,}); alerts raised {r['raised']}, twice"
+            f" {r['raised_twice']}, an episode twice {r['episodes_twice']}"
+            + f"; all 6 partitions with the survivor after {r['reassigned'] or float('nan'):.1f}"
+            f" s, its machines published again by the survivor after: {took}" + f"; {load()}"
+        )
+
+
+def latency_main(args: argparse.Namespace) -> None:
+    n, rate = args.latency_machines, args.latency_rate
+    print(
+        f"latency: {n} machines x {rate:,.0f} msg/s = {n * rate:,.0f} msg/s through 2 workers,"
+        f" a {n}-partition topic (one machine each), {args.seconds:.0f} s after 5 s warm-up;"
+        " produce (message stamped) -> the machine's snapshot in Redis shows it (reader"
+        " blocked on StateStore.wait)"
+    )
+    r = latency(n, rate, args.seconds)
+    every = []
+    for m, lat in r["latency"].items():
+        every.append(lat)
+        p50, p95, top = np.percentile(lat, [50, 95, 100]) * 1000
+        print(
+            f"  {m}: p50 {p50:5.0f} ms  p95 {p95:5.0f} ms  max {top:6.0f} ms  ({len(lat)} chunks)"
+        )
+    p50, p95, top = np.percentile(np.concatenate(every), [50, 95, 100]) * 1000
+    print(f"  all: p50 {p50:5.0f} ms  p95 {p95:5.0f} ms  max {top:6.0f} ms (target p95 < 500 ms)")
+    cpu = ", ".join(f"{k} {v:.1f}" for k, v in r["cpu"].items())
+    print(f"  CPU s over {r['elapsed']:.0f} s: {cpu}")
+    (a, b) = r["load"]
+    print(f"  load average before {a[0]:.2f} {a[1]:.2f} {a[2]:.2f}, after {b[0]:.2f} {b[1]:.2f}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=60_000)
     ap.add_argument("--mongo", action="store_true", help="history in MongoDB, not SQLite")
-    ap.add_argument("--failover", action="store_true", help="measure takeover after SIGKILL")
+    ap.add_argument(
+        "--failover-runs", type=int, default=0, help="SIGKILL one of two workers, N times"
+    )
+    ap.add_argument("--failover-messages", type=int, default=200_000)
+    ap.add_argument("--failover-rate", type=float, default=15_000.0, help="msg/s")
+    ap.add_argument("--latency", action="store_true", help="produce -> state-store latency")
+    ap.add_argument("--latency-machines", type=int, default=8)
+    ap.add_argument("--latency-rate", type=float, default=5000.0, help="msg/s per machine")
+    ap.add_argument("--seconds", type=float, default=20.0, help="latency run length")
     args = ap.parse_args()
-    if args.failover:
-        data = messages(40_000)
-        with tempfile.TemporaryDirectory() as tmp:
-            took = [failover(data, 6000.0, Path(tmp)) for _ in range(3)]
-        print(
-            "takeover after SIGKILL of 1 of 2 workers (6 machines, 6,000 msg/s): "
-            + ", ".join(f"{t:.1f} s" for t in took)
-            + " (session timeout 6 s; target < 10 s)"
-        )
+    if args.failover_runs:
+        failover_main(args)
+        return
+    if args.latency:
+        latency_main(args)
         return
     data = messages(max(1, args.messages // len(MACHINES)))
     total = sum(map(len, data.values()))
-    print(f"{total:,} messages of {len(MACHINES)} machines, 6 partitions, {os.cpu_count()} cores")
+    print(
+        f"{total:,} messages of {len(MACHINES)} machines ({', '.join(MACHINES)}: one per"
+        f" partition), 6 partitions, {os.cpu_count()} cores; {load()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         results = {n: run(n, data, args.mongo, Path(tmp)) for n in (1, 2)}
     for n, r in results.items():
@@ -277,7 +619,8 @@ def main() -> None:
         print(
             f"{n} worker(s): {r['rate']:>9,.0f} msg/s ({r['elapsed']:.1f} s, produce "
             f"{r['produce_s']:.1f} s) | CPU s: workers {cpu}, producer {r['bench_cpu']:.1f}, "
-            f"whole machine {r['machine_cpu']:.1f} of {r['elapsed'] * (os.cpu_count() or 1):.1f}"
+            f"{_servers(r)}, whole machine {r['machine_cpu']:.1f} of"
+            f" {r['elapsed'] * (os.cpu_count() or 1):.1f}; load average {r['load'][0]:.2f}"
         )
     ratio = results[2]["rate"] / results[1]["rate"]
     print(f"2 workers vs 1, producing meanwhile: {ratio:.2f}x (target >= 1.5x)")
@@ -287,8 +630,8 @@ def main() -> None:
         cpu = " + ".join(f"{c:.1f}" for c in r["workers_cpu"])
         print(
             f"backlog, {n} worker(s): {r['rate']:>9,.0f} msg/s ({r['elapsed']:.1f} s) | CPU s:"
-            f" workers {cpu}, whole machine {r['machine_cpu']:.1f}"
-            f" of {r['elapsed'] * (os.cpu_count() or 1):.1f}"
+            f" workers {cpu}, {_servers(r)}, whole machine {r['machine_cpu']:.1f}"
+            f" of {r['elapsed'] * (os.cpu_count() or 1):.1f}; load average {r['load'][0]:.2f}"
         )
     ratio = backlog[2]["rate"] / backlog[1]["rate"]
     print(f"2 workers vs 1, backlog: {ratio:.2f}x (target >= 1.5x)")
