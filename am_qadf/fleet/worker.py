@@ -12,7 +12,7 @@ seen, from its own profile (``profiles``) or the default.
 A state thread publishes each machine's derived state to a
 :class:`~am_qadf.fleet.state_store.StateStore` as soon as a batch changed it, at
 most once per ``publish_interval`` seconds per machine (which bounds the store's
-load whatever the message rate), and every machine
+load whatever the message rate; each publish is one round trip), and every machine
 at least every ``heartbeat`` seconds, so a reader tells a live idle machine from one
 whose worker died by the snapshot's ``updated_at``. A control thread waits on the
 machines' control streams and applies operator commands between two batches.
@@ -42,7 +42,8 @@ whole session timeout, which suits restarts in place but not takeover.
 ``cooperative-sticky`` assignment: a rebalance moves only the partitions that change
 owner, so the survivor keeps consuming its own partitions (and their pipelines)
 while it takes the dead worker's over, instead of giving all of them back and
-re-reading its own from their last commit.
+re-reading its own from their last commit. A small prefetch queue, so partitions
+taken over are not queued behind the survivor's own backlog.
 
 >>> from am_qadf.fleet.state_store import InProcessStateStore
 >>> from am_qadf.streaming import KafkaProducer, StreamingConfig
