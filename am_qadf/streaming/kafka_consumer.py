@@ -262,11 +262,23 @@ class _ConfluentBackend:
             self.consumer.commit(offsets=tps, asynchronous=False)
 
     def store(self, offsets: dict[tuple[str, int], int]) -> None:
-        from confluent_kafka import TopicPartition
+        from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-        if tps:
+        # Only partitions still assigned: one revoked since its messages were polled
+        # (a cooperative rebalance takes single partitions away) belongs to another
+        # member now, which re-reads it from the last commit; librdkafka refuses to
+        # store it (_STATE). The callbacks run inside poll, in this same thread, so
+        # the assignment cannot change between the check and the store.
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in assigned]
+        if not tps:
+            return
+        try:
             self.consumer.store_offsets(offsets=tps)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._STATE:
+                raise
+            log.info("offsets of revoked partitions not stored: %s", exc)
 
     def seek_to_beginning(self) -> None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
