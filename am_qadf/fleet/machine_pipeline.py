@@ -251,10 +251,18 @@ class MachinePipeline:
                 self._published_keys[_alert_key(event)] = event["id"]
         for ep in store.episodes(self.machine_id):
             if isinstance(ep, dict) and isinstance(ep.get("id"), str):
-                self._resumed[(ep.get("metric"), ep.get("rule"))] = ep
+                key = (ep.get("metric"), ep.get("group") or ep.get("rule"))
+                known = self._resumed.get(key)  # rules of one episode: the longest
+                if known is None or float(ep.get("until") or 0) > float(known.get("until") or 0):
+                    self._resumed[key] = ep
+
+    def _episode_key(self, alert: Alert) -> tuple[str, str]:
+        """(signal, episode group) of ``alert``: rules of a group share episodes."""
+        group = self.monitor.alerts.episode_group
+        return alert.metric, group(alert.rule) if group is not None else alert.rule
 
     def open_episodes(self) -> list[dict[str, Any]]:
-        """The newest alert episode of each (signal, rule), for the store
+        """Each (signal, rule)'s part in its newest alert episode, for the store
         (:meth:`StateStore.put_episodes`): published alert id, build, level, direction,
         data time of the episode's alert and ``until``, the data time (epoch s) its
         cooldown runs (or ran) to (a cooldown in points at the machine's data time per
@@ -283,6 +291,7 @@ class MachinePipeline:
                 {
                     "metric": e["metric"],
                     "rule": e["rule"],
+                    "group": e["group"],
                     "id": published,
                     "build_id": e["build_id"],
                     "level": e["level"],
@@ -294,17 +303,21 @@ class MachinePipeline:
         return out
 
     def _continues_resumed(self, alert: Alert) -> tuple[dict[str, Any], bool] | None:
-        """The previous owner's open episode ``alert`` belongs to (same metric, rule,
-        build and side, at or after its alert, before its cooldown ran out), and
+        """The previous owner's open episode ``alert`` belongs to (same metric, episode
+        group, build and side, at or after its alert, before its cooldown ran out), and
         whether ``alert`` went further out than that episode had (an escalation)."""
-        ep = self._resumed.get((alert.metric, alert.rule))
+        ep = self._resumed.get(self._episode_key(alert))
         if ep is None or alert.time is None or ep.get("build_id") != alert.build_id:
             return None
         t = alert.time.timestamp()
         if not (ep.get("time") or t) <= t <= float(ep.get("until") or 0.0):
             return None
         own = next(
-            (e for e in self.monitor.alerts.open_episodes() if e["alert_id"] == alert.id),
+            (
+                e
+                for e in self.monitor.alerts.open_episodes()
+                if e["alert_id"] == alert.id and e["rule"] == alert.rule
+            ),
             {"direction": 0, "level": 0},
         )
         d0, d = int(ep.get("direction") or 0), int(own["direction"])
@@ -339,7 +352,7 @@ class MachinePipeline:
         resumed = self._continues_resumed(alert) if published is None else None
         if resumed is not None:  # our first alert in an episode taken over
             ep, further = resumed
-            del self._resumed[(alert.metric, alert.rule)]
+            del self._resumed[self._episode_key(alert)]
             if further:  # beyond the level the episode had reached: an escalation of it
                 event["details"] = {**event["details"], "escalates": ep["id"]}
             else:  # the same episode: not raised again

@@ -520,11 +520,11 @@ class AlertManager:
             return None if ep is None else ep.level
 
     def open_episodes(self) -> list[dict[str, Any]]:
-        """The episode of each ``(metric, rule)`` that has one: its alert's id, build and
-        severity, the level and direction reached, the newest occurrence
-        (``last_index``, ``last_time``) and the cooldown that applies; whoever takes the
-        stream over can continue them (an episode whose cooldown ran out is listed
-        until the next occurrence replaces it).
+        """Each ``(metric, rule)``'s part in its episode: the episode's alert id, build
+        and severity, its episode group, the level reached, the rule's direction and
+        newest occurrence (``last_index``, ``last_time``) and the cooldown that
+        applies; whoever takes the stream over can continue them (a part whose
+        cooldown ran out is listed until a new occurrence replaces it).
 
         >>> m = AlertManager(cooldown_points=100)
         >>> _ = m.raise_alert("temperature", "threshold_high", 2500.0, index=10, direction=1)
@@ -535,21 +535,21 @@ class AlertManager:
         """
         with self._lock:
             out = []
-            for key, alert in self._episode.items():
-                level, direction, _i, _t = self._episode_meta.get(key, (0, 0, None, None))
-                li, lt = self._last.get(key, (None, None))
-                pts, secs = self._cooldowns(key)
+            for (metric, rule), ep in self._of.items():
+                member = ep.members[rule]
+                pts, secs = self._cooldowns((metric, rule))
                 out.append(
                     {
-                        "metric": key[0],
-                        "rule": key[1],
-                        "alert_id": alert.id,
-                        "build_id": alert.build_id,
-                        "severity": alert.severity,
-                        "level": level,
-                        "direction": direction,
-                        "last_index": li,
-                        "last_time": lt,
+                        "metric": metric,
+                        "rule": rule,
+                        "group": self.episode_group(rule) if self.episode_group else rule,
+                        "alert_id": ep.alert.id,
+                        "build_id": ep.alert.build_id,
+                        "severity": ep.alert.severity,
+                        "level": ep.level,
+                        "direction": member.direction,
+                        "last_index": member.last_index,
+                        "last_time": member.last_time,
                         "cooldown_points": pts,
                         "cooldown_seconds": secs,
                     }
