@@ -463,23 +463,32 @@ class MachinePipeline:
         names = [s for s in (spc.signals if spc is not None else []) if isinstance(s, str)]
         return {s: self.monitor.spc_kinds(s) for s in names}
 
-    def publish(self, store: StateStore, worker: str) -> None:
-        """Write the machine's derived state to ``store``: snapshot, new alert events,
-        SPC state, signal windows, the bricks changed since the last publish and the
-        machine's view; every :data:`SLOW_STATE_S` also SPC series, rule violations
-        and the voxel state."""
+    def publish_alerts(self, store: StateStore) -> None:
+        """Write the alert events raised since the last write and the open alert
+        episodes: the part of the state a new owner resumes from, so the worker writes
+        it before a batch's offsets may be committed (:meth:`publish` writes the rest)."""
         with self._lock:
-            self.dirty = False
             events = list(self._alert_events)
             self._alert_events.clear()
+        if events:
+            store.add_alerts(self.machine_id, events)
+        # after the alerts they refer to: a new owner never aliases an unpublished alert
+        store.put_episodes(self.machine_id, self.open_episodes())
+
+    def publish(self, store: StateStore, worker: str) -> None:
+        """Write the machine's derived state to ``store``: new alert events and open
+        episodes (:meth:`publish_alerts`), snapshot, SPC state, signal windows, the
+        bricks changed since the last publish and the machine's view; every
+        :data:`SLOW_STATE_S` also SPC series, rule violations and the voxel state."""
+        with self._lock:
+            self.dirty = False
+        self.publish_alerts(store)
         bricks, full = self.monitor.take_updated_bricks(_VIEWER)
         if full and self._voxels_seen:  # the grid was cleared (new build or replay)
             self.voxel_generation += 1
             self._slow_at = 0.0
             self._bricks_since_slow = True
         self._voxels_seen = True
-        if events:
-            store.add_alerts(self.machine_id, events)
         if len(bricks):
             store.add_bricks(self.machine_id, bricks, self._voxels(bricks))
             self._bricks_since_slow = True

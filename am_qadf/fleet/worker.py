@@ -164,6 +164,7 @@ class _MachineRouter:
             done_msgs += g
             done_values += v
             worker._count("messages_out", pipe.machine_id, len(g))
+            worker._publish_alerts(pipe)
         worker._observe_batch(time.perf_counter() - started)
         return done_msgs, done_values
 
@@ -372,11 +373,20 @@ class FleetWorker:
             try:
                 with self.state.batched():  # one round trip to the store per publish
                     pipe.publish(self.state, self.worker_id)
-                    # after the alerts they refer to: a new owner never aliases an
-                    # alert that was not published
-                    self.state.put_episodes(pipe.machine_id, pipe.open_episodes())
             except Exception:  # a state store outage must not stop consumption
                 log.exception("publishing the state of %s failed", pipe.machine_id)
+
+    def _publish_alerts(self, pipe: MachinePipeline) -> None:
+        """Alerts and episodes of a batch, written before its offsets can be committed:
+        were they published later, on the state loop, a worker killed in between would
+        leave committed messages whose alert or episode extension no one published, and
+        the new owner would raise the episode again."""
+        with self._publishing:
+            try:
+                with self.state.batched():
+                    pipe.publish_alerts(self.state)
+            except Exception:  # a state store outage must not stop consumption
+                log.exception("publishing the alerts of %s failed", pipe.machine_id)
 
     def _owned(self) -> list[MachinePipeline]:
         """Pipelines whose partitions this worker still owns; the others are dropped
