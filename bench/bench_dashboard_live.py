@@ -130,12 +130,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(rate: float, data_dir: str) -> tuple[subprocess.Popen, str]:
-    """Start the dashboard; its output goes to ``data_dir``/server.log."""
+def start_server(
+    rate: float,
+    data_dir: str,
+    env: dict[str, str] | None = None,
+    apps: tuple[str, ...] = ("app.py",),
+) -> tuple[subprocess.Popen, str]:
+    """Start the dashboard (``apps`` of ``dashboard/``, with ``env`` added to this
+    process's environment); its output goes to ``data_dir``/server.log."""
     port = free_port()
-    env = {**os.environ, "AMQADF_RATE": str(rate), "AMQADF_DATA_DIR": data_dir}
+    env = {**os.environ, "AMQADF_RATE": str(rate), "AMQADF_DATA_DIR": data_dir, **(env or {})}
     cmd = [
-        sys.executable, "-m", "panel", "serve", str(ROOT / "dashboard" / "app.py"),
+        sys.executable, "-m", "panel", "serve", *(str(ROOT / "dashboard" / a) for a in apps),
         "--address", "127.0.0.1", "--port", str(port),
         "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness",
     ]  # fmt: skip
