@@ -177,10 +177,14 @@ def grid_mib(page) -> float:
     return int(value) / 2**20 if value else float("nan")
 
 
-def open_pages(browser, url: str, n: int, query: str = "") -> list:
+def open_pages(browser, url: str, n: int, query: str = "", init_script: str = "") -> list:
+    """``n`` pages of ``url + query``, each loaded (``init_script`` runs in every page
+    load, reloads included)."""
     pages = []
     for _ in range(n):
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        if init_script:
+            page.add_init_script(init_script)
         page.goto(url + query, timeout=90_000)
         page.wait_for_selector(".amq-hdr-msgs", timeout=90_000)
         pages.append(page)
