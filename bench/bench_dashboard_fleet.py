@@ -87,8 +87,8 @@ COUNTER = """(() => {
 
 COUNTS = "() => ['amqUpdates', 'amqLoads'].map((k) => Number(sessionStorage.getItem(k) || 0))"
 
-# Installed in the /fleet page: counts, per animation frame, the frames in which the
-# text of any tile (an element whose class names "tile") changed.
+# Installed in the /fleet page: counts the 50-ms checks in which the text of any
+# machine tile had changed.
 FLEET_SAMPLER = """() => {
   const state = {changes: 0};
   window.__amqFleet = state;
@@ -98,7 +98,7 @@ FLEET_SAMPLER = """() => {
     const stack = [document];
     while (stack.length) {
       const root = stack.pop();
-      root.querySelectorAll('[class*="tile"]').forEach((e) => out.push(e.textContent));
+      root.querySelectorAll('.amq-fl-tile').forEach((e) => out.push(e.textContent));
       root.querySelectorAll('*').forEach((e) => e.shadowRoot && stack.push(e.shadowRoot));
     }
     return out.join('|');
@@ -220,7 +220,7 @@ def fleet_page_updates(browser, base: str, seconds: float) -> float | None:
         if response is None or response.status == 404:
             return None
         page.wait_for_function(
-            "() => (DEEP_FIND)('[class*=\"tile\"]') !== null".replace("DEEP_FIND", DEEP_FIND),
+            "() => (DEEP_FIND)('.amq-fl-tile') !== null".replace("DEEP_FIND", DEEP_FIND),
             timeout=90_000,
         )
         time.sleep(5)
