@@ -12,11 +12,13 @@ follow the plant's message rate. This bench, loopback only and bounded in time:
   ``/app?machine=m01`` in headless Chromium;
 * for each total rate of ``--rates`` (default 5,000 then 50,000 msg/s) runs
   ``am-qadf simulate --machines N`` at that total (machine ``i`` at ``1 + 0.3 i`` times
-  the first one's rate), waits ``--warmup`` s, then over ``--seconds`` s measures the
-  dashboard server's CPU (utime + stime from /proc), each page's status-line updates
-  and the rates reached: produced (the topic's end offsets) and processed (the
-  machines' message counts in the state store);
-* with ``/fleet`` served, opens it and counts how often its tiles change.
+  the first one's rate; a rate above ``--live-max``, which the workers cannot take
+  live here, is published as a ``--backlog-seconds`` backlog with the workers stopped,
+  then measured while they consume it), waits ``--warmup`` s, then over ``--seconds`` s
+  measures the dashboard server's CPU (utime + stime from /proc), each page's
+  status-line updates (counted across reloads) and the rates reached: produced (the
+  topic's end offsets) and processed (the workers' group's committed offsets);
+* with ``/fleet`` served, opens it last and counts how often its tiles change.
 
 Printed: CPU-s per session per minute at each rate, their ratio to the first rate's
 (target within 20 %), updates/s per page, load average. Nothing is asserted. On this
@@ -24,6 +26,7 @@ Printed: CPU-s per session per minute at each rate, their ratio to the first rat
 rate asked for may not be reached: the rates reached are what the figures stand on.
 
 Run: python bench/bench_dashboard_fleet.py [--rates 5000,50000] [--seconds 60]
+[--server-nice -5]
 """
 
 from __future__ import annotations
@@ -312,8 +315,8 @@ def main() -> int:
                         sim = simulate(topic, rate, args.machines, seed=seed)
                 time.sleep(args.warmup)
                 results.append(measure(args, rate, server, pages, consumer, group, topic, backlog))
-                if "fleet.py" in apps and fleet_rate is None:
-                    fleet_rate = fleet_page_updates(browser, url.rsplit("/", 1)[0], 20.0)
+            if "fleet.py" in apps:  # last: its session starts the process's FleetReader
+                fleet_rate = fleet_page_updates(browser, url.rsplit("/", 1)[0], 20.0)
             browser.close()
         finally:
             if sim is not None and sim.poll() is None:
