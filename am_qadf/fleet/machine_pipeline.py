@@ -287,6 +287,11 @@ class MachinePipeline:
             with self._lock:
                 published = self._aliases.get(e["alert_id"], e["alert_id"])
             alert = self.monitor.alerts.get(e["alert_id"])
+            # the cooldown in data seconds: how long before its alert a new owner's
+            # rebuilt chart may cross and still be this episode (:meth:`_continues_resumed`)
+            span = [e["cooldown_seconds"] or 0.0]
+            if pts is not None and per_point is not None:
+                span.append(pts * per_point)
             out.append(
                 {
                     "metric": e["metric"],
@@ -298,19 +303,24 @@ class MachinePipeline:
                     "direction": e["direction"],
                     "time": alert.time.timestamp() if alert.time is not None else None,
                     "until": max(ends),
+                    "cooldown_s": max(span),
                 }
             )
         return out
 
     def _continues_resumed(self, alert: Alert) -> tuple[dict[str, Any], bool] | None:
         """The previous owner's open episode ``alert`` belongs to (same metric, episode
-        group, build and side, at or after its alert, before its cooldown ran out), and
-        whether ``alert`` went further out than that episode had (an escalation)."""
+        group and build and side, from one cooldown before its alert until its cooldown
+        ran out), and whether ``alert`` went further out than that episode had (an
+        escalation). The new owner's charts are rebuilt from the messages after the last
+        commit, so they can cross a little earlier than the old owner's did: within one
+        cooldown of the episode's start, as a statistic joins an open episode."""
         ep = self._resumed.get(self._episode_key(alert))
         if ep is None or alert.time is None or ep.get("build_id") != alert.build_id:
             return None
         t = alert.time.timestamp()
-        if not (ep.get("time") or t) <= t <= float(ep.get("until") or 0.0):
+        start = float(ep.get("time") or t) - float(ep.get("cooldown_s") or 0.0)
+        if not start <= t <= float(ep.get("until") or 0.0):
             return None
         own = next(
             (
