@@ -46,8 +46,10 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pymongo
@@ -137,6 +139,15 @@ def spawn(
     return procs
 
 
+def poll_until(done: Callable[[], Any], deadline: float, failure: str, step: float) -> None:
+    """Call ``done`` every ``step`` s until it is true; ``RuntimeError(failure)`` once
+    ``time.monotonic()`` passes ``deadline`` (every wait of the bench is bounded)."""
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError(failure)
+        time.sleep(step)
+
+
 def wait_assigned(admin: AdminClient, group: str, n_workers: int) -> None:
     """Until every worker of ``group`` holds partitions (120 s at most)."""
     deadline = time.monotonic() + 120
@@ -180,11 +191,12 @@ def run(n_workers: int, data: dict[str, list[dict]], use_mongo: bool, tmp: Path)
         prod.flush()
         prod.close()
         produced_s = time.perf_counter() - t0
-        deadline = time.monotonic() + 600
-        while sum(s.messages for s in state.snapshots().values()) < total:
-            if time.monotonic() > deadline:
-                raise RuntimeError("workers did not finish within 600 s")
-            time.sleep(0.05)
+        poll_until(
+            lambda: sum(s.messages for s in state.snapshots().values()) >= total,
+            time.monotonic() + 600,
+            "workers did not finish within 600 s",
+            0.05,
+        )
         elapsed = time.perf_counter() - t0
         return {
             "rate": total / elapsed,
@@ -221,18 +233,17 @@ def run_backlog(n_workers: int, data: dict[str, list[dict]], tmp: Path) -> dict:
     procs = spawn(n_workers, tag, False, tmp)
     try:
         deadline = time.monotonic() + 600
-        while not state.machines():
-            if time.monotonic() > deadline:
-                raise RuntimeError("no worker published within 600 s")
-            time.sleep(0.01)
+        poll_until(state.machines, deadline, "no worker published within 600 s", 0.01)
         cpu0 = {p.pid: cpu_seconds(p.pid) for p in procs}
         servers = server_pids()
         srv0 = {k: cpu_seconds(v) for k, v in servers.items()}
         box0, t0 = machine_cpu(), time.perf_counter()
-        while sum(s.messages for s in state.snapshots().values()) < total:
-            if time.monotonic() > deadline:
-                raise RuntimeError("not done within 600 s (a rebalance mid-run?)")
-            time.sleep(0.05)
+        poll_until(
+            lambda: sum(s.messages for s in state.snapshots().values()) >= total,
+            deadline,
+            "not done within 600 s (a rebalance mid-run?)",
+            0.05,
+        )
         elapsed = time.perf_counter() - t0
         return {
             "rate": total / elapsed,
@@ -355,11 +366,12 @@ def failover_run(per_machine: int, rate: float, seed: int) -> dict:
             wait_assigned(admin, name, 2)
             producer.start()
             kill_at = int(total * rng.uniform(0.25, 0.65))
-            deadline = time.monotonic() + 300
-            while sent[0] < kill_at and producer.is_alive():
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the stream did not reach the kill point in 300 s")
-                time.sleep(0.005)
+            poll_until(
+                lambda: sent[0] >= kill_at or not producer.is_alive(),
+                time.monotonic() + 300,
+                "the stream did not reach the kill point in 300 s",
+                0.005,
+            )
             victim = rng.randrange(2)
             killed_id, survivor = f"w{victim}", f"w{1 - victim}"
             orphans = {m for m, s in state.snapshots().items() if s.worker == killed_id}
@@ -381,11 +393,12 @@ def failover_run(per_machine: int, rate: float, seed: int) -> dict:
                     raise RuntimeError(f"no takeover of {orphans - set(takeover)} in 120 s")
                 time.sleep(0.02)
             producer.join()
-            deadline = time.monotonic() + 600
-            while coll.estimated_document_count() < total:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("history incomplete after 600 s")
-                time.sleep(1.0)
+            poll_until(
+                lambda: coll.estimated_document_count() >= total,
+                time.monotonic() + 600,
+                "history incomplete after 600 s",
+                1.0,
+            )
             stop(procs)  # the survivor publishes a last time
             ids = {d["_id"] for d in coll.find({}, {"_id": 1})}
             docs = coll.count_documents({})
