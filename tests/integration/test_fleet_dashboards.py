@@ -5,11 +5,7 @@ the worker that owns the machine."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
-import pytest
 
 from am_qadf.access_policy import AccessPolicy
 from am_qadf.fleet.remote_machine import RemoteMachine
@@ -21,15 +17,6 @@ from tests.waiting import wait_for
 
 POLICY = AccessPolicy(operators={"ada"})
 TARGET = "m02"
-
-
-@pytest.fixture
-def fleet(kafka_bootstrap: str, redis_url: str, mongo_uri: str, tmp_path: Path) -> Iterator[Fleet]:
-    f = Fleet(kafka_bootstrap, redis_url, mongo_uri, tmp_path)
-    try:
-        yield f
-    finally:
-        f.close()
 
 
 def test_two_dashboard_servers_show_the_same_machine_and_act_on_its_worker(

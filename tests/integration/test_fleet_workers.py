@@ -20,11 +20,8 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from am_qadf.access_policy import AccessPolicy
 from am_qadf.fleet.commands import send_action
@@ -143,15 +140,6 @@ class Fleet:
         return "\n".join(
             f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.tmp.glob("worker-*.log"))
         )
-
-
-@pytest.fixture
-def fleet(kafka_bootstrap: str, redis_url: str, mongo_uri: str, tmp_path: Path) -> Iterator[Fleet]:
-    f = Fleet(kafka_bootstrap, redis_url, mongo_uri, tmp_path)
-    try:
-        yield f
-    finally:
-        f.close()
 
 
 def _assert_history_exact(fleet: Fleet) -> None:
