@@ -332,9 +332,9 @@ def test_a_worker_drops_machines_whose_partition_moved_away(tmp_path: Any) -> No
             _publish(cfg, k, _sim_batch(40 + i, 100))
 
         def settled() -> bool:
-            snaps = store.snapshots()
+            snaps = store.snapshots()  # a machine not published yet has none
             return bool(b.pipelines) and all(
-                snaps[k].worker == ("b" if k in b.pipelines else "a") for k in keys
+                k in snaps and snaps[k].worker == ("b" if k in b.pipelines else "a") for k in keys
             )
 
         assert a.wait_until(settled)
