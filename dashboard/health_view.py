@@ -103,7 +103,8 @@ def connection_rows(
             st,
             "cache",
             {"redis": ("Redis", "Redis"), "memory": ("Cache", "in-process cache")},
-            f"{st.get('cache_writes', 0):,} writes, {st.get('cache_failures', 0):,} failures",
+            f"{st.get('cache_writes', 0):,} writes, {st.get('cache_failures', 0):,} failures"
+            + (f", {skipped:,} skipped while down" if (skipped := st.get("cache_skipped")) else ""),
         )
     )
     location = st.get("history_location")

@@ -180,11 +180,18 @@ class StreamStorage:
         self._history_ok = True
         self._retry_at = 0.0
         self.retry_interval_s = 1.0
+        # While Redis is down each call can block for the client's timeouts and retries
+        # (seconds); calls are skipped until the next retry, which backs off to the max.
+        self.cache_retry_interval_s = 1.0
+        self.cache_retry_max_s = 15.0
+        self._cache_retry_at = 0.0
+        self._cache_backoff_s = 0.0
         self.stats = {
             "documents_inserted": 0,
             "duplicates_ignored": 0,
             "cache_writes": 0,
             "cache_failures": 0,
+            "cache_skipped": 0,
             "spooled_total": 0,
             "rejected_documents": 0,
         }
@@ -216,6 +223,23 @@ class StreamStorage:
         if self._cache_ok:  # log once per outage, not once per call
             log.warning("Redis cache unavailable, caching is degraded: %s", type(exc).__name__)
         self._cache_ok = False
+        self._cache_backoff_s = min(
+            self.cache_retry_max_s, max(self.cache_retry_interval_s, 2 * self._cache_backoff_s)
+        )
+        self._cache_retry_at = time.monotonic() + self._cache_backoff_s
+
+    def _cache_resting(self) -> bool:
+        """True (and counted) while a failed cache waits for its next retry."""
+        if self._cache_ok or time.monotonic() >= self._cache_retry_at:
+            return False
+        self.stats["cache_skipped"] += 1
+        return True
+
+    def _cache_recovered(self) -> None:
+        if not self._cache_ok:
+            log.info("Redis cache reachable again")
+        self._cache_ok = True
+        self._cache_backoff_s = 0.0
 
     def cache_recent_data(self, key: str, data: dict[str, Any], ttl_seconds: int = 3600) -> bool:
         """Cache ``data`` under ``key`` for ``ttl_seconds``; False when the cache is down."""
@@ -232,6 +256,8 @@ class StreamStorage:
             if not isinstance(data, dict):
                 raise TypeError(f"data for key {key!r} must be a dict, got {type(data).__name__}")
             encoded[self.key_prefix + key] = cache_codec.encode(data)
+        if self._cache_resting():
+            return 0
         try:
             if self.redis is not None:
                 pipe = self.redis.pipeline(transaction=False)
@@ -244,20 +270,21 @@ class StreamStorage:
         except Exception as exc:  # redis-py raises ConnectionError/TimeoutError/RedisError
             self._cache_failed(exc)
             return 0
-        if not self._cache_ok:
-            log.info("Redis cache reachable again")
-        self._cache_ok = True
+        self._cache_recovered()
         self.stats["cache_writes"] += len(encoded)
         return len(encoded)
 
     def get_cached_data(self, key: str) -> dict[str, Any] | None:
         """Return what :meth:`cache_recent_data` stored under ``key`` (None if absent/expired
         or the cache is down)."""
+        if self._cache_resting():
+            return None
         try:
             raw = self._cache.get(self.key_prefix + key)
         except Exception as exc:
             self._cache_failed(exc)
             return None
+        self._cache_recovered()
         return None if raw is None else cache_codec.decode(raw)
 
     # -- history ------------------------------------------------------------------------
@@ -533,11 +560,14 @@ class StreamStorage:
     def health(self) -> dict[str, Any]:
         """Backends, their reachability, spool use and counters, for health views."""
         cache_backend = "redis" if self.redis is not None else "memory"
-        if self.redis is not None:
+        if self.redis is not None and (self._cache_ok or time.monotonic() >= self._cache_retry_at):
             try:
-                self._cache_ok = bool(self.redis.ping())
-            except Exception:
-                self._cache_ok = False
+                if not self.redis.ping():
+                    raise ConnectionError("Redis PING returned no PONG")
+            except Exception as exc:
+                self._cache_failed(exc)
+            else:
+                self._cache_recovered()
         return {
             "cache_backend": cache_backend,
             "cache_ok": self._cache_ok,

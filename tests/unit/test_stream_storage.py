@@ -311,6 +311,7 @@ class FakePipeline:
 def test_redis_outage_returns_false_and_warns_once(tmp_path, caplog) -> None:
     fake = FakeRedis()
     s = StreamStorage(redis_client=fake, path=tmp_path / "h.sqlite3")
+    s.cache_retry_interval_s = 0.0  # every call tries the server (backoff tested below)
     caplog.set_level(logging.INFO, logger=LOGGER)
     assert s.cache_recent_data("k", {"v": 0}) is True
     fake.down = True
@@ -326,8 +327,42 @@ def test_redis_outage_returns_false_and_warns_once(tmp_path, caplog) -> None:
     fake.down = True
     assert s.cache_recent_data("k", {"v": 6}) is False  # a new outage warns again
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
-    assert s.stats["cache_failures"] == 5  # 3 writes + 1 read + 1 write
+    assert s.stats["cache_failures"] == 7  # 3 writes + 1 read + 2 health pings + 1 write
     assert s.stats["cache_writes"] == 2
+
+
+def test_a_down_cache_is_not_called_again_until_its_backoff_ends(tmp_path, monkeypatch) -> None:
+    # Each call to a dead Redis can block for its timeouts and retries, so after a failure
+    # the stream must not pay that on every batch: calls rest, backing off 1, 2, 4 .. 15 s.
+    fake = FakeRedis()
+    s = StreamStorage(redis_client=fake, path=tmp_path / "h.sqlite3")
+    now = [1000.0]
+    monkeypatch.setattr("am_qadf.streaming.stream_storage.time.monotonic", lambda: now[0])
+    calls = []
+    for name in ("pipeline", "get", "ping"):
+        real = getattr(fake, name)
+        monkeypatch.setattr(fake, name, lambda *a, _f=real, **kw: calls.append(1) or _f(*a, **kw))
+    fake.down = True
+    assert s.cache_recent_data("k", {"v": 1}) is False
+    assert [s.cache_recent_data("k", {"v": i}) for i in range(5)] == [False] * 5
+    assert s.get_cached_data("k") is None and s.health()["cache_ok"] is False
+    assert len(calls) == 1 and s.stats["cache_failures"] == 1
+    assert s.stats["cache_skipped"] == 6
+    waits = []
+    for _ in range(6):  # each retry fails and doubles the rest, up to the maximum
+        start, tried = now[0], len(calls)
+        while len(calls) == tried:
+            now[0] += 0.25
+            s.cache_recent_data("k", {"v": 0})
+        waits.append(now[0] - start)
+    assert waits == [1.0, 2.0, 4.0, 8.0, 15.0, 15.0]
+    fake.down = False
+    now[0] += 15.0
+    assert s.cache_recent_data("k", {"v": 7}) is True and s.get_cached_data("k") == {"v": 7}
+    fake.down = True  # a fresh outage starts again from the shortest rest
+    assert s.cache_recent_data("k", {"v": 8}) is False
+    now[0] += 1.0
+    assert s.cache_recent_data("k", {"v": 9}) is False and s.stats["cache_failures"] == 9
 
 
 # -- history: storing ----------------------------------------------------------------------
