@@ -283,6 +283,9 @@ class LiveMonitor:
         self._retention_thread: threading.Thread | None = None
         self._seek_lock = threading.Lock()  # one replay at a time, whoever asks
         self._last: dict[str, Any] = {"layer": None, "build_id": None, "timestamp": None}
+        # (build id, layer count) from the newest message carrying the profile's
+        # ``fields.layer_count`` (a real machine's job file knows it)
+        self._layer_count: tuple[Any, int] | None = None
         self._spc: dict[str, Any] = {}
         #: How many times the stream was replayed from the start (views reset on change).
         self.replays = 0
@@ -613,6 +616,20 @@ class LiveMonitor:
         np.minimum.at(self._layer_lo, k, lay)
         np.maximum.at(self._layer_hi, k, lay)
 
+    def _record_layer_count(self, batch: list[dict[str, Any]]) -> None:
+        """Note the build's layer count from the newest message of ``batch`` that
+        carries a whole positive one, with that message's build (consumer thread)."""
+        cache = self.client.column_cache
+        if "layer_count" not in cache.field_names(batch):
+            return
+        col = cache.columns(batch, ["layer_count"])["layer_count"]
+        with np.errstate(invalid="ignore"):
+            ok = np.flatnonzero((col >= 1) & (col == np.floor(col)) & (col < 2**31))
+        if ok.size:
+            i = int(ok[-1])
+            with self._lock:
+                self._layer_count = (batch[i].get("build_id"), int(col[i]))
+
     def build_layers(self, k: int) -> tuple[int, int] | None:
         """The lowest and highest build layer seen in voxel layer ``k`` (the z slab
         ``k * resolution`` above the plate), None when none was.
@@ -635,6 +652,8 @@ class LiveMonitor:
             self.changes.mark(result.voxel_updates["bricks"])
         self._record_spc(batch, result)
         self._record_layers(batch)
+        if self.profile.fields.layer_count is not None:
+            self._record_layer_count(batch)
         last = batch[-1]
         self._arrived = self.clock()
         with self._lock:
@@ -921,10 +940,18 @@ class LiveMonitor:
         at_seek, unique = self._replay_mark
         return self._replayed_before + min(max(0, processed - at_seek), unique)
 
-    @staticmethod
-    def _build_plan(publisher: Any, build_id: str | None) -> dict[str, Any] | None:
+    def _build_plan(self, build_id: str | None) -> dict[str, Any] | None:
+        """The simulated build's plan, else the layer count the messages of ``build_id``
+        carry (``fields.layer_count``), when it is the build shown."""
+        publisher = self._publisher
         plan = publisher.build_plan() if publisher is not None else None
-        return plan if plan is not None and plan["build_id"] == build_id else None
+        if plan is not None and plan["build_id"] == build_id:
+            return plan
+        with self._lock:
+            counted = self._layer_count
+        if counted is not None and counted[0] == build_id:
+            return {"build_id": build_id, "layers": counted[1]}
+        return None
 
     def snapshot(self) -> dict[str, Any]:
         """Figures for status and health views, cheap enough for every UI tick.
@@ -935,7 +962,8 @@ class LiveMonitor:
         by "replay from start"), ``builds`` (builds begun: views reset when it changes),
         the ``topic``, ``points_outside_grid`` (points of this build the voxel grid
         dropped) with ``grid_box`` (its lower and upper corner, mm) and ``build_plan``
-        (layer count and ETA of a simulated build, else None)."""
+        (``layers`` and ETA of a simulated build, or ``layers`` from the messages'
+        ``fields.layer_count``; else None)."""
         stats = self.client.get_stream_statistics()
         now = self.clock()
         arrived = self._arrived
@@ -977,8 +1005,8 @@ class LiveMonitor:
             "published": publisher.published if publisher is not None else None,
             # simulated messages the broker never took (it was down too long)
             "publish_failed": publisher.producer.failed if publisher is not None else None,
-            # the simulated build's plan (layer count, ETA) when it is the build shown
-            "build_plan": self._build_plan(publisher, last["build_id"]),
+            # the shown build's layer count (and ETA when simulated), where known
+            "build_plan": self._build_plan(last["build_id"]),
             "replays": self.replays,
             "replay_from_layer": replay_layer,
             "replayed_from_history": self.replayed_from_history,

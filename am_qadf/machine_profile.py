@@ -52,7 +52,15 @@ TIME_UNITS: tuple[str, ...] = ("iso", "s", "ms", "us", "ns")
 #: Chart kinds of ``signals.NAME.spc`` (``none``: thresholds only).
 SPC_KINDS: tuple[str, ...] = ("ewma", "imr", "xbar_r", "xbar_s", "cusum", "none")
 #: Message keys the pipeline uses after ingestion, besides the signal names.
-CANONICAL_FIELDS: tuple[str, ...] = ("timestamp", "x", "y", "z", "layer", "build_id")
+CANONICAL_FIELDS: tuple[str, ...] = (
+    "timestamp",
+    "x",
+    "y",
+    "z",
+    "layer",
+    "build_id",
+    "layer_count",
+)
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -90,7 +98,13 @@ class MachineInfo:
 
 @dataclass(frozen=True)
 class FieldMap:
-    """``[fields]``: the machine's names for time, position, layer and build."""
+    """``[fields]``: the machine's names for time, position, layer and build, and
+    (optional) ``layer_count``: the field carrying the build's layer count, which a
+    machine's job file knows (screens then show "layer N of M" and progress).
+
+    >>> FieldMap(layer_count="job_layers").layer_count
+    'job_layers'
+    """
 
     time: str = "timestamp"
     time_unit: str = "iso"
@@ -100,6 +114,7 @@ class FieldMap:
     layer: str = "layer"
     layer_thickness_mm: float | None = None
     build: str | None = None
+    layer_count: str | None = None
 
 
 @dataclass(frozen=True)
@@ -334,6 +349,7 @@ class MachineProfile:
             (f.time, f.time_unit, f.x, f.y, f.z, f.layer)
             == ("timestamp", "iso", "x", "y", "z", "layer")
             and f.build in (None, "build_id")
+            and f.layer_count in (None, "layer_count")
             and all(s.is_identity for s in self.signals)
         )
 
@@ -351,7 +367,14 @@ class MachineProfile:
         {'ts': 1704067200000, 'px': 1.0, 'T_C': 1626.85, 'o2': 5}
         """
         f = self.fields
-        names = {"x": f.x, "y": f.y, "z": f.z, "layer": f.layer, "build_id": f.build}
+        names = {
+            "x": f.x,
+            "y": f.y,
+            "z": f.z,
+            "layer": f.layer,
+            "build_id": f.build,
+            "layer_count": f.layer_count,
+        }
         out: dict[str, Any] = {}
         for key, v in message.items():
             spec = self._by_name.get(key)
@@ -378,6 +401,8 @@ class MachineProfile:
         """Raw message fields that must be numbers when present (for validation)."""
         f = self.fields
         out = [f.x, f.y, *([f.z] if f.z else []), f.layer, *(s.field for s in self.signals)]
+        if f.layer_count:
+            out.append(f.layer_count)
         if f.time_unit != "iso":
             out.append(f.time)
         return tuple(dict.fromkeys(out))
@@ -402,7 +427,17 @@ class MachineProfile:
 
 # -- validation ---------------------------------------------------------------------------
 _MACHINE_KEYS = {"id", "name", "material", "sample_rate_hz", "plate_mm", "voxel_mm"}
-_FIELD_KEYS = {"time", "time_unit", "x", "y", "z", "layer", "layer_thickness_mm", "build"}
+_FIELD_KEYS = {
+    "time",
+    "time_unit",
+    "x",
+    "y",
+    "z",
+    "layer",
+    "layer_thickness_mm",
+    "build",
+    "layer_count",
+}
 _SIGNAL_KEYS = {
     "field",
     "label",
@@ -535,6 +570,7 @@ class _Parser:
             layer=self.name(d, "layer", "fields", "layer"),
             layer_thickness_mm=thickness,
             build=self.name(d, "build", "fields", None),
+            layer_count=self.name(d, "layer_count", "fields", None),
         )
         return fm
 
@@ -617,6 +653,7 @@ class _Parser:
             ("fields.z", f.z),
             ("fields.layer", f.layer),
             ("fields.build", f.build),
+            ("fields.layer_count", f.layer_count),
         ]
         named += [(f"signals.{s.name}.field", s.field) for s in signals]
         for key, raw in named:

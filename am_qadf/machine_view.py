@@ -64,7 +64,8 @@ class MonitorSnapshot:
     (:func:`~am_qadf.live_monitor.feed_state`), ``data_age_s`` seconds since the newest
     batch arrived. ``builds`` and ``replays`` count build starts and replays (views
     reset when they change). ``stats``, ``health``, ``profile``, ``baseline``,
-    ``history_disk`` and ``build_plan`` are the reports of the same names of
+    ``history_disk`` and ``build_plan`` (the shown build's ``layers``, where known)
+    are the reports of the same names of
     :meth:`~am_qadf.live_monitor.LiveMonitor.snapshot`.
 
     >>> MonitorSnapshot(alerts_active=2).alerts_active

@@ -125,6 +125,7 @@ def draft_profile(path: str | Path, *, rows: int = 100_000, machine_id: str | No
         out.append("layer_thickness_mm = 0.04  # z = layer × this where there is no z; check it")
     if "build" in roles:
         out.append(f"build = {json.dumps(roles['build'])}")
+    out.append('# layer_count = "?"  # a field with the build\'s layer count, if the job sends it')
     for c in signals:
         v = df[c].to_numpy(np.float64)
         v = v[np.isfinite(v)]

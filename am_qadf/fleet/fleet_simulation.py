@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from am_qadf.machine_profile import MachineProfile
 from am_qadf.simulation.publisher import SimulationPublisher
 from am_qadf.simulation.scan_path import DEFAULT_PARTS, Part
 
@@ -65,7 +66,9 @@ def fleet_publishers(
 ) -> list[SimulationPublisher]:
     """One :class:`SimulationPublisher` per machine (not started). Machine ``i``
     publishes at ``rate × (1 + 0.3 i)`` messages per second with the ``i``-th
-    layout and defect plan (fewer defects when ``n_points`` is too small for them)."""
+    layout and defect plan (fewer defects when ``n_points`` is too small for them);
+    every message carries its build's layer count (the profile's ``layer_count``)."""
+    layer_count = MachineProfile.default().fields.layer_count
     pubs = []
     for i, machine in enumerate(machine_ids(n)):
         defects = DEFECT_PLANS[i % len(DEFECT_PLANS)]
@@ -83,6 +86,7 @@ def fleet_publishers(
                 kafka_config=kafka_config,
                 key=machine,
                 parts=FLEET_LAYOUTS[i % len(FLEET_LAYOUTS)],
+                layer_count_field=layer_count,
             )
         )
     return pubs

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import repeat
+from operator import setitem
 from typing import Any
 
 from am_qadf.streaming.kafka_producer import KafkaProducer
@@ -26,7 +29,9 @@ class SimulationPublisher:
     in step with the wall clock and start at the moment a build starts. When a build
     is complete the next one starts (seed + 1, a new build id); ``builds`` limits how
     many (None: until stopped). ``key`` is the message key, a machine id for a fleet
-    (None: each build's id); ``parts`` the parts on the plate (default: the simulator's).
+    (None: each build's id); ``parts`` the parts on the plate (default: the simulator's);
+    ``layer_count_field`` a field in which every message carries its build's layer
+    count, as a machine whose job file knows it does (None: not sent).
 
     >>> pub = SimulationPublisher(
     ...     ["memory://doc-pub"], "sim", rate=50_000, builds=1, n_points=2000, n_defects=0
@@ -50,6 +55,7 @@ class SimulationPublisher:
         kafka_config: dict[str, Any] | None = None,
         key: str | None = None,
         parts: Sequence[Part] | None = None,
+        layer_count_field: str | None = None,
     ) -> None:
         if not rate > 0:
             raise ValueError(f"rate must be positive messages per second, got {rate!r}")
@@ -63,6 +69,7 @@ class SimulationPublisher:
         #: Message key: the machine id (None: each build's id, as before fleets).
         self.key = key
         self.parts = tuple(parts) if parts is not None else DEFAULT_PARTS
+        self.layer_count_field = layer_count_field
         self.published = 0
         self.build_id: str | None = None
         self.layer: int | None = None
@@ -92,6 +99,9 @@ class SimulationPublisher:
             for batch in sim.iter_batches(self.batch_size, real_time=True, rate=self.rate):
                 if self._stop.is_set():
                     break
+                if self.layer_count_field is not None:
+                    field = repeat(self.layer_count_field)
+                    deque(map(setitem, batch, field, repeat(layers)), maxlen=0)
                 self.producer.produce_batch(batch, key=self.key or sim.build_id)
                 self.published += len(batch)
                 self._build_published += len(batch)

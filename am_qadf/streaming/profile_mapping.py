@@ -5,9 +5,9 @@
 ``map`` calls): the profile's time field becomes ``timestamp`` (an aware UTC
 datetime, whatever the ``time_unit``), its position and layer fields become
 ``x``/``y``/``z``/``layer`` (``z = layer × layer_thickness_mm`` where a message
-has no z), its build field ``build_id``, and each signal's raw field its
-canonical name with ``value = raw * scale + offset``. Fields the profile does
-not name stay as they are (stored, and plottable).
+has no z), its build and layer-count fields ``build_id`` and ``layer_count``, and
+each signal's raw field its canonical name with ``value = raw * scale + offset``.
+Fields the profile does not name stay as they are (stored, and plottable).
 
 It also keeps the figures that show whether the profile fits the stream: how
 often each expected field was missing in the last ``window`` messages, and how
@@ -94,13 +94,15 @@ class ProfileMapper:
             renames.append((f.z, "z"))
         if f.build is not None:
             renames.append((f.build, "build_id"))
+        if f.layer_count is not None:
+            renames.append((f.layer_count, "layer_count"))
         renames += [(s.field, s.name) for s in profile.signals if s.scale == 1 and not s.offset]
         self._renames = [(a, b) for a, b in renames if a != b]
         self._converted = [s for s in profile.signals if s.scale != 1 or s.offset]
         self._expected = profile.expected_fields
         self._numeric = frozenset(profile.numeric_fields)
         self._known = frozenset(
-            [*self._expected, *CANONICAL_FIELDS, *([f.build] if f.build else [])]
+            [*self._expected, *CANONICAL_FIELDS, *(n for n in (f.build, f.layer_count) if n)]
         )
         self._lock = threading.Lock()
         self._recent: deque[tuple[int, np.ndarray, int]] = deque()

@@ -12,6 +12,7 @@ refreshes the README's).
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import threading
@@ -392,6 +393,20 @@ def test_fleet_follows_a_real_worker_and_shows_machines_going_quiet(
             )
             wait_until(
                 lambda: page.locator(".amq-fl-spark").count() == 3, timeout=60, what="sparklines"
+            )
+            # the simulated machines send their builds' layer counts (as a job file
+            # knows them): every tile says "layer N of M" with a progress bar
+            layers = page.locator(".amq-fl-layer")
+            wait_until(
+                lambda: (
+                    all(
+                        re.fullmatch(r"Layer [\d,]+ of [\d,]+", t)
+                        for t in layers.evaluate_all("els => els.map(e => e.innerText)")
+                    )
+                    and page.locator(".amq-fl-progress").count() == 3
+                ),
+                timeout=60,
+                what="layer N of M on every tile",
             )
             assert sim.wait(timeout=120) == 0
             # the builds are out: every machine goes quiet, none stays a green "Running"
