@@ -2,10 +2,12 @@
 servers when ``AMQADF_KAFKA`` / ``AMQADF_REDIS_URL`` / ``AMQADF_MONGO_URI`` /
 ``AMQADF_TOPIC`` / ``AMQADF_RATE`` are set (same code path).
 
-With ``AMQADF_STATE`` set (``redis://…``), or with ``?machine=ID``, the page is the
-dashboard of fleet machine ``ID`` read from the state store its worker publishes to
+With ``AMQADF_STATE`` set (``redis://…``), the page is the dashboard of fleet machine
+``?machine=ID`` read from the state store its worker publishes to
 (:class:`~am_qadf.fleet.remote_machine.RemoteMachine`); an unknown or missing id gets
-a page listing the known machines.
+a page listing the known machines. Without it, the page is the embedded pipeline's,
+also under ``?machine=`` its own id (as the fleet page links to it); another id gets a
+page saying so, with a link to the embedded machine.
 
 Query arguments: ``?kiosk=1`` for the shop-floor layout, ``?period=1000`` to refresh
 less often (milliseconds), ``?watchdog=45`` to reload a page that got no refresh for
@@ -31,7 +33,7 @@ from am_qadf.machine_profile import ProfileError  # noqa: E402
 from dashboard import Dashboard  # noqa: E402
 from dashboard.access import session_policy  # noqa: E402
 from dashboard.markup import esc  # noqa: E402
-from dashboard.pipeline_cache import get_monitor  # noqa: E402
+from dashboard.pipeline_cache import get_monitor, not_this_machine_html  # noqa: E402
 from dashboard.state_cache import (  # noqa: E402
     get_remote_machine,
     get_state_store,
@@ -110,9 +112,9 @@ def _fleet_machine(machine_id: str) -> None:
 
 
 machine = _arg("machine", "").strip()
-if machine or state_url() is not None:
+if state_url() is not None:
     _fleet_machine(machine)
-else:  # the embedded default: this process's own pipeline
+else:  # the embedded default: this process's own pipeline (under its own id)
     try:
         monitor = get_monitor()
     except ProfileError as exc:  # AMQADF_PROFILE names a bad profile: say so on the page
@@ -123,7 +125,10 @@ else:  # the embedded default: this process's own pipeline
             f"{esc(exc)}</div>",
             "AM-QADF Live · bad machine profile",
         )
-    if monitor is not None:
+    other = None if monitor is None else not_this_machine_html(machine, monitor.machine_id)
+    if other is not None:
+        _message(other, "AM-QADF Live · machines", color="inherit")
+    elif monitor is not None:
         Dashboard(monitor=monitor, kiosk=kiosk, period_ms=period, watchdog_s=watchdog).servable(
             title="AM-QADF Live" + (" · kiosk" if kiosk else "")
         )

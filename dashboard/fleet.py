@@ -56,7 +56,6 @@ if source is not None:
     view = FleetOverview(
         reader=source.reader,
         source=source.description,
-        machine_links=not source.embedded,
         kiosk=kiosk,
         period_ms=period,
         watchdog_s=watchdog,

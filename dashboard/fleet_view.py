@@ -12,8 +12,8 @@ publishing for, or whose data stopped coming, says "No data for N s", never a gr
 "Running"), build, "layer N of M" with a progress bar where the source knows the
 layer count, throughput, active alerts by severity, the newest alert (what, where,
 value) and a sparkline of the main signal; it links to ``app?machine=ID`` (in the
-one-process demo to ``app``, that machine's own page: ``?machine=`` names machines of
-a state store). Every value from the store is escaped (:func:`dashboard.markup.esc`).
+one-process demo too, where ``app`` serves the embedded machine under its own id).
+Every value from the store is escaped (:func:`dashboard.markup.esc`).
 
 >>> from am_qadf.fleet.fleet_reader import rank
 >>> from am_qadf.fleet.state_store import MachineSnapshot
@@ -226,13 +226,11 @@ def tile_html(
     *,
     now: float,
     app_path: str = "app",
-    machine_link: bool = True,
 ) -> str:
-    """One machine's tile, every value escaped: a link to ``app_path?machine=ID`` (to
-    ``app_path`` alone when not ``machine_link``)."""
+    """One machine's tile, every value escaped: a link to ``app_path?machine=ID``."""
     s = m.snapshot
     name = s.name or s.machine_id
-    href = f"{app_path}?machine={quote(s.machine_id, safe='')}" if machine_link else app_path
+    href = f"{app_path}?machine={quote(s.machine_id, safe='')}"
     layer = whole_number(s.layer)
     layers = whole_number(s.layers)
     layer_text = "Layer –" if layer is None else f"Layer <b>{layer:,}</b>"
@@ -341,19 +339,13 @@ class FleetOverview(pn.viewable.Viewer):
 
     source = param.String(default="", doc="Where the state comes from (shown).")
 
-    machine_links = param.Boolean(
-        default=True,
-        doc="Tiles link to app?machine=ID (machines of a state store); False: to app "
-        "(the one-process demo's own machine).",
-    )
-
     ticks = param.Integer(default=0, doc="Refreshes done by this session.")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         if self.reader is None:
             src = fleet_source()
-            self.reader, self.machine_links = src.reader, not src.embedded
+            self.reader = src.reader
             self.source = self.source or src.description
         css = read_css(FLEET_CSS_FILE)
         self.pane = pn.pane.HTML(
@@ -395,7 +387,6 @@ class FleetOverview(pn.viewable.Viewer):
                 self.reader.main_window(m.machine_id),
                 now=now,
                 app_path=self.app_path,
-                machine_link=self.machine_links,
             )
         except Exception:  # one malformed snapshot: that tile says so, the others show
             log.exception("drawing machine %s's tile failed", m.machine_id)

@@ -32,13 +32,14 @@ from am_qadf.fleet.state_store import InProcessStateStore
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
 
 from .metrics import METRICS
-from .state_cache import state_url
+from .state_cache import machine_choice_html, state_url
 
 __all__ = [
     "CACHE_KEY",
     "embedded_state_store",
     "get_monitor",
     "monitor_config",
+    "not_this_machine_html",
     "shutdown_monitor",
 ]
 
@@ -95,6 +96,25 @@ def _start_publisher(mon: LiveMonitor) -> None:
         log.warning("the fleet page will not show this machine: %s", exc)
         return
     pn.state.cache[_PUBLISHER_KEY] = pub.start()
+
+
+def not_this_machine_html(asked: str, own: str) -> str | None:
+    """None when the embedded pipeline's page serves ``?machine=asked`` (no id, or its
+    own id ``own``, as the fleet page's tile links to it); else the page saying this
+    server shows only ``own``, with a link to it.
+
+    >>> not_this_machine_html("", "sim-1") is None, not_this_machine_html("sim-1", "sim-1")
+    (True, None)
+    >>> 'href="/app?machine=sim-1"' in not_this_machine_html("m9", "sim-1")
+    True
+    """
+    if not asked or asked == own:
+        return None
+    reason = (
+        f"this server runs the one-process pipeline of machine {own} only; "
+        "set AMQADF_STATE to show the machines of a fleet's state store"
+    )
+    return machine_choice_html(asked, [own], reason)
 
 
 def embedded_state_store() -> InProcessStateStore:

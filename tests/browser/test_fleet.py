@@ -305,16 +305,21 @@ def test_fleet_embedded_shows_the_demo_machine(browser, tmp_path):
             wait_until(
                 lambda: page.locator(".amq-fl-spark").count() == 1, timeout=30, what="sparkline"
             )
-            # this process's own machine: its page is /app (?machine= names machines
-            # of a state store)
+            # this process's own machine, linked by its id as a worker machine is
             href = page.locator(".amq-fl-tile").first.evaluate("e => e.href")
-            assert href == f"http://127.0.0.1:{port}/app"
+            assert href == f"http://127.0.0.1:{port}/app?machine={machine}"
             page.locator(".amq-fl-tile").first.click()
             wait_until(
                 lambda: data_attr(page, ".amq-hdr-machine", "data-machine") == machine,
                 timeout=60,
                 what="the embedded machine's dashboard",
             )
+            # another id: a page saying this server shows only its own machine
+            page.goto(f"http://127.0.0.1:{port}/app?machine=m99", wait_until="domcontentloaded")
+            link = page.locator(".amq-unknown-machine .amq-machine-link")
+            wait_until(lambda: link.count() == 1, timeout=60, what="the link to the machine")
+            assert link.get_attribute("href") == f"/app?machine={machine}"
+            assert "one-process pipeline" in page.locator(".amq-unknown-machine").inner_text()
         finally:
             ctx.close()
     finally:
