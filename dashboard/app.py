@@ -40,6 +40,7 @@ from dashboard.state_cache import (  # noqa: E402
     machine_choice_html,
     state_url,
 )
+from dashboard.theme import serve_css_locally  # noqa: E402
 
 
 def _arg(name: str, default: str = "") -> str:
@@ -60,6 +61,7 @@ except ValueError:
 pn.extension("vtk", "tabulator", notifications=True, reconnect=True, design="fast")
 hv.extension("bokeh", logo=False)
 pn.config.reconnect = True  # a screen left running for days re-attaches by itself
+serve_css_locally()  # also in a session made for a websocket (no page render)
 
 log = logging.getLogger("dashboard.app")
 

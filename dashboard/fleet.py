@@ -27,7 +27,13 @@ from am_qadf.machine_profile import ProfileError  # noqa: E402
 from dashboard.fleet_view import FLEET_CSS_FILE, FleetOverview, fleet_source  # noqa: E402
 from dashboard.markup import esc  # noqa: E402
 from dashboard.page_args import flag_arg, int_arg  # noqa: E402
-from dashboard.theme import ACCENT, LOGO_FILE, OfflineFast, read_css  # noqa: E402
+from dashboard.theme import (  # noqa: E402
+    ACCENT,
+    LOGO_FILE,
+    OfflineFast,
+    read_css,
+    serve_css_locally,
+)
 
 # the kiosk page: dark behind the grid
 _KIOSK_PAGE_CSS = """
@@ -41,6 +47,7 @@ watchdog = int_arg("watchdog", 45, 5, 3600)
 
 pn.extension(notifications=False, reconnect=True, design="fast")
 pn.config.reconnect = True  # a screen left running for days re-attaches by itself
+serve_css_locally()  # also in a session made for a websocket (no page render)
 
 title = "AM-QADF Live · Fleet" + (" · kiosk" if kiosk else "")
 try:

@@ -15,6 +15,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+import panel as pn
+from bokeh.document import Document
+from panel.io.resources import LOCAL_DIST, use_cdn
 from panel.theme.fast import Fast
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "hex_to_rgb",
     "interpolate_palette",
     "read_css",
+    "serve_css_locally",
     "stylesheet",
 ]
 
@@ -129,3 +133,26 @@ class OfflineFast(Fast):
 
 # Panel serves a design's own scripts from a folder named after its class
 OfflineFast.__name__ = Fast.__name__
+
+
+def serve_css_locally(doc: Document | None = None) -> str | None:
+    """Point the stylesheets of session document ``doc`` (default: this session's) at
+    this server's copy of Panel's files, however the session began; returns the path
+    used (None outside a served session, or when the server serves from the CDN).
+
+    Panel sets that path (the document's ``dist_url``) only while it renders the page's
+    HTML; until then, and for good in a session that Bokeh creates for a websocket
+    (after it discarded the page's session as unused: a browser slow to connect, or
+    reconnecting after a lost connection), every stylesheet points at Panel's CDN,
+    which an offline kiosk cannot reach. Call it first in a served script.
+
+    >>> serve_css_locally() is None  # not in a served session
+    True
+    """
+    doc = doc if doc is not None else pn.state.curdoc
+    if doc is None or doc.session_context is None or use_cdn():
+        return None
+    rel = pn.state.rel_path  # as Panel's own page render computes it
+    return doc.template_variables.setdefault(
+        "dist_url", f"{rel}/{LOCAL_DIST}" if rel else LOCAL_DIST
+    )
