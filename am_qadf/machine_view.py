@@ -36,6 +36,7 @@ __all__ = [
     "MachineSource",
     "MonitorSnapshot",
     "SignalWindow",
+    "StreamStats",
     "alert_from_dict",
     "chart_state",
 ]
@@ -55,6 +56,76 @@ ALL_ACTIONS: frozenset[str] = frozenset(
 )
 
 
+def _count(data: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    """``data[key]`` as ``kind`` (int or float; ``default`` when missing or None);
+    ``ValueError`` naming the key when it is not a number."""
+    v = data.get(key)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"stats field {key!r} must be a number, got {v!r:.80}")
+    return kind(v)
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """The pipeline's counters (:meth:`StreamingClient.get_stream_statistics`): messages
+    and batches processed, batch latency (mean, max, last, total; ms), mean throughput
+    since start, errors and dead letters, signals given a buffer and refused one (past
+    ``max_signals``), the newest error, the consumer's state and lag, and whether
+    storage is behind (``backpressure``).
+
+    >>> s = StreamStats.from_mapping({"messages_processed": 7, "errors": 1, "other": "x"})
+    >>> s.messages_processed, s.errors, s.last_error
+    (7, 1, None)
+    >>> StreamStats.from_mapping({"errors": "many"})
+    Traceback (most recent call last):
+    ValueError: stats field 'errors' must be a number, got 'many'
+    """
+
+    messages_processed: int = 0
+    batches_processed: int = 0
+    average_latency_ms: float = 0.0
+    max_latency_ms: float = 0.0
+    last_latency_ms: float = 0.0
+    total_processing_time_ms: float = 0.0
+    throughput_messages_per_sec: float = 0.0
+    errors: int = 0
+    dead_lettered: int = 0
+    signals_buffered: int = 0
+    signals_refused: int = 0
+    max_signals: int | None = None
+    consumer_lag: int = 0
+    last_error: str | None = None
+    consumer_state: str = ""
+    backpressure: bool = False
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> StreamStats:
+        """From the statistics dict, as computed or as published (unknown keys are
+        ignored, missing ones take their default); ``ValueError`` naming a field that
+        is not of its kind."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"snapshot field 'stats' must be a mapping, got {data!r:.80}")
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "last_error":
+                kw[f.name] = None if data.get(f.name) is None else str(data[f.name])
+            elif f.name == "consumer_state":
+                kw[f.name] = str(data.get(f.name) or "")
+            elif f.name == "backpressure":
+                kw[f.name] = bool(data.get(f.name))
+            elif f.name == "max_signals":
+                kw[f.name] = _count(data, f.name, int, None)
+            else:
+                kw[f.name] = _count(data, f.name, type(f.default), f.default)
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counters as a JSON-ready dict (what :meth:`from_mapping` reads)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 @dataclass(frozen=True)
 class MonitorSnapshot:
     """The status figures of one machine, cheap enough for every UI tick.
@@ -63,10 +134,10 @@ class MonitorSnapshot:
     ``idle`` for a fleet machine without data), ``feed`` what the page says about it
     (:func:`~am_qadf.live_monitor.feed_state`), ``data_age_s`` seconds since the newest
     batch arrived. ``builds`` and ``replays`` count build starts and replays (views
-    reset when they change). ``stats``, ``health``, ``profile``, ``baseline``,
-    ``history_disk`` and ``build_plan`` (the shown build's ``layers``, where known)
-    are the reports of the same names of
-    :meth:`~am_qadf.live_monitor.LiveMonitor.snapshot`.
+    reset when they change). ``stats`` are the pipeline's counters
+    (:class:`StreamStats`); ``health``, ``profile``, ``baseline``, ``history_disk`` and
+    ``build_plan`` (the shown build's ``layers``, where known) are the reports of the
+    same names of :meth:`~am_qadf.live_monitor.LiveMonitor.snapshot`.
 
     >>> MonitorSnapshot(alerts_active=2).alerts_active
     2
@@ -97,7 +168,7 @@ class MonitorSnapshot:
     published: int | None = None
     publish_failed: int | None = None
     build_plan: Mapping[str, Any] | None = None
-    stats: Mapping[str, Any] = field(default_factory=dict)
+    stats: StreamStats = field(default_factory=StreamStats)
     health: Mapping[str, Any] = field(default_factory=dict)
     profile: Mapping[str, Any] = field(default_factory=dict)
     baseline: Mapping[str, Any] = field(default_factory=dict)
@@ -109,13 +180,27 @@ class MonitorSnapshot:
         missing report is empty)."""
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in data.items() if k in known and v is not None}
-        for name in ("stats", "health", "profile", "baseline", "history_disk"):
+        for name in ("health", "profile", "baseline", "history_disk"):
             if not isinstance(kw.get(name, {}), Mapping):
                 raise ValueError(f"snapshot field {name!r} must be a mapping, got {kw[name]!r:.80}")
+        if not isinstance(kw.get("stats"), StreamStats):
+            kw["stats"] = StreamStats.from_mapping(kw.get("stats", {}))
         for name in ("build_plan", "replay_from_layer", "data_age_s", "current_layer"):
             if name in data and data[name] is None:
                 kw[name] = None
         return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, the typed reports as dicts (what :meth:`from_dict` reads back);
+        the other reports are the snapshot's own objects, not copies.
+
+        >>> snap = MonitorSnapshot(stats=StreamStats(errors=2))
+        >>> MonitorSnapshot.from_dict(snap.to_dict()) == snap, snap.to_dict()["stats"]["errors"]
+        (True, 2)
+        """
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["stats"] = self.stats.to_dict()
+        return out
 
 
 @dataclass(frozen=True)

@@ -203,18 +203,18 @@ class HealthView(MonitorView):
         self._last: tuple[float, int] | None = None
 
     def refresh(self, snapshot: MonitorSnapshot) -> None:
-        stats = snapshot.stats or {}
-        processed = int(stats.get("messages_processed", 0))
+        stats = snapshot.stats
+        processed = stats.messages_processed
         now = time.monotonic()
         if self._last is not None and now > self._last[0]:
             rate = max(0, processed - self._last[1]) / (now - self._last[0])
             self.throughput = 0.7 * self.throughput + 0.3 * rate if self.throughput else rate
         self._last = (now, processed)
         self.n_rate.value = round(self.throughput)
-        self.n_latency.value = float(stats.get("average_latency_ms") or 0.0)
-        self.n_lag.value = int(stats.get("consumer_lag") or 0)
-        self.n_errors.value = int(stats.get("errors") or 0)
-        self.n_dead.value = int(stats.get("dead_lettered") or 0)
+        self.n_latency.value = stats.average_latency_ms
+        self.n_lag.value = stats.consumer_lag
+        self.n_errors.value = stats.errors
+        self.n_dead.value = stats.dead_lettered
         self.n_total.value = processed
         self.n_buffer.value = self.monitor.buffered_seconds()
         health = snapshot.health or {}
@@ -245,8 +245,8 @@ class HealthView(MonitorView):
             )
         if lost := int(snapshot.publish_failed or 0):  # shown only when it happens
             figures = (*figures, ("simulator undelivered", f'<b class="amq-fig-bad">{lost:,}</b>'))
-        if refused := int(stats.get("signals_refused") or 0):  # names past the signal limit
-            kept = int(stats.get("signals_buffered") or 0)
+        if refused := stats.signals_refused:  # names past the signal limit
+            kept = stats.signals_buffered
             figures = (
                 *figures,
                 ("signals refused", f'<b class="amq-fig-bad">{refused:,}</b> ({kept:,} kept)'),
@@ -261,13 +261,13 @@ class HealthView(MonitorView):
             fit = f'<div class="amq-outside-grid amq-fit-bad">⚠ {esc(outside)}</div>' + fit
         if fit != self.fit.object:
             self.fit.object = fit
-        last_error = stats.get("last_error")
+        last_error = stats.last_error
         self.detail.object = (
-            f"max batch latency {float(stats.get('max_latency_ms') or 0):,.1f} ms · "
+            f"max batch latency {stats.max_latency_ms:,.1f} ms · "
             "mean throughput since start "
-            f"{float(stats.get('throughput_messages_per_sec') or 0):,.0f} msg/s"
+            f"{stats.throughput_messages_per_sec:,.0f} msg/s"
             + history_file
-            + (" · <b>back-pressure: storage is behind</b>" if stats.get("backpressure") else "")
+            + (" · <b>back-pressure: storage is behind</b>" if stats.backpressure else "")
             + (
                 f" · last error: <code>{esc(last_error, limit=TEXT_LIMIT)}</code>"
                 if last_error

@@ -110,7 +110,7 @@ def monitor_fields(monitor: LiveMonitor, status: MonitorSnapshot | None = None) 
         "layers": layers,
         "progress": None if layers is None or layer is None else min(1.0, (layer + 1) / layers),
         "newest_timestamp": stamp.isoformat() if hasattr(stamp, "isoformat") else stamp,
-        "errors": int(s.stats.get("errors", 0)),
+        "errors": s.stats.errors,
         "occupied_voxels": int(s.occupied_voxels),
         "alerts_active": by_severity,
         "problems": tuple(s.profile.get("problems", ())),
@@ -431,7 +431,7 @@ class MachinePipeline:
         mon = self.monitor
         status = status or mon.monitor_snapshot()
         # shallow: its reports are serialized as they are, not copied first
-        snap = {f.name: getattr(status, f.name) for f in dataclasses.fields(status)}
+        snap = status.to_dict()
         snap.pop("health", None)  # the pipeline's own client consumes nothing
         stamp = snap.get("newest_timestamp")
         snap["newest_timestamp"] = stamp.isoformat() if hasattr(stamp, "isoformat") else stamp

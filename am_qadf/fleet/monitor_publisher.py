@@ -94,7 +94,7 @@ class MonitorPublisher:
             worker=self.worker,
             messages=messages,
             rate=round(rate, 1),
-            dead_lettered=int(s.stats.get("dead_lettered") or 0),
+            dead_lettered=s.stats.dead_lettered,
             newest_alert=newest,
             data_at=data_at,
             updated_at=time.time(),

@@ -105,7 +105,7 @@ def test_every_view_escapes_hostile_data(monitor):
     dash = Dashboard(monitor=monitor, policy=AccessPolicy(open_access=True))
     try:
         snap = monitor.monitor_snapshot()
-        stats = {**snap.stats, "last_error": f"ValueError: cannot place {BUILD}"}
+        stats = replace(snap.stats, last_error=f"ValueError: cannot place {BUILD}")
         snap = replace(snap, build_id=BUILD, stats=stats)
         dash._update_header(snap)
         for view in dash.views:

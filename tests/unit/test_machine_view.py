@@ -4,6 +4,7 @@ and no dashboard view reaching into a pipeline's internals."""
 from __future__ import annotations
 
 import ast
+import json
 from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from am_qadf.machine_view import (
     MachineSource,
     MonitorSnapshot,
     SignalWindow,
+    StreamStats,
     alert_from_dict,
 )
 from am_qadf.monitoring.alerts import AlertManager
@@ -97,12 +99,27 @@ def test_monitor_snapshot_is_typed_frozen_and_ignores_unknown_keys():
     snap = MonitorSnapshot.from_dict(
         {"state": "running", "current_layer": 12, "stats": {"errors": 1}, "future_key": 3}
     )
-    assert (snap.state, snap.current_layer, snap.stats["errors"]) == ("running", 12, 1)
+    assert (snap.state, snap.current_layer, snap.stats.errors) == ("running", 12, 1)
     assert snap.build_plan is None and snap.health == {}
     with pytest.raises(FrozenInstanceError):
         snap.state = "paused"  # type: ignore[misc]
     with pytest.raises(ValueError, match="'stats' must be a mapping"):
         MonitorSnapshot.from_dict({"stats": [1, 2]})
+
+
+def test_stream_stats_are_typed_and_read_once_for_both_sources():
+    mon = LiveMonitor(MonitorConfig(simulate=False))
+    raw = mon.client.get_stream_statistics()
+    typed = mon.monitor_snapshot().stats
+    assert isinstance(typed, StreamStats)
+    assert set(raw) == set(StreamStats.__dataclass_fields__)  # every counter, typed
+    assert typed.to_dict() == {**raw, "last_error": None}
+    # as a worker publishes it (JSON) and a reader reads it back: the same counters
+    published = json.loads(json.dumps(mon.monitor_snapshot().to_dict(), default=str))
+    assert MonitorSnapshot.from_dict(published).stats == typed
+    with pytest.raises(ValueError, match="stats field 'consumer_lag' must be a number"):
+        MonitorSnapshot.from_dict({"stats": {"consumer_lag": [3]}})
+    assert StreamStats.from_mapping({"errors": 2.0, "max_signals": None}).errors == 2
 
 
 def test_live_monitor_snapshot_carries_every_dict_figure():
