@@ -28,10 +28,12 @@ from am_qadf.machine_profile import MachineProfile
 from am_qadf.machine_view import (
     ALL_ACTIONS,
     AlertCounts,
+    ChartState,
     GridInfo,
     MonitorSnapshot,
     SignalWindow,
     chart_state,
+    chart_states,
 )
 from am_qadf.monitoring.alerts import Alert
 from am_qadf.streaming import KafkaProducer, StreamingClient, StreamingConfig, StreamStorage
@@ -931,6 +933,14 @@ class LiveMonitor:
             main = dict(self._spc)
             extra = dict(self._spc_kinds.get(chart, {})) if chart is not None else {}
         return main if chart is None else chart_state(main, extra, chart)
+
+    def chart_states(self, chart: str | None = None) -> dict[str, ChartState]:
+        """:meth:`spc_state` typed: ``{signal: ChartState}``.
+
+        >>> LiveMonitor(MonitorConfig(simulate=False)).chart_states()
+        {}
+        """
+        return chart_states(self.spc_state(chart))
 
     def _replayed(self, processed: int) -> int:
         """Messages among ``processed`` that were delivered again by replays: after a

@@ -32,6 +32,7 @@ from am_qadf.monitoring.alerts import SEVERITIES, Alert, AlertManager
 __all__ = [
     "ALL_ACTIONS",
     "AlertCounts",
+    "ChartState",
     "GridInfo",
     "MachineSource",
     "MonitorSnapshot",
@@ -39,6 +40,7 @@ __all__ = [
     "StreamStats",
     "alert_from_dict",
     "chart_state",
+    "chart_states",
 ]
 
 #: Operator actions a source may offer (each is an :class:`AccessPolicy` action name).
@@ -344,6 +346,74 @@ def chart_state(own: Mapping[str, Any], beside: Mapping[str, Any], chart: str) -
     return {**beside, "signals": signals}
 
 
+def _opt_float(v: Any, key: str) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"SPC state field {key!r} must be a number, got {v!r:.80}")
+    return float(v)
+
+
+@dataclass(frozen=True)
+class ChartState:
+    """One signal's latest control-chart result: the chart kind, ``status``
+    (``baseline`` while the limits are being learned, then ``monitoring``) with the
+    baseline's progress (0–1), centre line, sigma and control limits (None before the
+    baseline), and the EWMA's ``lam`` where the chart has one.
+
+    >>> s = ChartState.from_mapping({"chart": "ewma", "status": "monitoring",
+    ...                              "center": 1900, "lcl": 1890.0, "ucl": 1910.0})
+    >>> s.learning, s.center, s.limits
+    (False, 1900.0, (1900.0, 1890.0, 1910.0))
+    """
+
+    chart: str = ""
+    status: str = ""
+    baseline_progress: float = 0.0
+    center: float | None = None
+    sigma: float | None = None
+    lcl: float | None = None
+    ucl: float | None = None
+    lam: float | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> ChartState:
+        """From one signal's entry of :meth:`MachineSource.spc_state` (other keys are
+        ignored); ``ValueError`` naming a field that is not of its kind."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"an SPC chart state must be a mapping, got {data!r:.80}")
+        nums = {k: _opt_float(data.get(k), k) for k in ("center", "sigma", "lcl", "ucl", "lam")}
+        return cls(
+            chart=str(data.get("chart") or ""),
+            status=str(data.get("status") or ""),
+            baseline_progress=_opt_float(data.get("baseline_progress"), "baseline_progress") or 0.0,
+            **nums,
+        )
+
+    @property
+    def learning(self) -> bool:
+        """True while the chart learns its baseline (no limits to draw yet)."""
+        return self.status == "baseline"
+
+    @property
+    def limits(self) -> tuple[float | None, float | None, float | None]:
+        """``(center, lcl, ucl)``."""
+        return self.center, self.lcl, self.ucl
+
+
+def chart_states(state: Mapping[str, Any]) -> dict[str, ChartState]:
+    """``{signal: ChartState}`` of an :meth:`MachineSource.spc_state` result (the one
+    conversion both sources use for :meth:`MachineSource.chart_states`).
+
+    >>> chart_states({"signals": {"t": {"chart": "imr", "status": "baseline"}}})["t"].learning
+    True
+    >>> chart_states({})
+    {}
+    """
+    signals = (state or {}).get("signals") or {}
+    return {str(k): ChartState.from_mapping(v) for k, v in signals.items()}
+
+
 @runtime_checkable
 class MachineSource(Protocol):
     """What a machine's dashboard reads and asks: implemented by
@@ -409,6 +479,8 @@ class MachineSource(Protocol):
 
     # SPC
     def spc_state(self, chart: str | None = None) -> dict[str, Any]: ...
+
+    def chart_states(self, chart: str | None = None) -> dict[str, ChartState]: ...
 
     def spc_kinds(self, signal: str) -> list[str]: ...
 

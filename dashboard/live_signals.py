@@ -329,18 +329,17 @@ class LiveSignals(MonitorView):
         due = [t for t in self._traces.values() if now >= t.due]
         if mon is None or not due:
             return
-        spc = (mon.spc_state() or {}).get("signals", {})
+        spc = mon.chart_states()
         for trace in due:
             # Signals take turns (their first updates are spread over one period), so
             # each refresh redraws a share of the plots: the same rate per plot, with
             # smaller, evenly spread pieces of work for the server and the browser.
             trace.due = max(trace.due + self.update_seconds, now)
             self._pull(trace)
-            s = spc.get(trace.name) or {}
-            center, sigma = s.get("center"), s.get("sigma")
+            s = spc.get(trace.name)
             lines = (np.nan, np.nan, np.nan)
-            if center is not None and sigma is not None and s.get("status") != "baseline":
-                lines = (center, center - 3 * sigma, center + 3 * sigma)
+            if s is not None and s.center is not None and s.sigma is not None and not s.learning:
+                lines = (s.center, s.center - 3 * s.sigma, s.center + 3 * s.sigma)
             if lines != trace.spc and not (np.isnan(lines[0]) and np.isnan(trace.spc[0])):
                 trace.set_spc(lines)
         self._latest.object = self._latest_html()

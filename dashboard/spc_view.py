@@ -26,7 +26,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from am_qadf.machine_view import MonitorSnapshot
+from am_qadf.machine_view import ChartState, MonitorSnapshot
 
 from .markup import esc
 from .theme import SEVERITY_COLORS
@@ -162,7 +162,7 @@ class SPCView(MonitorView):
         self._marks = hv.streams.Pipe(data=_empty())
         self._limits = hv.streams.Pipe(data=(np.nan, np.nan, np.nan))
         self._summary = html_pane("", sizing_mode="stretch_width", css_classes=["amq-spc-summary"])
-        self._state: dict[str, Any] = {}
+        self._state: ChartState | None = None
         self._chart_widget: pn.widgets.RadioButtonGroup | None = None
         self.points_shown = 0
         self.marks_shown = 0
@@ -251,18 +251,17 @@ class SPCView(MonitorView):
             self._baseline.object = baseline_html(snapshot.baseline, self.message)
         mon = self.monitor
         if self.signal is None or self.chart is None:
-            self._state = {}
+            self._state = None
             self._summary.object = self._summary_html()
             return
         rows, us = mon.spc_series(self.chart, self.signal, WINDOWS[self.window])
         frame = _thin(chart_frame(rows, us), self.max_points)
         self.points_shown = len(frame)
         self._data.send(frame)
-        self._state = (mon.spc_state(self.chart) or {}).get("signals", {}).get(self.signal) or {}
-        s = self._state
-        lim = tuple(np.nan if s.get(k) is None else float(s[k]) for k in ("center", "lcl", "ucl"))
-        if s.get("status") == "baseline":
-            lim = (np.nan, np.nan, np.nan)
+        self._state = s = mon.chart_states(self.chart).get(self.signal)
+        lim = (np.nan, np.nan, np.nan)
+        if s is not None and not s.learning:
+            lim = tuple(np.nan if v is None else v for v in s.limits)
         if not np.allclose(lim, self._limits.data, equal_nan=True):
             self._limits.send(lim)
         self._send_marks(frame)
@@ -318,20 +317,19 @@ class SPCView(MonitorView):
             )
         s = self._state
         info = self.spec_of(self.signal)
-        if not s:
+        if s is None:
             return '<div class="amq-spc-kv">waiting for SPC results…</div>'
-        status = str(s.get("status", "–"))
-        progress = float(s.get("baseline_progress") or 0.0)
         kind = CHART_LABELS.get(self.chart or "", self.chart or "–")
-        if s.get("lam") is not None:
-            kind += f" (λ = {s['lam']})"
+        if s.lam is not None:
+            kind += f" (λ = {s.lam:g})"
+        status = f"learning baseline {s.baseline_progress:.0%}" if s.learning else s.status or "–"
         cells = [
             ("chart", kind),
-            ("status", status if status != "baseline" else f"learning baseline {progress:.0%}"),
-            ("centre", info.fmt(s.get("center"))),
-            ("σ", info.fmt(s.get("sigma"))),
-            ("LCL", info.fmt(s.get("lcl"))),
-            ("UCL", info.fmt(s.get("ucl"))),
+            ("status", status),
+            ("centre", info.fmt(s.center)),
+            ("σ", info.fmt(s.sigma)),
+            ("LCL", info.fmt(s.lcl)),
+            ("UCL", info.fmt(s.ucl)),
             ("violations shown", f"{self.marks_shown:,}"),
         ]
         body = "".join(

@@ -45,11 +45,13 @@ from am_qadf.live_monitor import feed_state
 from am_qadf.machine_profile import MachineProfile
 from am_qadf.machine_view import (
     AlertCounts,
+    ChartState,
     GridInfo,
     MonitorSnapshot,
     SignalWindow,
     alert_from_dict,
     chart_state,
+    chart_states,
 )
 from am_qadf.monitoring.alerts import Alert
 from am_qadf.streaming import StreamStorage
@@ -367,6 +369,10 @@ class RemoteMachine:
         if chart is None:
             return main
         return chart_state(main, (self._view().get("spc_charts") or {}).get(chart) or {}, chart)
+
+    def chart_states(self, chart: str | None = None) -> dict[str, ChartState]:
+        """:meth:`spc_state` typed: ``{signal: ChartState}``."""
+        return chart_states(self.spc_state(chart))
 
     def spc_kinds(self, signal: str) -> list[str]:
         """The chart kinds run on ``signal``, its own first."""

@@ -444,7 +444,7 @@ def test_spc_view_plots_each_chart_kind_over_time_or_layer_within_its_window(tmp
     assert data["time"].min() >= pd.Timestamp("2026-01-01 08:00:00")
     for kind in ("imr", "xbar_r", "cusum"):
         view.chart = kind  # re-plots at once
-        assert len(view._data.data) > 0 and view._state.get("chart") == kind
+        assert len(view._data.data) > 0 and view._state.chart == kind
     view.x_axis = "layer"
     layers = view._data.data["layer"]
     assert layers.min() >= 0.0 and layers.max() < 6.0 and layers.is_monotonic_increasing

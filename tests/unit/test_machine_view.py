@@ -15,14 +15,17 @@ import pytest
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
 from am_qadf.machine_view import (
     AlertCounts,
+    ChartState,
     GridInfo,
     MachineSource,
     MonitorSnapshot,
     SignalWindow,
     StreamStats,
     alert_from_dict,
+    chart_states,
 )
 from am_qadf.monitoring.alerts import AlertManager
+from am_qadf.simulation.build_simulator import BuildSimulator
 from am_qadf.streaming import StreamingConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +123,27 @@ def test_stream_stats_are_typed_and_read_once_for_both_sources():
     with pytest.raises(ValueError, match="stats field 'consumer_lag' must be a number"):
         MonitorSnapshot.from_dict({"stats": {"consumer_lag": [3]}})
     assert StreamStats.from_mapping({"errors": 2.0, "max_signals": None}).errors == 2
+
+
+def test_chart_states_are_typed_from_the_spc_results_of_both_sources():
+    mon = LiveMonitor(MonitorConfig(simulate=False))
+    sim = BuildSimulator(3, n_points=3000, n_defects=0, warmup_points=0)
+    for batch in sim.iter_batches(1000):  # as the consumer does: processors, then listeners
+        mon.client.notify_listeners(batch, mon.client.process_stream_batch(batch))
+    raw = mon.spc_state()["signals"]
+    typed = mon.chart_states()
+    assert raw and typed.keys() == raw.keys()
+    for name, t in typed.items():
+        assert (t.chart, t.status, t.center, t.ucl) == (
+            raw[name]["chart"],
+            raw[name]["status"],
+            raw[name].get("center"),
+            raw[name].get("ucl"),
+        )
+        assert t.learning == (raw[name]["status"] == "baseline")
+    with pytest.raises(ValueError, match="SPC state field 'ucl' must be a number"):
+        ChartState.from_mapping({"chart": "ewma", "ucl": "high"})
+    assert chart_states({"signals": {}}) == {} and ChartState().limits == (None, None, None)
 
 
 def test_live_monitor_snapshot_carries_every_dict_figure():

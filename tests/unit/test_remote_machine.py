@@ -14,7 +14,7 @@ from am_qadf.access_policy import AccessPolicy
 from am_qadf.fleet.remote_machine import RemoteMachine
 from am_qadf.fleet.state_store import InProcessStateStore
 from am_qadf.fleet.worker import FleetWorker
-from am_qadf.machine_view import MachineSource
+from am_qadf.machine_view import ChartState, MachineSource
 from am_qadf.simulation.build_simulator import BuildSimulator
 from am_qadf.simulation.defects import hot_spot_messages
 from am_qadf.streaming import KafkaProducer, StreamingConfig
@@ -131,6 +131,12 @@ def test_alerts_spc_and_unknown_machine(fleet: Any) -> None:
     rows, us = m2.spc_series(kinds[0], signal)
     assert 0 < len(us) <= store.window_points and rows.shape == (len(us), 3)
     assert m2.spc_state(kinds[1])["signals"].keys() == mon.spc_state(kinds[1])["signals"].keys()
+    # typed chart states, the same on both sources: the worker's settled state as published
+    typed = m2.chart_states(kinds[1])
+    assert typed == mon.chart_states(kinds[1]) and all(
+        isinstance(t, ChartState) for t in typed.values()
+    )
+    assert m2.chart_states()[signal].chart == kinds[0]
     assert isinstance(m2.spc_violations(kinds[0], signal), list)
     with pytest.raises(KeyError, match="no machine 'm9'"):
         RemoteMachine(store, "m9")
