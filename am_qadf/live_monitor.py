@@ -32,8 +32,10 @@ from am_qadf.machine_view import (
     GridInfo,
     MonitorSnapshot,
     SignalWindow,
+    Violation,
     chart_state,
     chart_states,
+    violations,
 )
 from am_qadf.monitoring.alerts import Alert
 from am_qadf.streaming import KafkaProducer, StreamingClient, StreamingConfig, StreamStorage
@@ -617,6 +619,14 @@ class LiveMonitor:
         k, lay = k[inside], layer[ok][inside].astype(np.int64)
         np.minimum.at(self._layer_lo, k, lay)
         np.maximum.at(self._layer_hi, k, lay)
+
+    def rule_violations(self, chart: str, signal: str | None = None) -> list[Violation]:
+        """:meth:`spc_violations` typed.
+
+        >>> LiveMonitor(MonitorConfig(simulate=False)).rule_violations("ewma")
+        []
+        """
+        return violations(self.spc_violations(chart, signal))
 
     def _record_layer_count(self, batch: list[dict[str, Any]]) -> None:
         """Note the build's layer count from the newest message of ``batch`` that

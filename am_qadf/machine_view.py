@@ -19,7 +19,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -38,9 +38,11 @@ __all__ = [
     "MonitorSnapshot",
     "SignalWindow",
     "StreamStats",
+    "Violation",
     "alert_from_dict",
     "chart_state",
     "chart_states",
+    "violations",
 ]
 
 #: Operator actions a source may offer (each is an :class:`AccessPolicy` action name).
@@ -414,6 +416,78 @@ def chart_states(state: Mapping[str, Any]) -> dict[str, ChartState]:
     return {str(k): ChartState.from_mapping(v) for k, v in signals.items()}
 
 
+@dataclass(frozen=True)
+class Violation:
+    """One SPC rule violation: the ``signal``, the charted ``statistic``, the Western
+    Electric ``rule`` (number and name), the point's ``index`` in the chart and its
+    ``value``, and where it happened (``time``, build ``layer``, x/y/z in mm; None where
+    unknown).
+
+    >>> v = Violation.from_mapping({"signal": "t", "rule": 1, "index": 7, "value": 2.0,
+    ...                             "time": "2026-01-01T08:00:00+00:00", "layer": 3})
+    >>> v.time.hour, v.layer, v.is_residual
+    (8, 3, False)
+    """
+
+    signal: str
+    rule: int
+    index: int = 0
+    value: float | None = None
+    statistic: str = ""
+    rule_name: str = ""
+    time: datetime | None = None
+    layer: int | None = None
+    x: float | None = None
+    y: float | None = None
+    z: float | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Violation:
+        """From a violation dict (:meth:`MachineSource.spc_violations`, as recorded or as
+        published, ``time`` a datetime or ISO text); ``ValueError`` naming what is wrong."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a violation must be a mapping, got {data!r:.80}")
+        t = data.get("time")
+        if isinstance(t, str):
+            try:
+                t = datetime.fromisoformat(t)
+            except ValueError:
+                raise ValueError(f"violation time is not a time: {t!r:.80}") from None
+        elif t is not None and not isinstance(t, datetime):
+            raise ValueError(f"violation time is not a time: {t!r:.80}")
+        layer = _opt_float(data.get("layer"), "layer")
+        rule = _opt_float(data.get("rule"), "rule")
+        if rule is None:
+            raise ValueError(f"a violation needs its rule, got {dict(data)!r:.120}")
+        return cls(
+            signal=str(data.get("signal") or ""),
+            rule=int(rule),
+            index=int(_opt_float(data.get("index"), "index") or 0),
+            value=_opt_float(data.get("value"), "value"),
+            statistic=str(data.get("statistic") or ""),
+            rule_name=str(data.get("rule_name") or ""),
+            time=t,
+            layer=None if layer is None else int(layer),
+            **{k: _opt_float(data.get(k), k) for k in ("x", "y", "z")},
+        )
+
+    @property
+    def is_residual(self) -> bool:
+        """True for a violation of a residual statistic (a prediction error or a
+        variance ratio, not a point of the chart's own statistic)."""
+        return self.statistic.startswith("residual")
+
+
+def violations(marks: Iterable[Mapping[str, Any]]) -> list[Violation]:
+    """:class:`Violation` of each dict of ``marks`` (the one conversion both sources use
+    for :meth:`MachineSource.rule_violations`).
+
+    >>> [v.rule for v in violations([{"signal": "t", "rule": 2}])]
+    [2]
+    """
+    return [Violation.from_mapping(m) for m in marks]
+
+
 @runtime_checkable
 class MachineSource(Protocol):
     """What a machine's dashboard reads and asks: implemented by
@@ -489,6 +563,8 @@ class MachineSource(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def spc_violations(self, chart: str, signal: str | None = None) -> list[dict[str, Any]]: ...
+
+    def rule_violations(self, chart: str, signal: str | None = None) -> list[Violation]: ...
 
     def baseline_info(self) -> dict[str, Any]: ...
 

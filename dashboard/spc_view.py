@@ -285,22 +285,22 @@ class SPCView(MonitorView):
         """Violations within the shown window, at their time and layer."""
         marks = [
             m
-            for m in self.monitor.spc_violations(self.chart, self.signal)
+            for m in self.monitor.rule_violations(self.chart, self.signal)
             # residual statistics are prediction errors and variance ratios, not points
             # of this chart's statistic
-            if m.get("time") is not None and not str(m.get("statistic", "")).startswith("residual")
+            if m.time is not None and not m.is_residual
         ]
         if not marks or frame.empty:
             self.marks_shown = 0
             self._marks.send(_empty())
             return
-        us = np.array([pd.Timestamp(m["time"]).value // 1000 for m in marks], dtype=np.int64)
+        us = np.array([pd.Timestamp(m.time).value // 1000 for m in marks], dtype=np.int64)
         rows = np.array(
             [
                 [
-                    np.nan if m.get("value") is None else float(m["value"]),
-                    np.nan if m.get("layer") is None else float(m["layer"]),
-                    float(m.get("index") or 0),
+                    np.nan if m.value is None else m.value,
+                    np.nan if m.layer is None else float(m.layer),
+                    float(m.index),
                 ]
                 for m in marks
             ]

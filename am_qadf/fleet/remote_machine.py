@@ -49,9 +49,11 @@ from am_qadf.machine_view import (
     GridInfo,
     MonitorSnapshot,
     SignalWindow,
+    Violation,
     alert_from_dict,
     chart_state,
     chart_states,
+    violations,
 )
 from am_qadf.monitoring.alerts import Alert
 from am_qadf.streaming import StreamStorage
@@ -393,6 +395,10 @@ class RemoteMachine:
         """The newest published rule violations of ``chart``, oldest first."""
         marks = (self._view().get("violations") or {}).get(chart) or []
         return [m for m in marks if signal is None or m.get("signal") == signal]
+
+    def rule_violations(self, chart: str, signal: str | None = None) -> list[Violation]:
+        """:meth:`spc_violations` typed."""
+        return violations(self.spc_violations(chart, signal))
 
     def baseline_info(self) -> dict[str, Any]:
         """Where the machine's SPC baseline comes from (as the worker reports it)."""

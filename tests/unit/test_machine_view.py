@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from am_qadf import machine_view
 from am_qadf.live_monitor import LiveMonitor, MonitorConfig
 from am_qadf.machine_view import (
     AlertCounts,
@@ -21,6 +22,7 @@ from am_qadf.machine_view import (
     MonitorSnapshot,
     SignalWindow,
     StreamStats,
+    Violation,
     alert_from_dict,
     chart_states,
 )
@@ -128,7 +130,9 @@ def test_stream_stats_are_typed_and_read_once_for_both_sources():
 def test_chart_states_are_typed_from_the_spc_results_of_both_sources():
     mon = LiveMonitor(MonitorConfig(simulate=False))
     sim = BuildSimulator(3, n_points=3000, n_defects=0, warmup_points=0)
-    for batch in sim.iter_batches(1000):  # as the consumer does: processors, then listeners
+    sim_msgs = [m for b in sim.iter_batches(1000) for m in b]
+    for i in range(0, len(sim_msgs), 1000):  # as the consumer does: processors, listeners
+        batch = sim_msgs[i : i + 1000]
         mon.client.notify_listeners(batch, mon.client.process_stream_batch(batch))
     raw = mon.spc_state()["signals"]
     typed = mon.chart_states()
@@ -141,6 +145,30 @@ def test_chart_states_are_typed_from_the_spc_results_of_both_sources():
             raw[name].get("ucl"),
         )
         assert t.learning == (raw[name]["status"] == "baseline")
+    # a jump far beyond the I-MR chart's limits (run beside the profile's): typed rule
+    # violations with their time and place
+    t0, rng = datetime(2026, 1, 1, 8, 0, tzinfo=UTC), np.random.default_rng(5)
+    for b in range(16):
+        temps = rng.normal(1900.0, 10.0, 500) if b < 15 else np.full(500, 2300.0)
+        batch = [{"timestamp": t0 + timedelta(seconds=b, milliseconds=i), "layer": 2,
+                  "temperature": float(v)} for i, v in enumerate(temps)]  # fmt: skip
+        mon.client.notify_listeners(batch, mon.client.process_stream_batch(batch))
+    raw_marks = mon.spc_violations("imr", "temperature")
+    marks = mon.rule_violations("imr", "temperature")
+    assert marks and len(marks) == len(raw_marks)
+    for v, m in zip(marks, raw_marks, strict=True):
+        assert isinstance(v, Violation)
+        assert (v.signal, v.rule, v.index, v.value) == (
+            m["signal"],
+            m["rule"],
+            m["index"],
+            m["value"],
+        )
+        assert v.time is not None and v.time.isoformat() == m["time"] and v.layer == 2
+    with pytest.raises(ValueError, match="violation time is not a time"):
+        Violation.from_mapping({"signal": "t", "rule": 1, "time": "yesterday"})
+    with pytest.raises(ValueError, match="needs its rule"):
+        machine_view.violations([{"signal": "t"}])
     with pytest.raises(ValueError, match="SPC state field 'ucl' must be a number"):
         ChartState.from_mapping({"chart": "ewma", "ucl": "high"})
     assert chart_states({"signals": {}}) == {} and ChartState().limits == (None, None, None)

@@ -138,6 +138,10 @@ def test_alerts_spc_and_unknown_machine(fleet: Any) -> None:
     )
     assert m2.chart_states()[signal].chart == kinds[0]
     assert isinstance(m2.spc_violations(kinds[0], signal), list)
+    typed_marks = m2.rule_violations(kinds[0], signal)
+    assert [(v.rule, v.index) for v in typed_marks] == [
+        (m["rule"], m["index"]) for m in m2.spc_violations(kinds[0], signal)
+    ]
     with pytest.raises(KeyError, match="no machine 'm9'"):
         RemoteMachine(store, "m9")
     with pytest.raises(ValueError, match="bad machine id"):
