@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -34,9 +35,11 @@ __all__ = [
     "AlertCounts",
     "ChartState",
     "GridInfo",
+    "HealthReport",
     "MachineSource",
     "MonitorSnapshot",
     "SignalWindow",
+    "StorageHealth",
     "StreamStats",
     "Violation",
     "alert_from_dict",
@@ -60,14 +63,14 @@ ALL_ACTIONS: frozenset[str] = frozenset(
 )
 
 
-def _count(data: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+def _count(data: Mapping[str, Any], key: str, kind: type, default: Any, what: str = "stats") -> Any:
     """``data[key]`` as ``kind`` (int or float; ``default`` when missing or None);
-    ``ValueError`` naming the key when it is not a number."""
+    ``ValueError`` naming the report and key when it is not a number."""
     v = data.get(key)
     if v is None:
         return default
     if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ValueError(f"stats field {key!r} must be a number, got {v!r:.80}")
+        raise ValueError(f"{what} field {key!r} must be a number, got {v!r:.80}")
     return kind(v)
 
 
@@ -131,6 +134,99 @@ class StreamStats:
 
 
 @dataclass(frozen=True)
+class StorageHealth:
+    """The storage's part of the health report (:meth:`StreamStorage.health`): cache
+    and history backends (``redis``/``memory``, ``mongodb``/``sqlite``), whether each
+    answers, where the history is, documents stored, duplicates ignored and refused,
+    cache writes and failures (and calls skipped while it was down), and messages
+    spooled while the history was down.
+
+    >>> StorageHealth.from_mapping({"cache_backend": "memory", "cache_ok": True,
+    ...                             "documents_inserted": 5}).documents_inserted
+    5
+    """
+
+    cache_backend: str = ""
+    cache_ok: bool = False
+    history_backend: str = ""
+    history_location: str = ""
+    history_ok: bool = False
+    spooled: int = 0
+    spool_limit: int = 0
+    spooled_total: int = 0
+    documents_inserted: int = 0
+    duplicates_ignored: int = 0
+    rejected_documents: int = 0
+    cache_writes: int = 0
+    cache_failures: int = 0
+    cache_skipped: int = 0
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> StorageHealth:
+        """From the storage health dict (unknown keys ignored); ``ValueError`` naming a
+        count that is not a number."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"health field 'storage' must be a mapping, got {data!r:.80}")
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            v = data.get(f.name)
+            if isinstance(f.default, bool):
+                kw[f.name] = bool(v)
+            elif isinstance(f.default, int):
+                kw[f.name] = _count(data, f.name, int, 0, "storage health")
+            else:
+                kw[f.name] = "" if v is None else str(v)
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Connection state for the health views (:meth:`StreamingClient.health`): the
+    broker (``kafka`` or ``memory``, the in-process one) and its servers, the
+    consumer's state, and the storage's health (None without storage).
+
+    >>> h = HealthReport.from_mapping({"broker": "memory", "bootstrap_servers": ["memory://"],
+    ...                                "consumer_state": "running", "storage": None})
+    >>> h.broker, h.bootstrap_servers, h.storage
+    ('memory', ('memory://',), None)
+    """
+
+    broker: str = "kafka"
+    bootstrap_servers: tuple[str, ...] = ()
+    consumer_state: str = ""
+    storage: StorageHealth | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> HealthReport:
+        """From the health dict, as computed or as published (unknown keys ignored);
+        ``ValueError`` naming what is malformed."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"snapshot field 'health' must be a mapping, got {data!r:.80}")
+        servers = data.get("bootstrap_servers") or ()
+        if isinstance(servers, str) or not isinstance(servers, list | tuple):
+            raise ValueError(
+                f"health field 'bootstrap_servers' must be a list, got {servers!r:.80}"
+            )
+        storage = data.get("storage")
+        return cls(
+            broker=str(data.get("broker") or "kafka"),
+            bootstrap_servers=tuple(str(v) for v in servers),
+            consumer_state=str(data.get("consumer_state") or ""),
+            storage=None if not storage else StorageHealth.from_mapping(storage),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (what :meth:`from_mapping` reads)."""
+        storage = self.storage
+        return {
+            "broker": self.broker,
+            "bootstrap_servers": list(self.bootstrap_servers),
+            "consumer_state": self.consumer_state,
+            "storage": None if storage is None else dataclasses.asdict(storage),
+        }
+
+
+@dataclass(frozen=True)
 class MonitorSnapshot:
     """The status figures of one machine, cheap enough for every UI tick.
 
@@ -139,7 +235,8 @@ class MonitorSnapshot:
     (:func:`~am_qadf.live_monitor.feed_state`), ``data_age_s`` seconds since the newest
     batch arrived. ``builds`` and ``replays`` count build starts and replays (views
     reset when they change). ``stats`` are the pipeline's counters
-    (:class:`StreamStats`); ``health``, ``profile``, ``baseline``, ``history_disk`` and
+    (:class:`StreamStats`), ``health`` its connections (:class:`HealthReport`);
+    ``profile``, ``baseline``, ``history_disk`` and
     ``build_plan`` (the shown build's ``layers``, where known) are the reports of the
     same names of :meth:`~am_qadf.live_monitor.LiveMonitor.snapshot`.
 
@@ -173,7 +270,7 @@ class MonitorSnapshot:
     publish_failed: int | None = None
     build_plan: Mapping[str, Any] | None = None
     stats: StreamStats = field(default_factory=StreamStats)
-    health: Mapping[str, Any] = field(default_factory=dict)
+    health: HealthReport = field(default_factory=HealthReport)
     profile: Mapping[str, Any] = field(default_factory=dict)
     baseline: Mapping[str, Any] = field(default_factory=dict)
     history_disk: Mapping[str, Any] = field(default_factory=dict)
@@ -184,11 +281,13 @@ class MonitorSnapshot:
         missing report is empty)."""
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in data.items() if k in known and v is not None}
-        for name in ("health", "profile", "baseline", "history_disk"):
+        for name in ("profile", "baseline", "history_disk"):
             if not isinstance(kw.get(name, {}), Mapping):
                 raise ValueError(f"snapshot field {name!r} must be a mapping, got {kw[name]!r:.80}")
         if not isinstance(kw.get("stats"), StreamStats):
             kw["stats"] = StreamStats.from_mapping(kw.get("stats", {}))
+        if not isinstance(kw.get("health"), HealthReport):
+            kw["health"] = HealthReport.from_mapping(kw.get("health", {}))
         for name in ("build_plan", "replay_from_layer", "data_age_s", "current_layer"):
             if name in data and data[name] is None:
                 kw[name] = None
@@ -204,6 +303,7 @@ class MonitorSnapshot:
         """
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["stats"] = self.stats.to_dict()
+        out["health"] = self.health.to_dict()
         return out
 
 

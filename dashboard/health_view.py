@@ -8,8 +8,8 @@ Everything comes from :meth:`LiveMonitor.snapshot` (statistics and health of the
 streaming client) plus the signal buffers' own statistics. Throughput is measured
 between two ticks (messages processed per second now, not since start).
 
->>> row = connection_rows({"broker": "memory", "bootstrap_servers": ["memory://"],
-...                        "consumer_state": "running", "storage": None})[0]
+>>> health = HealthReport("memory", ("memory://",), "running")
+>>> row = connection_rows(health)[0]
 >>> row["system"], row["backend"], row["state"]
 ('Broker', 'in-process broker', 'ok')
 """
@@ -22,7 +22,7 @@ from typing import Any
 import panel as pn
 import param
 
-from am_qadf.machine_view import MonitorSnapshot
+from am_qadf.machine_view import HealthReport, MonitorSnapshot, StorageHealth
 
 from .markup import TEXT_LIMIT, esc
 from .view_base import MonitorView, html_pane, outside_grid_text
@@ -69,7 +69,7 @@ def profile_fit_html(fit: dict[str, Any] | None) -> str:
 
 
 def connection_rows(
-    health: dict[str, Any], *, feed: str | None = None, topic: str | None = None
+    health: HealthReport, *, feed: str | None = None, topic: str | None = None
 ) -> list[dict[str, str]]:
     """One row per part of the pipeline: broker, cache, history. Each row names its
     system, backend, state (``ok``, ``waiting``, ``down`` or ``off``) and a detail.
@@ -80,9 +80,9 @@ def connection_rows(
     even exist yet.
     """
     rows = []
-    broker = health.get("broker", "kafka")
-    servers = ", ".join(health.get("bootstrap_servers") or [])
-    consumer = str(health.get("consumer_state", ""))
+    broker = health.broker
+    servers = ", ".join(health.bootstrap_servers)
+    consumer = health.consumer_state
     state = "ok" if consumer in ("running", "paused") else "down"
     where = f"{servers} · topic {topic}" if topic else servers
     detail = f"{where} · consumer {consumer}"
@@ -97,17 +97,19 @@ def connection_rows(
             "detail": detail,
         }
     )
-    st = health.get("storage") or {}
+    st = health.storage
     rows.append(
         _storage_row(
             st,
             "cache",
             {"redis": ("Redis", "Redis"), "memory": ("Cache", "in-process cache")},
-            f"{st.get('cache_writes', 0):,} writes, {st.get('cache_failures', 0):,} failures"
-            + (f", {skipped:,} skipped while down" if (skipped := st.get("cache_skipped")) else ""),
+            ""
+            if st is None
+            else f"{st.cache_writes:,} writes, {st.cache_failures:,} failures"
+            + (f", {st.cache_skipped:,} skipped while down" if st.cache_skipped else ""),
         )
     )
-    location = st.get("history_location")
+    location = "" if st is None else st.history_location
     rows.append(
         _storage_row(
             st,
@@ -117,23 +119,23 @@ def connection_rows(
                 "sqlite": ("History", "embedded history (SQLite)"),
             },
             (f"{location} · " if location else "")
-            + f"{st.get('documents_inserted', 0):,} stored, {st.get('spooled', 0):,} spooled",
+            + ("" if st is None else f"{st.documents_inserted:,} stored, {st.spooled:,} spooled"),
         )
     )
     return rows
 
 
 def _storage_row(
-    st: dict[str, Any], part: str, names: dict[str, tuple[str, str]], detail: str
+    st: StorageHealth | None, part: str, names: dict[str, tuple[str, str]], detail: str
 ) -> dict[str, str]:
-    """The row of one storage part (``"cache"`` or ``"history"``) of ``StreamStorage.health()``."""
-    backend = st.get(f"{part}_backend")
-    system, label = names.get(backend, (part.capitalize(), str(backend or "off")))
+    """The row of one storage part (``"cache"`` or ``"history"``) of the storage health."""
+    backend = "" if st is None else getattr(st, f"{part}_backend")
+    system, label = names.get(backend, (part.capitalize(), backend or "off"))
     return {
         "system": system,
         "backend": label,
-        "state": "off" if not st else ("ok" if st.get(f"{part}_ok") else "down"),
-        "detail": detail if st else f"{part} disabled",
+        "state": "off" if st is None else ("ok" if getattr(st, f"{part}_ok") else "down"),
+        "detail": detail if st is not None else f"{part} disabled",
     }
 
 
@@ -217,9 +219,8 @@ class HealthView(MonitorView):
         self.n_dead.value = stats.dead_lettered
         self.n_total.value = processed
         self.n_buffer.value = self.monitor.buffered_seconds()
-        health = snapshot.health or {}
         grid_bytes = int(snapshot.grid_bytes or 0)  # the build's voxel data
-        rows = connection_rows(dict(health), feed=snapshot.feed, topic=snapshot.topic)
+        rows = connection_rows(snapshot.health, feed=snapshot.feed, topic=snapshot.topic)
         self.connections.object = self._connections_html(rows)
         figures = (
             ("throughput", f"{self.throughput:,.0f} msg/s"),

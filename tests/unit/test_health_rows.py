@@ -1,11 +1,13 @@
 """The Health tab's connection rows name what a down cache costs."""
 
+from am_qadf.machine_view import HealthReport
 from dashboard.health_view import connection_rows
 
 
 def _cache_row(storage: dict) -> dict[str, str]:
     health = {"broker": "kafka", "consumer_state": "running", "storage": storage}
-    return next(r for r in connection_rows(health) if r["system"] == "Redis")
+    rows = connection_rows(HealthReport.from_mapping(health))
+    return next(r for r in rows if r["system"] == "Redis")
 
 
 def test_the_cache_row_counts_calls_skipped_while_redis_is_down() -> None:

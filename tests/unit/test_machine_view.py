@@ -18,9 +18,11 @@ from am_qadf.machine_view import (
     AlertCounts,
     ChartState,
     GridInfo,
+    HealthReport,
     MachineSource,
     MonitorSnapshot,
     SignalWindow,
+    StorageHealth,
     StreamStats,
     Violation,
     alert_from_dict,
@@ -105,7 +107,7 @@ def test_monitor_snapshot_is_typed_frozen_and_ignores_unknown_keys():
         {"state": "running", "current_layer": 12, "stats": {"errors": 1}, "future_key": 3}
     )
     assert (snap.state, snap.current_layer, snap.stats.errors) == ("running", 12, 1)
-    assert snap.build_plan is None and snap.health == {}
+    assert snap.build_plan is None and snap.health == HealthReport()
     with pytest.raises(FrozenInstanceError):
         snap.state = "paused"  # type: ignore[misc]
     with pytest.raises(ValueError, match="'stats' must be a mapping"):
@@ -125,6 +127,25 @@ def test_stream_stats_are_typed_and_read_once_for_both_sources():
     with pytest.raises(ValueError, match="stats field 'consumer_lag' must be a number"):
         MonitorSnapshot.from_dict({"stats": {"consumer_lag": [3]}})
     assert StreamStats.from_mapping({"errors": 2.0, "max_signals": None}).errors == 2
+
+
+def test_health_report_is_typed_with_its_storage_part(tmp_path):
+    streaming = StreamingConfig.embedded(storage_path=str(tmp_path))
+    mon = LiveMonitor(MonitorConfig(streaming=streaming, simulate=False))
+    raw = mon.client.health()
+    typed = mon.monitor_snapshot().health
+    assert isinstance(typed, HealthReport) and isinstance(typed.storage, StorageHealth)
+    assert (typed.broker, typed.consumer_state) == (raw["broker"], raw["consumer_state"])
+    assert typed.storage.history_backend == raw["storage"]["history_backend"] == "sqlite"
+    assert set(raw["storage"]) == set(StorageHealth.__dataclass_fields__)  # every figure
+    assert typed.to_dict() == {**raw, "storage": raw["storage"]}
+    published = json.loads(json.dumps(typed.to_dict()))
+    assert HealthReport.from_mapping(published) == typed
+    assert HealthReport.from_mapping({"storage": None}).storage is None
+    with pytest.raises(ValueError, match="storage health field 'spooled' must be a number"):
+        HealthReport.from_mapping({"storage": {"cache_backend": "redis", "spooled": "3"}})
+    with pytest.raises(ValueError, match="'bootstrap_servers' must be a list"):
+        MonitorSnapshot.from_dict({"health": {"bootstrap_servers": "kafka:9092"}})
 
 
 def test_chart_states_are_typed_from_the_spc_results_of_both_sources():
