@@ -66,12 +66,15 @@ ALL_ACTIONS: frozenset[str] = frozenset(
 def _count(data: Mapping[str, Any], key: str, kind: type, default: Any, what: str = "stats") -> Any:
     """``data[key]`` as ``kind`` (int or float; ``default`` when missing or None);
     ``ValueError`` naming the report and key when it is not a number."""
-    v = data.get(key)
-    if v is None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ValueError(f"{what} field {key!r} must be a number, got {v!r:.80}")
-    return kind(v)
+    v = _number(data.get(key), key, what)
+    return default if v is None else kind(v)
+
+
+def _number(v: Any, key: str, what: str) -> int | float | None:
+    """``v`` if it is a number or None; else ``ValueError`` naming the report and key."""
+    if v is None or (not isinstance(v, bool) and isinstance(v, int | float)):
+        return v
+    raise ValueError(f"{what} field {key!r} must be a number, got {v!r:.80}")
 
 
 @dataclass(frozen=True)
@@ -448,12 +451,10 @@ def chart_state(own: Mapping[str, Any], beside: Mapping[str, Any], chart: str) -
     return {**beside, "signals": signals}
 
 
-def _opt_float(v: Any, key: str) -> float | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ValueError(f"SPC state field {key!r} must be a number, got {v!r:.80}")
-    return float(v)
+def _opt_float(v: Any, key: str, what: str = "SPC state") -> float | None:
+    """``v`` as a float (None stays None); ``ValueError`` when it is not a number."""
+    v = _number(v, key, what)
+    return None if v is None else float(v)
 
 
 @dataclass(frozen=True)
@@ -555,20 +556,20 @@ class Violation:
                 raise ValueError(f"violation time is not a time: {t!r:.80}") from None
         elif t is not None and not isinstance(t, datetime):
             raise ValueError(f"violation time is not a time: {t!r:.80}")
-        layer = _opt_float(data.get("layer"), "layer")
-        rule = _opt_float(data.get("rule"), "rule")
+        layer = _opt_float(data.get("layer"), "layer", "violation")
+        rule = _opt_float(data.get("rule"), "rule", "violation")
         if rule is None:
             raise ValueError(f"a violation needs its rule, got {dict(data)!r:.120}")
         return cls(
             signal=str(data.get("signal") or ""),
             rule=int(rule),
-            index=int(_opt_float(data.get("index"), "index") or 0),
-            value=_opt_float(data.get("value"), "value"),
+            index=int(_opt_float(data.get("index"), "index", "violation") or 0),
+            value=_opt_float(data.get("value"), "value", "violation"),
             statistic=str(data.get("statistic") or ""),
             rule_name=str(data.get("rule_name") or ""),
             time=t,
             layer=None if layer is None else int(layer),
-            **{k: _opt_float(data.get(k), k) for k in ("x", "y", "z")},
+            **{k: _opt_float(data.get(k), k, "violation") for k in ("x", "y", "z")},
         )
 
     @property
