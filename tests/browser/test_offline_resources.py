@@ -58,9 +58,10 @@ async def _read(conn: Any, receiver: Receiver) -> Any:
             return msg
 
 
-async def _document_over_websocket(url: str) -> dict[str, Any]:
+async def _document_over_websocket(url: str) -> list[dict[str, Any]]:
     """The document JSON of a new session that only a websocket asked for (as a
-    browser's does after its session was discarded)."""
+    browser's does after its session was discarded), after the document changes the
+    server sent before it (its periodic callbacks already run)."""
     token = generate_jwt_token(generate_session_id())
     conn = await websocket_connect(url, subprotocols=["bokeh", token])
     try:
@@ -69,9 +70,13 @@ async def _document_over_websocket(url: str) -> dict[str, Any]:
         ack = await _read(conn, receiver)
         assert ack.msgtype == "ACK"
         await protocol.create("PULL-DOC-REQ").send(WebSocketClientConnectionWrapper(conn))
-        reply = await _read(conn, receiver)
-        assert reply.msgtype == "PULL-DOC-REPLY", reply.msgtype
-        return reply.content
+        contents = []
+        while True:
+            msg = await _read(conn, receiver)
+            assert msg.msgtype in ("PATCH-DOC", "PULL-DOC-REPLY"), msg.msgtype
+            contents.append(msg.content)
+            if msg.msgtype == "PULL-DOC-REPLY":
+                return contents
     finally:
         conn.close()
 
@@ -80,8 +85,8 @@ async def _document_over_websocket(url: str) -> dict[str, Any]:
 def test_a_session_created_by_its_websocket_loads_no_css_from_the_cdn(
     both_pages: str, page: str
 ) -> None:
-    doc = asyncio.run(_document_over_websocket(f"{both_pages}/{page}/ws"))
-    text = json.dumps(doc)
+    messages = asyncio.run(_document_over_websocket(f"{both_pages}/{page}/ws"))
+    text = json.dumps(messages)
     assert "ImportedStyleSheet" in text  # the document's stylesheets are in it ...
     assert "static/extensions/panel/css/loading.css" in text
     cdn = sorted(set(s.split('"')[0] for s in text.split(CDN_DIST)[1:]))
