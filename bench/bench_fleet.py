@@ -313,9 +313,11 @@ def _session(alert_id: str) -> str:
 def alert_repeats(events: list[dict], cooldown_s: float) -> tuple[int, int, int]:
     """``(raised, raised twice, episodes raised twice)`` over one machine's alert events:
     twice = the same id or the same (rule, signal, build, time); an episode twice = two
-    raised events of one (rule, signal, build) by two owners (an alert id carries its
+    raised events of one episode (the same build, signal, episode group and side of the
+    center, from the alert's ``details``) by two owners (an alert id carries its
     manager's session), neither an escalation, closer in data time than one cooldown
-    (``cooldown_s``): the second continues the first's episode."""
+    (``cooldown_s``): the second continues the first's episode. Each such pair is
+    printed."""
     raised = [e for e in events if e.get("event") == "raised"]
     ids = [e["id"] for e in raised]
     keys = [(e["rule"], e["metric"], e["build_id"], e["time"]) for e in raised]
@@ -323,14 +325,23 @@ def alert_repeats(events: list[dict], cooldown_s: float) -> tuple[int, int, int]
     last: dict[tuple, tuple[float, dict]] = {}
     episodes = 0
     for e in sorted(raised, key=lambda e: _time(e["time"])):
-        if (e.get("details") or {}).get("escalates"):
+        details = e.get("details") or {}
+        if details.get("escalates"):
             continue
-        k, t = (e["rule"], e["metric"], e["build_id"]), _time(e["time"])
+        group = details.get("episode", e["rule"])
+        k, t = (group, e["metric"], e["build_id"], details.get("side")), _time(e["time"])
         other_owner = k in last and _session(last[k][1]["id"]) != _session(e["id"])
         if other_owner and t - last[k][0] < cooldown_s:
             episodes += 1
+            first = last[k][1]
+            print(
+                f"    episode twice: {e['metric']} {group} {details.get('side')}:"
+                f" {first['id']} {first['rule']} {first['value']:.6g} at {first['time']} |"
+                f" {e['id']} {e['rule']} {e['value']:.6g} at {e['time']}"
+                f" ({(t - last[k][0]) * 1e3:.1f} ms later)"
+            )
             if VERBOSE:
-                print("    episode twice:", last[k][1], "|", e)
+                print("     ", first, "|", e)
         last[k] = (t, e)
     return len(raised), twice, episodes
 

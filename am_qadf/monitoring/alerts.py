@@ -34,6 +34,7 @@ _log = logging.getLogger(__name__)
 
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 STATES: tuple[str, ...] = ("active", "acknowledged", "cleared")
+_SIDES = {1: "above", -1: "below"}  # an alert's direction as the side of the center
 
 
 def escalation_level(score: Any) -> np.ndarray:
@@ -395,7 +396,14 @@ class AlertManager:
 
         ``level`` (how far out, 0 = just beyond) and ``direction`` (+1/-1, 0 = none)
         decide whether an occurrence within the cooldown is a repeat, an escalation
-        or a new episode (see the class docstring)."""
+        or a new episode (see the class docstring). The alert's ``details`` name the
+        episode it stands for: ``episode`` (the rule's episode group) and ``side``
+        (``"above"``/``"below"`` the center, None without a direction).
+
+        >>> a = AlertManager().raise_alert("t", "spc:ewma:rule_1", 1.0, direction=-1)
+        >>> a.details["episode"], a.details["side"]
+        ('spc', 'below')
+        """
         _check_severity(severity)
         if not isinstance(metric, str) or not metric:
             raise ValueError(f"metric must be a non-empty str, got {metric!r}")
@@ -415,7 +423,13 @@ class AlertManager:
                     self._rise(ep, level, index, time)
                 self._repeat(key, 1, index, time)
                 return None
-            details = dict(details or {})
+            # the episode this alert stands for: its group and its side of the center,
+            # so whoever reads the alert (a new owner, a check) tells episodes apart
+            details = {
+                **(details or {}),
+                "episode": self._group_key(key)[1][1:],
+                "side": _SIDES.get(direction),
+            }
             if ep is not None:  # an escalation of the open episode
                 escalates = ep.alert
                 step = min(SEVERITIES.index(escalates.severity) + 1, len(SEVERITIES) - 1)

@@ -122,3 +122,16 @@ def test_episodes_on_times_when_points_are_not_counted() -> None:
         m.raise_alert("t", EWMA, 1.0, time=t0 + timedelta(seconds=0.5 * k), direction=1)
     assert m.raise_alert("t", VAR, 2.0, time=t0 + timedelta(seconds=3.0)) is not None
     assert m.get(a.id).details["statistics"] == [EWMA, RES]
+
+
+def test_every_alert_names_its_episode_group_and_side() -> None:
+    """Published alerts carry what tells two episodes apart (a takeover check needs it)."""
+    m = AlertManager(cooldown_points=100)
+    up = m.raise_alert("temperature", "spc:ewma:rule_1", 1.0, index=0, direction=1)
+    down = m.raise_alert("temperature", "spc:ewma:rule_1", -1.0, index=10, direction=-1)
+    plain = m.raise_alert("temperature", "threshold_high", 9.0, index=20)
+    assert up is not None and down is not None and plain is not None
+    assert (up.details["episode"], up.details["side"]) == ("spc", "above")
+    assert (down.details["episode"], down.details["side"]) == ("spc", "below")
+    assert (plain.details["episode"], plain.details["side"]) == ("threshold_high", None)
+    assert down.to_dict()["details"]["side"] == "below"
