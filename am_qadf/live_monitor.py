@@ -38,6 +38,7 @@ from am_qadf.machine_view import (
     violations,
 )
 from am_qadf.monitoring.alerts import Alert
+from am_qadf.monitoring.resume_state import Resumable, decode, encode
 from am_qadf.streaming import KafkaProducer, StreamingClient, StreamingConfig, StreamStorage
 from am_qadf.streaming.baseline_store import BaselineStore
 from am_qadf.streaming.brick_changes import BrickChangeLog
@@ -229,6 +230,11 @@ class MonitorConfig:
                 if k.strip()
             ),
         )
+
+
+def _resumable(processor: Any) -> bool:
+    """A processor whose running state moves with the machine (charts, rules, alerts)."""
+    return isinstance(processor, Resumable)
 
 
 def feed_state(state: str, data_age_s: float | None, stale_after_s: float) -> str:
@@ -951,6 +957,55 @@ class LiveMonitor:
         {}
         """
         return chart_states(self.spc_state(chart))
+
+    def export_state(self) -> dict[str, Any]:
+        """The analysis state another monitor continues from exactly (consumer thread,
+        between batches): builds seen, the baseline's origin, the newest layer/build,
+        and every stateful processor's state (SPC charts, rules and alert episodes;
+        see :meth:`import_state`). Voxels and signal windows are not part of it."""
+        procs = self.client.processors
+        with self._lock:
+            last = encode(self._last)
+        return {
+            "builds": self.builds,
+            "build_ids": encode(self._build_ids),
+            "baseline": encode(self._baseline),
+            "last": last,
+            "processors": {n: p.export_state() for n, p in procs.items() if _resumable(p)},
+        }
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`export_state` of a monitor of the same profile (consumer
+        thread, before its first batch): its charts, rules and alert episodes go on
+        as if the stream had never moved. ``ValueError`` naming what does not fit;
+        the monitor may then be partly restored, so the caller makes a new one.
+
+        >>> cfg = MonitorConfig(simulate=False)
+        >>> a, b = LiveMonitor(cfg), LiveMonitor(cfg)
+        >>> _ = a.client.process_stream_batch([{"temperature": 1900.0, "layer": 1}] * 50)
+        >>> b.import_state(a.export_state())
+        >>> b.client.processors["spc_processor"].points_seen
+        50
+        """
+        procs = self.client.processors
+        try:
+            saved, builds = state["processors"], int(state["builds"])
+            build_ids, baseline, last = (
+                decode(state[k]) for k in ("build_ids", "baseline", "last")
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"monitor state: {exc}") from None
+        own = sorted(n for n, p in procs.items() if _resumable(p))
+        if not isinstance(saved, dict) or sorted(saved) != own:
+            got = sorted(saved) if isinstance(saved, dict) else saved
+            raise ValueError(f"monitor state: processors {got!r}, this monitor's {own!r}")
+        if not (isinstance(build_ids, set) and isinstance(baseline, dict)):
+            raise ValueError("monitor state: build_ids must be a set and baseline a dict")
+        for name in own:
+            procs[name].import_state(saved[name])
+        self.builds, self._build_ids, self._baseline = builds, build_ids, baseline
+        with self._lock:
+            self._last = {**self._last, **(last if isinstance(last, dict) else {})}
 
     def _replayed(self, processed: int) -> int:
         """Messages among ``processed`` that were delivered again by replays: after a

@@ -161,6 +161,13 @@ class MachinePipeline:
         self.client = self.monitor.client
         #: (topic, partition) pairs this machine's messages came from.
         self.partitions: set[tuple[str, int]] = set()
+        #: Next offset of each partition after the messages processed so far.
+        self.offsets: dict[tuple[str, int], int] = {}
+        #: Whether the charts continue a previous owner's (:meth:`resume_from`).
+        self.restored = False
+        # messages below these offsets are in the restored state already: stored only
+        self._skip_below: dict[tuple[str, int], int] = {}
+        self._since_checkpoint = False
         self.paused = False
         self.messages = 0
         self.dead_lettered = 0
@@ -203,27 +210,64 @@ class MachinePipeline:
 
     def process(self, msgs: list[dict[str, Any]], values: list[Any]) -> StreamingResult | None:
         """Run the machine's processors on ``values`` (None while paused: the messages
-        are then only stored) and tag them with the machine id for history."""
-        self.partitions.update(map(itemgetter("topic", "partition"), msgs))
+        are then only stored) and tag them with the machine id for history. Messages
+        the restored state holds already (:meth:`resume_from`) are only stored."""
+        # the newest offset of each partition (C-level: later messages overwrite)
+        newest = dict(zip(map(_PARTITION, msgs), map(_OFFSET, msgs), strict=True))
+        self.partitions.update(newest)
+        todo = self._not_in_state(msgs, values) if self._skip_below else values
         before = self._points_seen()
         result = None
-        if self.paused:  # mapped onto canonical names still, so history looks the same
-            self.client.mapper.map_batch(values, self.client.column_cache)
+        if self.paused or len(todo) < len(values):  # mapped: history looks the same
+            done = values if self.paused else values[: len(values) - len(todo)]
+            self.client.mapper.map_batch(done, self.client.column_cache)
+        if self.paused:
             with self._lock:
                 self.held += len(values)
-        else:
-            result = self.client.process_stream_batch(values)
+        elif todo:
+            result = self.client.process_stream_batch(todo)
             # the monitor's listener: layer, SPC, bricks
-            self.client.notify_listeners(values, result)
+            self.client.notify_listeners(todo, result)
         # tag every document for history (C-level map: no per-point Python loop)
         deque(map(setitem, values, repeat("machine_id"), repeat(self.machine_id)), maxlen=0)
-        if values and not self.paused:
-            self._mark_clock(before, values[0].get("timestamp"), values[-1].get("timestamp"))
+        if todo and not self.paused:
+            self._mark_clock(before, todo[0].get("timestamp"), todo[-1].get("timestamp"))
         with self._lock:
             self.messages += len(values)
             self._data_at = time.time()
             self.dirty = True
+        self.offsets.update({tp: off + 1 for tp, off in newest.items()})
+        self._since_checkpoint = True
         return result
+
+    def _not_in_state(self, msgs: list[dict[str, Any]], values: list[Any]) -> list[Any]:
+        """The values of ``msgs`` after those the restored state holds (a machine's
+        messages come from one partition, in order: those held are a prefix)."""
+        limit = self._skip_below
+        off = np.fromiter(map(_OFFSET, msgs), np.int64, len(msgs))
+        parts = list(map(_PARTITION, msgs))
+        below = off < np.fromiter((limit.get(tp, -1) for tp in parts), np.int64, len(msgs))
+        for tp in set(parts):  # a partition past its limit needs no look any more
+            if tp in limit and off[len(parts) - 1 - parts[::-1].index(tp)] + 1 >= limit[tp]:
+                del limit[tp]
+        return values[int(np.count_nonzero(below)) :] if below.any() else values
+
+    def checkpoint(self, store: StateStore) -> bool:
+        """Write the state a new owner continues from exactly (the monitor's charts,
+        rules and alert episodes, the pause, and the offsets it covers) when messages
+        were processed since the last one; the worker calls it in the consumer thread
+        before it lets offsets be committed. True when written."""
+        if not self._since_checkpoint:
+            return False
+        state = {
+            "offsets": [[t, p, o] for (t, p), o in self.offsets.items()],
+            "paused": self.paused,
+            "monitor": self.monitor.export_state(),
+        }
+        self.publish_alerts(store)  # the alerts its episodes refer to go first
+        store.put_resume_state(self.machine_id, state)
+        self._since_checkpoint = False
+        return True
 
     def _points_seen(self) -> int:
         proc = self.client.processors.get("alert_processor")
@@ -238,10 +282,19 @@ class MachinePipeline:
             return
         self._clock = (self._clock[0] if self._clock else start, mark)
 
-    def resume_from(self, store: StateStore) -> None:
+    def resume_from(
+        self, store: StateStore, first: Mapping[tuple[str, int], int] | None = None
+    ) -> None:
         """Take over what a previous owner left in ``store``: the control cursor (no
-        command applied twice or skipped) and the published alerts (none published
-        twice when re-delivered messages raise them again)."""
+        command applied twice or skipped), the published alerts (none published twice
+        when re-delivered messages raise them again) and, given the ``first`` offset
+        this owner reads of each partition, the charts, rules, alert episodes and
+        pause of its last :meth:`checkpoint` when that covers the stream up to where
+        this owner starts (:attr:`restored`): they continue as if there had been no
+        failover, the re-read messages it holds only being stored. Without such a
+        checkpoint the charts are rebuilt from the messages and the published alert
+        episodes are continued instead. ``ValueError`` when the checkpoint does not
+        fit this pipeline (it may then be partly restored: make a new one)."""
         stored = store.snapshot(self.machine_id)
         if stored is not None:
             self.control_cursor = stored.control_cursor
@@ -249,12 +302,39 @@ class MachinePipeline:
         for event in store.alerts(self.machine_id, count=store.max_alerts):
             if event.get("event") == "raised" and isinstance(event.get("id"), str):
                 self._published_keys[_alert_key(event)] = event["id"]
+        if first is not None and self._restore(store.resume_state(self.machine_id), first):
+            return
         for ep in store.episodes(self.machine_id):
             if isinstance(ep, dict) and isinstance(ep.get("id"), str):
                 key = (ep.get("metric"), ep.get("group") or ep.get("rule"))
                 known = self._resumed.get(key)  # rules of one episode: the longest
                 if known is None or float(ep.get("until") or 0) > float(known.get("until") or 0):
                     self._resumed[key] = ep
+
+    def _restore(
+        self, state: Mapping[str, Any] | None, first: Mapping[tuple[str, int], int]
+    ) -> bool:
+        """Continue from checkpoint ``state`` if it covers every partition up to its
+        ``first`` offset read now (a gap would leave messages out of the charts)."""
+        if not state:
+            return False
+        try:
+            offsets = {(str(t), int(p)): int(o) for t, p, o in state["offsets"]}
+            monitor, paused = state["monitor"], bool(state["paused"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"checkpoint of {self.machine_id}: {exc}") from None
+        gaps = {
+            tp: (offsets[tp], o) for tp, o in first.items() if tp in offsets and o > offsets[tp]
+        }
+        if gaps:
+            log.warning("machine %s: checkpoint ends before the stream resumes %s; charts "
+                        "rebuilt", self.machine_id, gaps)  # fmt: skip
+            return False
+        self.monitor.import_state(monitor)
+        self.paused, self.restored = paused, True
+        self.offsets = dict(offsets)
+        self._skip_below = {tp: o for tp, o in offsets.items() if first.get(tp, o) < o}
+        return True
 
     def _episode_key(self, alert: Alert) -> tuple[str, str]:
         """(signal, episode group) of ``alert``: rules of a group share episodes."""
@@ -515,6 +595,9 @@ class MachinePipeline:
         status = self.monitor.monitor_snapshot()  # one for both
         store.put_view(self.machine_id, self.view(status))
         store.put_snapshot(self.snapshot(worker, status))
+
+
+_PARTITION, _OFFSET = itemgetter("topic", "partition"), itemgetter("offset")
 
 
 def _alert_key(event: Mapping[str, Any]) -> tuple[Any, ...]:

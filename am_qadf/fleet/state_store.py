@@ -14,7 +14,10 @@ Per machine the store keeps:
 * a **machine view** — what one machine's dashboard shows beyond the snapshot (status
   reports, grid geometry, build layers, alert counts, SPC chart states and rule
   violations), and the **SPC series** (each chart's statistic over time, downsampled);
-* a **control stream** — operator commands for the worker that owns the machine.
+* a **control stream** — operator commands for the worker that owns the machine;
+* for workers only: the open **alert episodes** and a **checkpoint** (the running
+  state of the machine's charts, rules and alert episodes with the offsets it covers),
+  from which the machine's next owner continues.
 
 Every write also appends to one bounded *changes* stream, so a reader blocks in
 :meth:`StateStore.wait` until something changed instead of polling.
@@ -518,6 +521,23 @@ class StateStore:
         """The open alert episodes the machine's last owner published ([] if none)."""
         raw = self._b.hgetall(self._key(machine_id, "episodes")).get("e")
         return orjson.loads(raw) if raw else []
+
+    def put_resume_state(self, machine_id: str, state: Mapping[str, Any]) -> None:
+        """Replace the machine's checkpoint: what its next owner continues from (the
+        owner writes it before the offsets it covers are committed). Readers are not
+        woken: this is for workers.
+
+        >>> store = InProcessStateStore()
+        >>> store.put_resume_state("m1", {"offsets": [["t", 0, 42]]})
+        >>> store.resume_state("m1"), store.resume_state("m2")
+        ({'offsets': [['t', 0, 42]]}, None)
+        """
+        self._b.hset(self._key(machine_id, "resume"), {"s": _dumps(dict(state))})
+
+    def resume_state(self, machine_id: str) -> dict[str, Any] | None:
+        """The machine's newest checkpoint (None if none was written)."""
+        raw = self._b.hgetall(self._key(machine_id, "resume")).get("s")
+        return orjson.loads(raw) if raw else None
 
     # -- SPC -----------------------------------------------------------------------------
     def put_spc(self, machine_id: str, spc: Mapping[str, Any]) -> None:

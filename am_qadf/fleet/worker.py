@@ -21,10 +21,15 @@ Failover. Workers of one group split the partitions; a machine's messages stay o
 one partition (keyed), so a machine has one owner at a time. History documents
 keep the idempotent ``_id`` ``topic:partition:offset``, so when a partition moves
 to another worker and the messages after its last commit are delivered again,
-history does not double. Machine state is **rebuilt**, not resumed: the new owner
-starts a fresh pipeline (voxel grid, charts and alerts from the first message it
-receives; the SPC baseline reloaded from the baseline store, per machine and
-material). Resumed from the store: the control cursor, so no operator command is
+history does not double. The analysis state is **resumed**: before it lets offsets
+be committed, the owner writes each machine's checkpoint (every chart's running
+state, the threshold rules' history, the alert episodes, the pause, and the
+offsets they cover) at most every ``checkpoint_interval`` s, and a new owner
+continues from it exactly, storing without charting again the re-read messages it
+holds (:meth:`MachinePipeline.resume_from`). The voxel grid and signal windows
+start again from the messages the new owner reads; without a usable checkpoint the
+charts are rebuilt from them (SPC baseline reloaded from the baseline store, per
+machine and material). Also resumed from the store: the control cursor, so no operator command is
 applied twice or skipped; the published alerts, so an alert raised again from
 re-delivered messages (same rule, signal, build and time) is not published twice
 (and can be acknowledged under its published id); and the alert episodes (published
@@ -68,7 +73,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -127,7 +132,7 @@ class _MachineRouter:
         reasons: list[str] = []
         self._routed = []
         for key, part in _by_key(msgs):
-            pipe, refusal = worker._pipeline_for(key)
+            pipe, refusal = worker._pipeline_for(key, part)
             if pipe is None:
                 bad += part
                 reasons += [refusal] * len(part)
@@ -167,6 +172,9 @@ class _MachineRouter:
             worker._publish_alerts(pipe)
         worker._observe_batch(time.perf_counter() - started)
         return done_msgs, done_values
+
+
+_PARTITION, _OFFSET = itemgetter("topic", "partition"), itemgetter("offset")
 
 
 def _by_key(msgs: list[dict[str, Any]]) -> list[tuple[str | None, list[dict[str, Any]]]]:
@@ -210,9 +218,14 @@ class FleetWorker:
         heartbeat: float = 2.0,
         max_machines: int = 256,
         metrics: Any = None,
+        checkpoint_interval: float = 1.0,
     ) -> None:
         if not publish_interval > 0:
             raise ValueError(f"publish_interval must be > 0 s, got {publish_interval!r}")
+        if not checkpoint_interval >= 0:
+            raise ValueError(f"checkpoint_interval must be >= 0 s, got {checkpoint_interval!r}")
+        self.checkpoint_interval = float(checkpoint_interval)
+        self._checkpoint_at = 0.0  # monotonic time of the latest checkpoint
         self.profile = profile or MachineProfile.default()
         self.profiles = dict(profiles or {})
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -248,9 +261,13 @@ class FleetWorker:
         with self._lock:
             return dict(self._pipelines)
 
-    def _pipeline_for(self, key: str | None) -> tuple[MachinePipeline | None, str]:
+    def _pipeline_for(
+        self, key: str | None, msgs: Sequence[dict[str, Any]] = ()
+    ) -> tuple[MachinePipeline | None, str]:
         """Consumer thread: the pipeline of messages keyed ``key`` (made on first
-        sight), or None and why their messages are dead-lettered."""
+        sight, continuing the machine's checkpoint when it covers the stream up to
+        ``msgs``, its first messages), or None and why their messages are
+        dead-lettered."""
         machine_id = self.profile.machine.id if key is None else key
         pipe = self._pipelines.get(machine_id)
         if pipe is not None:
@@ -261,16 +278,20 @@ class FleetWorker:
             return None, f"message key is not a machine id: {exc}"
         if len(self._pipelines) >= self.max_machines:
             return None, f"this worker already serves {self.max_machines} machines"
-        pipe = MachinePipeline(
-            machine_id,
-            profile_for(machine_id, self.profiles, self.profile),
-            self.config,
-            storage=self.storage,
-        )
+        # the first offset read of each partition (reversed: the earliest wins)
+        first = dict(zip(map(_PARTITION, msgs[::-1]), map(_OFFSET, msgs[::-1]), strict=True))
+        pipe = self._new_pipeline(machine_id)
         try:  # a worker taking the machine over continues where the last one was
-            pipe.resume_from(self.state)
+            pipe.resume_from(self.state, first)
         except Exception:
-            log.exception("reading the stored state of %s failed", machine_id)
+            log.exception("resuming %s from its checkpoint failed; charts rebuilt", machine_id)
+            pipe = self._new_pipeline(machine_id)
+            try:
+                pipe.resume_from(self.state)
+            except Exception:
+                log.exception("reading the stored state of %s failed", machine_id)
+        if pipe.restored:
+            log.info("machine %s: charts continue from its checkpoint", machine_id)
         if self.metrics is not None:
             pipe.monitor.alerts.add_listener(
                 lambda a, m=machine_id: self.metrics.alert(m, a.severity)
@@ -279,6 +300,37 @@ class FleetWorker:
             self._pipelines[machine_id] = pipe
         log.info("machine %s: new pipeline (profile %s)", machine_id, pipe.profile.source)
         return pipe, ""
+
+    def _new_pipeline(self, machine_id: str) -> MachinePipeline:
+        profile = profile_for(machine_id, self.profiles, self.profile)
+        return MachinePipeline(machine_id, profile, self.config, storage=self.storage)
+
+    def _checkpoint(self, final: bool) -> bool:
+        """Consumer thread, before finished offsets are stored for commit: every
+        ``checkpoint_interval`` s (and at the end) write the checkpoint of each machine
+        processed since the last one whose partition this worker still owns, then let
+        the offsets go (they are at most what the checkpoints cover). A store that
+        fails does not hold offsets back: the next owner then finds a checkpoint that
+        ends before its stream resumes, and rebuilds."""
+        now = time.monotonic()
+        if not final and now - self._checkpoint_at < self.checkpoint_interval:
+            return False
+        self._checkpoint_at = now
+        consumer = self.kafka_consumer
+        try:
+            assigned = set(consumer.assignment()) if consumer is not None else set()
+        except Exception:  # closing: the pipelines' own record of partitions is all there is
+            assigned = None
+        for pipe in list(self._pipelines.values()):
+            if assigned is not None and not pipe.partitions & assigned:
+                continue  # moved away: its new owner writes it now
+            with self._publishing:
+                try:
+                    with self.state.batched():
+                        pipe.checkpoint(self.state)
+                except Exception:
+                    log.exception("writing the checkpoint of %s failed", pipe.machine_id)
+        return True
 
     def _count(self, what: str, machine_id: str | None, n: int) -> None:
         if self.metrics is not None and n:
@@ -338,6 +390,7 @@ class FleetWorker:
             self.dead_letters,
             columns=ColumnCache(),
             auto_commit=cfg.enable_auto_commit,
+            checkpoint=self._checkpoint,
         ).start()
         self._threads = [
             threading.Thread(target=loop, name=name, daemon=True)

@@ -15,11 +15,13 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+
+from am_qadf.monitoring.resume_state import decode, encode
 
 __all__ = [
     "SEVERITIES",
@@ -160,6 +162,16 @@ def _within(pts: int | None, secs: float | None, d_index: Any, d_time: Any, back
         return False
     lim = timedelta(seconds=secs)
     return abs(d_time) < lim if back else timedelta(0) <= d_time < lim
+
+
+def _opt_int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def _opt_time(v: Any) -> datetime | None:
+    if v is not None and not isinstance(v, datetime):
+        raise ValueError(f"expected a time, got {v!r}")
+    return v
 
 
 def _minus(a: Any, b: Any) -> Any:
@@ -569,6 +581,89 @@ class AlertManager:
                     }
                 )
             return out
+
+    def export_state(self) -> dict[str, Any]:
+        """The open episodes (their alerts, levels, members and where each member's
+        cooldown runs from) and the counts, JSON-ready: what another manager needs to
+        continue them (:meth:`import_state`)."""
+        with self._lock:
+            eps = list({id(ep): ep for ep in (*self._of.values(), *self._open.values())}.values())
+            at = {id(ep): i for i, ep in enumerate(eps)}
+            return {
+                "raised_count": self.raised_count,
+                "suppressed_count": self.suppressed_count,
+                "episodes": [
+                    encode(
+                        {
+                            "alert": {f.name: getattr(ep.alert, f.name) for f in fields(Alert)},
+                            "level": ep.level,
+                            "level_index": ep.level_index,
+                            "level_time": ep.level_time,
+                            "start_index": ep.start_index,
+                            "start_time": ep.start_time,
+                            "members": {
+                                r: [m.direction, m.last_index, m.last_time]
+                                for r, m in ep.members.items()
+                            },
+                        }
+                    )
+                    for ep in eps
+                ],
+                "of": [[m, r, at[id(ep)]] for (m, r), ep in self._of.items()],
+                "open": [[m, g, at[id(ep)]] for (m, g), ep in self._open.items()],
+            }
+
+    def import_state(self, state: Any) -> None:
+        """Continue the episodes of :meth:`export_state` (their alerts join this manager's
+        history under their own ids, so they can be acknowledged and are not raised
+        again); ``ValueError`` naming what does not fit, with nothing changed.
+
+        >>> a = AlertManager(cooldown_points=100)
+        >>> first = a.raise_alert("t", "threshold_high", 9.0, index=10)
+        >>> b = AlertManager(cooldown_points=100); b.import_state(a.export_state())
+        >>> b.raise_alert("t", "threshold_high", 9.5, index=60) is None, b.get(first.id).repeats
+        (True, 1)
+        """
+        try:
+            eps = []
+            for raw in state["episodes"]:
+                e = decode(raw)
+                alert = Alert(**e["alert"])
+                _check_severity(alert.severity)
+                members = {
+                    str(r): _Member(int(d), _opt_int(i), _opt_time(t))
+                    for r, (d, i, t) in e["members"].items()
+                }
+                eps.append(
+                    _Episode(
+                        alert,
+                        int(e["level"]),
+                        _opt_int(e["level_index"]),
+                        _opt_time(e["level_time"]),
+                        _opt_int(e["start_index"]),
+                        _opt_time(e["start_time"]),
+                        members,
+                    )
+                )
+            of = {(str(m), str(r)): eps[int(i)] for m, r, i in state["of"]}
+            opened = {(str(m), str(g)): eps[int(i)] for m, g, i in state["open"]}
+            if any(r not in ep.members for (_, r), ep in of.items()):
+                raise ValueError("a rule is not a member of its episode")
+            counts = int(state["raised_count"]), int(state["suppressed_count"])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"AlertManager state: {exc}") from None
+        with self._lock:
+            for ep in eps:
+                known = self._by_id.get(ep.alert.id)
+                if known is None:
+                    self._alerts.append(ep.alert)
+                    self._by_id[ep.alert.id] = ep.alert
+                else:
+                    ep.alert = known
+            while len(self._alerts) > self.history_size:
+                self._by_id.pop(self._alerts.popleft().id, None)
+            self._of, self._open = of, opened
+            self.raised_count, self.suppressed_count = counts
 
     def record_repeats(
         self,

@@ -37,6 +37,7 @@ import numpy as np
 
 from am_qadf.monitoring.autocorrelation import ARFit, fit_ar, pair_limit
 from am_qadf.monitoring.chart_constants import c4, d2, d3
+from am_qadf.monitoring.resume_state import Resumable
 from am_qadf.monitoring.rules import NelsonRules, Violation
 
 __all__ = [
@@ -289,7 +290,7 @@ def process_capability(
     return out
 
 
-class _Recent:
+class _Recent(Resumable):
     """The last ``n`` finite values seen, for :meth:`ControlChart.recompute_limits`.
 
     Batches are kept as they come and joined only when read (rarely): each update
@@ -338,17 +339,22 @@ def _positive_float(name: str, v: Any) -> float:
     return f
 
 
-class ControlChart(ABC):
+class ControlChart(Resumable, ABC):
     """Base class: baseline collection, fixed limits, batch updates, (de)serialisation.
 
     Options shared by every chart (see the module docstring): ``sigma_method``
     (``"moving_range"`` or ``"ar"``), ``max_ar_order``, ``recenter_points``,
-    ``residual_L``, ``variance_L`` and ``variance_lam``.
+    ``residual_L``, ``variance_L`` and ``variance_lam``. :meth:`to_dict` keeps the
+    settings and baseline; ``export_state``/:meth:`import_state` the whole running
+    state (levels, EWMA and CUSUM values, counts, model and rule history, segment
+    levels and their estimates), so a chart continues elsewhere as if never moved.
     """
 
     kind: ClassVar[str]
     statistic: ClassVar[str]
     _registry: ClassVar[dict[str, type[ControlChart]]] = {}
+    # caches and per-update output; the model follows from the baseline
+    STATE_SKIP = frozenset({"_pw_cache", "_steady_key", "_steady_w", "model", "last_lower"})
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -923,10 +929,7 @@ class ControlChart(ABC):
         bl.setdefault("res_sq_sd", math.sqrt(2.0))
         if not bl["res_sq_sd"] > 0:
             bl["res_sq_sd"] = math.sqrt(2.0)
-        phi = []
-        while f"phi_{len(phi) + 1}" in bl:
-            phi.append(bl[f"phi_{len(phi) + 1}"])
-        self.model = ARFit(bl["mean"], tuple(phi), bl["sigma_e"])
+        self.model = _model_of(bl)
         if self.residual_L is not None:
             self._pair_c = pair_limit(max(self.model.rho1, _PAIR_RHO_MIN), self.residual_L)
             # sd of a deviation minus the local mean before it, per unit of sigma_e
@@ -941,6 +944,19 @@ class ControlChart(ABC):
         self._win_means, self._win_logscales = [], []
         self._level_ref, self._level_b2 = bl["mean"], None
         self.reset_state()
+
+    def import_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``export_state()`` of a chart made with the same settings
+        (``ValueError`` naming what does not fit, the chart unchanged).
+
+        >>> x = np.random.default_rng(1).normal(10.0, 1.0, 400)
+        >>> a, b = EWMAChart(baseline_points=100, lam=0.1), EWMAChart(baseline_points=100, lam=0.1)
+        >>> _ = a.update(x[:250]); b.import_state(a.export_state())
+        >>> bool((b.update(x[250:]).statistic == a.update(x[250:]).statistic).all())
+        True
+        """
+        super().import_state(state)
+        self.model = None if self.baseline is None else _model_of(self.baseline)
 
     def _after_baseline(self, data: np.ndarray) -> None:  # noqa: B027 - optional hook
         """Hook: carry the end of the baseline into the monitoring state."""
@@ -1016,6 +1032,14 @@ class ControlChart(ABC):
             f"{type(self).__name__}(ready={self.is_ready}, center={lim['center']}, "
             f"ucl={lim['ucl']}, lcl={lim['lcl']})"
         )
+
+
+def _model_of(bl: Mapping[str, float]) -> ARFit:
+    """The AR model a baseline describes (no coefficients: white noise)."""
+    phi = []
+    while f"phi_{len(phi) + 1}" in bl:
+        phi.append(bl[f"phi_{len(phi) + 1}"])
+    return ARFit(bl["mean"], tuple(phi), bl["sigma_e"])
 
 
 def _mr_estimate(data: np.ndarray) -> dict[str, float]:

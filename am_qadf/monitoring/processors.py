@@ -12,6 +12,7 @@ numpy columns (the simulator's fast path).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from am_qadf.monitoring.batch_view import (
 )
 from am_qadf.monitoring.control_charts import CHART_KINDS, ControlChart, make_chart
 from am_qadf.monitoring.quality import _check_ranges, quality_metrics
+from am_qadf.monitoring.resume_state import Resumable, decode, encode
 from am_qadf.monitoring.rules import RULE_DESCRIPTIONS, RULE_NAMES
 from am_qadf.monitoring.thresholds import (
     AlertRule,
@@ -89,8 +91,12 @@ def _batch_key(obj: Any) -> tuple[int, ...]:
     return (id(obj), n, id(obj[0]) if n else 0, id(obj[-1]) if n else 0)
 
 
-class _Processor:
-    """Shared plumbing: views, running point count, memo of the last batch."""
+class _Processor(Resumable):
+    """Shared plumbing: views, running point count, memo of the last batch; the
+    running state (``export_state``/``import_state``) is every attribute but the
+    column cache and the memo."""
+
+    STATE_SKIP = frozenset({"column_cache", "last_result", "_last_obj", "_last_key"})
 
     def __init__(self, column_cache: ColumnCache | None) -> None:
         self.column_cache = column_cache if column_cache is not None else ColumnCache()
@@ -294,6 +300,47 @@ class SPCProcessor(_Processor):
                 self.charts[s] = self._new_chart(s)
         self.last_violations: list[SPCViolations] = []
         self.total_violations = 0
+
+    # running state
+    STATE_SKIP = _Processor.STATE_SKIP | {"charts", "last_violations"}
+
+    def export_state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly elsewhere: counts, settings and every
+        chart's settings, baseline and running state (:meth:`import_state`)."""
+        charts = [
+            {"key": encode(k), "chart": encode(c.to_dict()), "state": c.export_state()}
+            for k, c in self.charts.items()
+        ]
+        return {**super().export_state(), "charts": charts}
+
+    def import_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`export_state` of a processor charting the same signals;
+        ``ValueError`` naming what does not fit, with nothing changed.
+
+        >>> a = SPCProcessor(signals=["t"], chart="ewma", baseline_points=50)
+        >>> b = SPCProcessor(signals=["t"], chart="ewma", baseline_points=50)
+        >>> batch = [{"t": 1900.0 + (i % 7)} for i in range(80)]
+        >>> _ = a(batch); b.import_state(a.export_state())
+        >>> a(batch[:30])["signals"]["t"]["latest"] == b(batch[:30])["signals"]["t"]["latest"]
+        True
+        """
+        if not isinstance(state, Mapping) or not isinstance(state.get("charts"), list):
+            raise ValueError("SPCProcessor state needs a 'charts' list (from export_state())")
+        signals = decode(state.get("signals"))
+        if signals != self.signals:
+            raise ValueError(f"SPCProcessor state charts {signals!r}, this one {self.signals!r}")
+        charts: dict[Any, ControlChart] = {}
+        for entry in state["charts"]:
+            try:
+                key = decode(entry["key"])
+                chart = ControlChart.from_dict(decode(entry["chart"]))
+                chart.import_state(entry["state"])
+            except (KeyError, TypeError) as exc:
+                raise ValueError(f"SPCProcessor state: bad chart entry ({exc})") from None
+            charts[tuple(key) if isinstance(key, list) else key] = chart
+        super().import_state({k: v for k, v in state.items() if k != "charts"})
+        self.charts = charts
+        self.last_violations = []
 
     # baselines
     def baselines(self) -> dict[str, dict[str, Any]]:
@@ -603,6 +650,56 @@ class AlertProcessor(_Processor):
     @property
     def manager(self) -> AlertManager:
         return self.alert_manager
+
+    # running state: counts, the rules' history and the alert manager's episodes (the
+    # SPC processor keeps its own)
+    STATE_SKIP = _Processor.STATE_SKIP | {
+        "alert_manager",
+        "threshold_rules",
+        "spc",
+        "spc_severity",
+    }
+
+    def export_state(self) -> dict[str, Any]:
+        """Counts, each threshold rule's history and the alert manager's open episodes
+        (:meth:`AlertManager.export_state`); a rule that cannot export keeps None."""
+        rules = [
+            [type(r).__name__, r.metric, r.export_state() if isinstance(r, Resumable) else None]
+            for r in self.threshold_rules
+        ]
+        return {
+            **super().export_state(),
+            "rules": rules,
+            "manager": self.alert_manager.export_state(),
+        }
+
+    def import_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`export_state` of a processor with the same rules;
+        ``ValueError`` naming what does not fit, with nothing changed.
+
+        >>> a = AlertProcessor(threshold_rules=[MissingDataRule("t", max_consecutive=3)])
+        >>> b = AlertProcessor(threshold_rules=[MissingDataRule("t", max_consecutive=3)])
+        >>> _ = a([{"t": None}] * 2); b.import_state(a.export_state())
+        >>> [x["rule"] for x in b([{"t": None}] * 2)["alerts"]]
+        ['missing_data']
+        """
+        if not isinstance(state, Mapping):
+            raise ValueError(f"AlertProcessor state must be a mapping, got {type(state).__name__}")
+        got = state.get("rules")
+        want = [[type(r).__name__, r.metric] for r in self.threshold_rules]
+        if not isinstance(got, list) or [list(g[:2]) for g in got] != want:
+            raise ValueError(f"AlertProcessor state: its rules are not these ({want})")
+        rules = []
+        for r, (_, _, st) in zip(self.threshold_rules, got, strict=True):
+            if isinstance(r, Resumable) and st is not None:
+                r = copy.copy(r)  # filled apart: nothing half-applied
+                r.import_state(st)
+            rules.append(r)
+        rest = {k: v for k, v in state.items() if k not in ("rules", "manager")}
+        Resumable.import_state(copy.copy(self), rest)  # checked before anything changes
+        self.alert_manager.import_state(state.get("manager"))
+        super().import_state(rest)
+        self.threshold_rules = rules
 
     def __call__(self, data_batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if data_batch is None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from am_qadf.monitoring.resume_state import Resumable
+
 __all__ = ["RULE_DESCRIPTIONS", "RULE_NAMES", "NelsonRules", "Violation", "check_rules"]
 
 RULE_NAMES: dict[int, str] = {
@@ -176,7 +178,7 @@ def check_rules(
     return pos[order], rule[order]
 
 
-class NelsonRules:
+class NelsonRules(Resumable):
     """Stateful Nelson rules: feed standardised values batch after batch.
 
     >>> nr = NelsonRules(rules=[2])

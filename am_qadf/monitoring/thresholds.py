@@ -16,6 +16,7 @@ import numpy as np
 
 from am_qadf.monitoring.alerts import SEVERITIES
 from am_qadf.monitoring.batch_view import BatchView
+from am_qadf.monitoring.resume_state import Resumable
 
 __all__ = [
     "Candidate",
@@ -75,7 +76,7 @@ def _finite_or_none(name: str, v: Any) -> float | None:
     return f
 
 
-class ThresholdRule:
+class ThresholdRule(Resumable):
     """Absolute limits: fires where ``value > high`` or ``value < low`` (NaN never fires).
 
     Rule names are ``f"{name}_high"`` and ``f"{name}_low"``, each with its own cooldown.
@@ -148,7 +149,7 @@ class ThresholdRule:
         )
 
 
-class RateOfChangeRule:
+class RateOfChangeRule(Resumable):
     """Fires where ``|x_t - x_{t-lag}| > max_change`` over consecutive finite values.
 
     The last ``lag`` finite values are carried to the next batch.
@@ -220,7 +221,7 @@ class RateOfChangeRule:
         self._tail = np.empty(0)
 
 
-class MissingDataRule:
+class MissingDataRule(Resumable):
     """Fires once per run of ``max_consecutive`` messages without a finite ``metric``
     (key missing, None, NaN, string); the run length is carried across batches.
 
@@ -288,7 +289,7 @@ class MissingDataRule:
         self._run = 0
 
 
-class GapRule:
+class GapRule(Resumable):
     """Fires on a message that follows the previous one by more than ``max_missing``
     sample periods (messages lost), from the message ``timestamp``.
 

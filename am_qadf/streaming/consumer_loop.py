@@ -94,7 +94,11 @@ class ConsumerLoop:
 
     ``callback(messages)`` (optional) gets each finished batch; after three failures
     the batch is dead-lettered. ``on_error(reason, n)`` hears every counted error
-    (by default they are only counted in :attr:`errors`).
+    (by default they are only counted in :attr:`errors`). ``checkpoint(final)``
+    (optional) runs in the consumer thread before finished offsets are stored for
+    commit, and says whether they may be now: a user that saves, with the offsets
+    it covers, state built from the messages (which covers at least those offsets)
+    lets the next owner of the partitions continue from it; ``final`` at the end.
 
     >>> from am_qadf.streaming import KafkaProducer
     >>> cfg = StreamingConfig.embedded(kafka_bootstrap_servers=["memory://doc-loop"],
@@ -125,8 +129,10 @@ class ConsumerLoop:
         columns: ColumnCache | None = None,
         auto_commit: bool = True,
         on_error: Callable[[str, int], None] | None = None,
+        checkpoint: Callable[[bool], bool] | None = None,
     ) -> None:
         self.consumer = consumer
+        self.checkpoint = checkpoint
         self.handler = handler
         self.history = history
         self.dead_letters = dead_letters
@@ -263,7 +269,7 @@ class ConsumerLoop:
                 except queue.Full:
                     continue
             writer.join()
-            self._commit()  # batches before any failure are done
+            self._commit(final=True)  # batches before any failure are done
             with self._flight:
                 self._in_flight = 0
                 self._flight.notify_all()
@@ -272,7 +278,9 @@ class ConsumerLoop:
         """The consumer may resume after back-pressure (not when the user paused it)."""
         return self.state == "running"
 
-    def _commit(self) -> None:
+    def _commit(self, final: bool = False) -> None:
+        if self.checkpoint is not None and self.offsets.pending and not self.checkpoint(final):
+            return  # no checkpoint covers them yet: they wait
         self.offsets.commit(self.consumer, auto_commit=self.auto_commit)
 
     def _consume_loop(self, writes: queue.Queue, writer: threading.Thread) -> None:

@@ -50,6 +50,11 @@ class OffsetTracker:
         """Messages finished but held while their documents wait in the spool."""
         return len(self._held)
 
+    @property
+    def pending(self) -> bool:
+        """Whether finished offsets wait to be stored (:meth:`commit`)."""
+        return bool(self._done)
+
     def finished(self, msgs: list[dict[str, Any]], *, spooled: bool) -> None:
         """``msgs`` went through the pipeline; ``spooled``: documents (theirs or
         earlier ones) still wait in the storage spool, so hold the offsets."""
