@@ -168,6 +168,10 @@ class MachinePipeline:
         # messages below these offsets are in the restored state already: stored only
         self._skip_below: dict[tuple[str, int], int] = {}
         self._since_checkpoint = False
+        #: How this owner took the machine on (epoch seconds): ``created``, ``restored``
+        #: (charts continued from a checkpoint), ``restore_ms``, ``stored_only`` (re-read
+        #: messages the checkpoint held), ``first_batch`` and ``first_publish``.
+        self.takeover: dict[str, Any] = {"created": time.time(), "restored": False}
         self.paused = False
         self.messages = 0
         self.dead_lettered = 0
@@ -238,6 +242,8 @@ class MachinePipeline:
             self.dirty = True
         self.offsets.update({tp: off + 1 for tp, off in newest.items()})
         self._since_checkpoint = True
+        if "first_batch" not in self.takeover:
+            self.takeover["first_batch"] = time.time()
         return result
 
     def _not_in_state(self, msgs: list[dict[str, Any]], values: list[Any]) -> list[Any]:
@@ -250,14 +256,17 @@ class MachinePipeline:
         for tp in set(parts):  # a partition past its limit needs no look any more
             if tp in limit and off[len(parts) - 1 - parts[::-1].index(tp)] + 1 >= limit[tp]:
                 del limit[tp]
-        return values[int(np.count_nonzero(below)) :] if below.any() else values
+        held = int(np.count_nonzero(below))
+        self.takeover["stored_only"] = self.takeover.get("stored_only", 0) + held
+        return values[held:] if held else values
 
-    def checkpoint(self, store: StateStore) -> bool:
+    def checkpoint(self, store: StateStore, *, force: bool = False) -> bool:
         """Write the state a new owner continues from exactly (the monitor's charts,
-        rules and alert episodes, the pause, and the offsets it covers) when messages
-        were processed since the last one; the worker calls it in the consumer thread
-        before it lets offsets be committed. True when written."""
-        if not self._since_checkpoint:
+        rules and alert episodes, the pause, and the next offset of each partition
+        after the messages it holds) when messages were processed since the last one
+        (or ``force``); the worker calls it in the consumer thread before it lets
+        offsets be committed. True when written."""
+        if not (self._since_checkpoint or force):
             return False
         state = {
             "offsets": [[t, p, o] for (t, p), o in self.offsets.items()],
@@ -282,17 +291,16 @@ class MachinePipeline:
             return
         self._clock = (self._clock[0] if self._clock else start, mark)
 
-    def resume_from(
-        self, store: StateStore, first: Mapping[tuple[str, int], int] | None = None
-    ) -> None:
+    def resume_from(self, store: StateStore, checkpoint: bool = True) -> None:
         """Take over what a previous owner left in ``store``: the control cursor (no
         command applied twice or skipped), the published alerts (none published twice
-        when re-delivered messages raise them again) and, given the ``first`` offset
-        this owner reads of each partition, the charts, rules, alert episodes and
-        pause of its last :meth:`checkpoint` when that covers the stream up to where
-        this owner starts (:attr:`restored`): they continue as if there had been no
-        failover, the re-read messages it holds only being stored. Without such a
-        checkpoint the charts are rebuilt from the messages and the published alert
+        when re-delivered messages raise them again) and, with ``checkpoint``, the
+        charts, rules, alert episodes and pause of the machine's last
+        :meth:`checkpoint` (:attr:`restored`): they continue as if there had been no
+        failover, the re-read messages it holds being only stored. (Owners write a
+        machine's checkpoint before they commit offsets past any of its messages, so
+        it holds every message of the machine before the committed offsets.) Without
+        a checkpoint the charts are rebuilt from the messages and the published alert
         episodes are continued instead. ``ValueError`` when the checkpoint does not
         fit this pipeline (it may then be partly restored: make a new one)."""
         stored = store.snapshot(self.machine_id)
@@ -302,7 +310,7 @@ class MachinePipeline:
         for event in store.alerts(self.machine_id, count=store.max_alerts):
             if event.get("event") == "raised" and isinstance(event.get("id"), str):
                 self._published_keys[_alert_key(event)] = event["id"]
-        if first is not None and self._restore(store.resume_state(self.machine_id), first):
+        if checkpoint and self._restore(store.resume_state(self.machine_id)):
             return
         for ep in store.episodes(self.machine_id):
             if isinstance(ep, dict) and isinstance(ep.get("id"), str):
@@ -311,11 +319,8 @@ class MachinePipeline:
                 if known is None or float(ep.get("until") or 0) > float(known.get("until") or 0):
                     self._resumed[key] = ep
 
-    def _restore(
-        self, state: Mapping[str, Any] | None, first: Mapping[tuple[str, int], int]
-    ) -> bool:
-        """Continue from checkpoint ``state`` if it covers every partition up to its
-        ``first`` offset read now (a gap would leave messages out of the charts)."""
+    def _restore(self, state: Mapping[str, Any] | None) -> bool:
+        """Continue from checkpoint ``state`` (False when there is none)."""
         if not state:
             return False
         try:
@@ -323,17 +328,11 @@ class MachinePipeline:
             monitor, paused = state["monitor"], bool(state["paused"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"checkpoint of {self.machine_id}: {exc}") from None
-        gaps = {
-            tp: (offsets[tp], o) for tp, o in first.items() if tp in offsets and o > offsets[tp]
-        }
-        if gaps:
-            log.warning("machine %s: checkpoint ends before the stream resumes %s; charts "
-                        "rebuilt", self.machine_id, gaps)  # fmt: skip
-            return False
+        t0 = time.perf_counter()
         self.monitor.import_state(monitor)
         self.paused, self.restored = paused, True
-        self.offsets = dict(offsets)
-        self._skip_below = {tp: o for tp, o in offsets.items() if first.get(tp, o) < o}
+        self.takeover.update(restored=True, restore_ms=(time.perf_counter() - t0) * 1e3)
+        self.offsets, self._skip_below = dict(offsets), dict(offsets)
         return True
 
     def _episode_key(self, alert: Alert) -> tuple[str, str]:
@@ -530,6 +529,7 @@ class MachinePipeline:
             "spc_kinds": {s: mon.spc_kinds(s) for s in signals if isinstance(s, str)},
             "spc_charts": {k: mon.spc_state(k) for k in mon.config.spc_charts},
             "voxel_generation": self.voxel_generation,
+            "takeover": self.takeover,
         }
 
     def _publish_slow(self, store: StateStore) -> None:
@@ -593,6 +593,8 @@ class MachinePipeline:
             self._slow_at = now
             self._publish_slow(store)
         status = self.monitor.monitor_snapshot()  # one for both
+        if "first_batch" in self.takeover:  # published with what it processed
+            self.takeover.setdefault("first_publish", time.time())
         store.put_view(self.machine_id, self.view(status))
         store.put_snapshot(self.snapshot(worker, status))
 

@@ -73,7 +73,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from operator import itemgetter
 from typing import Any
 
@@ -132,7 +132,7 @@ class _MachineRouter:
         reasons: list[str] = []
         self._routed = []
         for key, part in _by_key(msgs):
-            pipe, refusal = worker._pipeline_for(key, part)
+            pipe, refusal = worker._pipeline_for(key)
             if pipe is None:
                 bad += part
                 reasons += [refusal] * len(part)
@@ -172,9 +172,6 @@ class _MachineRouter:
             worker._publish_alerts(pipe)
         worker._observe_batch(time.perf_counter() - started)
         return done_msgs, done_values
-
-
-_PARTITION, _OFFSET = itemgetter("topic", "partition"), itemgetter("offset")
 
 
 def _by_key(msgs: list[dict[str, Any]]) -> list[tuple[str | None, list[dict[str, Any]]]]:
@@ -226,6 +223,7 @@ class FleetWorker:
             raise ValueError(f"checkpoint_interval must be >= 0 s, got {checkpoint_interval!r}")
         self.checkpoint_interval = float(checkpoint_interval)
         self._checkpoint_at = 0.0  # monotonic time of the latest checkpoint
+        self._checkpoint_failed = False
         self.profile = profile or MachineProfile.default()
         self.profiles = dict(profiles or {})
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -261,13 +259,10 @@ class FleetWorker:
         with self._lock:
             return dict(self._pipelines)
 
-    def _pipeline_for(
-        self, key: str | None, msgs: Sequence[dict[str, Any]] = ()
-    ) -> tuple[MachinePipeline | None, str]:
+    def _pipeline_for(self, key: str | None) -> tuple[MachinePipeline | None, str]:
         """Consumer thread: the pipeline of messages keyed ``key`` (made on first
-        sight, continuing the machine's checkpoint when it covers the stream up to
-        ``msgs``, its first messages), or None and why their messages are
-        dead-lettered."""
+        sight, continuing the machine's checkpoint), or None and why their messages
+        are dead-lettered."""
         machine_id = self.profile.machine.id if key is None else key
         pipe = self._pipelines.get(machine_id)
         if pipe is not None:
@@ -278,16 +273,14 @@ class FleetWorker:
             return None, f"message key is not a machine id: {exc}"
         if len(self._pipelines) >= self.max_machines:
             return None, f"this worker already serves {self.max_machines} machines"
-        # the first offset read of each partition (reversed: the earliest wins)
-        first = dict(zip(map(_PARTITION, msgs[::-1]), map(_OFFSET, msgs[::-1]), strict=True))
         pipe = self._new_pipeline(machine_id)
         try:  # a worker taking the machine over continues where the last one was
-            pipe.resume_from(self.state, first)
+            pipe.resume_from(self.state)
         except Exception:
             log.exception("resuming %s from its checkpoint failed; charts rebuilt", machine_id)
             pipe = self._new_pipeline(machine_id)
             try:
-                pipe.resume_from(self.state)
+                pipe.resume_from(self.state, checkpoint=False)
             except Exception:
                 log.exception("reading the stored state of %s failed", machine_id)
         if pipe.restored:
@@ -309,27 +302,36 @@ class FleetWorker:
         """Consumer thread, before finished offsets are stored for commit: every
         ``checkpoint_interval`` s (and at the end) write the checkpoint of each machine
         processed since the last one whose partition this worker still owns, then let
-        the offsets go (they are at most what the checkpoints cover). A store that
-        fails does not hold offsets back: the next owner then finds a checkpoint that
-        ends before its stream resumes, and rebuilds."""
+        the offsets go (they are at most what the checkpoints hold). A write that
+        fails does not hold offsets back (held, they would pile up in memory for as
+        long as the store is down); every machine's checkpoint is written again at
+        the next one. A checkpoint that cannot be made is deleted, so the next owner
+        rebuilds that machine's charts instead of continuing an old state."""
         now = time.monotonic()
         if not final and now - self._checkpoint_at < self.checkpoint_interval:
             return False
         self._checkpoint_at = now
         consumer = self.kafka_consumer
         try:
-            assigned = set(consumer.assignment()) if consumer is not None else set()
+            assigned = set(consumer.assignment()) if consumer is not None else None
         except Exception:  # closing: the pipelines' own record of partitions is all there is
             assigned = None
-        for pipe in list(self._pipelines.values()):
-            if assigned is not None and not pipe.partitions & assigned:
-                continue  # moved away: its new owner writes it now
-            with self._publishing:
-                try:
-                    with self.state.batched():
-                        pipe.checkpoint(self.state)
-                except Exception:
-                    log.exception("writing the checkpoint of %s failed", pipe.machine_id)
+        failed, force = False, self._checkpoint_failed
+        with self._publishing:
+            try:
+                with self.state.batched():  # one round trip for every machine
+                    for pipe in list(self._pipelines.values()):
+                        if assigned is not None and not pipe.partitions & assigned:
+                            continue  # moved away: its new owner writes it now
+                        try:
+                            pipe.checkpoint(self.state, force=force)
+                        except Exception:
+                            log.exception("no checkpoint of %s; deleted", pipe.machine_id)
+                            self.state.put_resume_state(pipe.machine_id, {})
+            except Exception:  # the store: write them all again next time
+                log.exception("writing the checkpoints failed")
+                failed = True
+        self._checkpoint_failed = failed
         return True
 
     def _count(self, what: str, machine_id: str | None, n: int) -> None:

@@ -223,10 +223,13 @@ def _hot_spot(seed: int, clean: int, hot: int) -> tuple[list[dict[str, Any]], li
 
 
 def test_an_alert_episode_survives_a_sigkill_raised_once(fleet: Fleet) -> None:
+    """... and the survivor's charts continue the victim's (restored from its
+    checkpoint: the baseline learned from the first 5000 points, EWMA, counts), not
+    learned again from the messages it reads."""
     fleet.spawn("a")
     fleet.spawn("b")
     assert wait_for(lambda: fleet.members_with_partitions() == 2, timeout=120), fleet.logs()
-    halves = {m: _hot_spot(31 + i, 500, 1000) for i, m in enumerate(MACHINES)}
+    halves = {m: _hot_spot(31 + i, 5500, 1000) for i, m in enumerate(MACHINES)}
     fleet.produce_each({m: h[0] for m, h in halves.items()})
     total = sum(fleet.produced.values())
 
@@ -280,3 +283,20 @@ def test_an_alert_episode_survives_a_sigkill_raised_once(fleet: Fleet) -> None:
         assert len(set(keys)) == len(keys)
     # one alert per hot stretch, whoever processed its second half
     assert [len(h) for h in hot_alerts()] == [1] * len(MACHINES), (owners, hot_alerts())
+    for m in (m for m in MACHINES if owners[m] == victim):
+        # one alert per episode (group, signal, side of the center), whoever raised it
+        by_episode: dict[tuple, set[str]] = {}
+        for a in fleet.state.alerts(m, count=500):
+            d = a["details"]
+            if a["event"] == "raised" and not d.get("escalates"):
+                session = a["id"].rsplit("-", 1)[0]
+                by_episode.setdefault((d["episode"], a["metric"], d["side"]), set()).add(session)
+        assert all(len(s) == 1 for s in by_episode.values()), (m, by_episode)
+        # the survivor continued the victim's charts: the checkpoint was restored, and
+        # the charts' point count and index run on over the whole stream (a rebuilt
+        # chart would count from the survivor's first message and learn again)
+        assert fleet.state.view(m)["takeover"]["restored"] is True, fleet.logs()
+        temperature = fleet.state.spc(m)["signals"]["temperature"]
+        assert fleet.state.spc(m)["points_seen"] == fleet.produced[m]
+        assert temperature["status"] == "monitoring"
+        assert temperature["latest"]["index"][-1] == fleet.produced[m] - 1

@@ -30,13 +30,15 @@ def _pipeline(raised: list[Alert]) -> MachinePipeline:
     return pipe
 
 
-def _feed(pipe: MachinePipeline, stream: list[dict[str, Any]], start: int, stop: int) -> list:
-    """Process offsets ``start``..``stop`` in batches as a worker does; each batch's
-    SPC results (every chart's plotted values and limits)."""
+def _feed(
+    pipe: MachinePipeline, stream: list[dict[str, Any]], start: int, stop: int, shift: int = 0
+) -> list:
+    """Process messages ``start``..``stop`` (at offsets ``shift`` further) in batches
+    as a worker does; each batch's SPC results (every chart's values and limits)."""
     out = []
     for a in range(start, stop, BATCH):
         part = stream[a : min(a + BATCH, stop)]
-        msgs = [{"topic": "t", "partition": 0, "offset": a + i} for i in range(len(part))]
+        msgs = [{"topic": "t", "partition": 0, "offset": a + shift + i} for i in range(len(part))]
         result = pipe.process(msgs, [dict(m) for m in part])
         if result is None:
             out.append(None)
@@ -71,7 +73,7 @@ def test_a_new_owner_restored_from_the_checkpoint_continues_the_charts_exactly(
     _feed(a, stream, 12_000, 13_500)  # processed after the checkpoint, then killed
     b_alerts: list[Alert] = []
     b = _pipeline(b_alerts)
-    b.resume_from(store, first={("t", 0): 11_000})
+    b.resume_from(store)
     assert b.restored
     # re-read from the commit: what the checkpoint holds is stored, not charted again
     assert _feed(b, stream, 11_000, 12_000) == [None, None]
@@ -82,16 +84,21 @@ def test_a_new_owner_restored_from_the_checkpoint_continues_the_charts_exactly(
     assert b_alerts and b.messages == n - 11_000 and b.offsets == {("t", 0): n}
 
 
-def test_a_checkpoint_that_ends_before_the_stream_resumes_is_not_used(
+def test_a_machine_sharing_its_partition_continues_after_the_others_messages(
     stream: list[dict[str, Any]],
 ) -> None:
+    """Other machines' messages between the checkpoint and the commit are no gap."""
+    straight = _pipeline([])
+    _feed(straight, stream, 0, 6_000)
+    after = _feed(straight, stream, 6_000, 9_000)
     store = InProcessStateStore()
     a = _pipeline([])
-    _feed(a, stream, 0, 8_000)
+    _feed(a, stream, 0, 6_000)
     a.checkpoint(store)
     b = _pipeline([])
-    b.resume_from(store, first={("t", 0): 9_000})  # 8 000..8 999: in no state
-    assert not b.restored and b.client.processors["spc_processor"].points_seen == 0
+    b.resume_from(store)  # reads from offset 10 000: 4 000 messages of others came first
+    assert b.restored and _feed(b, stream, 6_000, 9_000, shift=4_000) == after
+    assert _charts(b) == _charts(straight)
 
 
 def test_a_checkpoint_of_other_charts_is_refused_by_name(stream: list[dict[str, Any]]) -> None:
@@ -104,4 +111,4 @@ def test_a_checkpoint_of_other_charts_is_refused_by_name(stream: list[dict[str, 
     del state["monitor"]["processors"]["spc_processor"]["charts"][0]["state"]["_z"]
     store.put_resume_state("m1", state)
     with pytest.raises(ValueError, match="_z"):
-        _pipeline([]).resume_from(store, first={("t", 0): 1_000})
+        _pipeline([]).resume_from(store)
