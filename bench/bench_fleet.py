@@ -449,7 +449,7 @@ def failover_run(per_machine: int, rate: float, seed: int) -> dict:
 def _since(steps: dict, t0: float) -> dict:
     """A new owner's takeover record with its times as seconds after ``t0``."""
     out = dict(steps)
-    for k in ("created", "first_batch", "first_publish"):
+    for k in ("assigned", "created", "first_batch", "first_publish"):
         if isinstance(out.get(k), int | float):
             out[k] -= t0
     return out
@@ -607,7 +607,8 @@ def failover_main(args: argparse.Namespace) -> None:
                 else "charts rebuilt"
             )
             print(
-                f"    {m}: pipeline made +{st.get('created', nan):.2f} s, first batch processed"
+                f"    {m}: partition assigned to the survivor +{st.get('assigned') or nan:.2f} s,"
+                f" pipeline made +{st.get('created', nan):.2f} s, first batch processed"
                 f" +{st.get('first_batch', nan):.2f} s, first publish"
                 f" +{st.get('first_publish', nan):.2f} s (seen by the bench +{seen:.2f} s); {how}"
             )

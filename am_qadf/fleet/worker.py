@@ -109,6 +109,10 @@ TAKEOVER_KAFKA_CONFIG: dict[str, Any] = {
     # a small prefetch queue: partitions taken over are not queued behind seconds of
     # the survivor's own backlog
     "queued.max.messages.kbytes": 4096,
+    # each fetch brings a little of every partition: the first messages of all the
+    # partitions taken over come in the first fetch, not one partition's backlog
+    # (1 MB by default, ~1 s of processing each) after another
+    "max.partition.fetch.bytes": 262_144,
 }
 #: Seconds between two looks at the consumer's assignment (to drop machines moved away).
 _OWNERSHIP_CHECK_S = 0.5
@@ -168,6 +172,8 @@ class _MachineRouter:
                 continue
             done_msgs += g
             done_values += v
+            if "assigned" not in pipe.takeover:
+                worker._note_assigned(pipe)
             worker._count("messages_out", pipe.machine_id, len(g))
             worker._publish_alerts(pipe)
         worker._observe_batch(time.perf_counter() - started)
@@ -293,6 +299,12 @@ class FleetWorker:
             self._pipelines[machine_id] = pipe
         log.info("machine %s: new pipeline (profile %s)", machine_id, pipe.profile.source)
         return pipe, ""
+
+    def _note_assigned(self, pipe: MachinePipeline) -> None:
+        """Record in ``pipe``'s takeover record when its partition came to this worker."""
+        consumer = self.kafka_consumer
+        times = [consumer.assigned_at(*tp) for tp in pipe.partitions] if consumer else []
+        pipe.takeover["assigned"] = min((t for t in times if t is not None), default=None)
 
     def _new_pipeline(self, machine_id: str) -> MachinePipeline:
         profile = profile_for(machine_id, self.profiles, self.profile)

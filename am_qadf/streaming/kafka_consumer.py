@@ -212,12 +212,16 @@ class _ConfluentBackend:
         self.paused = False
         self.seek_pending = False
         self._assigned: list[Any] = []
+        # (topic, partition) -> epoch seconds of its latest assignment to this member
+        self.assigned_at: dict[tuple[str, int], float] = {}
         self.consumer = Consumer(conf)
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         from confluent_kafka import OFFSET_BEGINNING
 
+        now = time.time()
+        self.assigned_at.update({(tp.topic, tp.partition): now for tp in partitions})
         if self.seek_pending:
             for tp in partitions:
                 tp.offset = OFFSET_BEGINNING
@@ -525,6 +529,14 @@ class KafkaConsumer:
         with self._lock:
             self._check_open()
             return self._backend.assignment()
+
+    def assigned_at(self, topic: str, partition: int) -> float | None:
+        """When (epoch seconds) ``(topic, partition)`` was last assigned to this member,
+        None if never or unknown (the in-process broker does not tell).
+
+        >>> KafkaConsumer(["memory://doc-at"], "demo", group_id="g").assigned_at("demo", 0)
+        """
+        return getattr(self._backend, "assigned_at", {}).get((topic, partition))
 
     def lag(self) -> int:
         """Messages in the assigned partitions not yet delivered to this consumer."""
