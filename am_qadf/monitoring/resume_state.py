@@ -44,6 +44,10 @@ _DTYPES = frozenset(np.dtype(t).str for t in ("<f8", "<f4", "<i8", "<i4", "|b1")
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
+def _finite_float(v: Any) -> bool:
+    return type(v) is float and v - v == 0.0
+
+
 def encode(value: Any) -> Any:
     """``value`` as plain JSON data (see the module); ``TypeError`` for a value of a
     kind a state cannot hold.
@@ -64,6 +68,8 @@ def encode(value: Any) -> Any:
             raise TypeError(f"an array of {a.dtype} cannot be kept in a state")
         return {"~a": a.dtype.str, "s": list(a.shape), "b": base64.b64encode(a.data).decode()}
     if isinstance(value, list):
+        if all(map(_finite_float, value)):  # the usual list: numbers as they are
+            return list(value)
         return [encode(v) for v in value]
     if isinstance(value, tuple):
         return {"~t": [encode(v) for v in value]}
