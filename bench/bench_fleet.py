@@ -18,9 +18,11 @@ machines with defects (history in MongoDB, shared); one worker, chosen at random
 SIGKILLed at a random point (25-65 % of the stream). Printed per run: messages lost
 and duplicated in history (``_id`` = topic:partition:offset), alerts raised twice
 (same id, or same rule/signal/build/time) and alert episodes raised twice (two
-owners' alerts of one rule/signal/build within one cooldown of data time), when the
-survivor held every partition and when it published each orphaned machine again
-(target < 10 s).
+owners' alerts of one build, signal, episode group and side of the center within one
+cooldown of data time; each such pair printed), when the survivor held every
+partition, and per orphaned machine when its partition was assigned to the survivor,
+its pipeline made, its first batch processed and its state first published (target
+< 10 s) and whether its charts continued from the checkpoint.
 
 ``--latency``: 8 machines x 5 k msg/s through 2 workers (a topic with one partition
 per machine); every message carries the time it was handed to the producer, and a

@@ -48,7 +48,8 @@ whole session timeout, which suits restarts in place but not takeover.
 owner, so the survivor keeps consuming its own partitions (and their pipelines)
 while it takes the dead worker's over, instead of giving all of them back and
 re-reading its own from their last commit. A small prefetch queue, so partitions
-taken over are not queued behind the survivor's own backlog.
+taken over are not queued behind the survivor's own backlog, and at most 256 kB of a
+partition per fetch, so they are not fetched one backlog after another.
 
 >>> from am_qadf.fleet.state_store import InProcessStateStore
 >>> from am_qadf.streaming import KafkaProducer, StreamingConfig
