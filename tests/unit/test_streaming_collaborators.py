@@ -205,3 +205,43 @@ def test_batch_writer_waits_on_a_full_spool_and_gives_up_only_when_stopped(tmp_p
     threading.Timer(0.2, stop.set).start()
     assert writer.store(object(), stop, Consumer()) is False  # type: ignore[arg-type]
     assert paused == ["pause"] and writer.backpressure
+
+
+def test_offsets_wait_for_a_checkpoint_and_the_last_one_comes_at_stop(tmp_path: Any) -> None:
+    """A loop with ``checkpoint`` stores offsets only when it says so (a fleet worker
+    saves its machines' state first), and asks once more, ``final``, when it stops."""
+    cfg = _cfg(tmp_path)
+    _send(cfg, 4)
+    allow = threading.Event()
+    asked: list[bool] = []
+
+    def checkpoint(final: bool) -> bool:
+        asked.append(final)
+        return final or allow.is_set()
+
+    class Keep:
+        def split(self, msgs: list[dict[str, Any]]) -> Split:
+            return Split(msgs, [m["value"] for m in msgs], [], [])
+
+        def process(self, good: list[Any], values: list[Any]) -> tuple[list[Any], list[Any]]:
+            return good, values
+
+    got: list[dict[str, Any]] = []
+    loop = ConsumerLoop(
+        make_consumer(cfg, ["line"]), Keep(), BatchWriter(None),
+        DeadLetterWriter.from_config(cfg), callback=got.extend, auto_commit=False,
+        checkpoint=checkpoint,
+    )  # fmt: skip
+    broker = get_broker(cfg.kafka_bootstrap_servers)
+    loop.start()
+    try:
+        assert loop.wait_until(lambda: len(got) == 4 and len(asked) >= 3)
+        assert broker.committed("grp", "line", 0) is None  # no checkpoint, no commit
+        allow.set()
+        assert loop.wait_until(lambda: broker.committed("grp", "line", 0) == 4)
+        _send(cfg, 2)
+        allow.clear()
+        assert loop.wait_until(lambda: len(got) == 6)
+    finally:
+        loop.stop()
+    assert asked[-1] is True and broker.committed("grp", "line", 0) == 6
