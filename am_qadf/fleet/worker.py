@@ -162,6 +162,7 @@ class _MachineRouter:
         started = time.perf_counter()
         done_msgs: list[dict[str, Any]] = []
         done_values: list[Any] = []
+        types: set[type] = {str}  # the machine_id each value is tagged with
         for pipe, g, v in routed:
             if not g:
                 continue
@@ -175,8 +176,13 @@ class _MachineRouter:
             done_values += v
             if "assigned" not in pipe.takeover:
                 worker._note_assigned(pipe)
+            # known from this machine's validation (its cache): not scanned again below
+            types |= pipe.client.column_cache.value_types(v)
             worker._count("messages_out", pipe.machine_id, len(g))
             worker._publish_alerts(pipe)
+        columns = worker.loop_or_fail().columns
+        if columns is not None:  # history's type check of the joined batch reads them
+            columns.note_value_types(done_values, types)
         worker._observe_batch(time.perf_counter() - started)
         return done_msgs, done_values
 

@@ -236,12 +236,20 @@ class KafkaProducer:
         if self._closed:
             raise RuntimeError("producer is closed")
         encoded = [_encode_value(v, f"values[{i}]") for i, v in enumerate(values)]
+        k = _encode_key(key)
         if self._producer is None:  # in-process broker: one step for the whole batch
-            self._broker.produce_many(self.topic, encoded, key=_encode_key(key))
+            self._broker.produce_many(self.topic, encoded, key=k)
             self.delivered += len(encoded)
-        else:
-            for raw in encoded:
-                self.produce_raw(raw, key)
+            return len(encoded)
+        self._restart_if_fatal()
+        produce, topic, report = self._producer.produce, self.topic, self._on_delivery
+        for raw in encoded:  # the key encoded and delivery reports served once per batch
+            try:
+                produce(topic, raw, k, on_delivery=report)
+            except BufferError:  # local queue full: let librdkafka send, then retry
+                self._producer.poll(0.05)
+                self._produce_one(topic, raw, k, None, report)
+        self._producer.poll(0)
         return len(encoded)
 
     def flush(self, timeout: float = 30.0) -> None:

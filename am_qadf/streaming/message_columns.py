@@ -113,6 +113,7 @@ class ColumnCache:
         self._clean: Sequence[dict[str, Any]] | None = None
         self._types: dict[str, set[type]] = {}
         self._names: frozenset[str] | None = None
+        self._value_types: frozenset[type] | None = None  # as noted by note_value_types
 
     def _bind(self, batch: Sequence[Any]) -> None:
         n = len(batch)
@@ -121,6 +122,7 @@ class ColumnCache:
             self._key, self._batch, self._cols, self._clean = key, batch, {}, None
             self._types = {}
             self._names = None
+            self._value_types = None
 
     def field_names(self, batch: Sequence[Any]) -> frozenset[str]:
         """:func:`field_names` of ``batch``, found once per batch."""
@@ -139,6 +141,9 @@ class ColumnCache:
         ['float', 'str']
         """
         with self._lock:
+            self._bind(batch)
+            if self._value_types is not None:
+                return self._value_types
             names = self.field_names(batch)
             if len(names) > MAX_COLUMNS:  # no column per name: the types, one pass
                 return frozenset(
@@ -146,6 +151,20 @@ class ColumnCache:
                 )
             self._columns(batch, sorted(names))
             return frozenset().union(*self._types.values())
+
+    def note_value_types(self, batch: Sequence[Any], types: Iterable[type]) -> None:
+        """Record that the values of ``batch`` are of ``types``, known by whoever built
+        it from batches already scanned (a fleet worker joins its machines' validated
+        batches), so :meth:`value_types` answers without converting every field again.
+
+        >>> cache, batch = ColumnCache(), [{"x": 1.0}, {"id": "a"}]
+        >>> cache.note_value_types(batch, {float, str})
+        >>> sorted(t.__name__ for t in cache.value_types(batch))
+        ['float', 'str']
+        """
+        with self._lock:
+            self._bind(batch)
+            self._value_types = frozenset(types)
 
     def field_types(
         self, batch: Sequence[Any], fields: Iterable[str]
@@ -182,6 +201,7 @@ class ColumnCache:
         """
         with self._lock:
             self._bind(batch)
+            self._value_types = None
             names = self._names
             drop = set(drop)
             for f in drop:

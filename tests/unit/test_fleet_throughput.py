@@ -1,0 +1,135 @@
+"""Per-message cost of the fleet path: what a worker already knows about a batch is not
+found again, and the producer serves Kafka once per batch, not once per message; the
+results (history documents, delivered messages) stay the same."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from am_qadf.fleet.state_store import InProcessStateStore
+from am_qadf.fleet.worker import FleetWorker
+from am_qadf.simulation.build_simulator import BuildSimulator
+from am_qadf.streaming import KafkaProducer, StreamingConfig
+from am_qadf.streaming.message_columns import ColumnCache
+
+
+def _config(tmp_path: Any) -> StreamingConfig:
+    return StreamingConfig.embedded(
+        kafka_bootstrap_servers=[f"memory://throughput-{uuid.uuid4().hex}"],
+        enable_mongodb_storage=True,
+        storage_path=str(tmp_path),
+        max_poll_records=500,
+    )
+
+
+def _history(tmp_path: Any, spy: bool) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """Two machines' messages through a worker: the stored documents, and the fields the
+    consume loop's own column cache converted (``spy``) while history was prepared."""
+    cfg = _config(tmp_path)
+    prod = KafkaProducer(cfg.kafka_bootstrap_servers, cfg.kafka_topic)
+    for seed, key in ((3, "m1"), (4, "m2")):
+        sim = BuildSimulator(seed, n_points=600, n_defects=0, warmup_points=0)
+        sim.start_at(datetime(2026, 1, 1, tzinfo=UTC))
+        for batch in sim.iter_batches(150):  # interleaved: joined batches of both
+            prod.produce_batch(batch, key=key)
+    prod.flush()
+    store = InProcessStateStore()
+    worker = FleetWorker(cfg, store, publish_interval=0.05).start()
+    converted: list[list[str]] = []
+    if spy:
+        cache = worker.loop_or_fail().columns
+        assert cache is not None
+        real = cache._columns
+
+        def columns(batch: Any, fields: list[str]) -> Any:
+            converted.append([f for f in fields if f not in cache._cols])
+            return real(batch, fields)
+
+        cache._columns = columns  # type: ignore[method-assign]
+    try:
+        total = lambda: sum(s.messages for s in store.snapshots().values())  # noqa: E731
+        assert worker.wait_until(lambda: total() == 1200)
+        storage = worker.storage
+        assert storage is not None
+        assert worker.wait_until(lambda: storage.flush_spool())
+        lo, hi = datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1)
+        docs = storage.query_stream_history(lo, hi, limit=10_000)
+    finally:
+        worker.stop()
+    return sorted(docs, key=lambda d: d["_id"]), converted
+
+
+def test_the_joined_batch_is_not_scanned_again_for_history(tmp_path: Any) -> None:
+    # each machine's validation found its values' types; history's check of the
+    # batch of all machines reads them instead of converting every field again
+    docs, converted = _history(tmp_path / "a", spy=True)
+    assert len(docs) == 1200
+    assert not any(converted), converted[:3]
+
+
+def test_history_documents_are_the_same_as_with_a_full_scan(tmp_path: Any, monkeypatch) -> None:
+    fast, _ = _history(tmp_path / "fast", spy=False)
+    monkeypatch.setattr(ColumnCache, "note_value_types", lambda self, batch, types: None)
+    scanned, _ = _history(tmp_path / "scanned", spy=False)
+    assert len(fast) == 1200
+    assert fast == scanned
+    assert {d["machine_id"] for d in fast} == {"m1", "m2"}
+
+
+def test_noted_value_types_are_forgotten_when_the_batch_or_its_columns_change() -> None:
+    cache = ColumnCache()
+    batch = [{"x": 1.0}, {"x": 2.0}]
+    cache.note_value_types(batch, {float})
+    assert cache.value_types(batch) == {float}
+    batch[0]["x"] = "one"  # a step rewrites it and says so
+    cache.assign(batch, {}, types={"x": {str, float}})
+    assert cache.value_types(batch) == {str, float}
+    other = [{"x": 1, "id": "a"}]
+    assert cache.value_types(other) == {int, str}  # another batch: scanned
+    cache.note_value_types(batch, {float})
+    assert cache.value_types([*batch]) == {str, float}  # a new list is another batch
+
+
+class _FakeProducer:
+    """Records what a confluent-kafka Producer is asked to do."""
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.produced: list[tuple[str, bytes, bytes | None]] = []
+        self.polls = 0
+        self.full_once = True
+
+    def produce(self, topic: str, value: bytes, key: bytes | None = None, **kw: Any) -> None:
+        if self.full_once and len(self.produced) == 3:
+            self.full_once = False
+            raise BufferError("queue full")
+        self.produced.append((topic, value, key))
+        kw["on_delivery"](None, None)
+
+    def poll(self, timeout: float = 0) -> int:
+        self.polls += 1
+        return 0
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+
+def test_produce_batch_serves_the_producer_once_per_batch(monkeypatch) -> None:
+    import confluent_kafka
+
+    monkeypatch.setattr(confluent_kafka, "Producer", _FakeProducer)
+    prod = KafkaProducer(["127.0.0.1:1"], "plant")
+    fake = prod._producer
+    assert prod.produce_batch([{"i": i} for i in range(10)], key="m1") == 10
+    # every message, in order, with its key, also the one refused once (queue full)
+    assert [(t, v, k) for t, v, k in fake.produced] == [
+        ("plant", f'{{"i":{i}}}'.encode(), b"m1") for i in range(10)
+    ]
+    assert prod.delivered == 10
+    assert fake.polls == 2  # one for the full queue, one for the batch: not one per message
+    with pytest.raises(TypeError, match=r"values\[1\] must be a dict"):
+        prod.produce_batch([{"i": 1}, 2], key="m1")  # type: ignore[list-item]
+    assert len(fake.produced) == 10  # nothing of a bad batch is sent
