@@ -27,12 +27,16 @@ its pipeline made, its first batch processed and its state first published (targ
 ``--latency``: 8 machines x 5 k msg/s through 2 workers (a topic with one partition
 per machine); every message carries the time it was handed to the producer, and a
 reader blocked on ``StateStore.wait`` notes when each machine's snapshot first shows
-it. Printed: p50/p95/max per machine and overall (target p95 < 500 ms), CPU per
-process, load average.
+it (its newest timestamp reaching the message's). Printed per run: p50/p95/p99/max
+over all machines (per machine with one run; target p95 < 500 ms), where the time
+went (produced -> processed by the worker, -> published, -> seen by the reader, from
+the snapshot's ``data_at`` and ``updated_at``), the CPU seconds of each process and
+of the whole machine over the measured window (warm-up excluded), and the load
+average. ``--runs N`` repeats it.
 
 Run: python bench/bench_fleet.py [--messages 300000] [--mongo]
      python bench/bench_fleet.py --failover-runs 3
-     python bench/bench_fleet.py --latency [--seconds 20] [--latency-rate 5000]
+     python bench/bench_fleet.py --latency [--seconds 60] [--latency-rate 5000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -501,6 +505,7 @@ def latency(n_machines: int, rate: float, seconds: float, warmup: float = 5.0) -
     reader_store = RedisStateStore(REDIS, prefix=name)
     stamps: dict[str, list[float]] = {m: [] for m in machines}  # produce time per chunk
     seen: dict[str, list[tuple[float, float]]] = {m: [] for m in machines}  # (newest, wall)
+    parts: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in machines}
     done = threading.Event()
 
     def read() -> None:
@@ -516,8 +521,9 @@ def latency(n_machines: int, rate: float, seconds: float, warmup: float = 5.0) -
                 if t > newest[m]:
                     newest[m] = t
                     seen[m].append((t, wall))
+                    parts[m].append((t, snap.data_at or float("nan"), snap.updated_at, wall))
 
-    def produce() -> None:
+    def produce(measuring: Callable[[], None]) -> None:
         prod = KafkaProducer([KAFKA], name)
         step = 0.01
         chunk = max(1, round(rate * step))
@@ -525,6 +531,8 @@ def latency(n_machines: int, rate: float, seconds: float, warmup: float = 5.0) -
         end = t0 + warmup + seconds
         n = 0
         while time.perf_counter() < end:
+            if n == round(warmup / step):
+                measuring()
             for m in machines:
                 i = (n * chunk) % (len(pool[m]) - chunk)
                 now = time.time()
@@ -545,17 +553,28 @@ def latency(n_machines: int, rate: float, seconds: float, warmup: float = 5.0) -
             wait_assigned(admin, name, 2)
             reader.start()
             servers = server_pids()
-            pids = {**{f"worker w{i}": p.pid for i, p in enumerate(procs)}, **servers}
-            cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
-            own0, load0, t0 = cpu_seconds(os.getpid()), os.getloadavg(), time.time()
-            produce()
+            pids = {
+                **{f"worker w{i}": p.pid for i, p in enumerate(procs)},
+                **servers,
+                "bench (producer + reader)": os.getpid(),
+            }
+            cpu0: dict[str, float] = {}
+            t0 = time.time()
+
+            def measuring() -> None:  # the measured window starts after the warm-up
+                cpu0.update({k: cpu_seconds(p) for k, p in pids.items()})
+                cpu0["whole machine"] = machine_cpu()
+                cpu0["at"], cpu0["load"] = time.time(), os.getloadavg()[0]
+
+            produce(measuring)
             produced_until = time.time()
+            cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
+            cpu["whole machine"] = machine_cpu() - cpu0["whole machine"]
+            elapsed = produced_until - cpu0["at"]
+            load1 = os.getloadavg()[0]
             time.sleep(2.0)  # the last messages reach the store
             done.set()
             reader.join(5)
-            elapsed = time.time() - t0
-            cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
-            cpu["bench (producer + reader)"] = cpu_seconds(os.getpid()) - own0
         finally:
             done.set()
             stop(procs)
@@ -575,7 +594,14 @@ def latency(n_machines: int, rate: float, seconds: float, warmup: float = 5.0) -
         lat[m] = obs[at[ok], 1] - s[ok]
         if not ok.all():
             lat[m] = np.append(lat[m], np.full(int((~ok).sum()), np.inf))
-    return {"latency": lat, "cpu": cpu, "elapsed": elapsed, "load": (load0, os.getloadavg())}
+    measured = {m: [x for x in v if x[0] >= t0 + warmup] for m, v in parts.items()}
+    return {
+        "latency": lat,
+        "parts": measured,
+        "cpu": cpu,
+        "elapsed": elapsed,
+        "load": (cpu0["load"], load1),
+    }
 
 
 def _servers(r: dict) -> str:
@@ -621,27 +647,62 @@ def latency_main(args: argparse.Namespace) -> None:
     print(
         f"latency: {n} machines x {rate:,.0f} msg/s = {n * rate:,.0f} msg/s through 2 workers,"
         f" a {n}-partition topic (one machine each), {args.seconds:.0f} s after 5 s warm-up;"
-        " produce (message stamped) -> the machine's snapshot in Redis shows it (reader"
-        " blocked on StateStore.wait)"
+        " latency = when the machine's snapshot in Redis first shows a message (its newest"
+        " timestamp reaching the message's; a reader blocked on StateStore.wait) minus when"
+        f" the message was handed to the producer; {os.cpu_count()} cores"
     )
-    r = latency(n, rate, args.seconds)
+    p95s = []
+    for run in range(args.runs):
+        r = latency(n, rate, args.seconds)
+        print(f"run {run + 1} of {args.runs}:")
+        p95s.append(latency_report(r, n, args.seconds, verbose=args.runs == 1))
+    if args.runs > 1:
+        print("p95 per run: " + ", ".join(f"{p:,.0f} ms" for p in p95s) + " (target < 500 ms)")
 
-    def figures(lat: np.ndarray) -> str:
+
+def latency_report(r: dict, n: int, seconds: float, verbose: bool) -> float:
+    """Print one latency run (figures over all machines, where the time went, CPU per
+    process over the measured window, load); return its p95 in ms."""
+
+    def figures(lat: np.ndarray) -> tuple[str, float]:
         # "nearest": a chunk never seen (inf) makes a percentile inf, not NaN
-        p50, p95, top = np.percentile(lat, [50, 95, 100], method="nearest") * 1000
+        p50, p95, p99, top = np.percentile(lat, [50, 95, 99, 100], method="nearest") * 1000
         unseen = int(np.isinf(lat).sum())
         late = f", {unseen} of {len(lat)} chunks not yet shown at the end" if unseen else ""
-        return f"p50 {p50:6.0f} ms  p95 {p95:6.0f} ms  max {top:6.0f} ms{late}"
+        text = f"p50 {p50:6,.0f}  p95 {p95:6,.0f}  p99 {p99:6,.0f}  max {top:6,.0f} ms{late}"
+        return text, p95
 
-    for m, lat in r["latency"].items():
-        print(f"  {m}: {figures(lat)}")
-    print(f"  all: {figures(np.concatenate(list(r['latency'].values())))} (target p95 < 500 ms)")
-    chunks, planned = sum(map(len, r["latency"].values())), n * args.seconds / 0.01
+    if verbose:
+        for m, lat in r["latency"].items():
+            print(f"  {m}: {figures(lat)[0]}")
+    text, p95 = figures(np.concatenate(list(r["latency"].values())))
+    print(f"  all: {text} (target p95 < 500 ms)")
+    steps = np.concatenate([np.asarray(v).reshape(-1, 4) for v in r["parts"].values()])
+    if len(steps):  # (newest point, processed at, published at, seen at) per snapshot seen
+        where = {
+            "produced -> processed": steps[:, 1] - steps[:, 0],
+            "processed -> published": steps[:, 2] - steps[:, 1],
+            "published -> seen": steps[:, 3] - steps[:, 2],
+        }
+        ms = {k: np.nanpercentile(v, [50, 95]) * 1000 for k, v in where.items()}
+        print(
+            "  where, per snapshot seen (p50 / p95): "
+            + ", ".join(f"{k} {a:,.0f} / {b:,.0f} ms" for k, (a, b) in ms.items())
+        )
+    chunks, planned = sum(map(len, r["latency"].values())), n * seconds / 0.01
     print(f"  produced {chunks:,} of {planned:,.0f} planned 10 ms chunks in the measured window")
-    cpu = ", ".join(f"{k} {v:.1f}" for k, v in r["cpu"].items())
-    print(f"  CPU s over {r['elapsed']:.0f} s: {cpu}")
-    (a, b) = r["load"]
-    print(f"  load average before {a[0]:.2f} {a[1]:.2f} {a[2]:.2f}, after {b[0]:.2f} {b[1]:.2f}")
+    cpu = dict(r["cpu"])
+    box = cpu.pop("whole machine")
+    listed = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+    cores = os.cpu_count() or 1
+    print(
+        f"  CPU s over the {r['elapsed']:.0f} s measured: {listed}; these {sum(cpu.values()):.1f},"
+        f" whole machine {box:.1f} of {r['elapsed'] * cores:.1f}"
+        f" ({box / (r['elapsed'] * cores):.0%} busy)"
+    )
+    a, b = r["load"]
+    print(f"  load average {a:.2f} at the start, {b:.2f} at the end")
+    return float(p95)
 
 
 def main() -> None:
@@ -657,6 +718,7 @@ def main() -> None:
     ap.add_argument("--latency-machines", type=int, default=8)
     ap.add_argument("--latency-rate", type=float, default=5000.0, help="msg/s per machine")
     ap.add_argument("--seconds", type=float, default=20.0, help="latency run length")
+    ap.add_argument("--runs", type=int, default=1, help="latency runs, one after another")
     args = ap.parse_args()
     if args.failover_runs:
         failover_main(args)

@@ -57,7 +57,7 @@ def run_worker(args: argparse.Namespace, profile: MachineProfile) -> int:
     if args.group:
         cfg.consumer_group_id = args.group
     cfg.auto_commit_interval_ms = 1000  # less to process again after a takeover
-    cfg.max_poll_records = max(cfg.max_poll_records, 1000)
+    cfg.max_poll_records = max(cfg.max_poll_records, 5000)
     prefix = os.environ.get("AMQADF_STATE_PREFIX", "amqadf:fleet")
     url = args.state or os.environ.get("AMQADF_STATE")
     if not url or url.startswith("memory://"):
