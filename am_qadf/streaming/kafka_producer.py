@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .memory_broker import get_broker, is_memory_address
@@ -236,21 +236,36 @@ class KafkaProducer:
         if self._closed:
             raise RuntimeError("producer is closed")
         encoded = [_encode_value(v, f"values[{i}]") for i, v in enumerate(values)]
+        return self.produce_batch_raw(encoded, key)
+
+    def produce_batch_raw(self, values: Sequence[bytes], key: str | bytes | None = None) -> int:
+        """Produce already-encoded message values with the same key (a source that
+        encodes a whole batch at once); return how many were queued. The key is
+        encoded once and delivery reports are served once per batch.
+
+        >>> p = KafkaProducer(["memory://doc-batch-raw"], "demo")
+        >>> p.produce_batch_raw([b'{"v":1}', b'{"v":2}'], key="m1")
+        2
+        """
+        if self._closed:
+            raise RuntimeError("producer is closed")
+        if not all(type(v) is bytes for v in values):
+            raise TypeError("values must be bytes (encoded messages)")
         k = _encode_key(key)
         if self._producer is None:  # in-process broker: one step for the whole batch
-            self._broker.produce_many(self.topic, encoded, key=k)
-            self.delivered += len(encoded)
-            return len(encoded)
+            self._broker.produce_many(self.topic, list(values), key=k)
+            self.delivered += len(values)
+            return len(values)
         self._restart_if_fatal()
         produce, topic, report = self._producer.produce, self.topic, self._on_delivery
-        for raw in encoded:  # the key encoded and delivery reports served once per batch
+        for raw in values:
             try:
                 produce(topic, raw, k, on_delivery=report)
             except BufferError:  # local queue full: let librdkafka send, then retry
                 self._producer.poll(0.05)
                 self._produce_one(topic, raw, k, None, report)
         self._producer.poll(0)
-        return len(encoded)
+        return len(values)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every queued message is delivered (or ``timeout`` seconds pass)."""

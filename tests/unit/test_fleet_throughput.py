@@ -133,3 +133,18 @@ def test_produce_batch_serves_the_producer_once_per_batch(monkeypatch) -> None:
     with pytest.raises(TypeError, match=r"values\[1\] must be a dict"):
         prod.produce_batch([{"i": 1}, 2], key="m1")  # type: ignore[list-item]
     assert len(fake.produced) == 10  # nothing of a bad batch is sent
+
+
+def test_produce_batch_raw_sends_encoded_values_or_nothing(monkeypatch) -> None:
+    import confluent_kafka
+
+    monkeypatch.setattr(confluent_kafka, "Producer", _FakeProducer)
+    prod = KafkaProducer(["127.0.0.1:1"], "plant")
+    fake = prod._producer
+    fake.full_once = False
+    with pytest.raises(TypeError, match="must be bytes"):
+        prod.produce_batch_raw([b"{}", "{}"], key="m1")  # type: ignore[list-item]
+    assert fake.produced == []
+    assert prod.produce_batch_raw([b'{"a":1}', b'{"a":2}'], key=b"m2") == 2
+    assert fake.produced == [("plant", b'{"a":1}', b"m2"), ("plant", b'{"a":2}', b"m2")]
+    assert fake.polls == 1
