@@ -11,7 +11,7 @@ timestamps included (point ``i`` is at ``start_time + i / sensor_rate_hz``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -37,6 +37,7 @@ from am_qadf.simulation.scan_path import (
     expand_points,
     layer_vectors,
 )
+from am_qadf.streaming.serialization import dumps
 
 __all__ = ["MESSAGE_FIELDS", "SIGNALS", "BuildSimulator"]
 
@@ -73,6 +74,16 @@ _NUMERIC = (
     "intensity",
     "value",
 )
+
+
+@lru_cache(maxsize=64)
+def _message_template(build_id: bytes, extra: bytes) -> bytes:
+    """``%``-template of one encoded message (:meth:`BuildSimulator._encoded`): JSON
+    of build ``build_id`` with the encoded fields ``extra`` last; it takes the
+    timestamp's seconds and fraction, the layer and the numbers."""
+    numbers = ",".join(f'"{k}":%s' for k in ("layer", *_NUMERIC)).encode()
+    build, extra = build_id.replace(b"%", b"%%"), extra.replace(b"%", b"%%")
+    return b'{"timestamp":"%s%sZ","build_id":' + build + b"," + numbers + extra + b"}"
 
 
 class BuildSimulator:
@@ -404,6 +415,60 @@ class BuildSimulator:
                         del m[f]
         return msgs
 
+    def _encoded(self, c: dict[str, np.ndarray], extra: bytes = b"") -> list[bytes]:
+        """The messages of chunk ``c`` as the JSON bytes
+        :func:`~am_qadf.streaming.serialization.dumps` writes for each of
+        :meth:`_messages` (with the encoded fields ``extra`` last), built a column at a
+        time instead of a dict at a time; a chunk a dropout reaches, whose messages
+        lose or blank fields, goes through the dicts."""
+        idx = c["index"]
+        if not idx.size:
+            return []
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        if any(e.kind in DROPOUT_KINDS and e.overlaps(lo, hi) for e in self._events):
+            encoded = list(map(dumps, self._messages(c)))
+            return [m[:-1] + extra + b"}" for m in encoded] if extra else encoded
+        # whole microseconds (as fromtimestamp rounds); dumps writes a datetime as
+        # "YYYY-MM-DDTHH:MM:SS[.ffffff]Z", the fraction only when it is not zero
+        seconds, micros = np.divmod(np.rint(c["timestamp"] * 1e6).astype(np.int64), 1_000_000)
+        distinct, which = np.unique(seconds, return_inverse=True)  # a few per chunk
+        heads = np.datetime_as_string(distinct.astype("datetime64[s]"), unit="s")
+        heads = heads.astype("S").tolist()
+        stamps = [heads[i] for i in which.tolist()]
+        fractions = [b".%06d" % f if f else b"" for f in micros.tolist()]
+        # each column as the numbers dumps writes for it, one call per column
+        cols = [dumps(c[k].tolist())[1:-1].split(b",") for k in ("layer", *_NUMERIC)]
+        template = _message_template(dumps(self.build_id), extra)
+        return list(map(template.__mod__, zip(stamps, fractions, *cols, strict=True)))
+
+    def iter_encoded(
+        self,
+        batch_size: int = 1000,
+        real_time: bool = False,
+        rate: float | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Iterator[tuple[list[bytes], int]]:
+        """:meth:`iter_batches` with every message JSON-encoded already: the bytes
+        :func:`~am_qadf.streaming.serialization.dumps` writes for its dict (with the
+        fields of ``extra`` added last, the same in every message), encoded a chunk of
+        columns at a time, for a publisher that sends them as they are. Yields
+        ``(messages, layer of the last one)`` per batch.
+
+        >>> sim = BuildSimulator(seed=1, n_points=2_000, n_defects=0)
+        >>> msgs, layer = next(sim.iter_encoded(batch_size=500, extra={"shift": 2}))
+        >>> len(msgs), layer, msgs[1][:43], msgs[1][-11:]
+        (500, 0, b'{"timestamp":"2024-01-01T00:00:00.000050Z",', b',"shift":2}')
+        """
+        if extra and not set(extra).isdisjoint(MESSAGE_FIELDS):
+            taken = sorted(set(extra) & set(MESSAGE_FIELDS))
+            raise ValueError(f"extra fields must not be message fields, got {taken}")
+        tail = dumps(extra)[1:-1] if extra else b""
+        tail = b"," + tail if tail else b""
+        for batch, last in self._paced(
+            batch_size, real_time, rate, lambda c: self._encoded(c, tail)
+        ):
+            yield batch, self.layer_of(last)
+
     def iter_batches(
         self, batch_size: int = 1000, real_time: bool = False, rate: float | None = None
     ) -> Iterator[list[dict[str, Any]]]:
@@ -413,6 +478,18 @@ class BuildSimulator:
         (default: the sensor rate), from the simulated timestamps, so dropped
         messages leave a real gap; otherwise batches come as fast as possible.
         """
+        for batch, _ in self._paced(batch_size, real_time, rate, self._messages):
+            yield batch
+
+    def _paced(
+        self,
+        batch_size: int,
+        real_time: bool,
+        rate: float | None,
+        convert: Callable[[dict[str, np.ndarray]], list[Any]],
+    ) -> Iterator[tuple[list[Any], int]]:
+        """Batches of the items ``convert`` makes of each chunk, each batch with the
+        index of its last message, paced as :meth:`iter_batches` says."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         r = self.sensor_rate_hz if rate is None else float(rate)
@@ -422,18 +499,19 @@ class BuildSimulator:
         # Stream time 0 is now, before the first layer is generated: message timestamps
         # then keep step with the wall clock instead of trailing it by the set-up time.
         pacer.wait(0.0)
-        pending: list[dict[str, Any]] = []
+        pending: list[Any] = []
         pending_idx: list[int] = []
         for chunk in self.iter_arrays():
-            pending.extend(self._messages(chunk))
+            pending.extend(convert(chunk))
             pending_idx.extend(chunk["index"].tolist())
             while len(pending) >= batch_size:
-                pacer.wait(pending_idx[batch_size - 1] / r)
-                yield pending[:batch_size]
+                last = pending_idx[batch_size - 1]
+                pacer.wait(last / r)
+                yield pending[:batch_size], last
                 del pending[:batch_size], pending_idx[:batch_size]
         if pending:
             pacer.wait(pending_idx[-1] / r)
-            yield pending
+            yield pending, pending_idx[-1]
 
     def __repr__(self) -> str:
         return (

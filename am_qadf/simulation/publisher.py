@@ -5,10 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from itertools import repeat
-from operator import setitem
 from typing import Any
 
 from am_qadf.streaming.kafka_producer import KafkaProducer
@@ -96,16 +93,18 @@ class SimulationPublisher:
             layers = sim.layer_of(sim.total_points - 1) + 1 if sim.total_points else 0
             self._plan, self._build_published = (sim.build_id, layers, sim.total_points), 0
             log.info("publishing simulated build %s", sim.build_id)
-            for batch in sim.iter_batches(self.batch_size, real_time=True, rate=self.rate):
+            # encoded a chunk of columns at a time (no dict per message), with the
+            # build's layer count last in every message when asked
+            field = self.layer_count_field
+            extra = {field: layers} if field is not None else None
+            batches = sim.iter_encoded(self.batch_size, real_time=True, rate=self.rate, extra=extra)
+            for batch, layer in batches:
                 if self._stop.is_set():
                     break
-                if self.layer_count_field is not None:
-                    field = repeat(self.layer_count_field)
-                    deque(map(setitem, batch, field, repeat(layers)), maxlen=0)
-                self.producer.produce_batch(batch, key=self.key or sim.build_id)
+                self.producer.produce_batch_raw(batch, key=self.key or sim.build_id)
                 self.published += len(batch)
                 self._build_published += len(batch)
-                self.layer = batch[-1].get("layer")
+                self.layer = layer
             k += 1
         self.producer.flush()
 

@@ -10,11 +10,15 @@ from typing import Any
 
 import pytest
 
+from am_qadf.fleet.fleet_simulation import FLEET_LAYOUTS
 from am_qadf.fleet.state_store import InProcessStateStore
 from am_qadf.fleet.worker import FleetWorker
 from am_qadf.simulation.build_simulator import BuildSimulator
+from am_qadf.simulation.publisher import SimulationPublisher
 from am_qadf.streaming import KafkaProducer, StreamingConfig
+from am_qadf.streaming.memory_broker import get_broker
 from am_qadf.streaming.message_columns import ColumnCache
+from am_qadf.streaming.serialization import dumps
 
 
 def _config(tmp_path: Any) -> StreamingConfig:
@@ -94,6 +98,12 @@ def test_noted_value_types_are_forgotten_when_the_batch_or_its_columns_change() 
     assert cache.value_types([*batch]) == {str, float}  # a new list is another batch
 
 
+def test_encoded_extra_fields_must_not_be_message_fields() -> None:
+    sim = BuildSimulator(1, n_points=500, n_defects=0)
+    with pytest.raises(ValueError, match=r"must not be message fields, got \['layer'\]"):
+        next(sim.iter_encoded(100, extra={"layer": 3}))
+
+
 class _FakeProducer:
     """Records what a confluent-kafka Producer is asked to do."""
 
@@ -148,3 +158,70 @@ def test_produce_batch_raw_sends_encoded_values_or_nothing(monkeypatch) -> None:
     assert prod.produce_batch_raw([b'{"a":1}', b'{"a":2}'], key=b"m2") == 2
     assert fake.produced == [("plant", b'{"a":1}', b"m2"), ("plant", b'{"a":2}', b"m2")]
     assert fake.polls == 1
+
+
+@pytest.mark.parametrize(
+    ("seed", "kw", "extra"),
+    [
+        # defects, dropouts among them (those chunks go through the dicts)
+        (3, {"n_points": 60_000, "n_defects": 8, "warmup_points": 20_000}, None),
+        # an odd rate and start (fractions of every length), a build id JSON escapes
+        # and that has a %, fields added to every message
+        (
+            7,
+            {
+                "n_points": 40_000,
+                "n_defects": 4,
+                "warmup_points": 5_000,
+                "sensor_rate_hz": 37_000.0,
+                "start_time": datetime(2026, 12, 5, 14, 0, 0, 123_457, tzinfo=UTC),
+                "build_id": 'b%s"\\x',
+                "parts": FLEET_LAYOUTS[2],
+            },
+            {"layer_count": 57, "p%s": "q"},
+        ),
+        # slower than one message per second: whole seconds, no fraction
+        (9, {"n_points": 3_000, "n_defects": 0, "sensor_rate_hz": 3.0}, None),
+    ],
+)
+def test_encoded_messages_are_the_bytes_dumps_writes(
+    seed: int, kw: dict[str, Any], extra: dict[str, Any] | None
+) -> None:
+    expected = [
+        dumps({**m, **(extra or {})})
+        for b in BuildSimulator(seed, **kw).iter_batches(333)
+        for m in b
+    ]
+    batches = list(BuildSimulator(seed, **kw).iter_encoded(333, extra=extra))
+    assert [m for b, _ in batches for m in b] == expected
+    sim = BuildSimulator(seed, **kw)
+    assert [layer for _, layer in batches] == [
+        b[-1]["layer"] for b in BuildSimulator(seed, **kw).iter_batches(333)
+    ]
+    assert len(batches[0][0]) == min(333, sim.total_points)
+
+
+def test_a_simulated_machine_publishes_the_same_messages(monkeypatch) -> None:
+    start = datetime(2026, 3, 1, 8, 0, 0, 250, tzinfo=UTC)
+    monkeypatch.setattr("am_qadf.simulation.publisher.now_utc", lambda: start)
+    url = f"memory://throughput-pub-{uuid.uuid4().hex}"
+    pub = SimulationPublisher(
+        [url], "plant", rate=200_000.0, seed=21, builds=1, n_points=40_000, n_defects=4,
+        key="m03", parts=FLEET_LAYOUTS[1], layer_count_field="layer_count",
+    )  # fmt: skip
+    pub.run()
+    sim = BuildSimulator(
+        21, n_points=40_000, n_defects=4, sensor_rate_hz=200_000.0, start_time=start,
+        parts=FLEET_LAYOUTS[1], build_id="m03-21",
+    )  # fmt: skip
+    sim.start_at(start)
+    layers = sim.layer_of(sim.total_points - 1) + 1  # sent last in every message
+    expected = [dumps({**m, "layer_count": layers}) for b in sim.iter_batches(250) for m in b]
+    broker = get_broker([url])
+    got = [
+        r.value
+        for p in range(broker.partitions("plant"))
+        for r in broker.fetch("plant", p, 0, 10**6)
+    ]
+    assert got == expected
+    assert pub.published == len(expected) and pub.layer == sim.layer_of(sim.total_points - 1)
