@@ -61,10 +61,12 @@ import numpy as np
 import pymongo
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from am_qadf.fleet.state_store import RedisStateStore
-from am_qadf.simulation.build_simulator import BuildSimulator
-from am_qadf.streaming import KafkaProducer
-from am_qadf.streaming.serialization import dumps
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's library
+
+from am_qadf.fleet.state_store import RedisStateStore  # noqa: E402
+from am_qadf.simulation.build_simulator import BuildSimulator  # noqa: E402
+from am_qadf.streaming import KafkaProducer  # noqa: E402
+from am_qadf.streaming.serialization import dumps  # noqa: E402
 
 KAFKA = os.environ.get("AMQADF_KAFKA", "127.0.0.1:9092")
 REDIS = os.environ.get("AMQADF_REDIS_URL", "redis://127.0.0.1:6379/0")
