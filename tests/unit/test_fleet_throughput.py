@@ -225,3 +225,26 @@ def test_a_simulated_machine_publishes_the_same_messages(monkeypatch) -> None:
     ]
     assert got == expected
     assert pub.published == len(expected) and pub.layer == sim.layer_of(sim.total_points - 1)
+
+
+def test_the_worker_cli_polls_large_batches(monkeypatch, tmp_path: Any) -> None:  # noqa: ANN001
+    # per-batch costs (store offsets, one process call per machine, state writes) are
+    # shared by up to 5,000 messages; a poll still returns within its 100 ms
+    import am_qadf.fleet.worker as worker_module
+    from am_qadf.cli import main
+
+    seen: list[StreamingConfig] = []
+
+    class Recorder(FleetWorker):
+        def __init__(self, config: StreamingConfig, *a: Any, **kw: Any) -> None:
+            seen.append(config)
+            super().__init__(config, *a, **kw)
+
+    monkeypatch.setattr(worker_module, "FleetWorker", Recorder)
+    monkeypatch.setenv("AMQADF_MONGO_URI", "none")
+    monkeypatch.setenv("AMQADF_REDIS_URL", "none")
+    monkeypatch.setenv("AMQADF_DATA_DIR", str(tmp_path))
+    bootstrap = f"memory://cli-worker-{uuid.uuid4().hex}"
+    args = ["worker", "--bootstrap", bootstrap, "--topic", "plant", "--state", "memory://"]
+    assert main([*args, "--seconds", "0.2", "--interval", "0.05"]) == 0
+    assert [c.max_poll_records for c in seen] == [5000]
