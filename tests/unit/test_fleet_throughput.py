@@ -4,6 +4,7 @@ results (history documents, delivered messages) stay the same."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -248,3 +249,12 @@ def test_the_worker_cli_polls_large_batches(monkeypatch, tmp_path: Any) -> None:
     args = ["worker", "--bootstrap", bootstrap, "--topic", "plant", "--state", "memory://"]
     assert main([*args, "--seconds", "0.2", "--interval", "0.05"]) == 0
     assert [c.max_poll_records for c in seen] == [5000]
+
+
+def test_a_worker_fetches_in_larger_steps_from_kafka() -> None:
+    cfg = StreamingConfig.embedded(kafka_bootstrap_servers=["127.0.0.1:1"])
+    worker = FleetWorker(cfg, InProcessStateStore())
+    assert worker.config.kafka_config["fetch.min.bytes"] == 262144
+    assert worker.config.kafka_config["fetch.wait.max.ms"] == 25
+    mine = dataclasses.replace(cfg, kafka_config={"fetch.wait.max.ms": 5})
+    assert FleetWorker(mine, InProcessStateStore()).config.kafka_config["fetch.wait.max.ms"] == 5
