@@ -135,15 +135,18 @@ def start_server(
     data_dir: str,
     env: dict[str, str] | None = None,
     apps: tuple[str, ...] = ("app.py",),
+    plugins: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen, str]:
     """Start the dashboard (``apps`` of ``dashboard/``, with ``env`` added to this
-    process's environment); its output goes to ``data_dir``/server.log."""
+    process's environment, ``plugins`` as ``panel serve --plugins``); its output goes
+    to ``data_dir``/server.log."""
     port = free_port()
     env = {**os.environ, "AMQADF_RATE": str(rate), "AMQADF_DATA_DIR": data_dir, **(env or {})}
     cmd = [
         sys.executable, "-m", "panel", "serve", *(str(ROOT / "dashboard" / a) for a in apps),
         "--address", "127.0.0.1", "--port", str(port),
         "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness",
+        *(["--plugins", *plugins] if plugins else []),
     ]  # fmt: skip
     log = open(Path(data_dir) / "server.log", "wb")  # noqa: SIM115 (lives as long as the server)
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
