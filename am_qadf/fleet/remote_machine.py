@@ -12,9 +12,11 @@ machine. Its stored history is queried (only its own messages: ``machine_id``) w
 ``history`` store is given, e.g. the MongoDB the workers write to.
 
 Voxels are mirrored once per :class:`RemoteMachine` into a voxel grid (the display
-signal's values; the voxel state first, then the deltas after it), so every session of
-a dashboard process shares one mirror and one change log; :meth:`with_policy` gives a
-session its own access policy over the same mirror.
+signal's values; the voxel state first, then the deltas after it), and its alert events
+are kept as read (only the new ones are read again), so every session of a dashboard
+process shares one mirror, one change log, one alert list and the store reads of the
+last :data:`READ_TTL_S`; :meth:`with_policy` gives a session its own access policy over
+the same shared state.
 
 >>> from am_qadf.access_policy import AccessPolicy
 >>> from am_qadf.fleet.state_store import InProcessStateStore, MachineSnapshot
@@ -35,6 +37,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections import deque
 from datetime import datetime
 from typing import Any
 
@@ -87,6 +90,35 @@ class _Mirror:
         self.lock = threading.Lock()
 
 
+class _AlertWindow:
+    """The newest alert events read (as many as the store keeps), each with its parsed
+    alert (None: malformed), the change cursor after them, and the alerts shown."""
+
+    def __init__(self, size: int) -> None:
+        self.events: deque[tuple[str | None, Alert | None]] = deque(maxlen=size)
+        self.cursor: str | None = None
+        self.shown: list[Alert] = []
+        self.lock = threading.Lock()
+
+
+class _Shared:
+    """What every session's copy of one :class:`RemoteMachine` shares."""
+
+    def __init__(self, max_alerts: int) -> None:
+        self.cache: dict[str, tuple[float, Any]] = {}
+        self.cache_lock = threading.Lock()
+        self.mirror: _Mirror | None = None
+        self.mirror_lock = threading.Lock()
+        self.alerts = _AlertWindow(max_alerts)
+
+
+def _parsed(event: dict[str, Any]) -> Alert | None:
+    try:
+        return alert_from_dict(event)
+    except (ValueError, TypeError):
+        return None  # a malformed event is not shown
+
+
 class RemoteMachine:
     """Machine ``machine_id`` of the fleet in ``store``, for one machine's dashboard.
 
@@ -115,14 +147,19 @@ class RemoteMachine:
         self.policy = policy or AccessPolicy()
         self.stale_after = float(stale_after)
         self.history = history
-        self._cache: dict[str, tuple[float, Any]] = {}
-        self._cache_lock = threading.Lock()
-        self._mirror: _Mirror | None = None
-        self._mirror_lock = threading.Lock()
+        self._shared = _Shared(store.max_alerts)
 
     def with_policy(self, policy: AccessPolicy) -> RemoteMachine:
-        """The same machine (same reads, same voxel mirror) with another access policy:
-        one per browser session."""
+        """The same machine (same reads, voxel mirror and alerts) with another access
+        policy: one per browser session.
+
+        >>> from am_qadf.fleet.state_store import InProcessStateStore, MachineSnapshot
+        >>> store = InProcessStateStore()
+        >>> store.put_snapshot(MachineSnapshot("m1"))
+        >>> m1 = RemoteMachine(store, "m1")
+        >>> m1.with_policy(AccessPolicy())._shared is m1._shared
+        True
+        """
         other = copy.copy(self)
         other.policy = policy
         return other
@@ -130,13 +167,14 @@ class RemoteMachine:
     # -- reading the store (cached briefly: every session's tick asks) -------------------
     def _read(self, what: str, read: Any) -> Any:
         now = time.monotonic()
-        with self._cache_lock:
-            hit = self._cache.get(what)
+        shared = self._shared
+        with shared.cache_lock:
+            hit = shared.cache.get(what)
             if hit is not None and now - hit[0] < READ_TTL_S:
                 return hit[1]
         value = read()
-        with self._cache_lock:
-            self._cache[what] = (now, value)
+        with shared.cache_lock:
+            shared.cache[what] = (now, value)
         return value
 
     def _snapshot(self) -> MachineSnapshot:
@@ -150,20 +188,28 @@ class RemoteMachine:
         return self._read("windows", lambda: self.store.windows(self.machine_id))
 
     def _alerts(self) -> list[Alert]:
-        """Every kept alert in its newest published state, oldest raised first."""
+        """Every kept alert in its newest published state, oldest raised first (only
+        the events published since the last read are read and parsed)."""
 
         def read() -> list[Alert]:
-            newest: dict[str, dict[str, Any]] = {}
-            for event in self.store.alerts(self.machine_id, count=self.store.max_alerts):
-                if isinstance(event.get("id"), str):
-                    newest[event["id"]] = event
-            alerts = []
-            for event in newest.values():
-                try:
-                    alerts.append(alert_from_dict(event))
-                except (ValueError, TypeError):
-                    continue  # a malformed event is not shown
-            return sorted(alerts, key=lambda a: a.raised_at)
+            window = self._shared.alerts
+            with window.lock:
+                cursor, events, full = self.store.alerts_since(self.machine_id, window.cursor)
+                window.cursor = cursor
+                if full:
+                    window.events.clear()
+                # every event takes its place in the window, as in the store's stream;
+                # one without an id is not shown
+                window.events.extend(
+                    (e["id"], _parsed(e)) if isinstance(e.get("id"), str) else (None, None)
+                    for e in events
+                )
+                if events or full:
+                    newest = dict(window.events)  # each id's newest event
+                    newest.pop(None, None)
+                    alerts = [a for a in newest.values() if a is not None]
+                    window.shown = sorted(alerts, key=lambda a: a.raised_at)
+                return window.shown
 
         return self._read("alerts", read)
 
@@ -265,10 +311,11 @@ class RemoteMachine:
 
     def _sync_voxels(self) -> _Mirror:
         """Bring the mirror up to the store (at most every :data:`READ_TTL_S`)."""
-        with self._mirror_lock:
-            if self._mirror is None:
-                self._mirror = _Mirror(self.grid_info())
-            mirror = self._mirror
+        shared = self._shared
+        with shared.mirror_lock:
+            if shared.mirror is None:
+                shared.mirror = _Mirror(self.grid_info())
+            mirror = shared.mirror
         with mirror.lock:
             if time.monotonic() - mirror.synced_at < READ_TTL_S:
                 return mirror
@@ -321,8 +368,8 @@ class RemoteMachine:
 
     def forget_viewer(self, viewer: str) -> None:
         """Forget a viewer's change cursor (its session ended)."""
-        if self._mirror is not None:
-            self._mirror.changes.forget(viewer)
+        if self._shared.mirror is not None:
+            self._shared.mirror.changes.forget(viewer)
 
     def _layers(self) -> np.ndarray:
         rows = np.asarray(self._view().get("layers") or [], dtype=np.int64)

@@ -227,6 +227,11 @@ class _Backend(ABC):
     ) -> list[tuple[str, dict[str, bytes]]]: ...
 
     @abstractmethod
+    def xrange_from(
+        self, key: str, start: str, count: int
+    ) -> list[tuple[str, dict[str, bytes]]]: ...
+
+    @abstractmethod
     def xlast(self, key: str, count: int) -> list[tuple[str, dict[str, bytes]]]: ...
 
     @abstractmethod
@@ -297,6 +302,11 @@ class _MemoryBackend(_Backend):
     def xrange_after(self, key: str, after: str, count: int) -> list[tuple[str, dict[str, bytes]]]:
         with self._changed:
             return self._after(key, after, count)
+
+    def xrange_from(self, key: str, start: str, count: int) -> list[tuple[str, dict[str, bytes]]]:
+        k = _id_key(start)
+        with self._changed:
+            return [e for e in self._streams.get(key, ()) if _id_key(e[0]) >= k][:count]
 
     def xlast(self, key: str, count: int) -> list[tuple[str, dict[str, bytes]]]:
         with self._changed:
@@ -383,6 +393,9 @@ class _RedisBackend(_Backend):
     def xrange_after(self, key: str, after: str, count: int) -> list[tuple[str, dict[str, bytes]]]:
         return self._entries(self.r.xrange(key, min=f"({after}", max="+", count=count))
 
+    def xrange_from(self, key: str, start: str, count: int) -> list[tuple[str, dict[str, bytes]]]:
+        return self._entries(self.r.xrange(key, min=start, max="+", count=count))
+
     def xlast(self, key: str, count: int) -> list[tuple[str, dict[str, bytes]]]:
         return self._entries(self.r.xrevrange(key, count=count))[::-1] if count > 0 else []
 
@@ -408,6 +421,25 @@ class _RedisBackend(_Backend):
 
 def _dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+def _first_rows(ijk: np.ndarray) -> np.ndarray:
+    """Positions of the first occurrence of each distinct row of ``ijk`` ((n, 3) voxel
+    indices), in the rows' sorted order, as ``np.unique(ijk, axis=0,
+    return_index=True)[1]`` but on one int64 key per row (a 1-D sort, several times
+    faster than sorting rows).
+
+    >>> _first_rows(np.array([[1, 0, 2], [0, 5, 1], [1, 0, 2]], np.int32)).tolist()
+    [1, 0]
+    """
+    if not len(ijk):
+        return np.empty(0, dtype=np.int64)
+    a = ijk.astype(np.int64)
+    lo, span = a.min(axis=0), np.ptp(a, axis=0) + 1
+    if float(np.prod(span.astype(float))) >= 2.0**62:  # cannot be one key: sort rows
+        return np.unique(ijk, axis=0, return_index=True)[1]
+    key = ((a[:, 0] - lo[0]) * span[1] + (a[:, 1] - lo[1])) * span[2] + (a[:, 2] - lo[2])
+    return np.unique(key, return_index=True)[1]
 
 
 def _snapshot(raw: Mapping[str, bytes]) -> MachineSnapshot | None:
@@ -504,6 +536,43 @@ class StateStore:
         return [
             orjson.loads(f["a"]) for _, f in self._b.xlast(self._key(machine_id, "alerts"), count)
         ]
+
+    def alerts_since(
+        self, machine_id: str, cursor: str | None = None
+    ) -> tuple[str, list[dict[str, Any]], bool]:
+        """Alert events after ``cursor`` (None: a first look): ``(new cursor, events
+        oldest first, full)``. A reader that keeps the newest ``max_alerts`` events it
+        was given has what :meth:`alerts` would return, reading only what is new. With
+        ``full`` the events are every one kept and replace what the reader had (a first
+        look, or the stream started again, e.g. an emptied Redis).
+
+        >>> store = InProcessStateStore()
+        >>> store.add_alerts("m1", [{"id": "a1", "event": "raised"}])
+        >>> cursor, events, full = store.alerts_since("m1")
+        >>> [e["id"] for e in events], full
+        (['a1'], True)
+        >>> store.add_alerts("m1", [{"id": "a2", "event": "raised"}])
+        >>> cursor, events, full = store.alerts_since("m1", cursor)
+        >>> [e["id"] for e in events], full, store.alerts_since("m1", cursor)[1:]
+        (['a2'], False, ([], False))
+        """
+        key = self._key(machine_id, "alerts")
+        if cursor is not None:
+            last = self._b.xlast(key, 1)
+            if (last[0][0] if last else "0-0") == cursor:  # nothing new: one small read
+                return cursor, [], False
+            # from the cursor's own entry: when it is gone, the reader missed more than
+            # the stream keeps, or the stream started again; either way it starts over
+            entries = self._b.xrange_from(key, cursor, self.max_alerts + 1)
+            if entries and entries[0][0] == cursor:
+                entries = entries[1:]
+            elif cursor != "0-0":  # (a reader that saw an empty stream had nothing)
+                entries = []
+            if entries:
+                return entries[-1][0], [orjson.loads(f["a"]) for _, f in entries], False
+        entries = self._b.xlast(key, self.max_alerts)
+        sid = entries[-1][0] if entries else "0-0"
+        return sid, [orjson.loads(f["a"]) for _, f in entries], True
 
     def put_episodes(self, machine_id: str, episodes: Sequence[Mapping[str, Any]]) -> None:
         """Replace the machine's open alert episodes (what a worker taking the machine
@@ -641,8 +710,8 @@ class StateStore:
         ijk = np.concatenate([np.frombuffer(f["v"], np.int32).reshape(-1, 3) for f in with_voxels])
         values = np.concatenate([np.frombuffer(f["x"], np.float32) for f in with_voxels])
         # newest first, then the first occurrence of each voxel is its newest value
-        keep_ijk, first = np.unique(ijk[::-1], axis=0, return_index=True)
-        return cursor, keep_ijk, values[::-1][first], full
+        first = _first_rows(ijk[::-1])
+        return cursor, ijk[::-1][first], values[::-1][first], full
 
     def put_voxels(self, machine_id: str, ijk: np.ndarray, values: np.ndarray) -> None:
         """Replace the machine's voxel state: every occupied voxel ``ijk`` ((n, 3)) with

@@ -53,6 +53,27 @@ class StateStoreContract:
         assert got[0]["id"] == "a5" and got[-1]["id"] == f"a{n - 1}"
         assert [a["id"] for a in store.alerts("m1", count=2)] == [f"a{n - 2}", f"a{n - 1}"]
 
+    def test_alerts_since_reads_only_what_is_new(self, store: StateStore) -> None:
+        """A reader that keeps the newest ``max_alerts`` events it was given has what
+        ``alerts`` returns, and a read after its cursor brings only the new events."""
+        cur, events, full = store.alerts_since("m1")
+        assert events == [] and full
+        store.add_alerts("m1", [{"id": f"a{i}", "event": "raised"} for i in range(3)])
+        cur, events, full = store.alerts_since("m1", cur)
+        assert [e["id"] for e in events] == ["a0", "a1", "a2"] and not full
+        assert store.alerts_since("m1", cur) == (cur, [], False)
+        kept = [e["id"] for e in events]
+        for i in range(3, store.max_alerts + 8, 4):  # readers reading between writes
+            store.add_alerts("m1", [{"id": f"a{j}", "event": "raised"} for j in range(i, i + 4)])
+            cur, events, full = store.alerts_since("m1", cur)
+            assert not full and [e["id"] for e in events] == [f"a{j}" for j in range(i, i + 4)]
+            kept = (kept + [e["id"] for e in events])[-store.max_alerts :]
+        assert kept == [e["id"] for e in store.alerts("m1", count=store.max_alerts)]
+        store.clear()  # the stream starts again (an emptied store): a reader starts over
+        store.add_alerts("m1", [{"id": "b0", "event": "raised"}])
+        _, events, full = store.alerts_since("m1", cur)
+        assert full and [e["id"] for e in events] == ["b0"]
+
     def test_spc_and_windows(self, store: StateStore) -> None:
         store.put_spc("m1", {"temperature": {"center": 1900.0, "violations": []}})
         assert store.spc("m1")["temperature"]["center"] == 1900.0

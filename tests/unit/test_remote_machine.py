@@ -117,6 +117,74 @@ def test_a_late_reader_draws_from_the_voxel_state(fleet: Any) -> None:
     assert len(ijk) == len(worker.pipelines["m1"].monitor.occupied(signal)[0]) > 0
 
 
+def test_sessions_share_one_voxel_mirror(fleet: Any, monkeypatch: Any) -> None:
+    """Every session's copy (``with_policy``) reads the voxels into one mirror: the
+    process loads the voxel state once, not once per session."""
+    _, store, _ = fleet
+    loads = []
+    real = store.voxels
+    monkeypatch.setattr(store, "voxels", lambda m: loads.append(m) or real(m))
+    remote = RemoteMachine(store, "m2", policy=POLICY)
+    sessions = [remote.with_policy(AccessPolicy()) for _ in range(3)]
+    signal = remote.voxel_signals()[0]
+    drawn = [s.occupied(signal)[0] for s in sessions]
+    assert loads == ["m2"] and all(np.array_equal(d, drawn[0]) for d in drawn)
+    for i, s in enumerate(sessions):  # each session still has its own change cursor
+        assert s.take_updated_bricks(f"session-{i}")[1]
+
+
+class _CountingStore(InProcessStateStore):
+    """Counts the alert events its readers were sent."""
+
+    sent = 0
+
+    def alerts(self, machine_id: str, count: int = 100) -> list[dict[str, Any]]:
+        out = super().alerts(machine_id, count)
+        self.sent += len(out)
+        return out
+
+    def alerts_since(self, machine_id: str, cursor: str | None = None) -> Any:
+        out = super().alerts_since(machine_id, cursor)
+        self.sent += len(out[1])
+        return out
+
+
+def test_alert_reads_do_not_grow_with_the_alerts_published(monkeypatch: Any) -> None:
+    """A reader's alert read brings what is new since its last one, not every alert
+    kept: its cost per refresh does not grow with how many alerts a busy machine
+    published. What it shows is what a fresh reader shows (each alert's newest state,
+    the newest ``max_alerts`` events)."""
+    import am_qadf.fleet.remote_machine as rm
+    from am_qadf.fleet.state_store import MachineSnapshot
+
+    monkeypatch.setattr(rm, "READ_TTL_S", 0.0)  # every call reads the store
+    store = _CountingStore(max_alerts=300)
+    store.put_snapshot(MachineSnapshot("m1"))
+
+    def raised(i: int) -> dict[str, Any]:
+        return {"id": f"a{i}", "event": "raised", "severity": "warning", "rule": "r",
+                "metric": "temperature", "value": 1.0, "message": "m", "state": "active",
+                "raised_at": f"2026-01-01T00:00:{i % 60:02d}+00:00"}  # fmt: skip
+
+    store.add_alerts("m1", [raised(i) for i in range(250)])
+    reader = RemoteMachine(store, "m1")
+    assert len(reader.alert_list()) == 250
+    store.sent = 0
+    store.add_alerts("m1", [raised(250), {**raised(3), "event": "acknowledged",
+                                          "state": "acknowledged"}])  # fmt: skip
+    shown = reader.alert_list()
+    assert store.sent == 2  # the two new events, not the 252 kept
+    store.sent = 0
+    assert reader.alert_list() == shown and store.sent == 0  # nothing new: nothing sent
+    fresh = RemoteMachine(store, "m1").alert_list()
+    assert [(a.id, a.state) for a in shown] == [(a.id, a.state) for a in fresh]
+    assert len(shown) == 251 and next(a for a in shown if a.id == "a3").state == "acknowledged"
+    store.add_alerts("m1", [raised(i) for i in range(251, 400)])  # past what is kept
+    assert [a.id for a in reader.alert_list()] == [
+        a.id for a in RemoteMachine(store, "m1").alert_list()
+    ]
+
+
 def test_alerts_spc_and_unknown_machine(fleet: Any) -> None:
     _, store, worker = fleet
     m2 = RemoteMachine(store, "m2", policy=POLICY)

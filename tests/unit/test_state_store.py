@@ -42,3 +42,15 @@ def test_downsample_keeps_extremes_of_every_bin() -> None:
     ts, vs = downsample(t, v, 200)
     assert len(vs) <= 200 and vs.max() == v.max() and vs.min() == v.min()
     assert np.all(np.diff(ts) > 0)
+
+
+def test_first_rows_is_np_unique_by_rows() -> None:
+    """The one-key dedup of voxel deltas picks the rows np.unique(axis=0) picks."""
+    from am_qadf.fleet.state_store import _first_rows
+
+    rng = np.random.default_rng(3)
+    for lo, hi in ((0, 6), (-40, 40), (0, 2**20)):
+        ijk = rng.integers(lo, hi, size=(5000, 3)).astype(np.int32)
+        want = np.unique(ijk, axis=0, return_index=True)[1]
+        assert np.array_equal(_first_rows(ijk), want)
+    assert _first_rows(np.empty((0, 3), np.int32)).size == 0
