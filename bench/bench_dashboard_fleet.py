@@ -215,6 +215,16 @@ def produce(args: argparse.Namespace) -> int:
         producer.close()
 
 
+def renice(pid: int, niceness: int) -> None:
+    """Set the niceness of every thread of process ``pid`` (a niceness is per thread
+    on Linux; threads it starts later inherit their creator's)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
+        except ProcessLookupError:  # a thread that just ended
+            continue
+
+
 def redis_bytes_read(pid: int) -> int:
     """Bytes process ``pid`` has received so far on its open connections to Redis."""
     out = subprocess.run(
@@ -388,6 +398,13 @@ def main() -> int:
         help="niceness of the dashboard server (e.g. -5 as root): on a host so busy that "
         "the server gets only its share of the cores, its CPU says nothing of its demand",
     )
+    ap.add_argument(
+        "--plant-nice",
+        type=int,
+        default=0,
+        help="niceness of the workers and the producer (e.g. -3 as root), so that other "
+        "work on the host does not decide the rates they reach",
+    )
     ap.add_argument("--profile", metavar="DIR", help="sample the server with py-spy into DIR")
     ap.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--topic", help=argparse.SUPPRESS)
@@ -427,6 +444,9 @@ def main() -> int:
                  "--machines", str(args.machines), "--seed", str(args.seed)],
                 cwd=ROOT, start_new_session=True,
             )  # fmt: skip
+            if args.plant_nice:
+                for proc in (*procs, sim):
+                    renice(proc.pid, args.plant_nice)
             deadline = time.monotonic() + 120
             while "m01" not in state.machines():
                 if time.monotonic() > deadline or sim.poll() is not None:
@@ -438,7 +458,7 @@ def main() -> int:
             )
             base = url.rsplit("/", 1)[0]
             if args.server_nice:
-                os.setpriority(os.PRIO_PROCESS, server.pid, args.server_nice)
+                renice(server.pid, args.server_nice)
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             pages = open_pages(browser, url, args.sessions, "?machine=m01", COUNTER)
             for i, rate in enumerate(rates):
@@ -470,7 +490,8 @@ def main() -> int:
         f"dashboard server CPU per session of /app?machine=m01: {args.sessions} sessions, "
         f"{args.machines} machines, {args.workers} workers, {os.cpu_count()} cores, "
         f"{args.warmup:g} s warm-up + {args.seconds:g} s per rate, one producer whose rate "
-        f"is switched (no restart), server nice {args.server_nice}"
+        f"is switched (no restart), server nice {args.server_nice}, workers and producer "
+        f"nice {args.plant_nice}"
     )
     for r in results:
         ratio = r["cpu_per_session_min"] / first["cpu_per_session_min"]
