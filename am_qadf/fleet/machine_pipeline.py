@@ -505,8 +505,9 @@ class MachinePipeline:
     def view(self, status: MonitorSnapshot | None = None) -> dict[str, Any]:
         """What one machine's dashboard shows beyond the snapshot (JSON-ready, a few kB):
         the monitor's status figures, grid geometry, build layers seen per voxel layer,
-        alert counts, SPC chart kinds and the states of the charts run beside each
-        signal's own, and the voxel generation (readers reload voxels when it moves)."""
+        alert counts, SPC chart kinds and the voxel generation (readers reload voxels
+        when it moves). The states of the charts run beside each signal's own are a
+        part of their own (:meth:`spc_charts`)."""
         mon = self.monitor
         status = status or mon.monitor_snapshot()
         # shallow: its reports are serialized as they are, not copied first
@@ -527,10 +528,15 @@ class MachinePipeline:
             "alert_counts": dataclasses.asdict(mon.alert_counts()),
             "buffered_seconds": mon.buffered_seconds(),
             "spc_kinds": {s: mon.spc_kinds(s) for s in signals if isinstance(s, str)},
-            "spc_charts": {k: mon.spc_state(k) for k in mon.config.spc_charts},
             "voxel_generation": self.voxel_generation,
             "takeover": self.takeover,
         }
+
+    def spc_charts(self) -> dict[str, Any]:
+        """The states of the charts run beside each signal's own, by chart kind (the
+        view's ``spc_charts`` part: ~100 kB, read only by a dashboard's SPC view)."""
+        mon = self.monitor
+        return {k: mon.spc_state(k) for k in mon.config.spc_charts}
 
     def _publish_slow(self, store: StateStore) -> None:
         """The heavier state, every :data:`SLOW_STATE_S`: SPC series and violations of
@@ -595,6 +601,7 @@ class MachinePipeline:
         status = self.monitor.monitor_snapshot()  # one for both
         if "first_batch" in self.takeover:  # published with what it processed
             self.takeover.setdefault("first_publish", time.time())
+        store.put_view_part(self.machine_id, "spc_charts", self.spc_charts())
         store.put_view(self.machine_id, self.view(status))
         store.put_snapshot(self.snapshot(worker, status))
 

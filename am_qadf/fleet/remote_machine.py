@@ -182,7 +182,18 @@ class RemoteMachine:
         return snap or MachineSnapshot(self.machine_id)
 
     def _view(self) -> dict[str, Any]:
-        return self._read("view", lambda: self.store.view(self.machine_id))
+        """The machine's view without its parts: what every tick needs (a few kB)."""
+        return self._read("view", lambda: self.store.view(self.machine_id, parts=("",)))
+
+    def _view_part(self, part: str) -> Any:
+        """One part of the machine's view (the SPC chart states and rule violations are
+        ~100 kB each: read only by the views that show them)."""
+
+        def read() -> Any:
+            got = self.store.view(self.machine_id, parts=(part,))
+            return got[part] if part in got else self._view().get(part)  # an older worker
+
+        return self._read(f"view:{part}", read)
 
     def _windows(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return self._read("windows", lambda: self.store.windows(self.machine_id))
@@ -417,7 +428,7 @@ class RemoteMachine:
         main = self._read("spc", lambda: self.store.spc(self.machine_id))
         if chart is None:
             return main
-        return chart_state(main, (self._view().get("spc_charts") or {}).get(chart) or {}, chart)
+        return chart_state(main, (self._view_part("spc_charts") or {}).get(chart) or {}, chart)
 
     def chart_states(self, chart: str | None = None) -> dict[str, ChartState]:
         """:meth:`spc_state` typed: ``{signal: ChartState}``."""
@@ -440,7 +451,7 @@ class RemoteMachine:
 
     def spc_violations(self, chart: str, signal: str | None = None) -> list[dict[str, Any]]:
         """The newest published rule violations of ``chart``, oldest first."""
-        marks = (self._view().get("violations") or {}).get(chart) or []
+        marks = (self._view_part("violations") or {}).get(chart) or []
         return [m for m in marks if signal is None or m.get("signal") == signal]
 
     def rule_violations(self, chart: str, signal: str | None = None) -> list[Violation]:

@@ -212,6 +212,11 @@ class _Backend(ABC):
         """:meth:`hgetall` of each key (one round trip where the backend can)."""
         return [self.hgetall(k) for k in keys]
 
+    def hmget(self, key: str, names: Sequence[str]) -> list[bytes | None]:
+        """The values of fields ``names`` of hash ``key`` (None where there is none)."""
+        h = self.hgetall(key)
+        return [h.get(n) for n in names]
+
     @abstractmethod
     def sadd(self, key: str, member: str) -> None: ...
 
@@ -274,6 +279,11 @@ class _MemoryBackend(_Backend):
     def hgetall(self, key: str) -> dict[str, bytes]:
         with self._changed:
             return dict(self._hashes.get(key, {}))
+
+    def hmget(self, key: str, names: Sequence[str]) -> list[bytes | None]:
+        with self._changed:
+            h = self._hashes.get(key, {})
+            return [h.get(n) for n in names]
 
     def sadd(self, key: str, member: str) -> None:
         with self._changed:
@@ -373,6 +383,9 @@ class _RedisBackend(_Backend):
         for k in keys:
             pipe.hgetall(k)
         return [{k.decode(): v for k, v in h.items()} for h in pipe.execute()]
+
+    def hmget(self, key: str, names: Sequence[str]) -> list[bytes | None]:
+        return list(self.r.hmget(key, list(names))) if names else []
 
     def sadd(self, key: str, member: str) -> None:
         self._w().sadd(key, member)
@@ -757,8 +770,10 @@ class StateStore:
             raise ValueError("a view part needs a name")
         self._b.hset(self._key(machine_id, "view"), {part: _dumps(value)})
 
-    def view(self, machine_id: str) -> dict[str, Any]:
-        """The machine's view with its parts ({} if none).
+    def view(self, machine_id: str, parts: Sequence[str] | None = None) -> dict[str, Any]:
+        """The machine's view with its parts ({} if none); with ``parts``, only those
+        (``""``: the view without its parts), so a reader does not read and decode the
+        larger parts it does not show.
 
         >>> store = InProcessStateStore()
         >>> store.put_view("m1", {"layers": [[0, 1, 3]]})
@@ -766,8 +781,15 @@ class StateStore:
         >>> store.put_view("m1", {"layers": [[0, 1, 4]]})
         >>> store.view("m1")
         {'layers': [[0, 1, 4]], 'violations': {'ewma': []}}
+        >>> store.view("m1", parts=[""]), store.view("m1", parts=["violations", "x"])
+        ({'layers': [[0, 1, 4]]}, {'violations': {'ewma': []}})
         """
-        raw = self._b.hgetall(self._key(machine_id, "view"))
+        key = self._key(machine_id, "view")
+        if parts is None:
+            raw = self._b.hgetall(key)
+        else:
+            names = list(parts)
+            raw = {n: v for n, v in zip(names, self._b.hmget(key, names), strict=True) if v}
         out = orjson.loads(raw.pop("")) if "" in raw else {}
         out.update({k: orjson.loads(v) for k, v in raw.items()})
         return out

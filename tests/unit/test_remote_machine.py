@@ -185,6 +185,43 @@ def test_alert_reads_do_not_grow_with_the_alerts_published(monkeypatch: Any) -> 
     ]
 
 
+def test_a_tick_reads_the_view_without_its_large_parts(monkeypatch: Any) -> None:
+    """Every session's tick reads the machine's snapshot and view; the SPC chart states
+    and rule violations (~100 kB each, the violations growing with how many a busy
+    machine raised) are read only by the views that show them."""
+    import time
+
+    from am_qadf.fleet.state_store import MachineSnapshot
+
+    store = InProcessStateStore()
+    store.put_snapshot(MachineSnapshot("m1", state="running", updated_at=time.time()))
+    store.put_view("m1", {"snapshot": {}, "layers": [[0, 1, 2]], "alert_counts": {}})
+    marks = [{"signal": "temperature", "rule": "beyond_limits", "index": i} for i in range(200)]
+    store.put_view_part("m1", "violations", {"ewma": marks})
+    store.put_view_part("m1", "spc_charts", {"ewma": {"signals": {"t": {"x": [0.5] * 5000}}}})
+    remote = RemoteMachine(store, "m1")
+    read: list[int] = []
+    backend = store._b
+
+    def counting(real: Any) -> Any:
+        def call(*args: Any) -> Any:
+            out = real(*args)
+            read.append(sum(len(v) for v in (out.values() if isinstance(out, dict) else out) if v))
+            return out
+
+        return call
+
+    for name in ("hgetall", "hmget"):
+        if hasattr(backend, name):
+            monkeypatch.setattr(backend, name, counting(getattr(backend, name)))
+    remote.monitor_snapshot()
+    remote.alert_counts()
+    assert remote.build_layers(0) == (1, 2)
+    assert 0 < sum(read) < 2_000
+    assert len(remote.spc_violations("ewma")) == 200  # there for the SPC view
+    assert sum(read) > 10_000
+
+
 def test_alerts_spc_and_unknown_machine(fleet: Any) -> None:
     _, store, worker = fleet
     m2 = RemoteMachine(store, "m2", policy=POLICY)
