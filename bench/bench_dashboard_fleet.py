@@ -402,8 +402,15 @@ def main() -> int:
         "--plant-nice",
         type=int,
         default=0,
-        help="niceness of the workers and the producer (e.g. -3 as root), so that other "
-        "work on the host does not decide the rates they reach",
+        help="niceness of the workers (e.g. -5 as root), so that other work on the host "
+        "does not decide the rates they reach",
+    )
+    ap.add_argument(
+        "--producer-nice",
+        type=int,
+        default=10,
+        help="niceness of the producer: lower priority than the workers, so that a phase "
+        "the workers cannot follow (a producer at full speed) leaves them the cores",
     )
     ap.add_argument("--profile", metavar="DIR", help="sample the server with py-spy into DIR")
     ap.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
@@ -444,9 +451,9 @@ def main() -> int:
                  "--machines", str(args.machines), "--seed", str(args.seed)],
                 cwd=ROOT, start_new_session=True,
             )  # fmt: skip
-            if args.plant_nice:
-                for proc in (*procs, sim):
-                    renice(proc.pid, args.plant_nice)
+            for proc in procs:
+                renice(proc.pid, args.plant_nice)
+            renice(sim.pid, args.producer_nice)
             deadline = time.monotonic() + 120
             while "m01" not in state.machines():
                 if time.monotonic() > deadline or sim.poll() is not None:
@@ -490,11 +497,12 @@ def main() -> int:
         f"dashboard server CPU per session of /app?machine=m01: {args.sessions} sessions, "
         f"{args.machines} machines, {args.workers} workers, {os.cpu_count()} cores, "
         f"{args.warmup:g} s warm-up + {args.seconds:g} s per rate, one producer whose rate "
-        f"is switched (no restart), server nice {args.server_nice}, workers and producer "
-        f"nice {args.plant_nice}"
+        f"is switched (no restart); nice: server {args.server_nice}, workers "
+        f"{args.plant_nice}, producer {args.producer_nice}"
     )
     for r in results:
         ratio = r["cpu_per_session_min"] / first["cpu_per_session_min"]
+        per_refresh = r["cpu_per_refresh_ms"] / first["cpu_per_refresh_ms"]
         rate_x = r["processed"] / first["processed"] if first["processed"] else float("nan")
         ups = ", ".join(f"{u:.2f}" for u in r["updates"])
         print(
@@ -503,7 +511,8 @@ def main() -> int:
             f"{r['cpu_per_session_min']:.2f} CPU-s per session per minute "
             f"({r['server_cpu_share'] * 100:.0f} % of a core in all), {ratio:.2f}x the first "
             f"({'PASS' if abs(ratio - 1) <= 0.2 else 'MISS'} within 20 %) | "
-            f"{r['refreshes']:.2f} refreshes/s ({r['cpu_per_refresh_ms']:.0f} CPU-ms each), "
+            f"{r['refreshes']:.2f} refreshes/s ({r['cpu_per_refresh_ms']:.0f} CPU-ms each, "
+            f"{per_refresh:.2f}x the first), "
             f"read from Redis {r['redis_bytes'] / 1e3:,.1f} kB/s | page updates/s {ups} "
             f"({r['reloads']} reloads) | load {' '.join(f'{x:.1f}' for x in r['load'])}, "
             f"host {r['busy'] * 100:.0f} % busy"
