@@ -128,6 +128,9 @@ FLEET_SAMPLER = """() => {
 
 
 BATCH = 250  # messages per produced batch (one machine's)
+# the builds' sensor rate (msg/s of the whole plant), which sets their point spacing:
+# the same geometry at any rate a phase asks for
+GEOMETRY_RATE = 5000.0
 # the sampling profiler of --profile: beside this Python, else on the PATH
 PY_SPY = next(
     (str(p) for p in [Path(sys.executable).parent / "py-spy"] if p.exists()), shutil.which("py-spy")
@@ -172,7 +175,7 @@ def produce(args: argparse.Namespace) -> int:
     msg/s in all, the next rate on each SIGUSR1, until SIGTERM. Each message is stamped
     with the wall clock (a batch's stamps spread evenly since the machine's previous
     batch), so data time runs with the wall clock whatever the rate; the builds'
-    geometry (sensor rate) is the first rate's in every phase."""
+    geometry (their sensor rate) is :data:`GEOMETRY_RATE`'s in every phase."""
     from am_qadf.fleet.fleet_simulation import machine_ids
     from am_qadf.streaming.kafka_producer import KafkaProducer
 
@@ -189,7 +192,7 @@ def produce(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, finish)
     keys, share = machine_ids(args.machines), shares(args.machines)
     producer = KafkaProducer([KAFKA], args.topic)
-    gens = [endless_builds(i, k, args.seed, rates[0] * share[i]) for i, k in enumerate(keys)]
+    gens = [endless_builds(i, k, args.seed, GEOMETRY_RATE * share[i]) for i, k in enumerate(keys)]
     sent = np.zeros(len(keys))
     stamped = [time.time()] * len(keys)
     current, t0, base = -1, 0.0, sent.copy()
