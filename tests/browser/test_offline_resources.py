@@ -18,6 +18,7 @@ import asyncio
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,30 @@ async def _document_over_websocket(url: str) -> list[dict[str, Any]]:
         conn.close()
 
 
+def _run_on_own_loop(coro: Any) -> Any:
+    """``asyncio.run`` on a thread of its own: in a full run Playwright's sync API
+    keeps an event loop running in this thread, where ``asyncio.run`` is refused."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the test's thread
+            out["error"] = exc
+
+    worker = threading.Thread(target=run, name="bokeh-protocol-client")
+    worker.start()
+    worker.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 @pytest.mark.parametrize("page", ["app", "fleet"])
 def test_a_session_created_by_its_websocket_loads_no_css_from_the_cdn(
     both_pages: str, page: str
 ) -> None:
-    messages = asyncio.run(_document_over_websocket(f"{both_pages}/{page}/ws"))
+    messages = _run_on_own_loop(_document_over_websocket(f"{both_pages}/{page}/ws"))
     text = json.dumps(messages)
     assert "ImportedStyleSheet" in text  # the document's stylesheets are in it ...
     assert "static/extensions/panel/css/loading.css" in text
